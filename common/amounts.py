@@ -1,0 +1,66 @@
+"""Integer base units inside, decimal strings at the edges."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+U64_MAX = 2**64 - 1
+_DECIMAL = re.compile(r"^(?P<int>\d+)(?:\.(?P<frac>\d+))?$")
+
+
+def parse_amount(text: str, decimals: int) -> int:
+    """'1.5' with 9 decimals → 1_500_000_000. Raises ValueError with a message fit for a client."""
+    text = text.strip()
+    match = _DECIMAL.match(text)
+    if match is None:
+        raise ValueError("must be a positive decimal number such as \"1.5\"")
+    frac = match.group("frac") or ""
+    if len(frac) > decimals:
+        frac_trimmed = frac.rstrip("0")
+        if len(frac_trimmed) > decimals:
+            raise ValueError(f"has more than {decimals} decimal places")
+        frac = frac_trimmed
+    raw = int(match.group("int")) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
+    if raw <= 0:
+        raise ValueError("must be greater than zero")
+    if raw > U64_MAX:
+        raise ValueError("is too large")
+    return raw
+
+
+def format_amount(raw: int, decimals: int) -> str:
+    """1_500_000_000 with 9 decimals → '1.5'; 0 → '0'."""
+    if raw < 0:
+        return "-" + format_amount(-raw, decimals)
+    if decimals == 0:
+        return str(raw)
+    whole, frac = divmod(raw, 10**decimals)
+    frac_text = str(frac).rjust(decimals, "0").rstrip("0")
+    return f"{whole}.{frac_text}" if frac_text else str(whole)
+
+
+def format_price(amount_out_raw: int, out_decimals: int, amount_in_raw: int, in_decimals: int,
+                 significant: int = 12) -> str:
+    """Output token units per input token unit, as a decimal string rounded down to
+    `significant` significant digits (exact rational arithmetic, never a float)."""
+    if amount_in_raw <= 0:
+        return "0"
+    price = Fraction(amount_out_raw * 10**in_decimals, amount_in_raw * 10**out_decimals)
+    if price == 0:
+        return "0"
+    # scale so that the integer part holds `significant` digits
+    exponent = 0
+    while price * Fraction(10) ** exponent < 10 ** (significant - 1):
+        exponent += 1
+    while price * Fraction(10) ** exponent >= 10**significant:
+        exponent -= 1
+    scaled = int(price * Fraction(10) ** exponent)
+    if exponent <= 0:
+        return str(scaled * 10 ** (-exponent))
+    return format_amount(scaled, exponent)
+
+
+def min_out(amount_out: int, slippage_bps: int) -> int:
+    """The floor an order accepts: amount_out × (1 − slippage), rounded down."""
+    return amount_out * (10_000 - slippage_bps) // 10_000

@@ -1,0 +1,57 @@
+"""Domain errors shared by every service, and their gRPC status codes.
+
+Services raise these; `common.grpc_server.ErrorInterceptor` turns them into status codes in one
+place. Anything else becomes INTERNAL with a generic message: an internal error's text never reaches
+a client.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class DomainError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def client_message(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Aborted(DomainError):
+    code = grpc.StatusCode.ABORTED
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+# Codes a caller may retry for an idempotent call (compare opentelemetry's _RETRYABLE_ERROR_CODES).
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)

@@ -1,0 +1,227 @@
+"""One typed settings object, read once at start-up from the environment and `.env`.
+
+A missing or malformed value stops the process with one line naming the variable
+(`ConfigError`). Nothing else in the code base reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHAINS = ("sim", "devnet", "mainnet-beta", "custom")
+
+T = TypeVar("T")
+
+
+class ConfigError(SystemExit):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"config error: {variable}: {problem}")
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip(), 10)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _addr(raw: str) -> str:
+    value = raw.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {raw!r}")
+    return value
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if not any(value.startswith(s + "://") for s in schemes):
+            raise ValueError(f"expected a {'/'.join(schemes)} URL, got {value.split('@')[-1]!r}")
+        return value
+
+    return parse
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any], secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of every process. Documented one by one in `.env.example`."""
+
+    chain: str = _setting("CHAIN", "sim", _choice(*CHAINS))
+    solana_rpc_url: str = _setting("SOLANA_RPC_URL", "", _url("http", "https"))
+    solana_ws_url: str = _setting("SOLANA_WS_URL", "", _url("ws", "wss"))
+    markets_file: str = _setting("MARKETS_FILE", "", _str)
+    private_key: str = _setting("PRIVATE_KEY", "", _str, secret=True)
+    keypair_path: str = _setting("KEYPAIR_PATH", "", _str)
+    commitment: str = _setting("COMMITMENT", "confirmed", _choice("processed", "confirmed", "finalized"))
+    rpc_timeout_s: float = _setting("RPC_TIMEOUT_S", 10.0, _float(0.1, 120))
+
+    redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", _url("redis", "rediss", "unix"))
+    redis_prefix: str = _setting("REDIS_PREFIX", "oe", _str)
+    database_url: str = _setting(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/orderengine", _url("postgresql", "postgres")
+    )
+    db_pool_size: int = _setting("DB_POOL_SIZE", 8, _int(1, 200))
+
+    persistence_addr: str = _setting("PERSISTENCE_ADDR", "127.0.0.1:50051", _addr)
+    router_addr: str = _setting("ROUTER_ADDR", "127.0.0.1:50052", _addr)
+    executor_addr: str = _setting("EXECUTOR_ADDR", "127.0.0.1:50053", _addr)
+    grpc_grace_s: float = _setting("GRPC_GRACE_S", 5.0, _float(0, 60))
+
+    http_host: str = _setting("HTTP_HOST", "127.0.0.1", _str)
+    http_port: int = _setting("HTTP_PORT", 3000, _int(0, 65535))
+    max_body_bytes: int = _setting("MAX_BODY_BYTES", 16384, _int(256, 10_000_000))
+    queue_max_depth: int = _setting("QUEUE_MAX_DEPTH", 20000, _int(1, 10_000_000))
+    default_slippage_bps: int = _setting("DEFAULT_SLIPPAGE_BPS", 50, _int(1, 5000))
+    api_keys: tuple[str, ...] = _setting("API_KEYS", (), _csv, secret=True)
+
+    worker_concurrency: int = _setting("WORKER_CONCURRENCY", 10, _int(1, 10000))
+    worker_name: str = _setting("WORKER_NAME", "", _str)
+    max_attempts: int = _setting("MAX_ATTEMPTS", 3, _int(1, 20))
+    retry_base_ms: int = _setting("RETRY_BASE_MS", 250, _int(0, 600_000))
+    retry_max_ms: int = _setting("RETRY_MAX_MS", 5000, _int(0, 600_000))
+    claim_idle_ms: int = _setting("CLAIM_IDLE_MS", 30000, _int(100, 3_600_000))
+    max_deliveries: int = _setting("MAX_DELIVERIES", 5, _int(1, 1000))
+
+    confirm_poll_ms: int = _setting("CONFIRM_POLL_MS", 50, _int(1, 60_000))
+    rebroadcast_ms: int = _setting("REBROADCAST_MS", 2000, _int(100, 60_000))
+    priority_fee_max_micro_lamports: int = _setting("PRIORITY_FEE_MAX", 1_000_000, _int(0, 10**12))
+
+    sim_host: str = _setting("SIM_HOST", "127.0.0.1", _str)
+    sim_port: int = _setting("SIM_PORT", 8899, _int(0, 65535))
+    sim_slot_ms: int = _setting("SIM_SLOT_MS", 400, _int(10, 60_000))
+    sim_latency_ms: int = _setting("SIM_LATENCY_MS", 0, _int(0, 60_000))
+    sim_fail_rate: float = _setting("SIM_FAIL_RATE", 0.0, _float(0.0, 1.0))
+    sim_drop_rate: float = _setting("SIM_DROP_RATE", 0.0, _float(0.0, 1.0))
+
+    log_level: str = _setting("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"))
+    metrics_port: int = _setting("METRICS_PORT", 0, _int(0, 65535))
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                value = "<redacted>"
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
+
+    @property
+    def rpc_url(self) -> str:
+        """The JSON-RPC endpoint: SOLANA_RPC_URL, or the simulated chain's own address."""
+        if self.solana_rpc_url:
+            return self.solana_rpc_url
+        if self.chain == "sim":
+            return f"http://{self.sim_host}:{self.sim_port}"
+        if self.chain == "devnet":
+            return "https://api.devnet.solana.com"
+        if self.chain == "mainnet-beta":
+            return "https://api.mainnet-beta.solana.com"
+        raise ConfigError("SOLANA_RPC_URL", "required when CHAIN=custom")
+
+    @property
+    def markets_path(self) -> Path:
+        """MARKETS_FILE, or the shipped file for the cluster."""
+        if self.markets_file:
+            return Path(self.markets_file)
+        if self.chain == "custom":
+            raise ConfigError("MARKETS_FILE", "required when CHAIN=custom")
+        return REPO_ROOT / "markets" / f"{self.chain}.json"
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parses KEY=VALUE lines of a `.env` file (comments and blank lines ignored)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path.name} line {number}", "expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    """Builds Settings from `.env` (if present) overlaid by the environment."""
+    env: dict[str, str] = {}
+    env.update(read_dotenv(dotenv if dotenv is not None else Path.cwd() / ".env"))
+    env.update(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        raw = env.get(name)
+        if raw is None or (raw.strip() == "" and f.default not in ("", ())):
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
+    return Settings(**values)
