@@ -142,6 +142,10 @@ class Settings:
     claim_idle_ms: int = _setting("CLAIM_IDLE_MS", 30000, _int(100, 3_600_000))
     max_deliveries: int = _setting("MAX_DELIVERIES", 5, _int(1, 1000))
 
+    pool_refresh_ms: int = _setting("POOL_REFRESH_MS", 400, _int(0, 60_000))
+    split_min_impact_bps: int = _setting("SPLIT_MIN_IMPACT_BPS", 10, _int(0, 10_000))
+    split_min_gain_bps: int = _setting("SPLIT_MIN_GAIN_BPS", 1, _int(0, 10_000))
+
     confirm_poll_ms: int = _setting("CONFIRM_POLL_MS", 50, _int(1, 60_000))
     rebroadcast_ms: int = _setting("REBROADCAST_MS", 2000, _int(100, 60_000))
     priority_fee_max_micro_lamports: int = _setting("PRIORITY_FEE_MAX", 1_000_000, _int(0, 10**12))

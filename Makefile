@@ -1,0 +1,40 @@
+# The order engine's commands. `make run` and `make test` work on a fresh machine.
+PY_BOOT ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: run test install protos check-protos bench bench-quotes lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start every process on the simulated chain (CHAIN=sim by default); Ctrl-C stops them all.
+run: $(STAMP)
+	$(PY) -m common.stack
+
+## Run the whole test suite against the local Redis and Postgres.
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## Regenerate orderengine/v1 from protos/ (pinned grpcio-tools).
+protos: $(STAMP)
+	PYTHON=$(PY) bash scripts/protos.sh
+
+## Submit N orders at a chosen rate through the whole stack and print throughput and latency.
+## make bench N=2000 RATE=200
+N    ?= 1000
+RATE ?= 200
+bench: $(STAMP)
+	$(PY) -m bench.bench_e2e --orders $(N) --rate $(RATE)
+
+bench-quotes: $(STAMP)
+	$(PY) -m bench.bench_quotes
+
+clean:
+	rm -rf $(VENV) .pytest_cache

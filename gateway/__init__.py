@@ -1,0 +1,1 @@
+"""The edge (Starlette HTTP + WebSocket API) and the worker that drives orders."""

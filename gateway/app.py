@@ -1,0 +1,374 @@
+"""The HTTP + WebSocket edge: the contract of DESIGN.md ("HTTP and WebSocket contract").
+
+Resources (Redis client, the persistence channel, the event hub) are opened in the lifespan and
+closed there; nothing global is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from common.grpc_client import open_channel
+from common.markets import Markets, load_markets
+from common.settings import REPO_ROOT, Settings
+from gateway import queue as jobs
+from gateway.hub import EventHub
+from gateway.validation import ApiError, OrderRequest, check_idempotency_key, parse_order_request
+from gateway.views import STATUS_VALUES, order_json
+from orderengine.v1 import orders_pb2, orders_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = REPO_ROOT / "web"
+RPC_TIMEOUT_S = 5.0
+EXPLORERS = {
+    "devnet": "https://explorer.solana.com/tx/{sig}?cluster=devnet",
+    "mainnet-beta": "https://explorer.solana.com/tx/{sig}",
+}
+
+
+class OrjsonResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(err: ApiError) -> Response:
+    return OrjsonResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+@dataclass
+class EdgeState:
+    settings: Settings
+    markets: Markets
+    redis: aioredis.Redis
+    keys: jobs.Keys
+    orders: orders_pb2_grpc.OrdersStub
+    channel: grpc.aio.Channel
+    hub: EventHub
+    backlog: int = 0
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
+    code = exc.code()
+    detail = exc.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        field_name = detail.split(":", 1)[0] if ":" in detail else None
+        return ApiError(422, "invalid_argument", detail, field_name)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ApiError(404, "not_found", detail or "not found")
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return ApiError(
+            422, "idempotency_key_reused",
+            "Idempotency-Key was already used with a different request", "Idempotency-Key",
+        )
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return ApiError(503, "unavailable", "the engine is temporarily unavailable; retry shortly",
+                        headers={"Retry-After": "1"})
+    log.error("persistence call failed", extra={"grpc_code": code.name})
+    return ApiError(500, "internal", "internal error")
+
+
+async def submit_order(state: EdgeState, req: OrderRequest, idempotency_key: str) -> tuple[str, bool]:
+    """Creates the order (committed in Postgres first) and queues its job. Returns (id, created)."""
+    if state.backlog >= state.settings.queue_max_depth:
+        raise ApiError(503, "overloaded", "too many orders in flight; retry shortly",
+                       headers={"Retry-After": "1"})
+    spec = orders_pb2.OrderSpec(
+        input_mint=req.token_in.mint, output_mint=req.token_out.mint, amount_in=req.amount_in,
+        slippage_bps=req.slippage_bps, input_decimals=req.token_in.decimals,
+        output_decimals=req.token_out.decimals, input_symbol=req.token_in.symbol,
+        output_symbol=req.token_out.symbol,
+    )
+    request = orders_pb2.CreateOrderRequest(
+        spec=spec, order_id=str(uuid.uuid4()), idempotency_key=idempotency_key,
+        request_hash=req.canonical_hash() if idempotency_key else "",
+    )
+    try:
+        response = await state.orders.CreateOrder(request, timeout=RPC_TIMEOUT_S)
+    except grpc.aio.AioRpcError as exc:
+        raise grpc_to_api(exc) from None
+    order_id = response.order.order_id
+    if response.created:
+        state.backlog += 1
+        for attempt in range(3):
+            try:
+                await jobs.enqueue(state.redis, state.keys, order_id)
+                break
+            except aioredis.RedisError:
+                if attempt == 2:
+                    # Committed in Postgres: the worker's recovery scan re-queues it.
+                    log.warning("could not queue order; left for recovery", extra={"order_id": order_id})
+                else:
+                    await asyncio.sleep(0.05 * (attempt + 1))
+    return order_id, response.created
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, "body_too_large", f"the body must be at most {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body must be at most {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+
+
+def state_of(request: Request) -> EdgeState:
+    return request.app.state.edge  # type: ignore[no-any-return]
+
+
+async def execute_order(request: Request) -> Response:
+    state = state_of(request)
+    try:
+        key = check_idempotency_key(request.headers.get("idempotency-key"))
+        body = await read_json_body(request, state.settings.max_body_bytes)
+        req = parse_order_request(body, state.markets, state.settings.default_slippage_bps)
+        order_id, _created = await submit_order(state, req, key)
+    except ApiError as err:
+        return error_response(err)
+    return OrjsonResponse(
+        {"orderId": order_id, "status": "pending", "wsUrl": f"/api/orders/ws?orderId={order_id}"},
+        status_code=202,
+    )
+
+
+def _valid_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+async def get_order(request: Request) -> Response:
+    state = state_of(request)
+    order_id = request.path_params["order_id"]
+    if not _valid_uuid(order_id):
+        return error_response(ApiError(404, "not_found", "no such order", "orderId"))
+    try:
+        order = await state.orders.GetOrder(
+            orders_pb2.GetOrderRequest(order_id=order_id, with_events=True), timeout=RPC_TIMEOUT_S
+        )
+    except grpc.aio.AioRpcError as exc:
+        err = grpc_to_api(exc)
+        if err.status == 404:
+            err = ApiError(404, "not_found", "no such order", "orderId")
+        return error_response(err)
+    return OrjsonResponse(order_json(order, state.markets, with_events=True))
+
+
+async def list_orders(request: Request) -> Response:
+    state = state_of(request)
+    params = request.query_params
+    try:
+        limit_raw = params.get("limit", "50")
+        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 200:
+            raise ApiError(422, "invalid_limit", "limit must be an integer from 1 to 200", "limit")
+        status_raw = params.get("status", "")
+        if status_raw and status_raw not in STATUS_VALUES:
+            raise ApiError(422, "invalid_status", f"status must be one of {', '.join(STATUS_VALUES)}", "status")
+        cursor = params.get("cursor", "")
+        if len(cursor) > 512:
+            raise ApiError(422, "invalid_cursor", "cursor is not valid", "cursor")
+        try:
+            page = await state.orders.ListOrders(
+                orders_pb2.ListOrdersRequest(
+                    limit=int(limit_raw), cursor=cursor, status=STATUS_VALUES.get(status_raw, 0)
+                ),
+                timeout=RPC_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            err = grpc_to_api(exc)
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                err = ApiError(422, "invalid_cursor", "cursor is not valid", "cursor")
+            raise err from None
+    except ApiError as err:
+        return error_response(err)
+    return OrjsonResponse({
+        "orders": [order_json(o, state.markets) for o in page.orders],
+        "nextCursor": page.next_cursor or None,
+    })
+
+
+async def markets(request: Request) -> Response:
+    state = state_of(request)
+    return OrjsonResponse({
+        "cluster": state.markets.cluster,
+        "explorer": EXPLORERS.get(state.settings.chain),
+        "tokens": [{"symbol": t.symbol, "mint": t.mint, "decimals": t.decimals} for t in state.markets.tokens],
+        "venues": sorted({p.venue for p in state.markets.pools}),
+    })
+
+
+async def healthz(request: Request) -> Response:
+    state = state_of(request)
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(state.redis.ping(), 1.0)
+        checks["redis"] = "ok"
+    except Exception:  # noqa: BLE001
+        checks["redis"] = "unavailable"
+    try:
+        await state.orders.ListOrders(orders_pb2.ListOrdersRequest(limit=1), timeout=1.0)
+        checks["persistence"] = "ok"
+    except grpc.aio.AioRpcError:
+        checks["persistence"] = "unavailable"
+    healthy = all(v == "ok" for v in checks.values())
+    return OrjsonResponse({"status": "ok" if healthy else "degraded", "checks": checks},
+                          status_code=200 if healthy else 503)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return error_response(ApiError(404, "not_found", "no such resource"))
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    return error_response(ApiError(405, "method_not_allowed", "method not allowed"))
+
+
+class ApiKeyMiddleware:
+    """When API_KEYS is set, /api/* requires `Authorization: Bearer <key>` or `X-API-Key: <key>`
+    (WebSocket: also `?apiKey=`), compared in constant time."""
+
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+
+    def _allowed(self, scope: Scope) -> bool:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        candidates = []
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            candidates.append(auth[7:].strip())
+        if "x-api-key" in headers:
+            candidates.append(headers["x-api-key"].strip())
+        if scope["type"] == "websocket":
+            from urllib.parse import parse_qs
+
+            qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            candidates.extend(qs.get("apiKey", []))
+        ok = False
+        for candidate in candidates:
+            for key in self.keys:
+                ok |= hmac.compare_digest(candidate.encode(), key)
+        return ok
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.keys or scope["type"] not in ("http", "websocket") or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/api/markets" or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4401, "reason": "unauthorized"})
+            return
+        err = ApiError(401, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)")
+        await error_response(err)(scope, receive, send)
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"content-security-policy",
+                     b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+                     b"style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+                ]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
+    from gateway.ws import order_socket
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        market_data = markets or load_markets(settings.markets_path)
+        redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+        keys = jobs.Keys(settings.redis_prefix)
+        channel = open_channel(settings.persistence_addr)
+        hub = EventHub(redis, keys.events)
+        await hub.start()
+        with contextlib.suppress(aioredis.RedisError):
+            await jobs.ensure_group(redis, keys)
+        state = EdgeState(settings, market_data, redis, keys, orders_pb2_grpc.OrdersStub(channel), channel, hub)
+        state.tasks.append(asyncio.create_task(_watch_backlog(state), name="backlog"))
+        app.state.edge = state
+        try:
+            yield
+        finally:
+            for task in state.tasks:
+                task.cancel()
+            await hub.stop()
+            await channel.close()
+            await redis.aclose()
+
+    routes: list[Any] = [
+        Route("/api/orders/execute", execute_order, methods=["POST"]),
+        Route("/api/orders", list_orders, methods=["GET"]),
+        Route("/api/orders/{order_id}", get_order, methods=["GET"]),
+        Route("/api/markets", markets, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        WebSocketRoute("/api/orders/ws", order_socket),
+    ]
+    if Path(WEB_DIR).is_dir():
+        routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"))
+    middleware = [Middleware(SecurityHeadersMiddleware), Middleware(ApiKeyMiddleware, keys=settings.api_keys)]
+    return Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan,
+        exception_handlers={404: not_found, 405: method_not_allowed},
+    )
+
+
+async def _watch_backlog(state: EdgeState) -> None:
+    """Refreshes the queue backlog every 100 ms so POST never pays a Redis call for backpressure."""
+    while True:
+        with contextlib.suppress(aioredis.RedisError):
+            state.backlog = await jobs.backlog(state.redis, state.keys)
+        await asyncio.sleep(0.1)

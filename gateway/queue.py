@@ -1,0 +1,54 @@
+"""The Redis names the gateway and the worker share, and enqueueing an order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}:orders"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:orders:dead"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    def lock(self, order_id: str) -> str:
+        return f"{self.prefix}:lock:{order_id}"
+
+    def idem(self, key: str) -> str:
+        return f"{self.prefix}:idem:{key}"
+
+
+async def ensure_group(redis: aioredis.Redis, keys: Keys) -> None:
+    """Creates the stream and its consumer group if missing (idempotent)."""
+    try:
+        await redis.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
+    except aioredis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def enqueue(redis: aioredis.Redis, keys: Keys, order_id: str) -> str:
+    """Adds an order to the job stream; returns the entry id."""
+    entry = await redis.xadd(keys.stream, {"order_id": order_id})
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+async def backlog(redis: aioredis.Redis, keys: Keys) -> int:
+    """Jobs not yet finished: entries never delivered plus entries delivered and not acknowledged.
+
+    Acknowledged entries are deleted by the worker, so the stream length is the backlog."""
+    return int(await redis.xlen(keys.stream))

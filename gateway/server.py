@@ -1,0 +1,36 @@
+"""`python -m gateway`: the HTTP + WebSocket edge under uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from common.log import setup_logging
+from common.markets import load_markets
+from common.settings import load_settings
+from gateway.app import create_app
+
+
+def main() -> None:
+    settings = load_settings()
+    setup_logging("gateway", settings.log_level)
+    markets = load_markets(settings.markets_path)
+    app = create_app(settings, markets)
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, loop="uvloop", http="httptools"
+        if _has_httptools() else "h11", ws="websockets-sansio", log_config=None, access_log=False,
+        ws_ping_interval=20.0, ws_ping_timeout=20.0, ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=10, lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+def _has_httptools() -> bool:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Validation of order requests from HTTP and WebSocket: one set of rules for both edges.
+
+Every rejection names the field; nothing malformed gets past this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from common.amounts import parse_amount
+from common.markets import Markets, Token
+from solders.pubkey import Pubkey
+
+ORDER_FIELDS = ("tokenIn", "tokenOut", "amount", "slippageBps")
+MAX_IDEMPOTENCY_KEY = 128
+
+
+class ApiError(Exception):
+    """An error answered to a client: HTTP status, machine code, message, and the field at fault."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            err["field"] = self.field
+        return {"error": err}
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    token_in: Token
+    token_out: Token
+    amount_in: int
+    slippage_bps: int
+
+    def canonical_hash(self) -> str:
+        """Hash of the request's meaning (not its spelling): same order → same hash."""
+        doc = [self.token_in.mint, self.token_out.mint, self.amount_in, self.slippage_bps]
+        return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+
+
+def _resolve_token(markets: Markets, value: Any, field: str) -> Token:
+    if value is None:
+        raise ApiError(422, "missing_field", f"{field} is required", field)
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        raise ApiError(422, "invalid_token", f"{field} must be a token symbol or mint address", field)
+    token = markets.token(value)
+    if token is None:
+        try:
+            Pubkey.from_string(value.strip())
+        except ValueError:
+            raise ApiError(422, "unknown_token", f"{field}: unknown token {value.strip()!r}", field) from None
+        raise ApiError(422, "unknown_token", f"{field}: mint {value.strip()} is not traded here", field)
+    return token
+
+
+def parse_order_request(body: Any, markets: Markets, default_slippage_bps: int,
+                        extra_allowed: tuple[str, ...] = ()) -> OrderRequest:
+    """Validates a decoded JSON body of POST /api/orders/execute (or a WS execute message)."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    for key in body:
+        if key not in ORDER_FIELDS and key not in extra_allowed:
+            raise ApiError(422, "unknown_field", f"unknown field {str(key)[:40]!r}", str(key)[:40])
+    token_in = _resolve_token(markets, body.get("tokenIn"), "tokenIn")
+    token_out = _resolve_token(markets, body.get("tokenOut"), "tokenOut")
+    if token_in.mint == token_out.mint:
+        raise ApiError(422, "same_token", "tokenOut must differ from tokenIn", "tokenOut")
+
+    raw_amount = body.get("amount")
+    if raw_amount is None:
+        raise ApiError(422, "missing_field", "amount is required", "amount")
+    if isinstance(raw_amount, bool) or not isinstance(raw_amount, (str, int, float)):
+        raise ApiError(422, "invalid_amount", "amount must be a decimal string or a number", "amount")
+    if isinstance(raw_amount, float):
+        # JSON numbers arrive as floats; take their shortest decimal spelling, never binary arithmetic.
+        text = repr(raw_amount)
+        if "e" in text or "E" in text or text in ("nan", "inf", "-inf"):
+            raise ApiError(422, "invalid_amount", "amount must be written as a plain decimal", "amount")
+    else:
+        text = str(raw_amount)
+    if len(text) > 64:
+        raise ApiError(422, "invalid_amount", "amount is too long", "amount")
+    try:
+        amount_in = parse_amount(text, token_in.decimals)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_amount", f"amount {exc}", "amount") from None
+
+    slippage = body.get("slippageBps", default_slippage_bps)
+    if slippage is None:
+        slippage = default_slippage_bps
+    if isinstance(slippage, bool) or not isinstance(slippage, int) or not 1 <= slippage <= 5000:
+        raise ApiError(422, "invalid_slippage", "slippageBps must be an integer from 1 to 5000", "slippageBps")
+    return OrderRequest(token_in, token_out, amount_in, slippage)
+
+
+def check_idempotency_key(key: str | None) -> str:
+    if key is None:
+        return ""
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise ApiError(
+            400, "invalid_idempotency_key",
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters", "Idempotency-Key",
+        )
+    return key

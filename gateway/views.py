@@ -1,0 +1,134 @@
+"""Proto messages → the JSON the API shows. Amounts leave as decimal strings beside their raw twins."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from common.amounts import format_amount
+from common.markets import Markets
+from orderengine.v1 import orders_pb2, types_pb2
+
+STATUS_NAMES = {
+    orders_pb2.ORDER_STATUS_PENDING: "pending",
+    orders_pb2.ORDER_STATUS_ROUTING: "routing",
+    orders_pb2.ORDER_STATUS_BUILDING: "building",
+    orders_pb2.ORDER_STATUS_SUBMITTED: "submitted",
+    orders_pb2.ORDER_STATUS_CONFIRMED: "confirmed",
+    orders_pb2.ORDER_STATUS_FAILED: "failed",
+}
+STATUS_VALUES = {name: value for value, name in STATUS_NAMES.items()}
+TERMINAL = frozenset({orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED})
+
+
+def iso_from_us(us: int) -> str:
+    dt = datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def quotes_json(quotes: list[types_pb2.VenueQuote], out_decimals: int) -> list[dict[str, Any]]:
+    result = []
+    for q in quotes:
+        if q.error:
+            result.append({"venue": q.venue, "pool": q.pool, "error": q.error})
+        else:
+            result.append({
+                "venue": q.venue,
+                "pool": q.pool,
+                "amountOut": format_amount(q.amount_out, out_decimals),
+                "amountOutRaw": str(q.amount_out),
+                "feeRaw": str(q.fee),
+                "priceImpactBps": q.price_impact_bps,
+            })
+    return result
+
+
+def route_json(route: types_pb2.Route, out_decimals: int) -> dict[str, Any]:
+    legs = [
+        {
+            "venue": leg.venue,
+            "pool": leg.pool,
+            "amountInRaw": str(leg.amount_in),
+            "amountOutRaw": str(leg.amount_out),
+            "minAmountOutRaw": str(leg.min_amount_out),
+        }
+        for leg in route.legs
+    ]
+    return {
+        "legs": legs,
+        "dex": route.legs[0].venue if len(route.legs) == 1 else "split",
+        "amountOut": format_amount(route.amount_out, out_decimals),
+        "amountOutRaw": str(route.amount_out),
+        "minAmountOut": format_amount(route.min_amount_out, out_decimals),
+        "minAmountOutRaw": str(route.min_amount_out),
+    }
+
+
+def route_from_json(doc: dict[str, Any]) -> types_pb2.Route:
+    """The inverse of route_json, for resuming an order from its stored route."""
+    legs = [
+        types_pb2.RouteLeg(
+            venue=leg["venue"], pool=leg["pool"], amount_in=int(leg["amountInRaw"]),
+            amount_out=int(leg["amountOutRaw"]), min_amount_out=int(leg["minAmountOutRaw"]),
+        )
+        for leg in doc["legs"]
+    ]
+    return types_pb2.Route(
+        legs=legs, amount_out=int(doc["amountOutRaw"]), min_amount_out=int(doc["minAmountOutRaw"])
+    )
+
+
+def event_json(event: orders_pb2.OrderEvent) -> dict[str, Any]:
+    """The WebSocket message of an event (the same shape persistence publishes on Redis)."""
+    return {
+        "type": "status",
+        "orderId": event.order_id,
+        "seq": event.seq,
+        "status": STATUS_NAMES.get(event.status, "unknown"),
+        "at": iso_from_us(event.at_us),
+        "data": json.loads(event.data_json) if event.data_json else {},
+    }
+
+
+def _token_json(symbol: str, mint: str, decimals: int, markets: Markets | None) -> dict[str, Any]:
+    if not symbol and markets is not None:
+        token = markets.by_mint(mint)
+        symbol = token.symbol if token else ""
+    return {"symbol": symbol or None, "mint": mint, "decimals": decimals}
+
+
+def order_json(order: orders_pb2.Order, markets: Markets | None = None,
+               with_events: bool = False) -> dict[str, Any]:
+    spec = order.spec
+    # route_json holds the latest routing decision: {"quotes": [...], "route": {...}}
+    routing: dict[str, Any] = json.loads(order.route_json) if order.route_json else {}
+    route = routing.get("route")
+    quotes = routing.get("quotes", [])
+    confirmed = order.status == orders_pb2.ORDER_STATUS_CONFIRMED
+    doc: dict[str, Any] = {
+        "orderId": order.order_id,
+        "status": STATUS_NAMES.get(order.status, "unknown"),
+        "tokenIn": _token_json(spec.input_symbol, spec.input_mint, spec.input_decimals, markets),
+        "tokenOut": _token_json(spec.output_symbol, spec.output_mint, spec.output_decimals, markets),
+        "amountIn": format_amount(spec.amount_in, spec.input_decimals),
+        "amountInRaw": str(spec.amount_in),
+        "slippageBps": spec.slippage_bps,
+        "quotes": quotes,
+        "route": route,
+        "amountOut": format_amount(order.amount_out, spec.output_decimals) if confirmed else None,
+        "amountOutRaw": str(order.amount_out) if confirmed else None,
+        "dex": order.dex or None,
+        "txHash": order.tx_hash or None,
+        "executedPrice": order.executed_price or None,
+        "failureReason": order.failure_reason or None,
+        "attempts": order.attempts,
+        "lastSeq": order.last_seq,
+        "createdAt": iso_from_us(order.created_at_us),
+        "updatedAt": iso_from_us(order.updated_at_us),
+    }
+    if with_events:
+        doc["events"] = [
+            {k: v for k, v in event_json(e).items() if k not in ("type", "orderId")} for e in order.events
+        ]
+    return doc

@@ -1,0 +1,486 @@
+"""The worker: takes order jobs from the Redis stream and drives each order to confirmed or failed.
+
+Delivery is at-least-once (a Redis Streams consumer group); an entry is acknowledged only after its
+order reached a terminal status. Several deliveries of one order are harmless: a per-order lock
+keeps one driver at a time, events are appended by seq (a repeat is a no-op), and the executor
+resumes a stored transaction instead of signing a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+
+from common.amounts import format_amount, format_price
+from common.grpc_client import open_channel
+from common.grpc_server import wait_for_shutdown_signal
+from common.log import order_id_var, setup_logging
+from common.settings import Settings, load_settings
+from gateway import queue as jobs
+from gateway.events import AppendRejected, EventWriter
+from gateway.views import TERMINAL, quotes_json, route_from_json, route_json
+from orderengine.v1 import (
+    executor_pb2,
+    executor_pb2_grpc,
+    orders_pb2,
+    orders_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+S = orders_pb2  # statuses
+Stage = executor_pb2.ExecutionUpdate
+LOCK_TTL_MS = 60_000
+QUOTE_TIMEOUT_S = 5.0
+EXECUTE_TIMEOUT_S = 180.0
+TRANSIENT_ROUTER_CODES = {
+    grpc.StatusCode.UNAVAILABLE: "router unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "quote timed out",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "router rate limited",
+    grpc.StatusCode.FAILED_PRECONDITION: "no quote",
+}
+
+
+@dataclass
+class Outcome:
+    terminal: bool
+    reason: str = ""
+    retryable: bool = False
+
+
+class Superseded(Exception):
+    """Another driver owns this order now (its seq moved on); stop without acknowledging."""
+
+
+class OrderDriver:
+    """Drives one order; knows the order's last seq and status so it appends only legal events."""
+
+    def __init__(self, worker: Worker, order: orders_pb2.Order) -> None:
+        self.w = worker
+        self.order = order
+        self.seq = order.last_seq
+        self.status = order.status
+        self.last_signature = ""
+
+    async def append(self, status: int, data: dict[str, Any], update: orders_pb2.OrderUpdate | None = None) -> None:
+        event = orders_pb2.NewEvent(
+            order_id=self.order.order_id, seq=self.seq + 1, status=status,
+            data_json=json.dumps(data, separators=(",", ":")), update=update,
+        )
+        try:
+            await self.w.events.append(event)
+        except AppendRejected as exc:
+            if exc.code in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
+                raise Superseded(exc.message) from None
+            raise
+        self.seq += 1
+        self.status = status
+
+    # --- the lifecycle --------------------------------------------------------------------------
+    async def run(self) -> None:
+        spec = self.order.spec
+        attempt = self.order.attempts
+        retry_of = ""
+        if self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED) and self.order.route_json:
+            # A previous driver died mid-execution: resume that attempt (the executor finds the
+            # stored transaction and follows it instead of signing anew).
+            route = route_from_json(json.loads(self.order.route_json)["route"])
+            outcome = await self.execute(attempt, route)
+            if outcome.terminal:
+                return
+            retry_of = outcome.reason
+        while True:
+            attempt += 1
+            if attempt > self.w.settings.max_attempts:
+                await self.fail(retry_of or "no attempts left", attempt - 1)
+                return
+            if retry_of:
+                await self.w.backoff(attempt - 1)
+            try:
+                quote = await self.w.router.Quote(
+                    router_pb2.QuoteRequest(
+                        request_id=f"{self.order.order_id}:{attempt}", input_mint=spec.input_mint,
+                        output_mint=spec.output_mint, amount_in=spec.amount_in,
+                        slippage_bps=spec.slippage_bps, order_id=self.order.order_id,
+                    ),
+                    timeout=QUOTE_TIMEOUT_S,
+                )
+            except grpc.aio.AioRpcError as exc:
+                reason = TRANSIENT_ROUTER_CODES.get(exc.code())
+                detail = exc.details() or ""
+                data: dict[str, Any] = {"attempt": attempt, "error": f"{reason or 'quote refused'}: {detail}"}
+                if retry_of:
+                    data["retryOf"] = retry_of
+                await self.append(S.ORDER_STATUS_ROUTING, data, orders_pb2.OrderUpdate(attempts=attempt))
+                if reason is None:
+                    await self.fail(f"quote refused: {detail}", attempt)
+                    return
+                retry_of = f"{reason}: {detail}" if detail else reason
+                continue
+            routing = {
+                "quotes": quotes_json(list(quote.quotes), spec.output_decimals),
+                "route": route_json(quote.route, spec.output_decimals),
+            }
+            data = {"attempt": attempt, **routing, "slot": quote.slot}
+            if retry_of:
+                data["retryOf"] = retry_of
+            log.info("routed", extra={"attempt": attempt, "dex": routing["route"]["dex"],
+                                      "amount_out": quote.route.amount_out})
+            await self.append(
+                S.ORDER_STATUS_ROUTING, data,
+                orders_pb2.OrderUpdate(attempts=attempt, route_json=json.dumps(routing, separators=(",", ":"))),
+            )
+            outcome = await self.execute(attempt, quote.route)
+            if outcome.terminal:
+                return
+            if not outcome.retryable:
+                await self.fail(outcome.reason, attempt)
+                return
+            retry_of = outcome.reason
+
+    async def execute(self, attempt: int, route: Any) -> Outcome:
+        """Runs one attempt through the executor; reconnects (same attempt) if the executor dies."""
+        spec = self.order.spec
+        request = executor_pb2.ExecuteRequest(
+            order_id=self.order.order_id, attempt=max(attempt, 1), input_mint=spec.input_mint,
+            output_mint=spec.output_mint, amount_in=spec.amount_in, route=route,
+        )
+        reconnects = 0
+        while True:
+            try:
+                call = self.w.executor.Execute(request, timeout=EXECUTE_TIMEOUT_S)
+                async for update in call:
+                    outcome = await self.on_update(attempt, update)
+                    if outcome is not None:
+                        return outcome
+                return Outcome(False, "executor ended the stream without a result", True)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and reconnects < 20:
+                    # the executor restarted: ask again for the same attempt; it resumes
+                    reconnects += 1
+                    await asyncio.sleep(min(0.1 * 2**reconnects, 2.0) * (0.5 + random.random()))
+                    continue
+                if code == grpc.StatusCode.INVALID_ARGUMENT:
+                    return Outcome(False, f"execution refused: {exc.details()}", False)
+                return Outcome(False, f"executor error: {code.name.lower()}", True)
+
+    async def on_update(self, attempt: int, update: executor_pb2.ExecutionUpdate) -> Outcome | None:
+        spec = self.order.spec
+        if update.stage == Stage.STAGE_BUILDING:
+            if self.status == S.ORDER_STATUS_ROUTING:
+                await self.append(S.ORDER_STATUS_BUILDING, {"attempt": attempt})
+        elif update.stage == Stage.STAGE_SUBMITTED:
+            if self.status == S.ORDER_STATUS_SUBMITTED and update.signature == self.last_signature:
+                return None
+            if self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED, S.ORDER_STATUS_ROUTING):
+                if self.status == S.ORDER_STATUS_ROUTING:
+                    await self.append(S.ORDER_STATUS_BUILDING, {"attempt": attempt})
+                await self.append(
+                    S.ORDER_STATUS_SUBMITTED,
+                    {"attempt": attempt, "signature": update.signature,
+                     "lastValidBlockHeight": update.last_valid_block_height,
+                     **({"resumed": True} if update.resumed else {})},
+                    orders_pb2.OrderUpdate(tx_hash=update.signature),
+                )
+                self.last_signature = update.signature
+        elif update.stage == Stage.STAGE_CONFIRMED:
+            price = format_price(update.amount_out, spec.output_decimals, update.amount_in or spec.amount_in,
+                                 spec.input_decimals)
+            amount_out = format_amount(update.amount_out, spec.output_decimals)
+            if self.status != S.ORDER_STATUS_SUBMITTED:
+                await self.append(S.ORDER_STATUS_SUBMITTED,
+                                  {"attempt": attempt, "signature": update.signature},
+                                  orders_pb2.OrderUpdate(tx_hash=update.signature))
+            await self.append(
+                S.ORDER_STATUS_CONFIRMED,
+                {"txHash": update.signature, "dex": update.dex, "amountOut": amount_out,
+                 "amountOutRaw": str(update.amount_out), "amountInRaw": str(update.amount_in),
+                 "executedPrice": price, "slot": update.slot, "attempt": attempt},
+                orders_pb2.OrderUpdate(amount_out=update.amount_out, tx_hash=update.signature,
+                                       dex=update.dex, executed_price=price),
+            )
+            log.info("confirmed", extra={"dex": update.dex, "amount_out": update.amount_out,
+                                         "signature": update.signature})
+            return Outcome(True)
+        elif update.stage == Stage.STAGE_FAILED:
+            return Outcome(False, update.reason or "execution failed", update.retryable)
+        return None
+
+    async def fail(self, reason: str, attempt: int) -> None:
+        log.warning("order failed", extra={"reason": reason, "attempt": attempt})
+        await self.append(S.ORDER_STATUS_FAILED, {"reason": reason, "attempt": attempt},
+                          orders_pb2.OrderUpdate(failure_reason=reason))
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = jobs.Keys(settings.redis_prefix)
+        self.name = settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+        self._channels = {
+            "orders": open_channel(settings.persistence_addr),
+            "router": open_channel(settings.router_addr),
+            "executor": open_channel(settings.executor_addr),
+        }
+        self.orders = orders_pb2_grpc.OrdersStub(self._channels["orders"])
+        self.router = router_pb2_grpc.RouterStub(self._channels["router"])
+        self.executor = executor_pb2_grpc.ExecutorStub(self._channels["executor"])
+        self.events = EventWriter(self.orders)
+        self.slots = asyncio.Semaphore(settings.worker_concurrency)
+        self.inflight: dict[str, asyncio.Task[None]] = {}
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.completed = 0
+
+    async def backoff(self, retry_number: int) -> None:
+        """Exponential backoff with full jitter; the worker slot is released while waiting."""
+        cap = min(self.settings.retry_max_ms, self.settings.retry_base_ms * 2 ** (retry_number - 1))
+        delay = random.uniform(cap / 2, cap) / 1000
+        self.slots.release()
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            await self.slots.acquire()
+
+    # --- consuming -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await jobs.ensure_group(self.redis, self.keys)
+        self.events.start()
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="consume"),
+            asyncio.create_task(self._reclaim(), name="reclaim"),
+            asyncio.create_task(self._recover(), name="recover"),
+        ]
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stops taking jobs; waits up to grace_s for in-flight orders, leaves the rest unacknowledged
+        (another worker reclaims them)."""
+        self.stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.inflight:
+            await asyncio.wait(list(self.inflight.values()), timeout=grace_s)
+        for task in list(self.inflight.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.events.stop()
+        for channel in self._channels.values():
+            await channel.close()
+        await self.redis.aclose()
+
+    async def _consume(self) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            await self.slots.acquire()
+            free = 1
+            while free < 100 and not self.slots.locked():
+                await self.slots.acquire()
+                free += 1
+            try:
+                entries = await self.redis.xreadgroup(
+                    jobs.GROUP, self.name, {self.keys.stream: ">"}, count=free, block=1000
+                )
+                backoff = 0.1
+            except aioredis.ResponseError as exc:
+                for _ in range(free):
+                    self.slots.release()
+                if "NOGROUP" in str(exc):
+                    await jobs.ensure_group(self.redis, self.keys)
+                    continue
+                raise
+            except (aioredis.ConnectionError, aioredis.TimeoutError):
+                for _ in range(free):
+                    self.slots.release()
+                log.warning("redis unavailable; retrying")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            used = 0
+            for _stream, messages in entries or []:
+                for entry_id, fields in messages:
+                    used += 1
+                    self._spawn(entry_id, fields)
+            for _ in range(free - used):
+                self.slots.release()
+
+    def _spawn(self, entry_id: bytes | str, fields: dict[Any, Any]) -> None:
+        """Starts driving a job; the caller has acquired a slot for it, released when it ends."""
+        entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        raw = fields.get(b"order_id") or fields.get("order_id")
+        order_id = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+        if order_id in self.inflight:
+            # already driving this order here: this delivery is a duplicate
+            self.slots.release()
+            task = asyncio.create_task(self._ack(entry))
+            task.add_done_callback(lambda _t: None)
+            return
+
+        async def job() -> None:
+            try:
+                await self.handle(order_id, entry)
+            finally:
+                self.inflight.pop(order_id, None)
+                self.slots.release()
+
+        self.inflight[order_id] = asyncio.create_task(job(), name=f"order-{order_id}")
+
+    async def _ack(self, entry: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.stream, jobs.GROUP, entry)
+            pipe.xdel(self.keys.stream, entry)
+            await pipe.execute()
+
+    async def handle(self, order_id: str, entry: str) -> None:
+        token = order_id_var.set(order_id)
+        lock = self.keys.lock(order_id)
+        try:
+            if not order_id:
+                log.error("job without an order id; dead-lettering", extra={"entry": entry})
+                await self.dead_letter(entry, order_id, "job has no order id")
+                return
+            if not await self.redis.set(lock, f"{self.name}:{entry}", nx=True, px=LOCK_TTL_MS):
+                # another worker drives it right now; this delivery is a duplicate
+                await self._ack(entry)
+                return
+            keeper = asyncio.create_task(self._keep(lock, entry))
+            try:
+                order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0)
+                if order.status not in TERMINAL:
+                    await OrderDriver(self, order).run()
+                    self.completed += 1
+                await self._ack(entry)
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                with contextlib.suppress(aioredis.RedisError):
+                    await self._release(lock, entry)
+        except Superseded as exc:
+            log.info("order superseded by another driver", extra={"detail": str(exc)})
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                await self.dead_letter(entry, order_id, "unknown order")
+            else:
+                # leave unacknowledged: it is reclaimed and retried (bounded by MAX_DELIVERIES)
+                log.warning("job interrupted; left for retry", extra={"grpc_code": exc.code().name})
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a job must never kill the worker
+            log.exception("job crashed; left for retry")
+        finally:
+            order_id_var.reset(token)
+
+    async def _release(self, lock: str, entry: str) -> None:
+        script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+        await self.redis.eval(script, 1, lock, f"{self.name}:{entry}")  # type: ignore[misc]
+
+    async def _keep(self, lock: str, entry: str) -> None:
+        """Renews the order lock and keeps the stream entry's idle time low while driving."""
+        while True:
+            await asyncio.sleep(min(LOCK_TTL_MS, self.settings.claim_idle_ms) / 3000)
+            with contextlib.suppress(aioredis.RedisError):
+                await self.redis.pexpire(lock, LOCK_TTL_MS)
+                await self.redis.xclaim(self.keys.stream, jobs.GROUP, self.name, 0, [entry], justid=True)
+
+    async def dead_letter(self, entry: str, order_id: str, reason: str) -> None:
+        await self.redis.xadd(self.keys.dead, {"order_id": order_id, "entry": entry, "reason": reason},
+                              maxlen=100_000, approximate=True)
+        if order_id:
+            with contextlib.suppress(grpc.aio.AioRpcError, Superseded, AppendRejected):
+                order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0)
+                if order.status not in TERMINAL:
+                    await OrderDriver(self, order).fail(f"dead-lettered: {reason}", order.attempts)
+        await self._ack(entry)
+
+    async def _reclaim(self) -> None:
+        """Takes over entries left pending by dead consumers; dead-letters those delivered too often."""
+        interval = max(self.settings.claim_idle_ms / 4000, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                pending = await self.redis.xpending_range(
+                    self.keys.stream, jobs.GROUP, min="-", max="+", count=100, idle=self.settings.claim_idle_ms
+                )
+            except aioredis.RedisError:
+                continue
+            for item in pending:
+                entry = item["message_id"].decode() if isinstance(item["message_id"], bytes) else item["message_id"]
+                if self.slots.locked() or self.stopping.is_set():
+                    break
+                claimed = await self.redis.xclaim(
+                    self.keys.stream, jobs.GROUP, self.name, self.settings.claim_idle_ms, [entry]
+                )
+                for entry_id, fields in claimed:
+                    if fields is None:
+                        continue
+                    raw = fields.get(b"order_id") or b""
+                    order_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+                    if int(item["times_delivered"]) >= self.settings.max_deliveries:
+                        await self.dead_letter(entry, order_id,
+                                               f"delivered {item['times_delivered']} times without finishing")
+                        continue
+                    await self.slots.acquire()
+                    self._spawn(entry_id, fields)
+
+    async def _recover(self) -> None:
+        """Postgres is the source of truth: unfinished orders idle for a while are queued again
+        (a job lost with Redis, a gateway that died between commit and enqueue)."""
+        stale_us = max(self.settings.claim_idle_ms, 10_000) * 1000
+        while True:
+            try:
+                now_us = int(time.time() * 1_000_000)
+                page = await self.orders.ListUnfinishedOrders(
+                    orders_pb2.ListUnfinishedOrdersRequest(limit=500, older_than_us=now_us - stale_us),
+                    timeout=10.0,
+                )
+                for order in page.orders:
+                    if order.order_id in self.inflight or await self.redis.exists(self.keys.lock(order.order_id)):
+                        continue
+                    await jobs.enqueue(self.redis, self.keys, order.order_id)
+                    log.info("re-queued an unfinished order", extra={"order_id": order.order_id})
+            except (grpc.aio.AioRpcError, aioredis.RedisError):
+                pass
+            await asyncio.sleep(stale_us / 2_000_000)
+
+
+async def run(settings: Settings) -> None:
+    worker = Worker(settings)
+    await worker.start()
+    log.info("worker started", extra={"consumer": worker.name, "concurrency": settings.worker_concurrency})
+    await wait_for_shutdown_signal()
+    log.info("worker stopping")
+    await worker.stop()
+
+
+def main() -> None:
+    settings = load_settings()
+    setup_logging("worker", settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.run(run(settings))
+    except ImportError:  # pragma: no cover
+        asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

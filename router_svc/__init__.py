@@ -1,0 +1,1 @@
+"""Router: reads pools from the chain, quotes every venue, chooses the route."""

@@ -1,0 +1,175 @@
+"""Quoting every pool of a pair with the exact program math, and choosing the route.
+
+Price impact: how far the execution price falls short of the pool's spot price after its fee
+rate, in bps (CPMM spot = reserve_out / reserve_in; DLMM spot = the active bin's price).
+A split across two pools is searched only when the best single pool's impact reaches
+`split_min_impact_bps` (below that a second leg cannot pay for itself), and taken only when it
+beats the best single pool by more than `split_min_gain_bps` of its output.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.amounts import min_out
+from common.dex import meteora_dlmm as dlmm
+from common.dex import raydium_cpmm as cpmm
+from common.dex.errors import QuoteError
+from common.dex.routing import best_split
+from router_svc.pools import CpmmState, DlmmState, PoolStateT, Snapshot
+
+log = logging.getLogger(__name__)
+
+Q64 = 1 << 64
+
+
+@dataclass(frozen=True)
+class PoolQuote:
+    venue: str
+    pool: str
+    amount_in: int
+    amount_out: int = 0
+    fee: int = 0
+    price_impact_bps: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Leg:
+    venue: str
+    pool: str
+    amount_in: int
+    amount_out: int
+    min_amount_out: int
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    quotes: list[PoolQuote]
+    legs: list[Leg]
+    amount_out: int
+    min_amount_out: int
+
+
+class NoRoute(Exception):
+    """No pool trades the pair (not_found=True) or none can quote the amount."""
+
+    def __init__(self, message: str, not_found: bool) -> None:
+        super().__init__(message)
+        self.not_found = not_found
+
+
+def _swap(state: PoolStateT, snap: Snapshot, input_mint: str, amount_in: int) -> tuple[int, int]:
+    """(amount_out, fee) of an exact-in swap on one pool; QuoteError where the program would fail."""
+    key = (str(state.address), input_mint, amount_in)
+    cached = snap.memo.get(key)
+    if cached is not None:
+        if isinstance(cached, QuoteError):
+            raise cached
+        return cached  # type: ignore[no-any-return]
+    try:
+        if isinstance(state, CpmmState):
+            zero_for_one = input_mint == str(state.pool.token_0_mint)
+            r = cpmm.quote_exact_in(
+                state.pool, state.config, state.vault_0, state.vault_1, amount_in, zero_for_one,
+                snap.clock.unix_timestamp,
+                mint_in=state.mint_0 if zero_for_one else state.mint_1,
+                mint_out=state.mint_1 if zero_for_one else state.mint_0,
+                epoch=snap.clock.epoch,
+            )
+            result = (r.amount_out, r.trade_fee)
+        else:
+            swap_for_y = input_mint == str(state.pair.token_x_mint)
+            d = dlmm.quote_exact_in(
+                state.pair, state.bin_arrays, amount_in, swap_for_y, snap.clock.slot,
+                snap.clock.unix_timestamp, snap.clock.epoch,
+                state.mint_x.transfer_fee_config, state.mint_y.transfer_fee_config,
+            )
+            result = (d.amount_out, d.fee)
+    except QuoteError as exc:
+        if len(snap.memo) < 50_000:
+            snap.memo[key] = exc
+        raise
+    if len(snap.memo) < 50_000:
+        snap.memo[key] = result
+    return result
+
+
+def _impact_bps(state: PoolStateT, input_mint: str, amount_in: int, amount_out: int) -> int:
+    """Shortfall of the execution price against spot after the pool's fee rate, in bps (≥ 0)."""
+    if isinstance(state, CpmmState):
+        zero_for_one = input_mint == str(state.pool.token_0_mint)
+        r_in, r_out = cpmm.reserves(state.pool, state.vault_0, state.vault_1)
+        if not zero_for_one:
+            r_in, r_out = r_out, r_in
+        if r_in == 0:
+            return 10_000
+        fee_ppm = state.config.trade_fee_rate
+        ideal = amount_in * r_out * (1_000_000 - fee_ppm) // (r_in * 1_000_000)
+    else:
+        swap_for_y = input_mint == str(state.pair.token_x_mint)
+        price = dlmm.get_price_from_id(state.pair.active_id, state.pair.bin_step)
+        fee_1e9 = state.pair.total_fee_rate()
+        raw = amount_in * price // Q64 if swap_for_y else amount_in * Q64 // max(price, 1)
+        ideal = raw * (1_000_000_000 - fee_1e9) // 1_000_000_000
+    if ideal <= 0 or amount_out >= ideal:
+        return 0
+    return min(10_000, (ideal - amount_out) * 10_000 // ideal)
+
+
+def quote_pool(state: PoolStateT, snap: Snapshot, input_mint: str, amount_in: int) -> PoolQuote:
+    try:
+        out, fee = _swap(state, snap, input_mint, amount_in)
+    except QuoteError as exc:
+        return PoolQuote(state.venue, str(state.address), amount_in, error=_describe(exc))
+    return PoolQuote(state.venue, str(state.address), amount_in, out, fee,
+                     _impact_bps(state, input_mint, amount_in, out))
+
+
+def _describe(exc: QuoteError) -> str:
+    code = f" {exc.code}" if exc.code is not None else ""
+    return f"{exc.name}{code}: {exc.message}"
+
+
+def choose_route(snap: Snapshot, input_mint: str, output_mint: str, amount_in: int, slippage_bps: int,
+                 split_min_impact_bps: int = 10, split_min_gain_bps: int = 1) -> RouteChoice:
+    pools = snap.pools_for(input_mint, output_mint)
+    if not pools:
+        raise NoRoute(f"no pool trades {input_mint} for {output_mint}", not_found=True)
+    quotes = [quote_pool(p, snap, input_mint, amount_in) for p in pools]
+    ok = sorted(((q, p) for q, p in zip(quotes, pools, strict=True) if not q.error),
+                key=lambda qp: qp[0].amount_out, reverse=True)
+    if not ok:
+        reasons = "; ".join(f"{q.venue}: {q.error}" for q in quotes)
+        raise NoRoute(f"no venue can quote this amount ({reasons})", not_found=False)
+    best_q, best_p = ok[0]
+    legs = [Leg(best_q.venue, best_q.pool, amount_in, best_q.amount_out,
+                min_out(best_q.amount_out, slippage_bps))]
+    if len(ok) >= 2 and best_q.price_impact_bps >= split_min_impact_bps:
+        second_q, second_p = ok[1]
+        f_a = _curve(best_p, snap, input_mint)
+        f_b = _curve(second_p, snap, input_mint)
+        gain_floor = best_q.amount_out * split_min_gain_bps // 10_000
+        a_in, b_in, total = best_split(f_a, f_b, amount_in, extra_cost_out=gain_floor)
+        if a_in > 0 and b_in > 0 and total > best_q.amount_out + gain_floor:
+            out_a, out_b = f_a(a_in), f_b(b_in)
+            legs = [
+                Leg(best_q.venue, best_q.pool, a_in, out_a, min_out(out_a, slippage_bps)),
+                Leg(second_q.venue, second_q.pool, b_in, out_b, min_out(out_b, slippage_bps)),
+            ]
+    amount_out = sum(leg.amount_out for leg in legs)
+    return RouteChoice(quotes, legs, amount_out, sum(leg.min_amount_out for leg in legs))
+
+
+def _curve(state: PoolStateT, snap: Snapshot, input_mint: str) -> Callable[[int], int]:
+    def f(amount: int) -> int:
+        if amount <= 0:
+            return 0
+        try:
+            return _swap(state, snap, input_mint, amount)[0]
+        except QuoteError:
+            return 0
+
+    return f

@@ -1,0 +1,138 @@
+"""The Router gRPC servicer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from solders.pubkey import Pubkey
+
+from common.chain import ChainError
+from common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from orderengine.v1 import router_pb2, router_pb2_grpc, types_pb2
+from router_svc.pools import PoolBook
+from router_svc.quotes import NoRoute, RouteChoice, choose_route
+
+log = logging.getLogger(__name__)
+
+
+def _check_mint(value: str, field: str) -> None:
+    if not value:
+        raise InvalidArgument("is required", field)
+    try:
+        Pubkey.from_string(value)
+    except ValueError:
+        raise InvalidArgument("is not a valid base58 address", field) from None
+
+
+def validate(request: router_pb2.QuoteRequest) -> None:
+    _check_mint(request.input_mint, "input_mint")
+    _check_mint(request.output_mint, "output_mint")
+    if request.input_mint == request.output_mint:
+        raise InvalidArgument("must differ from input_mint", "output_mint")
+    if request.amount_in == 0:
+        raise InvalidArgument("must be greater than zero", "amount_in")
+    if not 1 <= request.slippage_bps <= 5000:
+        raise InvalidArgument("must be between 1 and 5000", "slippage_bps")
+
+
+def to_response(request_id: str, choice: RouteChoice, slot: int) -> router_pb2.QuoteResponse:
+    return router_pb2.QuoteResponse(
+        request_id=request_id,
+        slot=slot,
+        quotes=[
+            types_pb2.VenueQuote(venue=q.venue, pool=q.pool, amount_in=q.amount_in, amount_out=q.amount_out,
+                                 fee=q.fee, price_impact_bps=q.price_impact_bps, error=q.error)
+            for q in choice.quotes
+        ],
+        route=types_pb2.Route(
+            legs=[types_pb2.RouteLeg(venue=leg.venue, pool=leg.pool, amount_in=leg.amount_in,
+                                     amount_out=leg.amount_out, min_amount_out=leg.min_amount_out)
+                  for leg in choice.legs],
+            amount_out=choice.amount_out,
+            min_amount_out=choice.min_amount_out,
+        ),
+    )
+
+
+class RouterServicer(router_pb2_grpc.RouterServicer):
+    def __init__(self, book: PoolBook, split_min_impact_bps: int = 10, split_min_gain_bps: int = 1) -> None:
+        self.book = book
+        self.split_min_impact_bps = split_min_impact_bps
+        self.split_min_gain_bps = split_min_gain_bps
+        self.latencies_ms: list[float] = []
+
+    async def quote(self, request: router_pb2.QuoteRequest) -> router_pb2.QuoteResponse:
+        validate(request)
+        try:
+            snap = await self.book.snapshot()
+        except ChainError as exc:
+            raise Unavailable(f"pool state unavailable: {exc}") from None
+        started = time.perf_counter()
+        try:
+            choice = choose_route(snap, request.input_mint, request.output_mint, request.amount_in,
+                                  request.slippage_bps, self.split_min_impact_bps, self.split_min_gain_bps)
+        except NoRoute as exc:
+            if exc.not_found:
+                raise NotFound(str(exc)) from None
+            raise FailedPrecondition(str(exc)) from None
+        elapsed = (time.perf_counter() - started) * 1000
+        if len(self.latencies_ms) < 100_000:
+            self.latencies_ms.append(elapsed)
+        log.info(
+            "route chosen",
+            extra={
+                "order_id": request.order_id or None,
+                "slot": snap.slot,
+                "amount_in": request.amount_in,
+                "quotes": [{"venue": q.venue, "pool": q.pool, "out": q.amount_out, "error": q.error or None}
+                           for q in choice.quotes],
+                "legs": [{"venue": leg.venue, "in": leg.amount_in, "out": leg.amount_out} for leg in choice.legs],
+                "quote_ms": round(elapsed, 3),
+            },
+        )
+        return to_response(request.request_id, choice, snap.slot)
+
+    async def Quote(self, request: router_pb2.QuoteRequest,
+                    context: grpc.aio.ServicerContext) -> router_pb2.QuoteResponse:
+        return await self.quote(request)
+
+    async def QuoteStream(self, request_iterator: AsyncIterator[router_pb2.QuoteRequest],
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[router_pb2.QuoteStreamResponse]:
+        out: asyncio.Queue[router_pb2.QuoteStreamResponse | None] = asyncio.Queue()
+
+        async def one(req: router_pb2.QuoteRequest) -> None:
+            try:
+                resp = await self.quote(req)
+                await out.put(router_pb2.QuoteStreamResponse(request_id=req.request_id, response=resp))
+            except (InvalidArgument, NotFound, FailedPrecondition, Unavailable) as exc:
+                await out.put(router_pb2.QuoteStreamResponse(
+                    request_id=req.request_id, error_code=exc.code.value[0], error_message=exc.client_message()))
+            except Exception:  # noqa: BLE001
+                log.exception("quote failed")
+                await out.put(router_pb2.QuoteStreamResponse(
+                    request_id=req.request_id, error_code=grpc.StatusCode.INTERNAL.value[0],
+                    error_message="internal error"))
+
+        async def reader() -> None:
+            pending: set[asyncio.Task[None]] = set()
+            async for req in request_iterator:
+                task = asyncio.create_task(one(req))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+            await out.put(None)
+
+        read_task = asyncio.create_task(reader())
+        try:
+            while True:
+                item = await out.get()
+                if item is None:
+                    break
+                yield item
+        finally:
+            read_task.cancel()

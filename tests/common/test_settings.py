@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.settings import ConfigError, load_settings
+
+NO_DOTENV = Path("/nonexistent")
+
+
+def test_defaults() -> None:
+    s = load_settings({}, dotenv=NO_DOTENV)
+    assert s.chain == "sim"
+    assert s.worker_concurrency == 10
+    assert s.rpc_url == "http://127.0.0.1:8899"
+    assert s.markets_path.name == "sim.json"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"CHAIN": "moon"}, "CHAIN"),
+        ({"WORKER_CONCURRENCY": "ten"}, "WORKER_CONCURRENCY"),
+        ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"PERSISTENCE_ADDR": "nohost"}, "PERSISTENCE_ADDR"),
+        ({"SIM_FAIL_RATE": "2"}, "SIM_FAIL_RATE"),
+    ],
+)
+def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env, dotenv=NO_DOTENV)
+    assert str(info.value.code).startswith(f"config error: {variable}:")
+    assert "\n" not in str(info.value.code)
+
+
+def test_custom_chain_requires_rpc_url_and_markets() -> None:
+    s = load_settings({"CHAIN": "custom"}, dotenv=NO_DOTENV)
+    with pytest.raises(ConfigError, match="SOLANA_RPC_URL"):
+        _ = s.rpc_url
+    with pytest.raises(ConfigError, match="MARKETS_FILE"):
+        _ = s.markets_path
+
+
+def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nHTTP_PORT=4000\nWORKER_CONCURRENCY='7'\n")
+    s = load_settings({"HTTP_PORT": "5000"}, dotenv=env_file)
+    assert s.http_port == 5000
+    assert s.worker_concurrency == 7
+
+
+def test_secrets_are_redacted_in_repr() -> None:
+    s = load_settings({"PRIVATE_KEY": "5s3cr3tKeyMaterial", "API_KEYS": "k1,k2"}, dotenv=NO_DOTENV)
+    assert "5s3cr3tKeyMaterial" not in repr(s)
+    assert "k1" not in str(s)
+    assert s.api_keys == ("k1", "k2")
