@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,17 +155,11 @@ class PoolBook:
                 else:
                     pair = dlmm.decode_lb_pair(address, account.owner, account.data, program_id)
                     extra = (pair.reserve_x, pair.reserve_y, pair.token_x_mint, pair.token_y_mint)
-                    self._bin_indexes[address] = self._wanted_bins(pair)
+                    self._bin_indexes[address] = wanted_bin_arrays(pair)
             except LayoutError as exc:
                 log.error("pool account malformed", extra={"pool": str(address), "error": str(exc)})
                 continue
             self._static[address] = _Static(venue, address, program_id, extra)
-
-    @staticmethod
-    def _wanted_bins(pair: dlmm.LbPair) -> set[int]:
-        wanted = set(dlmm.bin_arrays_for_swap(pair, True, BIN_ARRAYS_EACH_WAY))
-        wanted |= set(dlmm.bin_arrays_for_swap(pair, False, BIN_ARRAYS_EACH_WAY))
-        return wanted
 
     async def _refresh(self) -> Snapshot:
         try:
@@ -204,45 +199,60 @@ class PoolBook:
         return Snapshot(slot, clock, pools, errors, time.monotonic())
 
     def _decode(self, st: _Static, acc: dict[Pubkey, AccountData | None]) -> PoolStateT:
-        def need(key: Pubkey, what: str) -> AccountData:
-            account = acc.get(key)
-            if account is None:
-                raise LayoutError(f"{what} {key} of pool {st.address} not found")
-            return account
+        state = decode_pool(st.venue, st.address, st.program_id, acc)
+        if isinstance(state, DlmmState):
+            self._bin_indexes[st.address] = wanted_bin_arrays(state.pair)
+        return state
 
-        pool_acc = need(st.address, "pool account")
-        if st.venue == "raydium_cpmm":
-            pool = cpmm.decode_pool_state(st.address, pool_acc.owner, pool_acc.data, st.program_id)
-            cfg_acc = need(pool.amm_config, "amm config")
-            config = cpmm.decode_amm_config(pool.amm_config, cfg_acc.owner, cfg_acc.data, st.program_id)
-            v0 = need(pool.token_0_vault, "vault 0")
-            v1 = need(pool.token_1_vault, "vault 1")
-            m0 = need(pool.token_0_mint, "mint 0")
-            m1 = need(pool.token_1_mint, "mint 1")
-            return CpmmState(
-                st.address, st.program_id, pool, config,
-                spl_token.decode_token_account(pool.token_0_vault, v0.owner, v0.data).amount,
-                spl_token.decode_token_account(pool.token_1_vault, v1.owner, v1.data).amount,
-                spl_token.decode_mint(pool.token_0_mint, m0.owner, m0.data),
-                spl_token.decode_mint(pool.token_1_mint, m1.owner, m1.data),
-            )
-        pair = dlmm.decode_lb_pair(st.address, pool_acc.owner, pool_acc.data, st.program_id)
-        wanted = self._wanted_bins(pair)
-        self._bin_indexes[st.address] = wanted
-        arrays: dict[int, dlmm.BinArray] = {}
-        for index in sorted(wanted):
-            key = dlmm.bin_array_pda(st.program_id, st.address, index)
-            account = acc.get(key)
-            if account is not None:
-                arrays[index] = dlmm.decode_bin_array(key, account.owner, account.data, st.program_id)
-        rx = need(pair.reserve_x, "reserve x")
-        ry = need(pair.reserve_y, "reserve y")
-        mx = need(pair.token_x_mint, "mint x")
-        my = need(pair.token_y_mint, "mint y")
-        return DlmmState(
-            st.address, st.program_id, pair, arrays,
-            spl_token.decode_mint(pair.token_x_mint, mx.owner, mx.data),
-            spl_token.decode_mint(pair.token_y_mint, my.owner, my.data),
-            spl_token.decode_token_account(pair.reserve_x, rx.owner, rx.data).amount,
-            spl_token.decode_token_account(pair.reserve_y, ry.owner, ry.data).amount,
+
+def wanted_bin_arrays(pair: dlmm.LbPair) -> set[int]:
+    """The bin arrays a swap either way may need: a few past the active bin's, each direction."""
+    wanted = set(dlmm.bin_arrays_for_swap(pair, True, BIN_ARRAYS_EACH_WAY))
+    wanted |= set(dlmm.bin_arrays_for_swap(pair, False, BIN_ARRAYS_EACH_WAY))
+    return wanted
+
+
+def decode_pool(venue: str, address: Pubkey, program_id: Pubkey,
+                acc: Mapping[Pubkey, AccountData | None]) -> PoolStateT:
+    """Decodes a pool and the accounts it depends on from `acc` (LayoutError names what is wrong)."""
+
+    def need(key: Pubkey, what: str) -> AccountData:
+        account = acc.get(key)
+        if account is None:
+            raise LayoutError(f"{what} {key} of pool {address} not found")
+        return account
+
+    pool_acc = need(address, "pool account")
+    if venue == "raydium_cpmm":
+        pool = cpmm.decode_pool_state(address, pool_acc.owner, pool_acc.data, program_id)
+        cfg_acc = need(pool.amm_config, "amm config")
+        config = cpmm.decode_amm_config(pool.amm_config, cfg_acc.owner, cfg_acc.data, program_id)
+        v0 = need(pool.token_0_vault, "vault 0")
+        v1 = need(pool.token_1_vault, "vault 1")
+        m0 = need(pool.token_0_mint, "mint 0")
+        m1 = need(pool.token_1_mint, "mint 1")
+        return CpmmState(
+            address, program_id, pool, config,
+            spl_token.decode_token_account(pool.token_0_vault, v0.owner, v0.data).amount,
+            spl_token.decode_token_account(pool.token_1_vault, v1.owner, v1.data).amount,
+            spl_token.decode_mint(pool.token_0_mint, m0.owner, m0.data),
+            spl_token.decode_mint(pool.token_1_mint, m1.owner, m1.data),
         )
+    pair = dlmm.decode_lb_pair(address, pool_acc.owner, pool_acc.data, program_id)
+    arrays: dict[int, dlmm.BinArray] = {}
+    for index in sorted(wanted_bin_arrays(pair)):
+        key = dlmm.bin_array_pda(program_id, address, index)
+        account = acc.get(key)
+        if account is not None:
+            arrays[index] = dlmm.decode_bin_array(key, account.owner, account.data, program_id)
+    rx = need(pair.reserve_x, "reserve x")
+    ry = need(pair.reserve_y, "reserve y")
+    mx = need(pair.token_x_mint, "mint x")
+    my = need(pair.token_y_mint, "mint y")
+    return DlmmState(
+        address, program_id, pair, arrays,
+        spl_token.decode_mint(pair.token_x_mint, mx.owner, mx.data),
+        spl_token.decode_mint(pair.token_y_mint, my.owner, my.data),
+        spl_token.decode_token_account(pair.reserve_x, rx.owner, rx.data).amount,
+        spl_token.decode_token_account(pair.reserve_y, ry.owner, ry.data).amount,
+    )

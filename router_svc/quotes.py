@@ -75,8 +75,8 @@ def _swap(state: PoolStateT, snap: Snapshot, input_mint: str, amount_in: int) ->
             r = cpmm.quote_exact_in(
                 state.pool, state.config, state.vault_0, state.vault_1, amount_in, zero_for_one,
                 snap.clock.unix_timestamp,
-                mint_in=state.mint_0 if zero_for_one else state.mint_1,
-                mint_out=state.mint_1 if zero_for_one else state.mint_0,
+                mint_in_fee=(state.mint_0 if zero_for_one else state.mint_1).transfer_fee_config,
+                mint_out_fee=(state.mint_1 if zero_for_one else state.mint_0).transfer_fee_config,
                 epoch=snap.clock.epoch,
             )
             result = (r.amount_out, r.trade_fee)
@@ -101,9 +101,8 @@ def _impact_bps(state: PoolStateT, input_mint: str, amount_in: int, amount_out: 
     """Shortfall of the execution price against spot after the pool's fee rate, in bps (≥ 0)."""
     if isinstance(state, CpmmState):
         zero_for_one = input_mint == str(state.pool.token_0_mint)
-        r_in, r_out = cpmm.reserves(state.pool, state.vault_0, state.vault_1)
-        if not zero_for_one:
-            r_in, r_out = r_out, r_in
+        r0, r1 = state.pool.reserves(state.vault_0, state.vault_1)
+        r_in, r_out = (r0, r1) if zero_for_one else (r1, r0)
         if r_in == 0:
             return 10_000
         fee_ppm = state.config.trade_fee_rate

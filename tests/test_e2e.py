@@ -1,0 +1,205 @@
+"""End to end: all processes as subprocesses (as `make run` starts them), orders over HTTP,
+followed over WebSocket, stored in Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import websockets
+
+from common.stack import Stack
+from tests.stackutil import running_stack
+
+pytestmark = pytest.mark.e2e
+
+LIFECYCLE = ["pending", "routing", "building", "submitted", "confirmed"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("e2e-logs")) as s:
+        yield s
+
+
+def ws_url(stack: Stack) -> str:
+    return stack.url.replace("http://", "ws://") + "/api/orders/ws"
+
+
+async def follow(stack: Stack, order_ids: list[str], timeout: float = 30.0) -> dict[str, list[dict]]:
+    """Subscribes to every order on one socket and collects messages until each is terminal."""
+    seen: dict[str, list[dict]] = {oid: [] for oid in order_ids}
+    async with websockets.connect(ws_url(stack)) as ws:
+        for oid in order_ids:
+            await ws.send(json.dumps({"action": "subscribe", "orderId": oid, "afterSeq": 0}))
+        done: set[str] = set()
+        async with asyncio.timeout(timeout):
+            while len(done) < len(order_ids):
+                msg = json.loads(await ws.recv())
+                if msg["type"] != "status":
+                    continue
+                seen[msg["orderId"]].append(msg)
+                if msg["status"] in ("confirmed", "failed"):
+                    done.add(msg["orderId"])
+    return seen
+
+
+async def test_twenty_concurrent_orders_confirm_with_gapless_events(stack: Stack) -> None:
+    bodies = [
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": f"{1 + i % 5}.{i:02d}", "slippageBps": 100}
+        if i % 2 == 0 else
+        {"tokenIn": "USDC", "tokenOut": "SOL", "amount": str(100 + i), "slippageBps": 100}
+        for i in range(20)
+    ]
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        responses = await asyncio.gather(*(client.post("/api/orders/execute", json=b) for b in bodies))
+        for r in responses:
+            assert r.status_code == 202, r.text
+            doc = r.json()
+            assert doc["status"] == "pending"
+            assert doc["wsUrl"] == f"/api/orders/ws?orderId={doc['orderId']}"
+        order_ids = [r.json()["orderId"] for r in responses]
+        seen = await follow(stack, order_ids)
+        for oid in order_ids:
+            events = seen[oid]
+            assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), events
+            assert [e["status"] for e in events] == LIFECYCLE, events
+            routing = events[1]["data"]
+            assert {q["venue"] for q in routing["quotes"]} == {"raydium_cpmm", "meteora_dlmm"}
+            assert routing["route"]["legs"]
+            confirmed = events[-1]["data"]
+            assert confirmed["txHash"] == events[3]["data"]["signature"]
+            assert confirmed["dex"] in ("raydium_cpmm", "meteora_dlmm", "split")
+            assert int(confirmed["amountOutRaw"]) >= int(routing["route"]["minAmountOutRaw"])
+            order = (await client.get(f"/api/orders/{oid}")).json()
+            assert order["status"] == "confirmed"
+            assert order["txHash"] == confirmed["txHash"]
+            assert order["amountOutRaw"] == confirmed["amountOutRaw"]
+            assert [e["seq"] for e in order["events"]] == [1, 2, 3, 4, 5]
+    with psycopg.connect(stack.settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT order_id, array_agg(status ORDER BY seq), array_agg(seq ORDER BY seq) "
+            "FROM order_events WHERE order_id = ANY(%s::uuid[]) GROUP BY order_id", (order_ids,)
+        ).fetchall()
+    assert len(rows) == 20
+    for _oid, statuses, seqs in rows:
+        assert list(statuses) == LIFECYCLE
+        assert list(seqs) == [1, 2, 3, 4, 5]
+
+
+async def test_ws_execute_and_replay_after_reconnect(stack: Stack) -> None:
+    async with websockets.connect(ws_url(stack)) as ws:
+        await ws.send(json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDT", "amount": "0.5"}))
+        accepted = json.loads(await ws.recv())
+        assert accepted["type"] == "accepted"
+        order_id = accepted["orderId"]
+        first: list[dict] = []
+        async with asyncio.timeout(20):
+            while len(first) < 2:
+                msg = json.loads(await ws.recv())
+                if msg["type"] == "status":
+                    first.append(msg)
+    # reconnect with the last seq seen: the rest arrives, nothing twice
+    rest = await follow_after(stack, order_id, first[-1]["seq"])
+    statuses = [m["status"] for m in first + rest]
+    assert statuses == LIFECYCLE
+    assert [m["seq"] for m in first + rest] == [1, 2, 3, 4, 5]
+
+
+async def follow_after(stack: Stack, order_id: str, after: int) -> list[dict]:
+    out: list[dict] = []
+    async with websockets.connect(f"{ws_url(stack)}?orderId={order_id}&afterSeq={after}") as ws:
+        async with asyncio.timeout(20):
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg["type"] == "status":
+                    out.append(msg)
+                    if msg["status"] in ("confirmed", "failed"):
+                        return out
+
+
+async def test_bad_input_stores_nothing_and_queues_nothing(stack: Stack) -> None:
+    import redis.asyncio as aioredis
+
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        before = (await client.get("/api/orders", params={"limit": 200})).json()["orders"]
+        bad = [
+            (b"{", 400, None),
+            (b"[]", 400, None),
+            (json.dumps({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0"}).encode(), 422, "amount"),
+            (json.dumps({"tokenIn": "XYZ", "tokenOut": "USDC", "amount": "1"}).encode(), 422, "tokenIn"),
+            (json.dumps({"tokenIn": "SOL", "tokenOut": "SOL", "amount": "1"}).encode(), 422, "tokenOut"),
+            (json.dumps({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 9000}).encode(),
+             422, "slippageBps"),
+            (b"x" * 20000, 413, None),
+        ]
+        for body, status, field in bad:
+            resp = await client.post("/api/orders/execute", content=body,
+                                     headers={"content-type": "application/json"})
+            assert resp.status_code == status, (body[:50], resp.text)
+            err = resp.json()["error"]
+            assert err["code"] and err["message"]
+            assert err.get("field") == field
+        after = (await client.get("/api/orders", params={"limit": 200})).json()["orders"]
+    assert len(after) == len(before)
+    redis = aioredis.Redis.from_url(stack.settings.redis_url)
+    try:
+        stream_entries = await redis.xlen(f"{stack.settings.redis_prefix}:orders")
+    finally:
+        await redis.aclose()
+    assert stream_entries == 0  # everything accepted earlier was acknowledged; nothing bad was queued
+
+
+async def test_ws_bad_messages_keep_the_socket_open(stack: Stack) -> None:
+    async with websockets.connect(ws_url(stack)) as ws:
+        for raw, code in [
+            ("not json", "invalid_json"),
+            (json.dumps({"action": "dance"}), "unknown_action"),
+            (json.dumps({"action": "subscribe", "orderId": "00000000-0000-4000-8000-000000000000"}),
+             "unknown_order"),
+            (json.dumps({"action": "subscribe", "orderId": "nope"}), "invalid_order_id"),
+            (json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "-1"}),
+             "invalid_amount"),
+        ]:
+            await ws.send(raw)
+            async with asyncio.timeout(5):
+                while True:
+                    msg = json.loads(await ws.recv())
+                    if msg["type"] == "error":
+                        break
+            assert msg["code"] == code
+        await ws.send(json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.1"}))
+        async with asyncio.timeout(5):
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg["type"] == "accepted":
+                    break
+
+
+async def test_history_pagination_and_page(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        page = (await client.get("/api/orders", params={"limit": 5})).json()
+        assert len(page["orders"]) == 5 and page["nextCursor"]
+        nxt = (await client.get("/api/orders", params={"limit": 5, "cursor": page["nextCursor"]})).json()
+        ids = [o["orderId"] for o in page["orders"]] + [o["orderId"] for o in nxt["orders"]]
+        assert len(set(ids)) == len(ids)
+        created = [o["createdAt"] for o in page["orders"] + nxt["orders"]]
+        assert created == sorted(created, reverse=True)
+        confirmed = (await client.get("/api/orders", params={"status": "confirmed", "limit": 200})).json()
+        assert all(o["status"] == "confirmed" for o in confirmed["orders"])
+        assert (await client.get("/api/orders", params={"status": "bogus"})).status_code == 422
+        assert (await client.get("/api/orders", params={"limit": "0"})).status_code == 422
+        assert (await client.get("/api/orders", params={"cursor": "garbage"})).status_code == 422
+        assert (await client.get("/api/orders/not-a-uuid")).status_code == 404
+        assert (await client.get("/api/orders/00000000-0000-4000-8000-000000000000")).status_code == 404
+        home = await client.get("/")
+        assert home.status_code == 200 and "Execute order" in home.text
+        markets = (await client.get("/api/markets")).json()
+        assert {t["symbol"] for t in markets["tokens"]} >= {"SOL", "USDC"}
+        health = await client.get("/healthz")
+        assert health.status_code == 200
