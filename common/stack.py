@@ -69,15 +69,16 @@ class Stack:
 
     def start_proc(self, name: str) -> None:
         proc = self.procs[name]
-        out: int | object = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            proc.log_path = self.log_dir / f"{name}.log"
-            out = open(proc.log_path, "ab")  # noqa: SIM115 - owned by the child
-        proc.popen = subprocess.Popen(
-            [self.python, "-m", proc.module], cwd=REPO_ROOT, env=self.child_env(),
-            stdout=out if out is not None else None, stderr=subprocess.STDOUT if out is not None else None,
-        )
+        if self.log_dir is None:
+            proc.popen = subprocess.Popen([self.python, "-m", proc.module], cwd=REPO_ROOT, env=self.child_env())
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        proc.log_path = self.log_dir / f"{name}.log"
+        with open(proc.log_path, "ab") as out:  # the child keeps its own descriptor
+            proc.popen = subprocess.Popen(
+                [self.python, "-m", proc.module], cwd=REPO_ROOT, env=self.child_env(),
+                stdout=out, stderr=subprocess.STDOUT,
+            )
 
     async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
         s = self.settings

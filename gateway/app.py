@@ -221,7 +221,7 @@ async def list_orders(request: Request) -> Response:
     })
 
 
-async def markets(request: Request) -> Response:
+async def get_markets(request: Request) -> Response:
     state = state_of(request)
     return OrjsonResponse({
         "cluster": state.markets.cluster,
@@ -353,7 +353,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         Route("/api/orders/execute", execute_order, methods=["POST"]),
         Route("/api/orders", list_orders, methods=["GET"]),
         Route("/api/orders/{order_id}", get_order, methods=["GET"]),
-        Route("/api/markets", markets, methods=["GET"]),
+        Route("/api/markets", get_markets, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         WebSocketRoute("/api/orders/ws", order_socket),
     ]

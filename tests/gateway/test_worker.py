@@ -1,0 +1,164 @@
+"""The worker driving orders through the real router, executor, persistence and simulated chain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from common.grpc_client import open_channel
+from common.markets import load_markets
+from gateway import queue as jobs
+from gateway.worker import Worker
+from orderengine.v1 import orders_pb2, orders_pb2_grpc
+from tests.engine import Engine, engine
+
+TERMINAL = {orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED}
+NAMES = {1: "pending", 2: "routing", 3: "building", 4: "submitted", 5: "confirmed", 6: "failed"}
+
+
+@pytest.fixture
+async def eng(make_settings) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+    settings = make_settings(RETRY_BASE_MS="40", RETRY_MAX_MS="200", CLAIM_IDLE_MS="1000", MAX_DELIVERIES="2",
+                             SIM_SLOT_MS="20")
+    async with engine(settings) as e:
+        yield e
+
+
+@pytest.fixture
+async def worker(eng: Engine) -> AsyncIterator[Worker]:
+    w = Worker(eng.settings)
+    await w.start()
+    yield w
+    await w.stop(grace_s=2)
+
+
+@pytest.fixture
+async def orders(eng: Engine) -> AsyncIterator[orders_pb2_grpc.OrdersStub]:
+    channel = open_channel(eng.settings.persistence_addr)
+    yield orders_pb2_grpc.OrdersStub(channel)
+    await channel.close()
+
+
+async def sim_faults(eng: Engine, **faults: float) -> None:
+    async with httpx.AsyncClient() as client:
+        r = await client.post(eng.sim.url, json={"jsonrpc": "2.0", "id": 1, "method": "simSetFaults",
+                                                 "params": [faults]})
+        assert "error" not in r.json(), r.text
+
+
+async def submit(eng: Engine, orders: orders_pb2_grpc.OrdersStub, token_in: str = "SOL",
+                 token_out: str = "USDC", amount: int = 10**9) -> str:
+    markets = load_markets(eng.settings.markets_path)
+    tin, tout = markets.token(token_in), markets.token(token_out)
+    assert tin and tout
+    resp = await orders.CreateOrder(orders_pb2.CreateOrderRequest(
+        order_id=str(uuid.uuid4()),
+        spec=orders_pb2.OrderSpec(input_mint=tin.mint, output_mint=tout.mint, amount_in=amount, slippage_bps=100,
+                                  input_decimals=tin.decimals, output_decimals=tout.decimals,
+                                  input_symbol=tin.symbol, output_symbol=tout.symbol)))
+    redis = aioredis.Redis.from_url(eng.settings.redis_url)
+    try:
+        await jobs.enqueue(redis, jobs.Keys(eng.settings.redis_prefix), resp.order.order_id)
+    finally:
+        await redis.aclose()
+    return resp.order.order_id
+
+
+async def wait_terminal(orders: orders_pb2_grpc.OrdersStub, order_id: str, timeout: float = 20) -> orders_pb2.Order:
+    order = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                order = await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id, with_events=True))
+                if order.status in TERMINAL:
+                    return order
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        events = [(NAMES[e.status], e.data_json) for e in order.events] if order else None
+        raise AssertionError(f"order {order_id} not terminal after {timeout} s: {events}") from None
+
+
+async def test_orders_confirm(eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
+    ids = await asyncio.gather(*(submit(eng, orders, amount=10**8 * (i + 1)) for i in range(5)),
+                               submit(eng, orders, "USDC", "SOL", 25 * 10**6))
+    for oid in ids:
+        order = await wait_terminal(orders, oid)
+        assert [NAMES[e.status] for e in order.events] == ["pending", "routing", "building", "submitted", "confirmed"]
+        assert order.tx_hash and order.amount_out > 0 and order.attempts == 1
+        routing = json.loads(order.events[1].data_json)
+        assert routing["attempt"] == 1 and routing["route"]["legs"]
+        assert order.amount_out >= int(routing["route"]["minAmountOutRaw"])
+    redis = aioredis.Redis.from_url(eng.settings.redis_url)
+    try:
+        assert await redis.xlen(jobs.Keys(eng.settings.redis_prefix).stream) == 0  # all acknowledged
+    finally:
+        await redis.aclose()
+
+
+async def test_transient_failures_retry_with_backoff_then_fail(eng: Engine, worker: Worker,
+                                                               orders: orders_pb2_grpc.OrdersStub) -> None:
+    await sim_faults(eng, failRate=1.0)  # every sendTransaction answered 429
+    oid = await submit(eng, orders)
+    order = await wait_terminal(orders, oid, timeout=30)
+    names = [NAMES[e.status] for e in order.events]
+    assert names[0] == "pending" and names[-1] == "failed"
+    routings = [json.loads(e.data_json) for e in order.events if e.status == orders_pb2.ORDER_STATUS_ROUTING]
+    assert [r["attempt"] for r in routings] == [1, 2, 3]
+    assert "retryOf" not in routings[0] and routings[1]["retryOf"] and routings[2]["retryOf"]
+    assert order.attempts == 3
+    assert order.failure_reason
+    assert [e.seq for e in order.events] == list(range(1, len(order.events) + 1))
+    # backoff: each retry starts no sooner than half the capped exponential delay after the failure
+    routing_at = [e.at_us for e in order.events if e.status == orders_pb2.ORDER_STATUS_ROUTING]
+    assert routing_at[1] - routing_at[0] >= 20_000
+    assert routing_at[2] - routing_at[1] >= 40_000
+
+
+async def test_recovers_after_faults_clear(eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
+    await sim_faults(eng, failRate=1.0)
+    oid = await submit(eng, orders)
+    await asyncio.sleep(0.05)
+    await sim_faults(eng, failRate=0.0)
+    order = await wait_terminal(orders, oid, timeout=30)
+    assert NAMES[order.status] == "confirmed"
+
+
+async def test_job_for_a_finished_order_is_acknowledged_without_effect(
+        eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
+    oid = await submit(eng, orders)
+    order = await wait_terminal(orders, oid)
+    redis = aioredis.Redis.from_url(eng.settings.redis_url)
+    keys = jobs.Keys(eng.settings.redis_prefix)
+    try:
+        await jobs.enqueue(redis, keys, oid)
+        async with asyncio.timeout(10):
+            while await redis.xlen(keys.stream):
+                await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+    again = await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=oid, with_events=True))
+    assert len(again.events) == len(order.events)
+
+
+async def test_poisoned_job_goes_to_dead_letters(eng: Engine, worker: Worker) -> None:
+    redis = aioredis.Redis.from_url(eng.settings.redis_url)
+    keys = jobs.Keys(eng.settings.redis_prefix)
+    try:
+        ghost = str(uuid.uuid4())
+        await jobs.enqueue(redis, keys, ghost)
+        await redis.xadd(keys.stream, {"garbage": "1"})
+        async with asyncio.timeout(10):
+            while await redis.xlen(keys.dead) < 2:
+                await asyncio.sleep(0.05)
+        dead = await redis.xrange(keys.dead)
+        reasons = {fields[b"reason"].decode() for _, fields in dead}
+        assert "unknown order" in reasons and "job has no order id" in reasons
+        assert await redis.xlen(keys.stream) == 0
+    finally:
+        await redis.aclose()
