@@ -113,7 +113,7 @@ async def submit_order(state: EdgeState, req: OrderRequest, idempotency_key: str
         state.backlog += 1
         for attempt in range(3):
             try:
-                await jobs.enqueue(state.redis, state.keys, order_id)
+                await jobs.enqueue(state.redis, state.keys, order_id, spec.SerializeToString())
                 break
             except aioredis.RedisError:
                 if attempt == 2:

@@ -41,9 +41,15 @@ async def ensure_group(redis: aioredis.Redis, keys: Keys) -> None:
             raise
 
 
-async def enqueue(redis: aioredis.Redis, keys: Keys, order_id: str) -> str:
-    """Adds an order to the job stream; returns the entry id."""
-    entry = await redis.xadd(keys.stream, {"order_id": order_id})
+async def enqueue(redis: aioredis.Redis, keys: Keys, order_id: str, spec: bytes = b"") -> str:
+    """Adds an order to the job stream; returns the entry id.
+
+    `spec` (a serialized OrderSpec) lets the worker start a brand-new order without reading it back
+    from persistence; jobs without it (recovery re-queues) are read first."""
+    fields: dict[str, str | bytes] = {"order_id": order_id}
+    if spec:
+        fields["spec"] = spec
+    entry = await redis.xadd(keys.stream, fields)  # type: ignore[arg-type]
     return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 

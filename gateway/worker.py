@@ -64,6 +64,10 @@ class Outcome:
 class Superseded(Exception):
     """Another driver owns this order now (its seq moved on); stop without acknowledging."""
 
+    def __init__(self, message: str, appended: int) -> None:
+        super().__init__(message)
+        self.appended = appended  # events this driver had appended before it was refused
+
 
 class OrderDriver:
     """Drives one order; knows the order's last seq and status so it appends only legal events."""
@@ -74,6 +78,7 @@ class OrderDriver:
         self.seq = order.last_seq
         self.status = order.status
         self.last_signature = ""
+        self.appended = 0
 
     async def append(self, status: int, data: dict[str, Any], update: orders_pb2.OrderUpdate | None = None) -> None:
         event = orders_pb2.NewEvent(
@@ -84,10 +89,11 @@ class OrderDriver:
             await self.w.events.append(event)
         except AppendRejected as exc:
             if exc.code in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
-                raise Superseded(exc.message) from None
+                raise Superseded(exc.message, self.appended) from None
             raise
         self.seq += 1
         self.status = status
+        self.appended += 1
 
     # --- the lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -318,11 +324,11 @@ class Worker:
             for _stream, messages in entries or []:
                 for entry_id, fields in messages:
                     used += 1
-                    self._spawn(entry_id, fields)
+                    self._spawn(entry_id, fields, fresh=True)
             for _ in range(free - used):
                 self.slots.release()
 
-    def _spawn(self, entry_id: bytes | str, fields: dict[Any, Any]) -> None:
+    def _spawn(self, entry_id: bytes | str, fields: dict[Any, Any], fresh: bool = False) -> None:
         """Starts driving a job; the caller has acquired a slot for it, released when it ends."""
         entry = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         raw = fields.get(b"order_id") or fields.get("order_id")
@@ -334,9 +340,17 @@ class Worker:
             task.add_done_callback(lambda _t: None)
             return
 
+        spec_raw = fields.get(b"spec") if fresh else None
+        spec = None
+        if spec_raw:
+            try:
+                spec = orders_pb2.OrderSpec.FromString(spec_raw)
+            except Exception:  # noqa: BLE001 - a malformed hint is ignored; the order is read instead
+                spec = None
+
         async def job() -> None:
             try:
-                await self.handle(order_id, entry)
+                await self.handle(order_id, entry, spec)
             finally:
                 self.inflight.pop(order_id, None)
                 self.slots.release()
@@ -349,7 +363,7 @@ class Worker:
             pipe.xdel(self.keys.stream, entry)
             await pipe.execute()
 
-    async def handle(self, order_id: str, entry: str) -> None:
+    async def handle(self, order_id: str, entry: str, spec: orders_pb2.OrderSpec | None = None) -> None:
         token = order_id_var.set(order_id)
         lock = self.keys.lock(order_id)
         try:
@@ -363,10 +377,23 @@ class Worker:
                 return
             keeper = asyncio.create_task(self._keep(lock, entry))
             try:
-                order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0)
-                if order.status not in TERMINAL:
-                    await OrderDriver(self, order).run()
-                    self.completed += 1
+                finished = False
+                if spec is not None:
+                    # A first delivery of a new order: as created (seq 1, pending), no read needed.
+                    # If anything happened to it already, the first append is refused and we read it.
+                    fresh = orders_pb2.Order(order_id=order_id, spec=spec,
+                                             status=orders_pb2.ORDER_STATUS_PENDING, last_seq=1)
+                    try:
+                        await OrderDriver(self, fresh).run()
+                        finished = True
+                    except Superseded as exc:
+                        if exc.appended:
+                            raise
+                if not finished:
+                    order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0)
+                    if order.status not in TERMINAL:
+                        await OrderDriver(self, order).run()
+                self.completed += 1
                 await self._ack(entry)
             finally:
                 keeper.cancel()
