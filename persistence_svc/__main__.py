@@ -1,0 +1,4 @@
+from persistence_svc.server import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Publishing committed events to Redis, as the exact WebSocket message the gateway forwards.
+
+Two parts, so that a later outbox relay can reuse both: `event_message` (an event → the message
+text) and `RedisPublisher.publish_messages` (many messages → one pipeline of PUBLISH). A publish
+is best effort: the event is already committed, so a failure is logged and never fails the RPC;
+subscribers fill any gap from ListEvents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from persistence_svc.models import EventRow
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 1.0
+
+
+def iso_ms(at: datetime) -> str:
+    """2026-11-25T08:00:00.123Z: UTC, milliseconds, 'Z'."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def event_message(event: EventRow) -> str:
+    """The WebSocket status message for a stored event, as compact JSON, fields in the documented
+    order. Built by hand: the id, seq, status and time need no escaping, and `data_json` is
+    already compact JSON."""
+    return (
+        f'{{"type":"status","orderId":"{event.order_id}","seq":{event.seq},"status":"{event.status}",'
+        f'"at":"{iso_ms(event.at)}","data":{event.data_json}}}'
+    )
+
+
+def events_channel(prefix: str) -> str:
+    return f"{prefix}:events"
+
+
+class EventPublisher(Protocol):
+    async def publish(self, events: Sequence[EventRow]) -> bool: ...
+
+
+class RedisPublisher:
+    """PUBLISHes events on `{prefix}:events`.
+
+    Calls that arrive while a pipeline is on the wire are sent together in the next one (FIFO, so
+    the order of publish calls is kept): one round trip for many RPCs under load, and each caller
+    still returns only once its own events were handed to Redis (or that failed)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+        self.client = client
+        self.channel = events_channel(prefix)
+        self.timeout_s = timeout_s
+        self._waiting: list[tuple[Sequence[str], asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def publish(self, events: Sequence[EventRow]) -> bool:
+        """True when every event was handed to Redis; False (logged) otherwise. Never raises."""
+        if not events:
+            return True
+        return await self.publish_messages([event_message(e) for e in events])
+
+    async def publish_messages(self, messages: Sequence[str]) -> bool:
+        if not messages:
+            return True
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((messages, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="event-publisher")
+        # shield: a caller that goes away (deadline) must not cancel other callers' pipeline
+        return await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            ok = False
+            try:
+                ok = await self._send([m for messages, _ in batch for m in messages])
+            finally:  # even when cancelled: no caller may wait forever
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(ok)
+
+    async def _send(self, messages: list[str]) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for message in messages:
+                        pipe.publish(self.channel, message)
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning(
+                "publishing committed events failed",
+                extra={"events": len(messages), "channel": self.channel, "error": type(exc).__name__},
+            )
+            return False
+        except Exception:  # noqa: BLE001 - publishing never fails an RPC
+            log.exception("publishing committed events failed", extra={"events": len(messages)})
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        """Waits for the pipeline in flight, if any (call once no RPC can publish any more)."""
+        if self._flusher is not None:
+            await asyncio.wait([self._flusher], timeout=self.timeout_s * 2)

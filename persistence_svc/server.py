@@ -1,0 +1,104 @@
+"""The persistence process: Postgres pool, migrations, Redis publisher and the Orders gRPC service.
+
+`serve(settings)` starts everything and returns a `Running` (tests call it on port 0);
+`main()` runs it until SIGTERM/SIGINT and shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+import psycopg
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
+from common.grpc_server import GrpcService, start_grpc_service, wait_for_shutdown_signal
+from common.log import setup_logging
+from common.settings import Settings, load_settings
+from orderengine.v1 import orders_pb2_grpc
+from persistence_svc import db
+from persistence_svc.publisher import RedisPublisher
+from persistence_svc.servicer import SERVICE_NAME, OrdersServicer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """A started persistence service. `stop()` is graceful and idempotent."""
+
+    settings: Settings
+    service: GrpcService
+    pool: AsyncConnectionPool
+    redis: aioredis.Redis
+    publisher: RedisPublisher
+    servicer: OrdersServicer
+    _stopped: bool = False
+
+    @property
+    def port(self) -> int:
+        return self.service.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health → NOT_SERVING, let in-flight calls finish for `grace` s (default GRPC_GRACE_S),
+        then close the Postgres pool and the Redis client."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            await self.service.stop(self.settings.grpc_grace_s if grace is None else grace)
+        finally:
+            await self.publisher.aclose()
+            await self.pool.close()
+            await self.redis.aclose()
+
+
+async def serve(settings: Settings) -> Running:
+    """Creates the database if missing, applies migrations, opens the pool and the Redis client,
+    and starts the gRPC server on settings.persistence_addr (port 0 picks a free port)."""
+    await db.ensure_database(settings.database_url)
+    await db.apply_migrations(settings.database_url)
+    pool = await db.open_pool(settings.database_url, settings.db_pool_size)
+    redis = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=30
+    )
+    try:
+        publisher = RedisPublisher(redis, settings.redis_prefix)
+        servicer = OrdersServicer(pool, publisher)
+
+        def register(server: grpc.aio.Server) -> None:
+            orders_pb2_grpc.add_OrdersServicer_to_server(servicer, server)
+
+        service = await start_grpc_service(settings.persistence_addr, register, [SERVICE_NAME])
+    except BaseException:
+        await pool.close()
+        await redis.aclose()
+        raise
+    log.info("persistence serving", extra={"port": service.port, "pool_size": settings.db_pool_size})
+    return Running(settings, service, pool, redis, publisher, servicer)
+
+
+async def _run(settings: Settings) -> None:
+    running = await serve(settings)
+    try:
+        await wait_for_shutdown_signal()
+        log.info("shutting down", extra={"grace_s": settings.grpc_grace_s})
+    finally:
+        await running.stop()
+    log.info("stopped")
+
+
+def main() -> None:
+    settings = load_settings()
+    setup_logging("persistence", settings.log_level)
+    try:
+        asyncio.run(_run(settings))
+    except db.MigrationError as exc:
+        log.error("migration failed: %s", exc)
+        raise SystemExit(1) from None
+    except psycopg.OperationalError as exc:
+        log.error("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        raise SystemExit(1) from None

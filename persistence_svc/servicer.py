@@ -1,0 +1,245 @@
+"""The typed async servicer of `orderengine.v1.Orders`: validate, store, publish, answer.
+
+Domain errors (common.errors) are raised and mapped to status codes by the shared interceptor.
+A database that cannot be reached answers UNAVAILABLE, which callers may retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import grpc
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from common.errors import DomainError, InvalidArgument, Unavailable
+from common.log import order_id_var
+from orderengine.v1 import orders_pb2, orders_pb2_grpc
+from persistence_svc import lifecycle, store, validation
+from persistence_svc.models import EventInput, EventRow, ExecutionRow, OrderRow, from_us, to_us
+from persistence_svc.publisher import EventPublisher
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["Orders"].full_name
+LIST_DEFAULT, LIST_MAX = 50, 200
+UNFINISHED_DEFAULT, UNFINISHED_MAX = 100, 1000
+PURGE_INTERVAL_S = 600.0
+MAX_BATCH = 10_000
+_INT4_MAX = 2**31 - 1
+_MAX_US = to_us(datetime(9999, 1, 1, tzinfo=UTC))
+
+
+@asynccontextmanager
+async def _database() -> AsyncIterator[None]:
+    """Database outages become UNAVAILABLE (retryable), without the driver's text."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        raise Unavailable("database unavailable") from None
+
+
+# --- rows → messages --------------------------------------------------------------------------
+
+
+def order_message(order: OrderRow, events: list[EventRow] | None = None) -> orders_pb2.Order:
+    s = order.spec
+    return orders_pb2.Order(
+        order_id=str(order.order_id),
+        spec=orders_pb2.OrderSpec(
+            input_mint=s.input_mint,
+            output_mint=s.output_mint,
+            amount_in=s.amount_in,
+            slippage_bps=s.slippage_bps,
+            input_decimals=s.input_decimals,
+            output_decimals=s.output_decimals,
+            input_symbol=s.input_symbol,
+            output_symbol=s.output_symbol,
+        ),
+        status=lifecycle.to_proto(order.status),
+        attempts=order.attempts,
+        route_json=order.route_json,
+        amount_out=order.amount_out,
+        tx_hash=order.tx_hash,
+        dex=order.dex,
+        executed_price=order.executed_price,
+        failure_reason=order.failure_reason,
+        created_at_us=to_us(order.created_at),
+        updated_at_us=to_us(order.updated_at),
+        last_seq=order.last_seq,
+        events=[event_message(e) for e in events or ()],
+    )
+
+
+def event_message(event: EventRow) -> orders_pb2.OrderEvent:
+    return orders_pb2.OrderEvent(
+        order_id=str(event.order_id),
+        seq=event.seq,
+        status=lifecycle.to_proto(event.status),
+        data_json=event.data_json,
+        at_us=to_us(event.at),
+    )
+
+
+def execution_message(execution: ExecutionRow) -> orders_pb2.Execution:
+    return orders_pb2.Execution(
+        order_id=str(execution.order_id),
+        attempt=execution.attempt,
+        signature=execution.signature,
+        signed_tx=execution.signed_tx,
+        last_valid_block_height=execution.last_valid_block_height,
+        blockhash=execution.blockhash,
+        state=execution.state,
+        created_at_us=to_us(execution.created_at),
+        updated_at_us=to_us(execution.updated_at),
+    )
+
+
+class OrdersServicer(orders_pb2_grpc.OrdersServicer):
+    def __init__(self, pool: AsyncConnectionPool, publisher: EventPublisher) -> None:
+        self.pool = pool
+        self.publisher = publisher
+        self._next_purge = 0.0
+
+    async def CreateOrder(
+        self, request: orders_pb2.CreateOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.CreateOrderResponse:
+        new = validation.parse_create_order(request, uuid.uuid4())
+        order_id_var.set(str(new.order_id))
+        async with _database():
+            outcome = await store.create_order(self.pool, new)
+            await self._purge_keys_when_due()
+        if outcome.first_event is not None:
+            await self.publisher.publish([outcome.first_event])
+        return orders_pb2.CreateOrderResponse(order=order_message(outcome.order), created=outcome.created)
+
+    async def _purge_keys_when_due(self) -> None:
+        """Expired idempotency keys already count as absent; deleting them is housekeeping done
+        lazily, at most once per PURGE_INTERVAL_S per process."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_INTERVAL_S
+        try:
+            purged = await store.purge_expired_keys(self.pool)
+        except psycopg.Error:
+            log.warning("purging expired idempotency keys failed", exc_info=True)
+            return
+        if purged:
+            log.info("purged expired idempotency keys", extra={"count": purged})
+
+    async def AppendEvent(
+        self, request: orders_pb2.NewEvent, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.OrderEvent:
+        event = validation.parse_new_event(request)
+        order_id_var.set(str(event.order_id))
+        async with _database():
+            (outcome,) = await store.append_events(self.pool, [event])
+        if outcome.code != grpc.StatusCode.OK or outcome.event is None:
+            raise _StatusError(outcome.code, outcome.message)
+        if outcome.new:
+            await self.publisher.publish([outcome.event])
+        return event_message(outcome.event)
+
+    async def AppendEvents(
+        self, request: orders_pb2.AppendEventsRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.AppendEventsResponse:
+        if len(request.events) > MAX_BATCH:
+            raise InvalidArgument(f"must hold at most {MAX_BATCH} events", field="events")
+        results = [orders_pb2.AppendResult(order_id=e.order_id, seq=e.seq) for e in request.events]
+        valid: list[tuple[int, EventInput]] = []
+        for index, raw in enumerate(request.events):
+            try:
+                valid.append((index, validation.parse_new_event(raw, f"events[{index}].")))
+            except DomainError as exc:
+                results[index].code = _code(exc.code)
+                results[index].message = exc.client_message()
+        async with _database():
+            outcomes = await store.append_events(self.pool, [event for _, event in valid])
+        new_events: list[EventRow] = []
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            result = results[index]
+            result.code = _code(outcome.code)
+            result.message = outcome.message
+            if outcome.event is not None:
+                result.event.CopyFrom(event_message(outcome.event))
+                if outcome.new:
+                    new_events.append(outcome.event)
+        await self.publisher.publish(new_events)
+        return orders_pb2.AppendEventsResponse(results=results)
+
+    async def GetOrder(
+        self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.Order:
+        order_id = validation.parse_uuid(request.order_id, "order_id")
+        async with _database():
+            order, events = await store.get_order(self.pool, order_id, request.with_events)
+        return order_message(order, events)
+
+    async def ListOrders(
+        self, request: orders_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.ListOrdersResponse:
+        limit = validation.page_limit(request.limit, LIST_DEFAULT, LIST_MAX)
+        status = None
+        if request.status != orders_pb2.ORDER_STATUS_UNSPECIFIED:
+            status = validation.parse_status(request.status, "status")
+        async with _database():
+            orders, next_cursor = await store.list_orders(self.pool, limit, request.cursor, status)
+        return orders_pb2.ListOrdersResponse(
+            orders=[order_message(o) for o in orders], next_cursor=next_cursor
+        )
+
+    async def ListEvents(
+        self, request: orders_pb2.ListEventsRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.ListEventsResponse:
+        order_id = validation.parse_uuid(request.order_id, "order_id")
+        async with _database():
+            events = await store.list_events(self.pool, order_id, min(request.after_seq, _INT4_MAX))
+        return orders_pb2.ListEventsResponse(events=[event_message(e) for e in events])
+
+    async def RecordExecution(
+        self, request: orders_pb2.Execution, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.Execution:
+        execution = validation.parse_execution(request)
+        order_id_var.set(str(execution.order_id))
+        async with _database():
+            stored = await store.record_execution(self.pool, execution)
+        return execution_message(stored)
+
+    async def ListExecutions(
+        self, request: orders_pb2.ListExecutionsRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.ListExecutionsResponse:
+        order_id = validation.parse_uuid(request.order_id, "order_id")
+        async with _database():
+            executions = await store.list_executions(self.pool, order_id)
+        return orders_pb2.ListExecutionsResponse(executions=[execution_message(e) for e in executions])
+
+    async def ListUnfinishedOrders(
+        self, request: orders_pb2.ListUnfinishedOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.ListOrdersResponse:
+        limit = validation.page_limit(request.limit, UNFINISHED_DEFAULT, UNFINISHED_MAX)
+        if request.older_than_us < 0:
+            raise InvalidArgument("must not be negative", field="older_than_us")
+        older_than = from_us(min(request.older_than_us, _MAX_US)) if request.older_than_us else None
+        async with _database():
+            orders = await store.list_unfinished(self.pool, limit, older_than)
+        return orders_pb2.ListOrdersResponse(orders=[order_message(o) for o in orders])
+
+
+class _StatusError(DomainError):
+    """A per-event outcome raised as the status code of a unary AppendEvent."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _code(code: grpc.StatusCode) -> int:
+    value: int = code.value[0]
+    return value

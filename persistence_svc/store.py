@@ -1,0 +1,581 @@
+"""Every SQL statement of the engine. Functions take the pool and validated inputs, return rows.
+
+Connections are autocommit; a function that writes more than one statement opens an explicit
+transaction. Times are taken in this process (`utcnow()`), microsecond precision like Postgres.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from common.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
+from persistence_svc import lifecycle
+from persistence_svc.models import (
+    AppendOutcome,
+    CreateOutcome,
+    EventInput,
+    EventRow,
+    ExecutionInput,
+    ExecutionRow,
+    NewOrder,
+    OrderRow,
+    Spec,
+    Update,
+    compact_json,
+    from_us,
+    to_us,
+    utcnow,
+)
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+PURGE_BATCH = 1000
+
+_ORDER_COLUMNS = """id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
+    input_symbol, output_symbol, status, attempts, route, amount_out, tx_hash, dex, executed_price,
+    failure_reason, created_at, updated_at, last_seq"""
+_EVENT_COLUMNS = "order_id, seq, status, data, at"
+_EXECUTION_COLUMNS = """order_id, attempt, signature, signed_tx, last_valid_block_height, blockhash, state,
+    created_at, updated_at"""
+_TERMINAL_SQL = "('confirmed', 'failed')"
+
+
+# --- rows -------------------------------------------------------------------------------------
+
+
+def _order_row(row: TupleRow) -> OrderRow:
+    (
+        order_id,
+        input_mint,
+        output_mint,
+        amount_in,
+        slippage_bps,
+        input_decimals,
+        output_decimals,
+        input_symbol,
+        output_symbol,
+        status,
+        attempts,
+        route,
+        amount_out,
+        tx_hash,
+        dex,
+        executed_price,
+        failure_reason,
+        created_at,
+        updated_at,
+        last_seq,
+    ) = row
+    return OrderRow(
+        order_id=order_id,
+        spec=Spec(
+            input_mint=input_mint,
+            output_mint=output_mint,
+            amount_in=int(amount_in),
+            slippage_bps=slippage_bps,
+            input_decimals=input_decimals,
+            output_decimals=output_decimals,
+            input_symbol=input_symbol,
+            output_symbol=output_symbol,
+        ),
+        status=status,
+        attempts=attempts,
+        route_json="" if route is None else compact_json(route),
+        amount_out=0 if amount_out is None else int(amount_out),
+        tx_hash=tx_hash or "",
+        dex=dex or "",
+        executed_price=executed_price or "",
+        failure_reason=failure_reason or "",
+        created_at=created_at,
+        updated_at=updated_at,
+        last_seq=last_seq,
+    )
+
+
+def _event_row(row: TupleRow) -> EventRow:
+    order_id, seq, status, data, at = row
+    return EventRow(order_id, seq, status, data, at)
+
+
+def _execution_row(row: TupleRow) -> ExecutionRow:
+    order_id, attempt, signature, signed_tx, lvbh, blockhash, state, created_at, updated_at = row
+    return ExecutionRow(
+        order_id, attempt, signature, bytes(signed_tx), int(lvbh), blockhash, state, created_at, updated_at
+    )
+
+
+# --- orders -----------------------------------------------------------------------------------
+
+_CLAIM_KEY = """
+INSERT INTO idempotency_keys AS k (key, request_hash, order_id, created_at)
+VALUES (%(key)s, %(hash)s, %(id)s, %(now)s)
+ON CONFLICT (key) DO UPDATE
+    SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
+    WHERE k.created_at < %(expired_before)s
+RETURNING order_id"""
+
+# One statement inserts the order and its first event; no row back means the id already exists.
+_INSERT_ORDER = """
+WITH o AS (
+    INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
+                        output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
+                        created_at, updated_at, idempotency_key, request_hash)
+    VALUES (%(id)s, %(input_mint)s, %(output_mint)s, %(amount_in)s, %(slippage_bps)s, %(input_decimals)s,
+            %(output_decimals)s, %(input_symbol)s, %(output_symbol)s, 'pending', 0, 1,
+            %(now)s, %(now)s, %(key)s, %(hash)s)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, created_at
+)
+INSERT INTO order_events (order_id, seq, status, data, at)
+SELECT id, 1, 'pending', '{}'::jsonb, created_at FROM o
+RETURNING at"""
+
+
+async def create_order(pool: AsyncConnectionPool, new: NewOrder) -> CreateOutcome:
+    """Creates the order and its event 1 (pending), or returns the order that the idempotency key
+    or the client-chosen order_id already names (created=False)."""
+    now = utcnow()
+    params: dict[str, Any] = {
+        "id": new.order_id,
+        "input_mint": new.spec.input_mint,
+        "output_mint": new.spec.output_mint,
+        "amount_in": Decimal(new.spec.amount_in),
+        "slippage_bps": new.spec.slippage_bps,
+        "input_decimals": new.spec.input_decimals,
+        "output_decimals": new.spec.output_decimals,
+        "input_symbol": new.spec.input_symbol,
+        "output_symbol": new.spec.output_symbol,
+        "now": now,
+        "key": new.idempotency_key,
+        "hash": new.request_hash,
+        "expired_before": now - IDEMPOTENCY_TTL,
+    }
+    async with pool.connection() as conn:
+        if new.idempotency_key is None:
+            cur = await conn.execute(_INSERT_ORDER, params)
+            if await cur.fetchone() is not None:
+                return _created(new, now)
+            return CreateOutcome(await _same_order(conn, new), created=False, first_event=None)
+
+        async with conn.transaction():
+            # Atomic claim: the unique key decides; a key older than the TTL counts as absent.
+            cur = await conn.execute(_CLAIM_KEY, params)
+            if await cur.fetchone() is None:
+                cur = await conn.execute(
+                    "SELECT request_hash, order_id FROM idempotency_keys WHERE key = %s",
+                    (new.idempotency_key,),
+                )
+                claimed = await cur.fetchone()
+                if claimed is None:  # purged between the two statements: let the caller retry
+                    raise Aborted("idempotency key changed concurrently; retry")
+                if claimed[0] != new.request_hash:
+                    raise AlreadyExists("idempotency key reused with a different request")
+                order = await _get_order(conn, claimed[1])
+                if order is None:
+                    raise NotFound("the order of this idempotency key no longer exists")
+                return CreateOutcome(order, created=False, first_event=None)
+            cur = await conn.execute(_INSERT_ORDER, params)
+            if await cur.fetchone() is not None:
+                return _created(new, now)
+            return CreateOutcome(await _same_order(conn, new), created=False, first_event=None)
+
+
+def _created(new: NewOrder, now: datetime) -> CreateOutcome:
+    order = OrderRow(
+        order_id=new.order_id,
+        spec=new.spec,
+        status=lifecycle.PENDING,
+        attempts=0,
+        route_json="",
+        amount_out=0,
+        tx_hash="",
+        dex="",
+        executed_price="",
+        failure_reason="",
+        created_at=now,
+        updated_at=now,
+        last_seq=1,
+    )
+    return CreateOutcome(order, True, EventRow(new.order_id, 1, lifecycle.PENDING, {}, now, "{}"))
+
+
+async def _same_order(conn: psycopg.AsyncConnection[TupleRow], new: NewOrder) -> OrderRow:
+    """The existing order with the client-chosen id, which must have the same spec."""
+    order = await _get_order(conn, new.order_id)
+    if order is None:  # cannot happen: the insert conflicted on this id
+        raise Aborted("order changed concurrently; retry")
+    if order.spec != new.spec:
+        raise AlreadyExists("order_id already used for a different order")
+    return order
+
+
+async def _get_order(conn: psycopg.AsyncConnection[TupleRow], order_id: uuid.UUID) -> OrderRow | None:
+    cur = await conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = %s", (order_id,))
+    row = await cur.fetchone()
+    return None if row is None else _order_row(row)
+
+
+async def purge_expired_keys(pool: AsyncConnectionPool) -> int:
+    """Deletes up to PURGE_BATCH idempotency keys older than the TTL; returns how many."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            """DELETE FROM idempotency_keys WHERE key IN (
+                   SELECT key FROM idempotency_keys WHERE created_at < %s LIMIT %s)""",
+            (utcnow() - IDEMPOTENCY_TTL, PURGE_BATCH),
+        )
+        return cur.rowcount
+
+
+async def get_order(
+    pool: AsyncConnectionPool, order_id: uuid.UUID, with_events: bool
+) -> tuple[OrderRow, list[EventRow]]:
+    async with pool.connection() as conn:
+        order = await _get_order(conn, order_id)
+        if order is None:
+            raise NotFound("order not found", field="order_id")
+        events: list[EventRow] = []
+        if with_events:
+            cur = await conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM order_events WHERE order_id = %s ORDER BY seq", (order_id,)
+            )
+            events = [_event_row(r) for r in await cur.fetchall()]
+        return order, events
+
+
+def encode_cursor(order: OrderRow) -> str:
+    raw = json.dumps({"t": to_us(order.created_at), "id": str(order.order_id)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(doc, dict) and isinstance(doc.get("t"), int) and isinstance(doc.get("id"), str):
+            return from_us(doc["t"]), uuid.UUID(doc["id"])
+    except (ValueError, OverflowError, binascii.Error):
+        pass
+    raise InvalidArgument("is not a cursor returned by ListOrders", field="cursor")
+
+
+async def list_orders(
+    pool: AsyncConnectionPool, limit: int, cursor: str, status: str | None
+) -> tuple[list[OrderRow], str]:
+    """Newest first; keyset pagination on (created_at, id). Returns the page and the next cursor
+    ("" after the last page)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if cursor:
+        created_at, order_id = decode_cursor(cursor)
+        where.append("(created_at, id) < (%s, %s)")
+        params += [created_at, order_id]
+    if status is not None:
+        where.append("status = %s")
+        params.append(status)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    params.append(limit + 1)
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders {clause} ORDER BY created_at DESC, id DESC LIMIT %s", params
+        )
+        orders = [_order_row(r) for r in await cur.fetchall()]
+    if len(orders) > limit:
+        orders = orders[:limit]
+        return orders, encode_cursor(orders[-1])
+    return orders, ""
+
+
+async def list_unfinished(
+    pool: AsyncConnectionPool, limit: int, older_than: datetime | None
+) -> list[OrderRow]:
+    """Orders not confirmed or failed, least recently updated first (the partial index
+    orders_unfinished_idx serves both forms)."""
+    before = "" if older_than is None else "AND updated_at < %(before)s"
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"""SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN {_TERMINAL_SQL} {before}
+                ORDER BY updated_at, id LIMIT %(limit)s""",
+            {"before": older_than, "limit": limit},
+        )
+        return [_order_row(r) for r in await cur.fetchall()]
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+async def list_events(pool: AsyncConnectionPool, order_id: uuid.UUID, after_seq: int) -> list[EventRow]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM order_events WHERE order_id = %s AND seq > %s ORDER BY seq",
+            (order_id, after_seq),
+        )
+        events = [_event_row(r) for r in await cur.fetchall()]
+        if not events:
+            await _require_order(conn, order_id)
+        return events
+
+
+async def _require_order(conn: psycopg.AsyncConnection[TupleRow], order_id: uuid.UUID) -> None:
+    cur = await conn.execute("SELECT 1 FROM orders WHERE id = %s", (order_id,))
+    if await cur.fetchone() is None:
+        raise NotFound("order not found", field="order_id")
+
+
+# How an order row takes the fields its events set: NULL leaves a column as it is.
+_SET_ORDER_FIELDS = """
+    status = u.status,
+    last_seq = u.seq,
+    updated_at = 'epoch'::timestamptz + u.at_us * interval '1 microsecond',
+    attempts = COALESCE(u.attempts, o.attempts),
+    route = COALESCE(u.route, o.route),
+    amount_out = COALESCE(u.amount_out, o.amount_out),
+    tx_hash = COALESCE(u.tx_hash, o.tx_hash),
+    dex = COALESCE(u.dex, o.dex),
+    executed_price = COALESCE(u.executed_price, o.executed_price),
+    failure_reason = COALESCE(u.failure_reason, o.failure_reason)"""
+_ROW_TYPE = """(i int, order_id uuid, seq int, status text, data jsonb, at_us bigint, attempts int,
+     route jsonb, amount_out numeric, tx_hash text, dex text, executed_price text, failure_reason text)"""
+_AT = "'epoch'::timestamptz + u.at_us * interval '1 microsecond'"
+
+# The common case in one statement and one round trip (autocommit, so one commit too): lock the
+# orders in id order, keep the events whose seq is next and whose transition is legal (the pairs
+# come from lifecycle.TRANSITIONS), insert them and update their orders; return their indexes.
+_APPEND_FAST = f"""
+WITH input AS (SELECT * FROM json_to_recordset(%(events)s::json) AS u{_ROW_TYPE}),
+locked AS (
+    SELECT id, status, last_seq FROM orders WHERE id IN (SELECT order_id FROM input) ORDER BY id FOR UPDATE
+),
+ok AS (
+    SELECT u.* FROM input AS u JOIN locked AS l ON l.id = u.order_id
+    WHERE u.seq = l.last_seq + 1 AND l.status || '>' || u.status = ANY(%(legal)s::text[])
+),
+inserted AS (
+    INSERT INTO order_events (order_id, seq, status, data, at)
+    SELECT u.order_id, u.seq, u.status, u.data, {_AT} FROM ok AS u
+),
+updated AS (
+    UPDATE orders AS o SET {_SET_ORDER_FIELDS}
+    FROM ok AS u WHERE o.id = u.order_id
+)
+SELECT i FROM ok"""
+
+# The write of the checked path: the accepted events, and one row per changed order.
+_WRITE_CHECKED = f"""
+WITH inserted AS (
+    INSERT INTO order_events (order_id, seq, status, data, at)
+    SELECT u.order_id, u.seq, u.status, u.data, {_AT}
+    FROM json_to_recordset(%(events)s::json) AS u{_ROW_TYPE}
+)
+UPDATE orders AS o SET {_SET_ORDER_FIELDS}
+FROM json_to_recordset(%(orders)s::json) AS u{_ROW_TYPE}
+WHERE o.id = u.order_id"""
+
+_LOCK_ORDERS = "SELECT id, status, last_seq FROM orders WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
+
+_READ_STORED = f"""SELECT {_EVENT_COLUMNS} FROM order_events
+WHERE (order_id, seq) IN (SELECT * FROM unnest(%s::uuid[], %s::int[]))"""
+
+_LEGAL_PAIRS = [f"{a}>{b}" for a, targets in lifecycle.TRANSITIONS.items() for b in sorted(targets)]
+
+
+def _json_row(index: int, event: EventInput, at: datetime, fields: dict[str, Any]) -> str:
+    """One record for json_to_recordset: the event, and the order fields to set (absent = keep).
+    Built by hand: ids, ints and statuses need no escaping; data and route are compact JSON."""
+    parts = [
+        f'{{"i":{index},"order_id":"{event.order_id}","seq":{event.seq},"status":"{event.status}"',
+        f'"data":{event.data_json}',
+        f'"at_us":{to_us(at)}',
+    ]
+    for name, value in fields.items():
+        if name == "route_json":
+            parts.append(f'"route":{value}')
+        elif name in ("attempts", "amount_out"):
+            parts.append(f'"{name}":{int(value)}')
+        else:
+            parts.append(f'"{name}":{json.dumps(value, ensure_ascii=False)}')
+    return ",".join(parts) + "}"
+
+
+def _set_fields(update: Update) -> dict[str, Any]:
+    return {name: getattr(update, name) for name in _UPDATE_FIELDS if getattr(update, name) is not None}
+
+
+_UPDATE_FIELDS = tuple(Update.__dataclass_fields__)
+
+
+async def append_events(pool: AsyncConnectionPool, events: Sequence[EventInput]) -> list[AppendOutcome]:
+    """Appends a batch; returns one outcome per event, in order.
+
+    A batch with one event per order (the gateway's shape) first goes through one statement that
+    accepts every event that is plainly next and legal. Whatever it leaves (repeats, conflicts,
+    unknown orders, illegal transitions), and any batch with several events for one order, goes
+    through the checked path: one transaction that locks the orders and decides each event in
+    Python. Either way an event is accepted only if its seq is the order's last_seq + 1 and its
+    transition is legal, under the order's row lock."""
+    if not events:
+        return []
+    outcomes: list[AppendOutcome | None] = [None] * len(events)
+    if len({e.order_id for e in events}) == len(events):
+        ats = [utcnow() for _ in events]
+        rows = [_json_row(i, e, ats[i], _set_fields(e.update)) for i, e in enumerate(events)]
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                _APPEND_FAST, {"events": "[" + ",".join(rows) + "]", "legal": _LEGAL_PAIRS}
+            )
+            for (i,) in await cur.fetchall():
+                e = events[i]
+                written = EventRow(e.order_id, e.seq, e.status, e.data, ats[i], e.data_json)
+                outcomes[i] = AppendOutcome(grpc.StatusCode.OK, event=written, new=True)
+    rest = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    if rest:
+        for i, outcome in zip(rest, await _append_checked(pool, [events[i] for i in rest]), strict=True):
+            outcomes[i] = outcome
+    return [o for o in outcomes if o is not None]
+
+
+class _Pending:
+    """What a batch does to one order, simulated in Python under the row lock."""
+
+    __slots__ = ("status", "last_seq", "last", "fields")
+
+    def __init__(self, status: str, last_seq: int) -> None:
+        self.status = status
+        self.last_seq = last_seq
+        self.last: tuple[EventInput, datetime] | None = None
+        self.fields: dict[str, Any] = {}
+
+    def apply(self, event: EventInput, at: datetime) -> None:
+        self.status = event.status
+        self.last_seq = event.seq
+        self.last = (event, at)
+        self.fields.update(_set_fields(event.update))
+
+
+async def _append_checked(pool: AsyncConnectionPool, events: Sequence[EventInput]) -> list[AppendOutcome]:
+    """One transaction: lock the orders FOR UPDATE in id order (so concurrent batches cannot
+    deadlock), decide each event in Python against the locked state, then write every accepted
+    event with one set-based statement, whatever the batch size."""
+    order_ids = sorted({e.order_id for e in events})
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(_LOCK_ORDERS, ("{" + ",".join(map(str, order_ids)) + "}",))
+        state = {row[0]: _Pending(row[1], row[2]) for row in await cur.fetchall()}
+
+        # Events at or below the stored last_seq may be repeats: read what is stored there.
+        stored: dict[tuple[uuid.UUID, int], EventRow] = {}
+        maybe_repeats = [e for e in events if e.order_id in state and e.seq <= state[e.order_id].last_seq]
+        if maybe_repeats:
+            cur = await conn.execute(
+                _READ_STORED, ([e.order_id for e in maybe_repeats], [e.seq for e in maybe_repeats])
+            )
+            for found in map(_event_row, await cur.fetchall()):
+                stored[(found.order_id, found.seq)] = found
+
+        outcomes: list[AppendOutcome] = []
+        new_rows: list[str] = []
+        for event in events:
+            pending = state.get(event.order_id)
+            if pending is None:
+                outcomes.append(AppendOutcome(grpc.StatusCode.NOT_FOUND, "order_id: order not found"))
+                continue
+            if event.seq <= pending.last_seq:
+                existing = stored.get((event.order_id, event.seq))
+                if existing is not None and existing.status == event.status and existing.data == event.data:
+                    outcomes.append(AppendOutcome(grpc.StatusCode.OK, event=existing))
+                else:
+                    message = f"seq {event.seq} is already taken by a different event"
+                    outcomes.append(AppendOutcome(grpc.StatusCode.ABORTED, message))
+                continue
+            if event.seq != pending.last_seq + 1:
+                message = f"seq {event.seq} is not next (last seq is {pending.last_seq})"
+                outcomes.append(AppendOutcome(grpc.StatusCode.ABORTED, message))
+                continue
+            if not lifecycle.is_legal(pending.status, event.status):
+                message = f"illegal transition {pending.status} → {event.status}"
+                outcomes.append(AppendOutcome(grpc.StatusCode.FAILED_PRECONDITION, message))
+                continue
+            written = EventRow(event.order_id, event.seq, event.status, event.data, utcnow(), event.data_json)
+            pending.apply(event, written.at)
+            stored[(event.order_id, event.seq)] = written
+            new_rows.append(_json_row(len(new_rows), event, written.at, {}))
+            outcomes.append(AppendOutcome(grpc.StatusCode.OK, event=written, new=True))
+
+        if new_rows:
+            changed = [
+                _json_row(0, p.last[0], p.last[1], p.fields) for p in state.values() if p.last is not None
+            ]
+            await conn.execute(
+                _WRITE_CHECKED,
+                {"events": "[" + ",".join(new_rows) + "]", "orders": "[" + ",".join(changed) + "]"},
+            )
+    return outcomes
+
+
+# --- executions -------------------------------------------------------------------------------
+
+# The signed bytes of a signature never change; only the state moves, and never backwards:
+# signed → sent → landed | failed | expired (the last three are final).
+_UPSERT_EXECUTION = f"""
+INSERT INTO executions AS x ({_EXECUTION_COLUMNS})
+VALUES (%(order_id)s, %(attempt)s, %(signature)s, %(signed_tx)s, %(lvbh)s, %(blockhash)s, %(state)s,
+        %(now)s, %(now)s)
+ON CONFLICT (signature) DO UPDATE
+    SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+    WHERE x.order_id = EXCLUDED.order_id
+      AND x.state NOT IN ('landed', 'failed', 'expired')
+      AND (x.state = 'signed' OR EXCLUDED.state <> 'signed')
+RETURNING {_EXECUTION_COLUMNS}"""
+
+
+async def record_execution(pool: AsyncConnectionPool, execution: ExecutionInput) -> ExecutionRow:
+    params = {
+        "order_id": execution.order_id,
+        "attempt": execution.attempt,
+        "signature": execution.signature,
+        "signed_tx": execution.signed_tx,
+        "lvbh": Decimal(execution.last_valid_block_height),
+        "blockhash": execution.blockhash,
+        "state": execution.state,
+        "now": utcnow(),
+    }
+    async with pool.connection() as conn:
+        try:
+            cur = await conn.execute(_UPSERT_EXECUTION, params)
+        except psycopg.errors.ForeignKeyViolation:
+            raise NotFound("order not found", field="order_id") from None
+        row = await cur.fetchone()
+        if row is not None:
+            return _execution_row(row)
+        # Not updated: the signature belongs to another order, or its state may not move that way.
+        cur = await conn.execute(
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE signature = %s", (execution.signature,)
+        )
+        found = await cur.fetchone()
+        if found is None:  # cannot happen: the insert conflicted on this signature
+            raise Aborted("execution changed concurrently; retry")
+        existing = _execution_row(found)
+        if existing.order_id != execution.order_id:
+            raise AlreadyExists("signature is recorded for another order", field="signature")
+        return existing
+
+
+async def list_executions(pool: AsyncConnectionPool, order_id: uuid.UUID) -> list[ExecutionRow]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"""SELECT {_EXECUTION_COLUMNS} FROM executions WHERE order_id = %s
+                ORDER BY created_at, attempt, signature""",
+            (order_id,),
+        )
+        executions = [_execution_row(r) for r in await cur.fetchall()]
+        if not executions:
+            await _require_order(conn, order_id)
+        return executions
