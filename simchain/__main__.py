@@ -1,0 +1,3 @@
+from simchain.server import main
+
+main()
