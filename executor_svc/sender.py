@@ -1,0 +1,185 @@
+"""Sending a stored transaction and following it to an outcome.
+
+The bytes sent are always the stored bytes: a rebroadcast, a resumed attempt and a retried send
+all carry the same signature, so at most one of them can land. Status polls go through the chain
+client's batcher (one getSignatureStatuses per few milliseconds for every order in flight) and the
+expiry check through its shared block height, so following many transactions costs a handful of
+RPC calls per poll interval, not one per order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from solders.pubkey import Pubkey
+
+from common.chain import ChainClient, ChainError, SignatureStatus, TransactionInfo
+from common.dex.spl_token import NATIVE_MINT
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Send errors that prove the node could not even decode or verify the bytes: such a transaction
+# can never land, so it is safe to mark it failed and sign another. Any other error leaves it
+# "may still land" until its blockhash expires.
+UNSENDABLE_RPC_CODES = frozenset({-32003, -32600, -32602, -32700})
+# Consecutive failed status polls (each already retried by the chain client) before giving up.
+MAX_POLL_ERRORS = 3
+# How long a confirmed transaction may take to show up in getTransaction.
+TX_DETAILS_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    status: SignatureStatus
+
+
+@dataclass(frozen=True, slots=True)
+class LandedWithError:
+    status: SignatureStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RpcTrouble:
+    """The chain could not be followed; the transaction may still land (retry resumes it)."""
+
+    error: ChainError
+
+
+Outcome = Landed | LandedWithError | Expired | RpcTrouble
+
+
+class Sender:
+    def __init__(self, chain: ChainClient, settings: Settings) -> None:
+        self._chain = chain
+        self._commitment = settings.commitment
+        self._poll_s = settings.confirm_poll_ms / 1000
+        self._rebroadcast_s = settings.rebroadcast_ms / 1000
+
+    async def send(self, raw: bytes) -> None:
+        """One send of the stored bytes (transport failures retried with the same bytes)."""
+        await self._chain.send_raw_transaction(raw, skip_preflight=True)
+
+    async def lookup(self, signature: str, last_valid_block_height: int) -> Outcome | None:
+        """Where a stored transaction stands now: an outcome, or None while it may still land."""
+        status = await self._chain.signature_status(signature, search_history=True)
+        if status is not None:
+            return LandedWithError(status) if status.err is not None else Landed(status)
+        if await self._chain.block_height() > last_valid_block_height:
+            # The blockhash is too old for any leader now; look once more in case it landed in the
+            # last valid block after our status read.
+            status = await self._chain.signature_status(signature, search_history=True)
+            if status is None:
+                return Expired()
+            return LandedWithError(status) if status.err is not None else Landed(status)
+        return None
+
+    async def follow(self, raw: bytes, signature: str, last_valid_block_height: int) -> Outcome:
+        """Polls until the transaction reaches the commitment level, fails on chain or expires,
+        rebroadcasting the same bytes every REBROADCAST_MS meanwhile."""
+        next_rebroadcast = time.monotonic() + self._rebroadcast_s
+        errors = 0
+        while True:
+            await asyncio.sleep(self._poll_s)
+            try:
+                status = await self._chain.signature_status(signature)
+                if status is not None:
+                    if status.err is not None:
+                        return LandedWithError(status)
+                    if status.reached(self._commitment):
+                        return Landed(status)
+                elif await self._chain.block_height() > last_valid_block_height:
+                    final = await self.lookup(signature, last_valid_block_height)
+                    if final is not None:
+                        if isinstance(final, Landed) and not final.status.reached(self._commitment):
+                            continue
+                        return final
+                errors = 0
+            except ChainError as exc:
+                errors += 1
+                if errors >= MAX_POLL_ERRORS or not exc.retryable:
+                    return RpcTrouble(exc)
+                continue
+            if time.monotonic() >= next_rebroadcast:
+                next_rebroadcast = time.monotonic() + self._rebroadcast_s
+                try:
+                    await self._chain.send_raw_transaction(raw, skip_preflight=True, retry=False)
+                except ChainError as exc:
+                    log.debug("rebroadcast failed", extra={"signature": signature, "error": exc.message})
+
+    async def transaction(self, signature: str) -> TransactionInfo:
+        """getTransaction of a landed signature, waiting briefly for the node to index it."""
+        deadline = time.monotonic() + TX_DETAILS_TIMEOUT_S
+        while True:
+            info = await self._chain.get_transaction(signature)
+            if info is not None:
+                return info
+            if time.monotonic() >= deadline:
+                raise ChainError(
+                    "getTransaction: the landed transaction is not available yet", retryable=True
+                )
+            await asyncio.sleep(max(self._poll_s, 0.02))
+
+
+@dataclass(frozen=True, slots=True)
+class Amounts:
+    amount_in: int
+    amount_out: int
+
+
+def realized_amounts(
+    info: TransactionInfo,
+    wallet: Pubkey,
+    input_mint: Pubkey,
+    output_mint: Pubkey,
+    wallet_token_accounts: tuple[Pubkey, ...],
+) -> Amounts:
+    """What the transaction debited from and credited to the wallet, from its balances.
+
+    Tokens: the change of the wallet's token accounts of that mint (pre/postTokenBalances).
+    SOL: the wallet's lamport change plus the fee it paid, plus the lamports its own token
+    accounts gained or lost (rent of a newly created account, a closed wSOL account), so that only
+    what went into or came out of the swap remains."""
+    index = {key: i for i, key in enumerate(info.account_keys)}
+    wallet_str = str(wallet)
+    mine = {str(a) for a in wallet_token_accounts}
+    for balance in (*info.pre_token_balances, *info.post_token_balances):
+        if balance.owner == wallet_str:
+            mine.add(info.account_keys[balance.account_index])
+    mine_idx = {index[a] for a in mine if a in index}
+
+    def token_change(mint: Pubkey) -> int:
+        m = str(mint)
+        pre = sum(b.amount for b in info.pre_token_balances if b.mint == m and b.account_index in mine_idx)
+        post = sum(b.amount for b in info.post_token_balances if b.mint == m and b.account_index in mine_idx)
+        return post - pre
+
+    def sol_change() -> int:
+        w = index[wallet_str]
+        net = info.post_balances[w] - info.pre_balances[w] + info.fee
+        for i in mine_idx:
+            net += info.post_balances[i] - info.pre_balances[i]
+        return net
+
+    amount_in = -sol_change() if input_mint == NATIVE_MINT else -token_change(input_mint)
+    amount_out = sol_change() if output_mint == NATIVE_MINT else token_change(output_mint)
+    return Amounts(max(amount_in, 0), max(amount_out, 0))
+
+
+def error_text(err: Any) -> str:
+    """A TransactionError's JSON as short text."""
+    if isinstance(err, str):
+        return err
+    if isinstance(err, dict) and len(err) == 1:
+        ((name, value),) = err.items()
+        return f"{name} {value}"
+    return str(err)[:200]

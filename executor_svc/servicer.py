@@ -1,0 +1,462 @@
+"""The typed async servicer of `orderengine.v1.Executor`.
+
+`Execute` drives one attempt of one order and streams its stages. The rule it never breaks
+(DESIGN.md, "Order lifecycle"): a swap is never sent twice for one order. Before building, every
+stored execution of the order is looked up; one that may still land (its blockhash valid and its
+signature not on chain) is resumed by re-sending the very same bytes; one that landed is reported;
+only when every stored execution has expired or failed is a new transaction signed. A new
+transaction is stored (RecordExecution, state "signed") before its first send; if that store fails,
+nothing is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+
+from common.chain import ChainError
+from common.dex.spl_token import ASSOCIATED_TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
+from common.errors import InvalidArgument, NotFound
+from common.log import order_id_var
+from common.markets import VENUES, Markets
+from common.settings import Settings
+from executor_svc.builder import (
+    MEMO_PROGRAM_ID,
+    BuildFailed,
+    LegPlan,
+    OrderPlan,
+    TxBuilder,
+    associated_token_address,
+    describe_transaction_error,
+)
+from executor_svc.sender import (
+    UNSENDABLE_RPC_CODES,
+    Expired,
+    Landed,
+    LandedWithError,
+    Outcome,
+    RpcTrouble,
+    Sender,
+    realized_amounts,
+)
+from executor_svc.wallet import Wallet
+from orderengine.v1 import executor_pb2, executor_pb2_grpc, orders_pb2, orders_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["Executor"].full_name
+Update = executor_pb2.ExecutionUpdate
+Stage = executor_pb2.ExecutionUpdate.Stage
+PERSISTENCE_TIMEOUT_S = 5.0
+MAY_LAND = ("signed", "sent")
+_COMPUTE_BUDGET_ID = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
+_SYSTEM_ID = Pubkey.from_string("11111111111111111111111111111111")
+
+
+# ------------------------------------------------------------------------------------------------
+# request validation
+
+
+def _mint(value: str, field: str) -> Pubkey:
+    if not value:
+        raise InvalidArgument("is required", field=field)
+    try:
+        return Pubkey.from_string(value)
+    except ValueError:
+        raise InvalidArgument("is not a valid base58 address", field=field) from None
+
+
+def validate_request(request: executor_pb2.ExecuteRequest, markets: Markets) -> OrderPlan:
+    """The request as an OrderPlan, or InvalidArgument naming the first bad field."""
+    try:
+        order_id = str(uuid.UUID(request.order_id))
+    except ValueError:
+        raise InvalidArgument("must be a UUID", field="order_id") from None
+    if request.attempt < 1:
+        raise InvalidArgument("must be 1 or more", field="attempt")
+    input_mint = _mint(request.input_mint, "input_mint")
+    output_mint = _mint(request.output_mint, "output_mint")
+    if input_mint == output_mint:
+        raise InvalidArgument("must differ from input_mint", field="output_mint")
+    if request.amount_in <= 0:
+        raise InvalidArgument("must be greater than 0", field="amount_in")
+    legs_in = request.route.legs
+    if not 1 <= len(legs_in) <= 2:
+        raise InvalidArgument(f"must have 1 or 2 legs, got {len(legs_in)}", field="route.legs")
+    pools = {(p.venue, p.address) for p in markets.pools}
+    legs: list[LegPlan] = []
+    for i, leg in enumerate(legs_in):
+        where = f"route.legs[{i}]"
+        if leg.venue not in VENUES:
+            raise InvalidArgument(
+                f"unknown venue {leg.venue[:40]!r} (known: {', '.join(VENUES)})", field=f"{where}.venue"
+            )
+        if leg.venue not in markets.programs:
+            raise InvalidArgument(
+                f"venue {leg.venue} is not configured on this cluster", field=f"{where}.venue"
+            )
+        pool = _mint(leg.pool, f"{where}.pool")
+        if (leg.venue, leg.pool) not in pools:
+            raise InvalidArgument(f"pool is not a known {leg.venue} pool", field=f"{where}.pool")
+        if any(prev.pool == pool for prev in legs):
+            raise InvalidArgument("repeats the pool of another leg", field=f"{where}.pool")
+        if leg.amount_in <= 0:
+            raise InvalidArgument("must be greater than 0", field=f"{where}.amount_in")
+        if leg.min_amount_out <= 0:
+            raise InvalidArgument(
+                "must be greater than 0 (every swap needs a slippage floor)", field=f"{where}.min_amount_out"
+            )
+        legs.append(LegPlan(leg.venue, pool, leg.amount_in, leg.min_amount_out))
+    total = sum(leg.amount_in for leg in legs)
+    if total != request.amount_in:
+        raise InvalidArgument(
+            f"the legs' amount_in sum to {total}, not amount_in {request.amount_in}", field="route.legs"
+        )
+    return OrderPlan(order_id, request.attempt, input_mint, output_mint, request.amount_in, tuple(legs))
+
+
+def instruction_roles(tx: VersionedTransaction, programs: dict[str, Pubkey]) -> dict[int, str]:
+    """What each instruction of one of our transactions does, from its program ids (for error
+    reasons of a stored transaction)."""
+    keys = tx.message.account_keys
+    venues = {pid: venue for venue, pid in programs.items()}
+    roles: dict[int, str] = {}
+    for i, ix in enumerate(tx.message.instructions):
+        pid = keys[ix.program_id_index]
+        if pid in venues:
+            roles[i] = f"{venues[pid]} swap"
+        elif pid == _COMPUTE_BUDGET_ID:
+            roles[i] = "compute budget"
+        elif pid == ASSOCIATED_TOKEN_PROGRAM_ID:
+            roles[i] = "create a token account"
+        elif pid == _SYSTEM_ID:
+            roles[i] = "wrap SOL"
+        elif pid in (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID):
+            roles[i] = "unwrap SOL" if bytes(ix.data)[:1] == b"\x09" else "wrap SOL"
+        elif pid == MEMO_PROGRAM_ID:
+            roles[i] = "memo"
+    return roles
+
+
+# ------------------------------------------------------------------------------------------------
+# the servicer
+
+
+def _failed(reason: str, retryable: bool) -> Any:
+    return Update(stage=Stage.STAGE_FAILED, reason=reason, retryable=retryable)
+
+
+class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
+    def __init__(
+        self,
+        builder: TxBuilder,
+        sender: Sender,
+        orders: orders_pb2_grpc.OrdersStub,
+        markets: Markets,
+        wallet: Wallet,
+        settings: Settings,
+    ) -> None:
+        self._builder = builder
+        self._sender = sender
+        self._orders = orders
+        self._markets = markets
+        self._wallet = wallet
+        self._programs = {venue: markets.program_id(venue) for venue in markets.programs}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: dict[str, int] = {}
+
+    async def Execute(
+        self, request: executor_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        plan = validate_request(request, self._markets)
+        token = order_id_var.set(plan.order_id)
+        try:
+            lock = self._locks.setdefault(plan.order_id, asyncio.Lock())
+            self._lock_users[plan.order_id] = self._lock_users.get(plan.order_id, 0) + 1
+            try:
+                # One attempt of an order at a time in this process: a duplicate call waits and
+                # then finds (and resumes) what the first one stored.
+                async with lock:
+                    async for update in self._execute(plan):
+                        yield update
+            finally:
+                self._lock_users[plan.order_id] -= 1
+                if self._lock_users[plan.order_id] == 0:
+                    del self._lock_users[plan.order_id]
+                    del self._locks[plan.order_id]
+        finally:
+            try:
+                order_id_var.reset(token)
+            except ValueError:  # the generator was finished in another context
+                pass
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    async def _list_executions(self, order_id: str) -> list[orders_pb2.Execution]:
+        response = await self._orders.ListExecutions(
+            orders_pb2.ListExecutionsRequest(order_id=order_id), timeout=PERSISTENCE_TIMEOUT_S
+        )
+        return list(response.executions)
+
+    async def _record(self, execution: orders_pb2.Execution, state: str) -> orders_pb2.Execution:
+        record = orders_pb2.Execution()
+        record.CopyFrom(execution)
+        record.state = state
+        record.ClearField("created_at_us")
+        record.ClearField("updated_at_us")
+        stored: orders_pb2.Execution = await self._orders.RecordExecution(
+            record, timeout=PERSISTENCE_TIMEOUT_S
+        )
+        return stored
+
+    async def _record_best_effort(self, execution: orders_pb2.Execution, state: str) -> None:
+        try:
+            await self._record(execution, state)
+        except grpc.aio.AioRpcError as exc:
+            # Not fatal: a later attempt looks the signature up on chain again.
+            log.warning(
+                "cannot record execution state",
+                extra={"state": state, "code": exc.code().name, "signature": execution.signature},
+            )
+
+    # -- the attempt ----------------------------------------------------------------------------
+
+    async def _execute(self, plan: OrderPlan) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        try:
+            executions = await self._list_executions(plan.order_id)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("order not found", field="order_id") from None
+            yield _failed(f"cannot read the order's stored executions (persistence {exc.code().name})", True)
+            return
+
+        # 1. Anything stored that landed or may still land decides the attempt.
+        for execution in executions:
+            if execution.state == "landed":
+                async for update in self._landed(plan, execution, resumed=True):
+                    yield update
+                return
+        for execution in executions:
+            if execution.state not in MAY_LAND:
+                continue
+            try:
+                outcome = await self._sender.lookup(execution.signature, execution.last_valid_block_height)
+            except ChainError as exc:
+                yield _failed(f"cannot check the stored transaction: {exc.message}", True)
+                return
+            if isinstance(outcome, Expired):
+                log.info("stored transaction expired", extra={"signature": execution.signature})
+                await self._record_best_effort(execution, "expired")
+                continue
+            log.info(
+                "resuming stored transaction",
+                extra={"signature": execution.signature, "stored_attempt": execution.attempt},
+            )
+            if outcome is None:
+                async for update in self._send_and_follow(plan, execution, resumed=True):
+                    yield update
+                return
+            async for update in self._finish(plan, execution, outcome, resumed=True):
+                yield update
+            return
+
+        # 2. Nothing can land any more: build, simulate, sign.
+        yield Update(stage=Stage.STAGE_BUILDING)
+        try:
+            built = await self._builder.build(plan)
+        except BuildFailed as exc:
+            log.info("attempt not built", extra={"reason": exc.reason, "retryable": exc.retryable})
+            yield _failed(exc.reason, exc.retryable)
+            return
+        except ChainError as exc:
+            yield _failed(f"cannot build the transaction: {exc.message}", exc.retryable)
+            return
+
+        execution = orders_pb2.Execution(
+            order_id=plan.order_id,
+            attempt=plan.attempt,
+            signature=str(built.signature),
+            signed_tx=built.raw,
+            last_valid_block_height=built.last_valid_block_height,
+            blockhash=str(built.blockhash),
+            state="signed",
+        )
+        # 3. Stored before the first send, or not sent at all.
+        try:
+            await self._record(execution, "signed")
+        except grpc.aio.AioRpcError as exc:
+            log.warning("cannot store the signed transaction; not sending", extra={"code": exc.code().name})
+            yield _failed(
+                f"cannot store the signed transaction (persistence {exc.code().name}); nothing was sent", True
+            )
+            return
+
+        # 4. Send, then follow.
+        log.info(
+            "transaction signed",
+            extra={
+                "signature": execution.signature,
+                "last_valid_block_height": built.last_valid_block_height,
+                "cu_limit": built.compute_unit_limit,
+                "cu_price": built.compute_unit_price,
+            },
+        )
+        async for update in self._send_and_follow(plan, execution, resumed=False):
+            yield update
+
+    async def _send_and_follow(
+        self, plan: OrderPlan, execution: orders_pb2.Execution, resumed: bool
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        """Sends the stored bytes, reports SUBMITTED and follows the transaction to an outcome."""
+        try:
+            await self._sender.send(execution.signed_tx)
+        except ChainError as exc:
+            if exc.rpc_code in UNSENDABLE_RPC_CODES:
+                # The node could not decode or verify the bytes: they can never land.
+                await self._record_best_effort(execution, "failed")
+                yield Update(
+                    stage=Stage.STAGE_FAILED,
+                    signature=execution.signature,
+                    resumed=resumed,
+                    reason=f"the RPC node rejected the transaction: {exc.message}",
+                    retryable=False,
+                )
+                return
+            if not exc.maybe_delivered:
+                # Definitely not taken by the node (rate limited, refused): it stays stored as
+                # "signed", and the next attempt re-sends these same bytes instead of signing anew.
+                yield Update(
+                    stage=Stage.STAGE_FAILED,
+                    signature=execution.signature,
+                    resumed=resumed,
+                    reason=f"cannot send the transaction: {exc.message}",
+                    retryable=True,
+                )
+                return
+            # It may have reached a leader (e.g. a timeout): follow it like a sent one.
+            log.info(
+                "send outcome unknown; following",
+                extra={"signature": execution.signature, "error": exc.message},
+            )
+        yield Update(
+            stage=Stage.STAGE_SUBMITTED,
+            signature=execution.signature,
+            last_valid_block_height=execution.last_valid_block_height,
+            resumed=resumed,
+        )
+        outcome = await self._sender.follow(
+            execution.signed_tx, execution.signature, execution.last_valid_block_height
+        )
+        async for update in self._finish(plan, execution, outcome, resumed=resumed):
+            yield update
+
+    async def _finish(
+        self, plan: OrderPlan, execution: orders_pb2.Execution, outcome: Outcome, resumed: bool
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        if isinstance(outcome, Landed):
+            await self._record_best_effort(execution, "landed")
+            async for update in self._landed(plan, execution, resumed):
+                yield update
+        elif isinstance(outcome, LandedWithError):
+            await self._record_best_effort(execution, "failed")
+            roles = instruction_roles(VersionedTransaction.from_bytes(execution.signed_tx), self._programs)
+            reason, _ = describe_transaction_error(outcome.status.err, roles)
+            log.info(
+                "transaction failed on chain", extra={"signature": execution.signature, "reason": reason}
+            )
+            yield Update(
+                stage=Stage.STAGE_FAILED,
+                signature=execution.signature,
+                reason=reason,
+                retryable=False,
+                resumed=resumed,
+            )
+        elif isinstance(outcome, Expired):
+            await self._record_best_effort(execution, "expired")
+            log.info("transaction expired", extra={"signature": execution.signature})
+            yield Update(
+                stage=Stage.STAGE_FAILED,
+                signature=execution.signature,
+                reason="blockhash expired before landing",
+                retryable=True,
+                resumed=resumed,
+            )
+        else:
+            assert isinstance(outcome, RpcTrouble)
+            log.warning(
+                "lost track of the transaction",
+                extra={"signature": execution.signature, "error": outcome.error.message},
+            )
+            yield Update(
+                stage=Stage.STAGE_FAILED,
+                signature=execution.signature,
+                reason=f"RPC unavailable while confirming: {outcome.error.message}",
+                retryable=True,
+                resumed=resumed,
+            )
+
+    async def _landed(
+        self, plan: OrderPlan, execution: orders_pb2.Execution, resumed: bool
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        roles = instruction_roles(VersionedTransaction.from_bytes(execution.signed_tx), self._programs)
+        try:
+            info = await self._sender.transaction(execution.signature)
+        except ChainError as exc:
+            yield Update(
+                stage=Stage.STAGE_FAILED,
+                signature=execution.signature,
+                resumed=resumed,
+                retryable=True,
+                reason=f"the swap landed but its details cannot be read yet: {exc.message}",
+            )
+            return
+        if info.err is not None:  # stored as landed, but the chain says it failed
+            reason, _ = describe_transaction_error(info.err, roles)
+            yield Update(
+                stage=Stage.STAGE_FAILED,
+                signature=execution.signature,
+                reason=reason,
+                retryable=False,
+                resumed=resumed,
+            )
+            return
+        owner = self._wallet.pubkey
+        candidates = tuple(
+            associated_token_address(owner, mint, program)
+            for mint in (plan.input_mint, plan.output_mint)
+            for program in (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
+        )
+        amounts = realized_amounts(info, owner, plan.input_mint, plan.output_mint, candidates)
+        venues = sorted({role.removesuffix(" swap") for role in roles.values() if role.endswith(" swap")})
+        dex = (
+            venues[0]
+            if len(venues) == 1 and sum(r.endswith(" swap") for r in roles.values()) == 1
+            else "split"
+        )
+        log.info(
+            "swap confirmed",
+            extra={
+                "signature": execution.signature,
+                "slot": info.slot,
+                "amount_in": amounts.amount_in,
+                "amount_out": amounts.amount_out,
+                "dex": dex,
+                "resumed": resumed,
+            },
+        )
+        yield Update(
+            stage=Stage.STAGE_CONFIRMED,
+            signature=execution.signature,
+            amount_in=amounts.amount_in,
+            amount_out=amounts.amount_out,
+            slot=info.slot,
+            dex=dex,
+            resumed=resumed,
+        )

@@ -1,0 +1,588 @@
+"""Executor.Execute end to end: the real executor, the real persistence_svc (scratch database) and the
+simulated chain in-process, all on port 0, with real signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from common.chain import ChainClient
+from common.dex.spl_token import (
+    NATIVE_MINT,
+    TOKEN_PROGRAM_ID,
+    associated_token_address,
+    decode_token_account,
+)
+from common.grpc_client import open_channel
+from common.log import JsonFormatter
+from common.markets import Markets, load_markets
+from common.settings import Settings
+from executor_svc import server as executor_server
+from orderengine.v1 import executor_pb2, executor_pb2_grpc, orders_pb2, orders_pb2_grpc, types_pb2
+from persistence_svc import server as persistence_server
+from simchain import server as sim_server
+
+Stage = executor_pb2.ExecutionUpdate.Stage
+SOL = str(NATIVE_MINT)
+
+
+@dataclass
+class Stack:
+    markets: Markets
+    executor: executor_pb2_grpc.ExecutorStub
+    orders: orders_pb2_grpc.OrdersStub
+    chain: ChainClient  # the test's own view of the simulated chain
+    running: executor_server.Running
+    wallet: Pubkey
+
+    def mint(self, symbol: str) -> str:
+        token = self.markets.token(symbol)
+        assert token is not None
+        return token.mint
+
+    def pool(self, venue: str, name: str) -> str:
+        doc = json.loads(self.markets_path.read_text())
+        return next(p["address"] for p in doc["pools"] if p["venue"] == venue and p["name"] == name)
+
+    markets_path: Any = None
+
+    async def sim(self, method: str, *params: Any) -> Any:
+        return await self.chain.call(method, list(params))
+
+    async def order(self, input_symbol: str, output_symbol: str, amount_in: int) -> str:
+        spec = orders_pb2.OrderSpec(
+            input_mint=self.mint(input_symbol),
+            output_mint=self.mint(output_symbol),
+            amount_in=amount_in,
+            slippage_bps=100,
+            input_decimals=9 if input_symbol == "SOL" else 6,
+            output_decimals=9 if output_symbol == "SOL" else 6,
+            input_symbol=input_symbol,
+            output_symbol=output_symbol,
+        )
+        response = await self.orders.CreateOrder(orders_pb2.CreateOrderRequest(spec=spec))
+        return str(response.order.order_id)
+
+    def request(
+        self,
+        order_id: str,
+        input_symbol: str,
+        output_symbol: str,
+        legs: list[tuple[str, str, int, int]],
+        attempt: int = 1,
+    ) -> executor_pb2.ExecuteRequest:
+        route = types_pb2.Route(
+            legs=[
+                types_pb2.RouteLeg(venue=v, pool=self.pool(v, name), amount_in=a, min_amount_out=m)
+                for v, name, a, m in legs
+            ]
+        )
+        return executor_pb2.ExecuteRequest(
+            order_id=order_id,
+            attempt=attempt,
+            input_mint=self.mint(input_symbol),
+            output_mint=self.mint(output_symbol),
+            amount_in=sum(leg[2] for leg in legs),
+            route=route,
+        )
+
+    async def execute(self, request: executor_pb2.ExecuteRequest) -> list[executor_pb2.ExecutionUpdate]:
+        return [u async for u in self.executor.Execute(request)]
+
+    async def executions(self, order_id: str) -> list[orders_pb2.Execution]:
+        response = await self.orders.ListExecutions(orders_pb2.ListExecutionsRequest(order_id=order_id))
+        return list(response.executions)
+
+    async def token_balance(self, symbol: str) -> int:
+        mint = Pubkey.from_string(self.mint(symbol))
+        _, (mint_account,) = await self.chain.get_multiple_accounts([mint], max_age_s=0)
+        assert mint_account is not None
+        ata = associated_token_address(self.wallet, mint, mint_account.owner)
+        _, (account,) = await self.chain.get_multiple_accounts([ata], max_age_s=0)
+        return 0 if account is None else decode_token_account(ata, account.owner, account.data).amount
+
+    async def sol_value(self) -> int:
+        """The wallet's lamports plus what its wSOL account holds."""
+        wsol = associated_token_address(self.wallet, NATIVE_MINT, TOKEN_PROGRAM_ID)
+        _, (account, wrapped) = await self.chain.get_multiple_accounts([self.wallet, wsol], max_age_s=0)
+        assert account is not None
+        return account.lamports + (0 if wrapped is None else wrapped.lamports)
+
+    async def swaps(self, order_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.sim("simSwaps", {"memoPrefix": f"oe:{order_id}:"})
+        return result
+
+
+SECRET = Keypair()
+
+
+@pytest.fixture
+async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
+    sim_settings = make_settings(CHAIN="sim", SIM_PORT="0", SIM_SLOT_MS="40")
+    markets = load_markets(sim_settings.markets_path)
+    sim = await sim_server.start(sim_settings, markets=markets)
+    persistence = await persistence_server.serve(make_settings(PERSISTENCE_ADDR="127.0.0.1:0"))
+    settings = make_settings(
+        CHAIN="sim",
+        SOLANA_RPC_URL=sim.url,
+        PERSISTENCE_ADDR=f"127.0.0.1:{persistence.port}",
+        EXECUTOR_ADDR="127.0.0.1:0",
+        PRIVATE_KEY=str(SECRET),  # a known key, so the tests can look for it in logs
+        CONFIRM_POLL_MS="5",
+        REBROADCAST_MS="200",
+        RPC_TIMEOUT_S="5",
+        LOG_LEVEL="debug",
+    )
+    running = await executor_server.serve(settings)
+    executor_channel = open_channel(f"127.0.0.1:{running.port}")
+    orders_channel = open_channel(f"127.0.0.1:{persistence.port}")
+    chain = ChainClient(sim.url, commitment="confirmed")
+    try:
+        yield Stack(
+            markets,
+            executor_pb2_grpc.ExecutorStub(executor_channel),
+            orders_pb2_grpc.OrdersStub(orders_channel),
+            chain,
+            running,
+            running.wallet.pubkey,
+            sim_settings.markets_path,
+        )
+    finally:
+        await chain.close()
+        await executor_channel.close()
+        await orders_channel.close()
+        await running.stop(0)
+        await persistence.stop(0)
+        await sim.stop()
+
+
+def stages(updates: list[executor_pb2.ExecutionUpdate]) -> list[int]:
+    return [u.stage for u in updates]
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+async def test_sol_to_usdc_confirms_with_the_wallets_balance_change(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 100_000_000)
+    usdc_before = await stack.token_balance("USDC")
+    updates = await stack.execute(
+        stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**8, 1)])
+    )
+    assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
+    submitted, confirmed = updates[1], updates[2]
+    assert submitted.signature and submitted.last_valid_block_height > 0 and not submitted.resumed
+    assert confirmed.signature == submitted.signature
+    assert confirmed.dex == "raydium_cpmm" and confirmed.slot > 0
+    assert confirmed.amount_in == 100_000_000
+    assert confirmed.amount_out > 0
+    assert confirmed.amount_out == await stack.token_balance("USDC") - usdc_before
+
+    (swap,) = await stack.swaps(order_id)
+    assert swap["signature"] == confirmed.signature and swap["memo"] == f"oe:{order_id}:1"
+    assert int(swap["amountOut"]) == confirmed.amount_out
+    (execution,) = await stack.executions(order_id)
+    assert execution.state == "landed" and execution.signature == confirmed.signature
+    assert execution.last_valid_block_height == submitted.last_valid_block_height
+
+
+async def test_usdc_to_sol_on_dlmm(stack: Stack) -> None:
+    order_id = await stack.order("USDC", "SOL", 50_000_000)
+    sol_before = await stack.sol_value()
+    usdc_before = await stack.token_balance("USDC")
+    updates = await stack.execute(
+        stack.request(order_id, "USDC", "SOL", [("meteora_dlmm", "SOL/USDC", 50_000_000, 1)])
+    )
+    assert stages(updates)[-1] == Stage.STAGE_CONFIRMED, updates[-1]
+    confirmed = updates[-1]
+    assert confirmed.dex == "meteora_dlmm"
+    assert confirmed.amount_in == 50_000_000 == usdc_before - await stack.token_balance("USDC")
+    info = await stack.chain.get_transaction(confirmed.signature)
+    assert info is not None
+    # the wallet's SOL (its lamports and any wSOL it held, which the unwrap folds back in) grew by
+    # amount_out less the fee
+    assert await stack.sol_value() - sol_before == confirmed.amount_out - info.fee
+    (swap,) = await stack.swaps(order_id)
+    assert int(swap["amountOut"]) == confirmed.amount_out
+
+
+async def test_split_route_reports_split(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 300_000_000)
+    usdc_before = await stack.token_balance("USDC")
+    updates = await stack.execute(
+        stack.request(
+            order_id,
+            "SOL",
+            "USDC",
+            [("raydium_cpmm", "SOL/USDC", 100_000_000, 1), ("meteora_dlmm", "SOL/USDC", 200_000_000, 1)],
+        )
+    )
+    confirmed = updates[-1]
+    assert confirmed.stage == Stage.STAGE_CONFIRMED, confirmed
+    assert confirmed.dex == "split" and confirmed.amount_in == 300_000_000
+    assert confirmed.amount_out == await stack.token_balance("USDC") - usdc_before
+    (swap,) = await stack.swaps(order_id)
+    assert len(swap["legs"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("venue", "expected"),
+    [
+        ("raydium_cpmm", "slippage exceeded on raydium_cpmm (program error 6005 ExceededSlippage)"),
+        (
+            "meteora_dlmm",
+            "slippage exceeded on meteora_dlmm (program error 6003 ExceededAmountSlippageTolerance)",
+        ),
+    ],
+)
+async def test_slippage_fails_without_sending(stack: Stack, venue: str, expected: str) -> None:
+    order_id = await stack.order("SOL", "USDC", 10**8)
+    # the quote (a successful simulation at min-out 1 tells what the pool gives) plus one
+    probe = await stack.order("SOL", "USDC", 10**8)
+    sends_before = stack.running.chain.calls.get("sendTransaction", 0)
+    quote = await _simulated_output(stack, probe, venue)
+    updates = await stack.execute(
+        stack.request(order_id, "SOL", "USDC", [(venue, "SOL/USDC", 10**8, quote + 1)])
+    )
+    assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_FAILED]
+    assert updates[-1].reason == expected
+    assert updates[-1].retryable is False
+    assert await stack.swaps(order_id) == []
+    assert await stack.executions(order_id) == []
+    assert stack.running.chain.calls.get("sendTransaction", 0) == sends_before
+
+
+async def _simulated_output(stack: Stack, order_id: str, venue: str) -> int:
+    """What the pool pays for 0.1 SOL now: simulate the executor's own transaction at min-out 1."""
+    from executor_svc.servicer import validate_request
+
+    plan = validate_request(
+        stack.request(order_id, "SOL", "USDC", [(venue, "SOL/USDC", 10**8, 1)]), stack.markets
+    )
+    built = await stack.running.servicer._builder.build(plan)
+    result = await stack.chain.call(
+        "simulateTransaction",
+        [
+            __import__("base64").b64encode(built.raw).decode(),
+            {
+                "encoding": "base64",
+                "commitment": "confirmed",
+                "accounts": {"addresses": [str(built.accounts.output_account)], "encoding": "base64"},
+            },
+        ],
+    )
+    assert result["value"]["err"] is None
+    after = result["value"]["accounts"][0]
+    data = __import__("base64").b64decode(after["data"][0])
+    out_after = decode_token_account(
+        built.accounts.output_account, Pubkey.from_string(after["owner"]), data
+    ).amount
+    return out_after - await stack.token_balance("USDC")
+
+
+async def test_execution_is_stored_before_the_first_send(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    chain = stack.running.chain
+    original = chain.send_raw_transaction
+    seen: list[list[orders_pb2.Execution]] = []
+
+    async def checking_send(raw: bytes, skip_preflight: bool, retry: bool = True) -> Any:
+        seen.append(await stack.executions(order_id))
+        return await original(raw, skip_preflight, retry)
+
+    chain.send_raw_transaction = checking_send  # type: ignore[method-assign]
+    try:
+        updates = await stack.execute(
+            stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+        )
+    finally:
+        del chain.send_raw_transaction
+    assert updates[-1].stage == Stage.STAGE_CONFIRMED
+    first = seen[0]
+    assert len(first) == 1 and first[0].state == "signed"
+    assert first[0].signature == updates[-1].signature and len(first[0].signed_tx) > 0
+
+
+async def test_store_failure_means_nothing_is_sent(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    servicer = stack.running.servicer
+    real = servicer._orders
+
+    class FailingRecord:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        async def RecordExecution(self, request: Any, timeout: float | None = None) -> Any:  # noqa: N802
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "database unavailable"
+            )
+
+    sends_before = stack.running.chain.calls.get("sendTransaction", 0)
+    servicer._orders = FailingRecord()  # type: ignore[assignment]
+    try:
+        updates = await stack.execute(
+            stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+        )
+    finally:
+        servicer._orders = real
+    assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_FAILED]
+    assert updates[-1].retryable is True and "nothing was sent" in updates[-1].reason
+    assert stack.running.chain.calls.get("sendTransaction", 0) == sends_before
+    assert await stack.swaps(order_id) == []
+
+
+async def _until_submitted(
+    stack: Stack, request: executor_pb2.ExecuteRequest
+) -> tuple[executor_pb2.ExecutionUpdate, asyncio.Task[list[executor_pb2.ExecutionUpdate]]]:
+    """Starts Execute and returns its SUBMITTED update and the task collecting the rest."""
+    submitted: asyncio.Future[executor_pb2.ExecutionUpdate] = asyncio.get_running_loop().create_future()
+
+    async def run() -> list[executor_pb2.ExecutionUpdate]:
+        out = []
+        async for update in stack.executor.Execute(request):
+            out.append(update)
+            if update.stage == Stage.STAGE_SUBMITTED and not submitted.done():
+                submitted.set_result(update)
+        if not submitted.done():
+            submitted.set_exception(AssertionError(f"never submitted: {out}"))
+        return out
+
+    task = asyncio.create_task(run())
+    return await asyncio.wait_for(submitted, 10), task
+
+
+async def test_stored_unexpired_execution_is_resumed_not_resigned(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    await stack.sim("simSetFaults", {"dropRate": 1.0})  # sent, answered, never lands
+    submitted, task = await _until_submitted(stack, request)
+    task.cancel()  # the caller goes away (e.g. the worker died) while the transaction is in flight
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (stored,) = await stack.executions(order_id)
+    assert stored.state == "signed" and stored.signature == submitted.signature
+    assert await stack.swaps(order_id) == []
+
+    await stack.sim("simSetFaults", {"dropRate": 0.0})
+    request.attempt = 2  # the worker's retry
+    updates = await stack.execute(request)
+    assert stages(updates) == [Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
+    assert all(u.resumed for u in updates)
+    assert {u.signature for u in updates} == {submitted.signature}
+    (swap,) = await stack.swaps(order_id)
+    assert swap["signature"] == submitted.signature
+    # and once more: the landed execution is reported, nothing is signed or sent
+    again = await stack.execute(request)
+    assert stages(again) == [Stage.STAGE_CONFIRMED] and again[0].resumed
+    assert again[0].amount_out == updates[-1].amount_out
+    assert len(await stack.swaps(order_id)) == 1
+    assert [e.state for e in await stack.executions(order_id)] == ["landed"]
+
+
+async def test_expiry_fails_retryable_and_the_next_attempt_signs_anew(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    await stack.sim("simSetFaults", {"dropRate": 1.0})
+    submitted, task = await _until_submitted(stack, request)
+    await stack.sim("simWarpSlots", {"n": 400})  # far past last_valid_block_height
+    updates = await asyncio.wait_for(task, 10)
+    assert updates[-1].stage == Stage.STAGE_FAILED
+    assert updates[-1].reason == "blockhash expired before landing" and updates[-1].retryable is True
+    (stored,) = await stack.executions(order_id)
+    assert stored.state == "expired" and stored.signature == submitted.signature
+
+    await stack.sim("simSetFaults", {"dropRate": 0.0})
+    request.attempt = 2
+    retry = await stack.execute(request)
+    assert stages(retry) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
+    assert retry[-1].signature != submitted.signature and not retry[-1].resumed
+    (swap,) = await stack.swaps(order_id)
+    assert swap["signature"] == retry[-1].signature and swap["memo"] == f"oe:{order_id}:2"
+    assert [e.state for e in await stack.executions(order_id)] == ["expired", "landed"]
+
+
+async def test_rate_limit_storm_never_lands_two_swaps(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    await stack.sim("simSetFaults", {"failRate": 1.0})  # every sendTransaction answered 429
+    first = await stack.execute(request)
+    assert first[-1].stage == Stage.STAGE_FAILED and first[-1].retryable is True
+    assert "429" in first[-1].reason
+    assert await stack.swaps(order_id) == []
+
+    await stack.sim("simSetFaults", {"failRate": 0.5})
+    outcomes = [first[-1]]
+    for attempt in (2, 3, 4, 5, 6):
+        request.attempt = attempt
+        updates = await stack.execute(request)
+        outcomes.append(updates[-1])
+        assert updates[-1].stage in (Stage.STAGE_CONFIRMED, Stage.STAGE_FAILED)
+        if updates[-1].stage == Stage.STAGE_FAILED:
+            assert updates[-1].retryable is True, updates[-1]
+        else:
+            break
+    await stack.sim("simSetFaults", {"failRate": 0.0})
+    assert len(await stack.swaps(order_id)) <= 1
+    signatures = {e.signature for e in await stack.executions(order_id)}
+    assert len(signatures) == 1  # every attempt resumed the one stored transaction
+
+
+INVALID: list[tuple[Callable[[Any], None], str]] = [
+    (lambda r: setattr(r, "order_id", "not-a-uuid"), "order_id"),
+    (lambda r: setattr(r, "attempt", 0), "attempt"),
+    (lambda r: setattr(r, "input_mint", "xyz"), "input_mint"),
+    (lambda r: setattr(r, "output_mint", ""), "output_mint"),
+    (lambda r: setattr(r, "output_mint", r.input_mint), "output_mint"),
+    (lambda r: setattr(r, "amount_in", 0), "amount_in"),
+    (lambda r: r.route.ClearField("legs"), "route.legs"),
+    (lambda r: setattr(r, "amount_in", r.amount_in + 1), "route.legs"),
+    (lambda r: setattr(r.route.legs[0], "venue", "orca"), "route.legs[0].venue"),
+    (lambda r: setattr(r.route.legs[0], "pool", str(Pubkey.new_unique())), "route.legs[0].pool"),
+    (lambda r: setattr(r.route.legs[0], "pool", "not base58 0OIl"), "route.legs[0].pool"),
+    (lambda r: setattr(r.route.legs[0], "venue", "meteora_dlmm"), "route.legs[0].pool"),
+    (lambda r: setattr(r.route.legs[0], "amount_in", 0), "route.legs[0].amount_in"),
+    (lambda r: setattr(r.route.legs[0], "min_amount_out", 0), "route.legs[0].min_amount_out"),
+    (lambda r: r.route.legs.extend([r.route.legs[0]] * 2), "route.legs"),
+]
+
+
+async def test_invalid_requests(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    for mutate, field in INVALID:
+        request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+        mutate(request)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stack.execute(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert (info.value.details() or "").startswith(f"{field}:"), (field, info.value.details())
+    # two legs on two pools, whose amounts do sum up, are fine: the request is valid (and lands)
+    ok = stack.request(
+        order_id,
+        "SOL",
+        "USDC",
+        [("raydium_cpmm", "SOL/USDC", 4 * 10**6, 1), ("meteora_dlmm", "SOL/USDC", 6 * 10**6, 1)],
+    )
+    assert (await stack.execute(ok))[-1].stage == Stage.STAGE_CONFIRMED
+    assert await stack.executions(order_id) != []  # only the valid request stored anything
+    assert len(await stack.executions(order_id)) == 1
+
+
+async def test_unknown_order_is_not_found(stack: Stack) -> None:
+    request = stack.request(str(uuid.uuid4()), "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stack.execute(request)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_key_never_appears_in_logs_or_answers(stack: Stack) -> None:
+    # every log record of a full run, formatted as the services write them (JSON lines)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter("executor"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        order_id = await stack.order("SOL", "USDC", 10**7)
+        ok = await stack.execute(
+            stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+        )
+        bad_id = await stack.order("SOL", "USDC", 10**7)
+        bad = await stack.execute(
+            stack.request(bad_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 2**63)])
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stack.execute(
+                stack.request("nope", "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+            )
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert ok[-1].stage == Stage.STAGE_CONFIRMED and bad[-1].stage == Stage.STAGE_FAILED
+    logged = out.getvalue()
+    assert f'"order_id":"{order_id}"' in logged and "swap confirmed" in logged  # the run was logged
+    secret = bytes(SECRET)
+    secret_forms = {
+        str(SECRET),
+        secret.hex(),
+        str(list(secret)),
+        repr(secret),
+        str(SECRET)[:24],
+        json.dumps(list(secret[:32]))[1:-1],
+        secret[:32].hex(),
+    }
+    texts = [
+        logged,
+        str(info.value),
+        info.value.details() or "",
+        *(str(u) for u in ok + bad),
+        repr(stack.running),
+        repr(stack.running.settings),
+        repr(stack.running.wallet),
+    ]
+    for text in texts:
+        for form in secret_forms:
+            assert form not in text
+        assert secret[:32] not in text.encode("utf-8", "surrogateescape")
+
+
+async def test_landed_with_a_program_error_fails_not_retryable(stack: Stack) -> None:
+    """A transaction that passes simulation but fails on chain (the pool moved in between):
+    simulated here by a simulation that reports success."""
+    from common.chain import SimulationResult
+
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    chain = stack.running.chain
+
+    async def optimistic(tx: Any) -> SimulationResult:
+        return SimulationResult(None, [], 60_000)
+
+    chain.simulate = optimistic  # type: ignore[method-assign]
+    try:
+        updates = await stack.execute(
+            stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 2**62)])
+        )
+    finally:
+        del chain.simulate
+    assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_FAILED]
+    assert updates[-1].reason == "slippage exceeded on raydium_cpmm (program error 6005 ExceededSlippage)"
+    assert updates[-1].retryable is False and updates[-1].signature == updates[1].signature
+    assert [e.state for e in await stack.executions(order_id)] == ["failed"]
+    assert await stack.swaps(order_id) == []
+
+
+async def test_concurrent_orders_share_blockhash_statuses_and_pool_reads(stack: Stack) -> None:
+    n = 24
+    ids = [await stack.order("SOL", "USDC", 10**6) for _ in range(n)]
+    chain = stack.running.chain
+    before = dict(chain.calls)
+    results = await asyncio.gather(
+        *(
+            stack.execute(stack.request(i, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**6, 1)]))
+            for i in ids
+        )
+    )
+    assert all(r[-1].stage == Stage.STAGE_CONFIRMED for r in results)
+    assert len({r[-1].signature for r in results}) == n
+
+    def made(method: str) -> int:
+        return chain.calls.get(method, 0) - before.get(method, 0)
+
+    # one per order: simulate, send, getTransaction; shared: everything else
+    assert made("simulateTransaction") == n and made("sendTransaction") == n and made("getTransaction") == n
+    assert made("getLatestBlockhash") <= 3
+    assert made("getMultipleAccounts") <= 3
+    assert made("getSignatureStatuses") < n  # batched: fewer calls than orders
+    assert chain.http_requests < 4 * n  # calls made together travel as JSON-RPC batches
