@@ -71,11 +71,14 @@ async def run_bench(url: str, orders: int, rate: float, pair: tuple[str, str, st
     sent_at: dict[str, float] = {}
     accept_ms: list[float] = []
     rejected = 0
-    followers = [Follower(ws_url, done, statuses) for _ in range(max(1, min(64, orders // SUBS_PER_SOCKET + 2)))]
+    followers = [
+        Follower(ws_url, done, statuses) for _ in range(max(1, min(64, orders // SUBS_PER_SOCKET + 2)))
+    ]
     for f in followers:
         await f.open()
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
         async def submit(i: int) -> None:
             nonlocal rejected
             body = {"tokenIn": pair[0], "tokenOut": pair[1], "amount": pair[2], "slippageBps": 100}
@@ -120,25 +123,39 @@ async def run_bench(url: str, orders: int, rate: float, pair: tuple[str, str, st
         "offered_rate": rate,
         "submit_rate": len(sent_at) / (submit_done - started),
         "throughput": len(done) / (finished - started) if done else 0.0,
-        "accept_p50": pct(accept_ms, 50), "accept_p95": pct(accept_ms, 95), "accept_p99": pct(accept_ms, 99),
-        "e2e_p50": pct(e2e_ms, 50), "e2e_p95": pct(e2e_ms, 95), "e2e_p99": pct(e2e_ms, 99),
+        "accept_p50": pct(accept_ms, 50),
+        "accept_p95": pct(accept_ms, 95),
+        "accept_p99": pct(accept_ms, 99),
+        "e2e_p50": pct(e2e_ms, 50),
+        "e2e_p95": pct(e2e_ms, 95),
+        "e2e_p99": pct(e2e_ms, 99),
         "e2e_mean": statistics.fmean(e2e_ms) if e2e_ms else float("nan"),
     }
 
 
 def report(r: dict[str, float]) -> None:
-    print(f"orders: {r['orders']}  accepted: {r['accepted']}  rejected: {r['rejected']}  "
-          f"confirmed: {r['confirmed']}  failed: {r['failed']}  unfinished: {r['unfinished']}")
-    print(f"offered rate: {r['offered_rate']:.0f}/s  submitted: {r['submit_rate']:.1f}/s  "
-          f"end-to-end throughput: {r['throughput']:.1f} orders/s")
-    print(f"accept latency ms             p50 {r['accept_p50']:8.2f}  p95 {r['accept_p95']:8.2f}  "
-          f"p99 {r['accept_p99']:8.2f}")
-    print(f"submit-to-confirmed latency ms p50 {r['e2e_p50']:8.2f}  p95 {r['e2e_p95']:8.2f}  "
-          f"p99 {r['e2e_p99']:8.2f}")
+    print(
+        f"orders: {r['orders']}  accepted: {r['accepted']}  rejected: {r['rejected']}  "
+        f"confirmed: {r['confirmed']}  failed: {r['failed']}  unfinished: {r['unfinished']}"
+    )
+    print(
+        f"offered rate: {r['offered_rate']:.0f}/s  submitted: {r['submit_rate']:.1f}/s  "
+        f"end-to-end throughput: {r['throughput']:.1f} orders/s"
+    )
+    print(
+        f"accept latency ms             p50 {r['accept_p50']:8.2f}  p95 {r['accept_p95']:8.2f}  "
+        f"p99 {r['accept_p99']:8.2f}"
+    )
+    print(
+        f"submit-to-confirmed latency ms p50 {r['e2e_p50']:8.2f}  p95 {r['e2e_p95']:8.2f}  "
+        f"p99 {r['e2e_p99']:8.2f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="orders per second offered")
     parser.add_argument("--url", default="", help="a running engine; default: start one")
@@ -153,8 +170,12 @@ def main() -> None:
     from tests.stackutil import running_stack
 
     log_dir = Path(tempfile.mkdtemp(prefix="oe-bench-"))
-    extra = {"WORKER_CONCURRENCY": args.concurrency, "LOG_LEVEL": "warning",
-             "QUEUE_MAX_DEPTH": str(max(20000, args.orders * 2)), "WORKER_NAME": f"bench-{uuid.uuid4().hex[:6]}"}
+    extra = {
+        "WORKER_CONCURRENCY": args.concurrency,
+        "LOG_LEVEL": "warning",
+        "QUEUE_MAX_DEPTH": str(max(20000, args.orders * 2)),
+        "WORKER_NAME": f"bench-{uuid.uuid4().hex[:6]}",
+    }
     with running_stack(log_dir, **extra) as stack:
         print(f"stack up at {stack.url} (logs in {log_dir})", flush=True)
         report(asyncio.run(run_bench(stack.url, args.orders, args.rate, pair)))  # type: ignore[arg-type]

@@ -222,8 +222,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     for f in fields(Settings):
         name = f.metadata["env"]
         raw = env.get(name)
-        if raw is None or (raw.strip() == "" and f.default not in ("", ())):
-            continue
+        if raw is None or raw.strip() == "":
+            continue  # unset or empty: the default
         try:
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as exc:
