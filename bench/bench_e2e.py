@@ -83,7 +83,11 @@ async def run_bench(url: str, orders: int, rate: float, pair: tuple[str, str, st
             nonlocal rejected
             body = {"tokenIn": pair[0], "tokenOut": pair[1], "amount": pair[2], "slippageBps": 100}
             t0 = time.perf_counter()
-            r = await client.post("/api/orders/execute", json=body)
+            try:
+                r = await client.post("/api/orders/execute", json=body)
+            except httpx.HTTPError:
+                rejected += 1
+                return
             t1 = time.perf_counter()
             if r.status_code != 202:
                 rejected += 1
