@@ -13,7 +13,8 @@ what a trading engine needs at the chain boundary (DESIGN.md, "Performance"):
   the same few milliseconds shares one `getSignatureStatuses` call of up to 256 signatures;
 - HTTP requests are few: at most `max_posts` are in flight, and calls made meanwhile leave
   together as one JSON-RPC batch (an HTTP request through httpx costs ~0.5 ms of CPU, a call
-  inside a batch ~25 us). An idle client sends each call at once.
+  inside a batch ~25 us). An idle client sends each call at once. `batch_max=1` turns batching
+  off (some providers refuse batch requests): every call is then its own request object.
 
 Requests are serialized with orjson and posted through the AsyncClient's provider (its pooled
 httpx session, `make_request_unparsed`), because solana-py has no batch API; responses are parsed
@@ -43,6 +44,8 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
+from common.b58 import b58encode
+from common.metrics import chain_rpc_attempt, chain_rpc_done, chain_rpc_failed
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,9 @@ __all__ = [
     "AccountData",
     "ChainClient",
     "ChainError",
+    "DataSize",
+    "Memcmp",
+    "ProgramAccount",
     "SignatureStatus",
     "SimulationResult",
     "Status",
@@ -60,6 +66,8 @@ __all__ = [
 
 MAX_ACCOUNTS_PER_CALL = 100
 MAX_SIGNATURES_PER_CALL = 256
+MAX_PROGRAM_ACCOUNT_FILTERS = 4  # Agave refuses more
+MAX_MEMCMP_BYTES = 128  # Agave refuses longer memcmp data
 _COMMITMENT_RANK = {"processed": 0, "confirmed": 1, "finalized": 2}
 
 # JSON-RPC error codes worth retrying: node behind/unhealthy, block not yet available, internal
@@ -102,6 +110,46 @@ class AccountData:
     owner: Pubkey
     data: bytes
     executable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramAccount:
+    """One account of `getProgramAccounts`."""
+
+    pubkey: Pubkey
+    account: AccountData
+
+
+@dataclass(frozen=True, slots=True)
+class Memcmp:
+    """A `getProgramAccounts` filter: the account's data holds `data` at `offset`."""
+
+    offset: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if self.offset < 0:
+            raise ValueError("memcmp offset must not be negative")
+        if not 0 < len(self.data) <= MAX_MEMCMP_BYTES:
+            raise ValueError(f"memcmp data must be 1..{MAX_MEMCMP_BYTES} bytes")
+
+    def to_json(self) -> dict[str, Any]:
+        # base58 is the encoding every node and provider accepts
+        return {"memcmp": {"offset": self.offset, "bytes": b58encode(self.data), "encoding": "base58"}}
+
+
+@dataclass(frozen=True, slots=True)
+class DataSize:
+    """A `getProgramAccounts` filter: the account's data is exactly `size` bytes."""
+
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            raise ValueError("dataSize must not be negative")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataSize": self.size}
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,13 +599,24 @@ class ChainClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ChainClient:
-        """The client for settings.rpc_url. Against the local simulated chain (sub-millisecond round
-        trips) two requests in flight already carry everything, so calls batch more; a remote node
-        gets more parallel requests, so one slow batch does not hold the others up."""
+        """The client for settings.rpc_url, with RPC_TIMEOUT_S, COMMITMENT, RPC_BATCH_MAX and
+        RPC_MAX_POSTS. RPC_MAX_POSTS 0 chooses: against the local simulated chain (sub-millisecond
+        round trips) two requests in flight already carry everything, so calls batch more; a
+        remote node gets more parallel requests, so one slow batch does not hold the others up;
+        with batching off (RPC_BATCH_MAX=1) every call is its own request, so more may be in
+        flight."""
+        max_posts = settings.rpc_max_posts
+        if max_posts == 0:
+            if settings.rpc_batch_max == 1:
+                max_posts = 16
+            else:
+                max_posts = 2 if settings.chain == "sim" else 8
         kwargs: dict[str, Any] = {
             "timeout_s": settings.rpc_timeout_s,
             "commitment": settings.commitment,
-            "max_posts": 2 if settings.chain == "sim" else 8,
+            "batch_max": settings.rpc_batch_max,
+            "max_posts": max_posts,
+            "max_connections": max(16, max_posts),
         }
         kwargs.update(overrides)
         return cls(settings.rpc_url, **kwargs)
@@ -723,10 +782,13 @@ class ChainClient:
     async def _call(self, method: str, params: list[Any], *, retry: bool = True) -> Any:
         attempt = 0
         delivered = False
+        started = time.perf_counter()
         while True:
             try:
-                return await self._call_once(method, params)
+                chain_rpc_attempt(method)
+                result = await self._call_once(method, params)
             except ChainError as err:
+                chain_rpc_failed(method, err.rpc_code)
                 delivered = delivered or err.maybe_delivered
                 err.maybe_delivered = delivered
                 if not (retry and err._retry_in_client) or attempt >= self._max_retries:
@@ -735,6 +797,9 @@ class ChainClient:
                 attempt += 1
                 log.debug("retrying %s in %.3f s after: %s", method, delay, err.message)
                 await asyncio.sleep(delay)
+            else:
+                chain_rpc_done(method, started)
+                return result
 
     async def _read(self, method: str, params: list[Any], parse: Callable[[Any], V]) -> V:
         result = await self._call(method, params)
@@ -805,6 +870,46 @@ class ChainClient:
         """Drops cached accounts (e.g. after a swap changed them)."""
         for key in pubkeys:
             self._accounts.pop(key, None)
+
+    async def get_program_accounts(
+        self, program_id: Pubkey, filters: Sequence[Memcmp | DataSize]
+    ) -> list[ProgramAccount]:
+        """`getProgramAccounts`: every account owned by `program_id` that passes all `filters`
+        (at most 4, as nodes allow; at least one, since an unfiltered scan of a DEX program is
+        refused or throttled by real providers). Not cached; a read, so retried like the others.
+        Heavy on real nodes: use it for discovery, never per order."""
+        if not filters:
+            raise ValueError("getProgramAccounts needs at least one filter")
+        if len(filters) > MAX_PROGRAM_ACCOUNT_FILTERS:
+            raise ValueError(f"getProgramAccounts takes at most {MAX_PROGRAM_ACCOUNT_FILTERS} filters")
+
+        def parse(result: Any) -> list[ProgramAccount]:
+            items = result
+            if isinstance(result, dict):  # the withContext shape some providers answer with
+                _, items = _context_slot(result, "result")
+            out = []
+            for i, item in enumerate(_list(items, "result")):
+                obj = _obj(item, f"result[{i}]")
+                account = _account(obj.get("account"), f"result[{i}].account")
+                if account is None:
+                    raise _Malformed(f"result[{i}].account: missing")
+                if account.owner != program_id:
+                    raise _Malformed(f"result[{i}].account.owner: not the program asked for")
+                out.append(ProgramAccount(_pubkey(obj.get("pubkey"), f"result[{i}].pubkey"), account))
+            return out
+
+        return await self._read(
+            "getProgramAccounts",
+            [
+                str(program_id),
+                {
+                    "encoding": "base64",
+                    "commitment": self.commitment,
+                    "filters": [f.to_json() for f in filters],
+                },
+            ],
+            parse,
+        )
 
     # -- blockhash and block height -------------------------------------------------------------
 

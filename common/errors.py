@@ -55,3 +55,7 @@ RETRYABLE_CODES = frozenset(
         grpc.StatusCode.ABORTED,
     }
 )
+
+# Trailing metadata of a RecordExecution refused with FAILED_PRECONDITION: the serialized
+# orderengine.v1.Execution that is live for the order (signed, sent or landed), to resume instead.
+LIVE_EXECUTION_KEY = "live-execution-bin"

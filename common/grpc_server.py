@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.errors import DomainError
+from common.metrics import MetricsInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ async def start_grpc_service(
 ) -> GrpcService:
     """Starts a server on `address` ("host:port"; port 0 picks a free one) with the servicers that
     `register` adds, plus grpc.health.v1 and server reflection for `service_names`."""
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+    # MetricsInterceptor is the outer one: it sees the status code ErrorInterceptor chose.
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(), ErrorInterceptor()], options=SERVER_OPTIONS)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

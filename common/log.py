@@ -47,5 +47,5 @@ def setup_logging(service: str, level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "asyncio", "uvicorn.access", "hpack"):
+    for noisy in ("httpx", "httpx2", "httpcore", "asyncio", "uvicorn.access", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -114,6 +114,8 @@ class Settings:
     keypair_path: str = _setting("KEYPAIR_PATH", "", _str)
     commitment: str = _setting("COMMITMENT", "confirmed", _choice("processed", "confirmed", "finalized"))
     rpc_timeout_s: float = _setting("RPC_TIMEOUT_S", 10.0, _float(0.1, 120))
+    rpc_batch_max: int = _setting("RPC_BATCH_MAX", 100, _int(1, 1000))
+    rpc_max_posts: int = _setting("RPC_MAX_POSTS", 0, _int(0, 256))
 
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", _url("redis", "rediss", "unix"))
     redis_prefix: str = _setting("REDIS_PREFIX", "oe", _str)
@@ -121,6 +123,8 @@ class Settings:
         "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/orderengine", _url("postgresql", "postgres")
     )
     db_pool_size: int = _setting("DB_POOL_SIZE", 8, _int(1, 200))
+    outbox_relay_interval_ms: int = _setting("OUTBOX_RELAY_INTERVAL_MS", 1000, _int(0, 3_600_000))
+    outbox_relay_age_ms: int = _setting("OUTBOX_RELAY_AGE_MS", 2000, _int(0, 3_600_000))
 
     persistence_addr: str = _setting("PERSISTENCE_ADDR", "127.0.0.1:50051", _addr)
     router_addr: str = _setting("ROUTER_ADDR", "127.0.0.1:50052", _addr)
@@ -133,6 +137,9 @@ class Settings:
     queue_max_depth: int = _setting("QUEUE_MAX_DEPTH", 20000, _int(1, 10_000_000))
     default_slippage_bps: int = _setting("DEFAULT_SLIPPAGE_BPS", 50, _int(1, 5000))
     api_keys: tuple[str, ...] = _setting("API_KEYS", (), _csv, secret=True)
+    rate_limit_per_s: float = _setting("RATE_LIMIT_PER_S", 0.0, _float(0, 1_000_000))
+    rate_limit_burst: int = _setting("RATE_LIMIT_BURST", 100, _int(1, 1_000_000))
+    cors_origins: tuple[str, ...] = _setting("CORS_ORIGINS", (), _csv)
 
     worker_concurrency: int = _setting("WORKER_CONCURRENCY", 10, _int(1, 10000))
     worker_name: str = _setting("WORKER_NAME", "", _str)
@@ -141,6 +148,11 @@ class Settings:
     retry_max_ms: int = _setting("RETRY_MAX_MS", 5000, _int(0, 600_000))
     claim_idle_ms: int = _setting("CLAIM_IDLE_MS", 30000, _int(100, 3_600_000))
     max_deliveries: int = _setting("MAX_DELIVERIES", 5, _int(1, 1000))
+    order_lock_ttl_ms: int = _setting("ORDER_LOCK_TTL_MS", 60000, _int(100, 3_600_000))
+    recover_after_ms: int = _setting("RECOVER_AFTER_MS", 30000, _int(100, 86_400_000))
+    recover_interval_ms: int = _setting("RECOVER_INTERVAL_MS", 15000, _int(50, 3_600_000))
+    worker_grace_s: float = _setting("WORKER_GRACE_S", 10.0, _float(0, 600))
+    worker_health_addr: str = _setting("WORKER_HEALTH_ADDR", "127.0.0.1:50054", _addr)
 
     pool_refresh_ms: int = _setting("POOL_REFRESH_MS", 400, _int(0, 60_000))
     split_min_impact_bps: int = _setting("SPLIT_MIN_IMPACT_BPS", 10, _int(0, 10_000))
@@ -149,6 +161,7 @@ class Settings:
     confirm_poll_ms: int = _setting("CONFIRM_POLL_MS", 50, _int(1, 60_000))
     rebroadcast_ms: int = _setting("REBROADCAST_MS", 2000, _int(100, 60_000))
     priority_fee_max_micro_lamports: int = _setting("PRIORITY_FEE_MAX", 1_000_000, _int(0, 10**12))
+    priority_fee_percentile: int = _setting("PRIORITY_FEE_PERCENTILE", 75, _int(0, 100))
 
     sim_host: str = _setting("SIM_HOST", "127.0.0.1", _str)
     sim_port: int = _setting("SIM_PORT", 8899, _int(0, 65535))
@@ -157,8 +170,18 @@ class Settings:
     sim_fail_rate: float = _setting("SIM_FAIL_RATE", 0.0, _float(0.0, 1.0))
     sim_drop_rate: float = _setting("SIM_DROP_RATE", 0.0, _float(0.0, 1.0))
 
+    ws_ping_interval_s: float = _setting("WS_PING_INTERVAL_S", 20.0, _float(0.05, 3600))
+    ws_idle_timeout_s: float = _setting("WS_IDLE_TIMEOUT_S", 300.0, _float(0.1, 86_400))
+    ws_queue_size: int = _setting("WS_QUEUE_SIZE", 2000, _int(1, 1_000_000))
+    ws_send_timeout_s: float = _setting("WS_SEND_TIMEOUT_S", 30.0, _float(0.1, 3600))
+
     log_level: str = _setting("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"))
-    metrics_port: int = _setting("METRICS_PORT", 0, _int(0, 65535))
+    metrics_host: str = _setting("METRICS_HOST", "127.0.0.1", _str)
+    gateway_metrics_port: int = _setting("GATEWAY_METRICS_PORT", 0, _int(0, 65535))
+    worker_metrics_port: int = _setting("WORKER_METRICS_PORT", 0, _int(0, 65535))
+    router_metrics_port: int = _setting("ROUTER_METRICS_PORT", 0, _int(0, 65535))
+    executor_metrics_port: int = _setting("EXECUTOR_METRICS_PORT", 0, _int(0, 65535))
+    persistence_metrics_port: int = _setting("PERSISTENCE_METRICS_PORT", 0, _int(0, 65535))
 
     def __repr__(self) -> str:
         shown = []
@@ -170,6 +193,12 @@ class Settings:
         return f"Settings({', '.join(shown)})"
 
     __str__ = __repr__
+
+    def metrics_port(self, service: str) -> int:
+        """The Prometheus exporter port of `service` (gateway, worker, router, executor,
+        persistence); 0 = no exporter."""
+        port: int = getattr(self, f"{service}_metrics_port")
+        return port
 
     @property
     def rpc_url(self) -> str:

@@ -100,11 +100,9 @@ class Stack:
                         r = await client.get(self.url + "/healthz", timeout=1.0)
                         if r.status_code == 200:
                             return
-                elif name == "worker":
-                    return
                 else:
                     addr = {"persistence": s.persistence_addr, "router": s.router_addr,
-                            "executor": s.executor_addr}[name]
+                            "executor": s.executor_addr, "worker": s.worker_health_addr}[name]
                     async with grpc.aio.insecure_channel(addr) as channel:
                         resp = await health_pb2_grpc.HealthStub(channel).Check(
                             health_pb2.HealthCheckRequest(service=""), timeout=1.0)
@@ -117,8 +115,7 @@ class Stack:
         order = list(self.procs)
         for name in order:
             self.start_proc(name)
-            if name != "worker":
-                await self.wait_ready(name)
+            await self.wait_ready(name)
 
     async def restart(self, name: str, kill: bool = True) -> None:
         self.stop_proc(name, kill=kill)

@@ -3,8 +3,8 @@
 One v0 transaction per attempt, its instructions in this order:
 
 1. ComputeBudget `SetComputeUnitLimit` (simulated units x 1.2, or a per-venue default) and
-   `SetComputeUnitPrice` (a percentile of recent prioritization fees on the pools, capped by
-   PRIORITY_FEE_MAX);
+   `SetComputeUnitPrice` (the PRIORITY_FEE_PERCENTILE of recent prioritization fees on the
+   pools' writable accounts, capped by PRIORITY_FEE_MAX);
 2. the input side: SOL is wrapped (create the wSOL associated token account idempotently,
    transfer, SyncNative), any other token's associated account is created idempotently;
 3. the output's associated token account, created idempotently (wSOL for SOL);
@@ -58,7 +58,6 @@ MEMO_PROGRAM_ID: Final = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXg
 PACKET_DATA_SIZE: Final = 1232
 MAX_COMPUTE_UNITS: Final = 1_400_000
 CU_MARGIN_NUM, CU_MARGIN_DEN = 6, 5  # x 1.2
-PRIORITY_FEE_PERCENTILE: Final = 75
 # Compute units a leg is given when simulation reports none, and what wrapping, account creation
 # and the memo cost on top (generous: an unused limit costs nothing but the priority fee on it).
 DEFAULT_LEG_UNITS: Final = {"raydium_cpmm": 150_000, "meteora_dlmm": 300_000}
@@ -69,7 +68,10 @@ _TOKEN_SYNC_NATIVE: Final = bytes([17])
 _TOKEN_CLOSE_ACCOUNT: Final = bytes([9])
 _ATA_CREATE_IDEMPOTENT: Final = bytes([1])
 # Slippage errors of each venue's program.
-SLIPPAGE_CODES: Final = {"raydium_cpmm": frozenset({6005}), "meteora_dlmm": frozenset({6003})}
+SLIPPAGE_CODES: Final = {
+    "raydium_cpmm": raydium_cpmm.SLIPPAGE_ERROR_CODES,
+    "meteora_dlmm": meteora_dlmm.SLIPPAGE_ERROR_CODES,
+}
 
 
 class BuildFailed(Exception):
@@ -261,14 +263,10 @@ def compose_instructions(
 # program errors
 
 
-def _error_names(module: Any) -> dict[int, str]:
-    table = getattr(module, "_ERRORS", {})
-    return {code: name for name, (code, *_rest) in table.items() if code is not None}
-
-
-_PROGRAM_ERRORS: Final = {
-    "raydium_cpmm": _error_names(raydium_cpmm),
-    "meteora_dlmm": _error_names(meteora_dlmm),
+# Each venue's program errors by code, from the DEX modules' public tables.
+_ERROR_NAME: Final[dict[str, Callable[[int], str | None]]] = {
+    "raydium_cpmm": raydium_cpmm.error_name,
+    "meteora_dlmm": meteora_dlmm.error_name,
 }
 _TOKEN_ERRORS: Final = {
     0: "NotRentExempt",
@@ -298,14 +296,13 @@ def describe_transaction_error(err: Any, roles: dict[int, str]) -> tuple[str, bo
         if isinstance(ierr, dict) and "Custom" in ierr:
             code = ierr["Custom"]
             if venue is not None:
+                lookup = _ERROR_NAME.get(venue)
+                program_error = lookup(code) if lookup is not None and isinstance(code, int) else None
                 if code in SLIPPAGE_CODES.get(venue, ()):
-                    name = _PROGRAM_ERRORS[venue].get(code, "slippage")
+                    name = program_error or "slippage"
                     return f"slippage exceeded on {venue} (program error {code} {name})", False
-                if code in _PROGRAM_ERRORS.get(venue, {}):
-                    return (
-                        f"{venue} rejected the swap (program error {code} {_PROGRAM_ERRORS[venue][code]})",
-                        False,
-                    )
+                if program_error is not None:
+                    return f"{venue} rejected the swap (program error {code} {program_error})", False
                 if code in _TOKEN_ERRORS:
                     return (
                         f"{venue} swap failed in the token program (error {code} {_TOKEN_ERRORS[code]})",
@@ -337,6 +334,7 @@ class TxBuilder:
         self._markets = markets
         self._wallet = wallet
         self._fee_cap = settings.priority_fee_max_micro_lamports
+        self._fee_percentile = settings.priority_fee_percentile
         self._programs = {venue: markets.program_id(venue) for venue in markets.programs}
         # address → (the bytes decoded, the decoded value): decoding once per version of an account
         self._decoded: dict[Pubkey, tuple[bytes, Any]] = {}
@@ -531,7 +529,7 @@ class TxBuilder:
     async def _priority_fee(self, legs: Sequence[_Leg]) -> int:
         writable = [k for leg in legs for k in leg.writable]
         try:
-            fee = await self._chain.recent_prioritization_fee(writable, PRIORITY_FEE_PERCENTILE)
+            fee = await self._chain.recent_prioritization_fee(writable, self._fee_percentile)
         except ChainError as exc:
             log.warning("prioritization fees unavailable; using 0", extra={"error": exc.message})
             return 0

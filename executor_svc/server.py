@@ -18,6 +18,7 @@ from common.chain import ChainClient, ChainError
 from common.grpc_client import open_channel
 from common.grpc_server import GrpcService, start_grpc_service, wait_for_shutdown_signal
 from common.log import setup_logging
+from common.metrics import start_exporter
 from common.markets import MarketsError, load_markets
 from common.settings import ConfigError, Settings, load_settings
 from executor_svc.builder import TxBuilder
@@ -136,6 +137,7 @@ async def _run(settings: Settings) -> None:
 def main() -> None:
     settings = load_settings()
     setup_logging("executor", settings.log_level)
+    start_exporter(settings, "executor")
     try:
         uvloop.run(_run(settings))
     except ConfigError as exc:

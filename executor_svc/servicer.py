@@ -1,12 +1,14 @@
 """The typed async servicer of `orderengine.v1.Executor`.
 
 `Execute` drives one attempt of one order and streams its stages. The rule it never breaks
-(DESIGN.md, "Order lifecycle"): a swap is never sent twice for one order. Before building, every
-stored execution of the order is looked up; one that may still land (its blockhash valid and its
-signature not on chain) is resumed by re-sending the very same bytes; one that landed is reported;
-only when every stored execution has expired or failed is a new transaction signed. A new
-transaction is stored (RecordExecution, state "signed") before its first send; if that store fails,
-nothing is sent.
+(DESIGN.md, "Order lifecycle"): a swap is never sent twice for one order. A new transaction is
+stored (RecordExecution, state "signed") before its first send; if that store fails, nothing is
+sent. Persistence stores it only while no other execution of the order is live (signed, sent or
+landed: a unique index, so two executors racing on one order cannot both store, hence both send);
+otherwise it refuses and names the live one, which is resumed instead: reported if it landed, its
+very bytes re-sent while it may still land; only once it expired (blockhash too old, signature not
+on chain) is ours stored and sent. So a fresh order costs no read before building; a failed build
+looks at the stored executions before reporting the failure.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from solders.transaction import VersionedTransaction
 
 from common.chain import ChainError
 from common.dex.spl_token import ASSOCIATED_TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
-from common.errors import InvalidArgument, NotFound
+from common.errors import LIVE_EXECUTION_KEY, InvalidArgument, NotFound
 from common.log import order_id_var
 from common.markets import VENUES, Markets
 from common.settings import Settings
@@ -56,6 +58,8 @@ Update = executor_pb2.ExecutionUpdate
 Stage = executor_pb2.ExecutionUpdate.Stage
 PERSISTENCE_TIMEOUT_S = 5.0
 MAY_LAND = ("signed", "sent")
+# Refusals of our signed transaction (a live execution found expired in between) before giving up.
+MAX_RECORD_TRIES = 3
 _COMPUTE_BUDGET_ID = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
 _SYSTEM_ID = Pubkey.from_string("11111111111111111111111111111111")
 
@@ -153,6 +157,19 @@ def _failed(reason: str, retryable: bool) -> Any:
     return Update(stage=Stage.STAGE_FAILED, reason=reason, retryable=retryable)
 
 
+def live_execution(exc: grpc.aio.AioRpcError) -> orders_pb2.Execution | None:
+    """The live execution a refused RecordExecution names (FAILED_PRECONDITION + trailers), if any."""
+    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+        return None
+    for key, value in exc.trailing_metadata() or ():
+        if key == LIVE_EXECUTION_KEY and isinstance(value, bytes):
+            try:
+                return orders_pb2.Execution.FromString(value)
+            except Exception:  # noqa: BLE001 - a malformed trailer is treated as absent
+                return None
+    return None
+
+
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     def __init__(
         self,
@@ -201,7 +218,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
 
     async def _list_executions(self, order_id: str) -> list[orders_pb2.Execution]:
         response = await self._orders.ListExecutions(
-            orders_pb2.ListExecutionsRequest(order_id=order_id), timeout=PERSISTENCE_TIMEOUT_S
+            orders_pb2.ListExecutionsRequest(order_id=order_id), timeout=PERSISTENCE_TIMEOUT_S,
+            wait_for_ready=True,
         )
         return list(response.executions)
 
@@ -212,7 +230,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         record.ClearField("created_at_us")
         record.ClearField("updated_at_us")
         stored: orders_pb2.Execution = await self._orders.RecordExecution(
-            record, timeout=PERSISTENCE_TIMEOUT_S
+            record, timeout=PERSISTENCE_TIMEOUT_S, wait_for_ready=True
         )
         return stored
 
@@ -229,54 +247,26 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     # -- the attempt ----------------------------------------------------------------------------
 
     async def _execute(self, plan: OrderPlan) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
-        try:
-            executions = await self._list_executions(plan.order_id)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound("order not found", field="order_id") from None
-            yield _failed(f"cannot read the order's stored executions (persistence {exc.code().name})", True)
-            return
-
-        # 1. Anything stored that landed or may still land decides the attempt.
-        for execution in executions:
-            if execution.state == "landed":
-                async for update in self._landed(plan, execution, resumed=True):
-                    yield update
-                return
-        for execution in executions:
-            if execution.state not in MAY_LAND:
-                continue
-            try:
-                outcome = await self._sender.lookup(execution.signature, execution.last_valid_block_height)
-            except ChainError as exc:
-                yield _failed(f"cannot check the stored transaction: {exc.message}", True)
-                return
-            if isinstance(outcome, Expired):
-                log.info("stored transaction expired", extra={"signature": execution.signature})
-                await self._record_best_effort(execution, "expired")
-                continue
-            log.info(
-                "resuming stored transaction",
-                extra={"signature": execution.signature, "stored_attempt": execution.attempt},
-            )
-            if outcome is None:
-                async for update in self._send_and_follow(plan, execution, resumed=True):
-                    yield update
-                return
-            async for update in self._finish(plan, execution, outcome, resumed=True):
-                yield update
-            return
-
-        # 2. Nothing can land any more: build, simulate, sign.
+        # 1. Build, simulate, sign, without reading anything first: a fresh order has nothing stored,
+        #    and persistence refuses to store a second live execution of an order, naming the live
+        #    one instead (step 2), so nothing stored can be overlooked.
         yield Update(stage=Stage.STAGE_BUILDING)
         try:
             built = await self._builder.build(plan)
-        except BuildFailed as exc:
-            log.info("attempt not built", extra={"reason": exc.reason, "retryable": exc.retryable})
-            yield _failed(exc.reason, exc.retryable)
-            return
-        except ChainError as exc:
-            yield _failed(f"cannot build the transaction: {exc.message}", exc.retryable)
+        except (BuildFailed, ChainError) as exc:
+            # A stored execution that landed or may still land outranks a failed build: a resumed
+            # order whose swap already moved the pool may well fail its own simulation.
+            resumed = False
+            async for update in self._resume_stored(plan):
+                resumed = True
+                yield update
+            if resumed:
+                return
+            if isinstance(exc, BuildFailed):
+                log.info("attempt not built", extra={"reason": exc.reason, "retryable": exc.retryable})
+                yield _failed(exc.reason, exc.retryable)
+            else:
+                yield _failed(f"cannot build the transaction: {exc.message}", exc.retryable)
             return
 
         execution = orders_pb2.Execution(
@@ -288,17 +278,35 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             blockhash=str(built.blockhash),
             state="signed",
         )
-        # 3. Stored before the first send, or not sent at all.
-        try:
-            await self._record(execution, "signed")
-        except grpc.aio.AioRpcError as exc:
-            log.warning("cannot store the signed transaction; not sending", extra={"code": exc.code().name})
-            yield _failed(
-                f"cannot store the signed transaction (persistence {exc.code().name}); nothing was sent", True
-            )
+        # 2. Stored before the first send, or not sent at all. Refused while another execution of
+        #    the order is live (another executor, an earlier attempt, a crashed one): that one is
+        #    resumed (reported, or its same bytes re-sent) and ours is dropped unsent; if it turns
+        #    out expired, ours is stored instead.
+        for _ in range(MAX_RECORD_TRIES):
+            try:
+                await self._record(execution, "signed")
+                break
+            except grpc.aio.AioRpcError as exc:
+                live = live_execution(exc)
+                if live is None:
+                    if exc.code() == grpc.StatusCode.NOT_FOUND:
+                        raise NotFound("order not found", field="order_id") from None
+                    log.warning("cannot store the signed transaction; not sending",
+                                extra={"code": exc.code().name})
+                    reason = f"cannot store the signed transaction (persistence {exc.code().name})"
+                    yield _failed(f"{reason}; nothing was sent", True)
+                    return
+            resumed = False
+            async for update in self._resume(plan, live):
+                resumed = True
+                yield update
+            if resumed:
+                return
+        else:
+            yield _failed("another execution of this order is live; nothing was sent", True)
             return
 
-        # 4. Send, then follow.
+        # 3. Send, then follow.
         log.info(
             "transaction signed",
             extra={
@@ -309,6 +317,55 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             },
         )
         async for update in self._send_and_follow(plan, execution, resumed=False):
+            yield update
+
+    async def _resume_stored(self, plan: OrderPlan) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        """Resumes whatever stored execution of the order landed or may still land; yields nothing
+        when there is none (every stored one expired or failed)."""
+        try:
+            executions = await self._list_executions(plan.order_id)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("order not found", field="order_id") from None
+            yield _failed(f"cannot read the order's stored executions (persistence {exc.code().name})", True)
+            return
+        ranked = [e for e in executions if e.state == "landed"]
+        ranked += [e for e in executions if e.state in MAY_LAND]
+        for execution in ranked:
+            resumed = False
+            async for update in self._resume(plan, execution):
+                resumed = True
+                yield update
+            if resumed:
+                return
+
+    async def _resume(
+        self, plan: OrderPlan, execution: orders_pb2.Execution
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        """Takes over a stored execution: reports it if it landed, re-sends its very bytes and follows
+        them if it may still land. Yields nothing when it expired (and records that)."""
+        if execution.state == "landed":
+            async for update in self._landed(plan, execution, resumed=True):
+                yield update
+            return
+        try:
+            outcome = await self._sender.lookup(execution.signature, execution.last_valid_block_height)
+        except ChainError as exc:
+            yield _failed(f"cannot check the stored transaction: {exc.message}", True)
+            return
+        if isinstance(outcome, Expired):
+            log.info("stored transaction expired", extra={"signature": execution.signature})
+            await self._record_best_effort(execution, "expired")
+            return
+        log.info(
+            "resuming stored transaction",
+            extra={"signature": execution.signature, "stored_attempt": execution.attempt},
+        )
+        if outcome is None:
+            async for update in self._send_and_follow(plan, execution, resumed=True):
+                yield update
+            return
+        async for update in self._finish(plan, execution, outcome, resumed=True):
             yield update
 
     async def _send_and_follow(
@@ -405,7 +462,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     async def _landed(
         self, plan: OrderPlan, execution: orders_pb2.Execution, resumed: bool
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
-        roles = instruction_roles(VersionedTransaction.from_bytes(execution.signed_tx), self._programs)
+        tx = VersionedTransaction.from_bytes(execution.signed_tx)
+        roles = instruction_roles(tx, self._programs)
         try:
             info = await self._sender.transaction(execution.signature)
         except ChainError as exc:
@@ -427,7 +485,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                 resumed=resumed,
             )
             return
-        owner = self._wallet.pubkey
+        owner = tx.message.account_keys[0]  # the fee payer: the wallet that signed this swap
         candidates = tuple(
             associated_token_address(owner, mint, program)
             for mint in (plan.input_mint, plan.output_mint)

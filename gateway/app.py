@@ -19,8 +19,10 @@ from typing import Any
 import grpc
 import orjson
 import redis.asyncio as aioredis
+from prometheus_client import Counter, Gauge
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -32,11 +34,22 @@ from common.markets import Markets, load_markets
 from common.settings import REPO_ROOT, Settings
 from gateway import queue as jobs
 from gateway.hub import EventHub
+from gateway.openapi import openapi_document
+from gateway.ratelimit import RateLimitMiddleware
 from gateway.validation import ApiError, OrderRequest, check_idempotency_key, parse_order_request
 from gateway.views import STATUS_VALUES, order_json
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+QUEUE_BACKLOG = Gauge(
+    "orderengine_gateway_queue_backlog", "Order jobs queued or in flight (the Redis stream's length)."
+)
+ORDERS_ACCEPTED = Counter(
+    "orderengine_gateway_orders_accepted_total",
+    "Orders answered 202, by whether this request created the order (an idempotent repeat does not).",
+    ["created"],
+)
 
 WEB_DIR = REPO_ROOT / "web"
 RPC_TIMEOUT_S = 5.0
@@ -109,6 +122,7 @@ async def submit_order(state: EdgeState, req: OrderRequest, idempotency_key: str
     except grpc.aio.AioRpcError as exc:
         raise grpc_to_api(exc) from None
     order_id = response.order.order_id
+    ORDERS_ACCEPTED.labels("true" if response.created else "false").inc()
     if response.created:
         state.backlog += 1
         for attempt in range(3):
@@ -193,7 +207,8 @@ async def list_orders(request: Request) -> Response:
     params = request.query_params
     try:
         limit_raw = params.get("limit", "50")
-        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 200:
+        valid = limit_raw.isascii() and limit_raw.isdigit() and len(limit_raw) <= 3  # ASCII: "٣".isdigit()
+        if not valid or not 1 <= int(limit_raw) <= 200:
             raise ApiError(422, "invalid_limit", "limit must be an integer from 1 to 200", "limit")
         status_raw = params.get("status", "")
         if status_raw and status_raw not in STATUS_VALUES:
@@ -233,6 +248,8 @@ async def get_markets(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     state = state_of(request)
+    if getattr(request.app.state, "stopping", False):  # SIGTERM received (gateway/server.py)
+        return OrjsonResponse({"status": "stopping", "checks": {}}, status_code=503)
     checks: dict[str, str] = {}
     try:
         await asyncio.wait_for(state.redis.ping(), 1.0)
@@ -249,12 +266,29 @@ async def healthz(request: Request) -> Response:
                           status_code=200 if healthy else 503)
 
 
+async def openapi_json(request: Request) -> Response:
+    return OrjsonResponse(openapi_document())
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(404, "not_found", "no such resource"))
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(405, "method_not_allowed", "method not allowed"))
+
+
+CLOSE_UNAUTHORIZED = 4401
+
+
+async def refuse_websocket(receive: Receive, send: Send, code: int, reason: str) -> None:
+    """Accepts the handshake and closes at once with `code`: a browser can read a close code, but
+    not the status of a refused handshake (which ASGI servers answer with a bare 403)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class ApiKeyMiddleware:
@@ -265,7 +299,8 @@ class ApiKeyMiddleware:
         self.app = app
         self.keys = [k.encode() for k in keys]
 
-    def _allowed(self, scope: Scope) -> bool:
+    def _match(self, scope: Scope) -> int | None:
+        """The index of the configured key the request presents, or None."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         candidates = []
         auth = headers.get("authorization", "")
@@ -278,21 +313,27 @@ class ApiKeyMiddleware:
 
             qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             candidates.extend(qs.get("apiKey", []))
-        ok = False
+        match = None
         for candidate in candidates:
-            for key in self.keys:
-                ok |= hmac.compare_digest(candidate.encode(), key)
-        return ok
+            for index, key in enumerate(self.keys):
+                if hmac.compare_digest(candidate.encode(), key):
+                    match = index
+        return match
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.keys or scope["type"] not in ("http", "websocket") or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        if scope["path"] == "/api/markets" or self._allowed(scope):
+        if scope["path"] == "/api/markets":
+            await self.app(scope, receive, send)
+            return
+        match = self._match(scope)
+        if match is not None:
+            scope.setdefault("state", {})["api_key_id"] = match  # the client, for the rate limit
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 4401, "reason": "unauthorized"})
+            await refuse_websocket(receive, send, CLOSE_UNAUTHORIZED, "unauthorized")
             return
         err = ApiError(401, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)")
         await error_response(err)(scope, receive, send)
@@ -345,6 +386,9 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         finally:
             for task in state.tasks:
                 task.cancel()
+            for task in state.tasks:  # let each finish its cancellation before the clients close
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             await hub.stop()
             await channel.close()
             await redis.aclose()
@@ -355,20 +399,42 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         Route("/api/orders/{order_id}", get_order, methods=["GET"]),
         Route("/api/markets", get_markets, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         WebSocketRoute("/api/orders/ws", order_socket),
     ]
     if Path(WEB_DIR).is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"))
-    middleware = [Middleware(SecurityHeadersMiddleware), Middleware(ApiKeyMiddleware, keys=settings.api_keys)]
+    # Outermost first: CORS answers preflights and decorates every answer (401 and 429 too), then
+    # the API key names the client, then that client's rate limit.
+    middleware = [Middleware(SecurityHeadersMiddleware)]
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "Content-Type"],
+            expose_headers=["Retry-After"], max_age=600,
+        ))
+    middleware += [
+        Middleware(ApiKeyMiddleware, keys=settings.api_keys),
+        Middleware(RateLimitMiddleware, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
+    ]
     return Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
 
 
+def cancelling() -> bool:
+    """True once the current task was asked to stop, even if the CancelledError was swallowed on the
+    way (redis-py can turn a cancelled command into a ConnectionError): loops that suppress Redis
+    errors check this, or they could never be stopped."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def _watch_backlog(state: EdgeState) -> None:
     """Refreshes the queue backlog every 100 ms so POST never pays a Redis call for backpressure."""
-    while True:
+    while not cancelling():
         with contextlib.suppress(aioredis.RedisError):
             state.backlog = await jobs.backlog(state.redis, state.keys)
+            QUEUE_BACKLOG.set(state.backlog)
         await asyncio.sleep(0.1)

@@ -80,7 +80,7 @@ class EventWriter:
                 batch.append(self._queue.get_nowait())
             request = orders_pb2.AppendEventsRequest(events=[ev for ev, _ in batch])
             try:
-                response = await self._stub.AppendEvents(request, timeout=10.0)
+                response = await self._stub.AppendEvents(request, timeout=10.0, wait_for_ready=True)
             except grpc.aio.AioRpcError as exc:
                 for _, future in batch:
                     if not future.done():

@@ -19,6 +19,12 @@ import redis.asyncio as aioredis
 log = logging.getLogger(__name__)
 
 
+def _cancelling() -> bool:
+    """True once this task was asked to stop, even if redis-py swallowed the CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Subscriber:
     def __init__(self, maxsize: int) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
@@ -68,15 +74,24 @@ class EventHub:
         for sub in self._subs.get(message.get("orderId", ""), ()):
             sub.offer(message)
 
+    def resync(self) -> None:
+        """Asks every subscriber to re-read its orders' events from persistence: events published
+        while the subscription was down (Redis restarted, connection lost) are never re-sent."""
+        for order_id, subs in list(self._subs.items()):
+            for sub in list(subs):
+                sub.offer({"type": "_catchup", "orderId": order_id})
+
     async def _run(self) -> None:
         backoff = 0.1
-        while True:
+        while not _cancelling():
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
+                if self._ready.is_set():
+                    self.resync()
                 self._ready.set()
                 backoff = 0.1
-                while True:
+                while not _cancelling():
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None:
                         continue

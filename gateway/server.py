@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from types import FrameType
+
 import uvicorn
+from starlette.applications import Starlette
 
 from common.log import setup_logging
 from common.markets import load_markets
+from common.metrics import start_exporter
 from common.settings import load_settings
 from gateway.app import create_app
 
@@ -13,6 +17,7 @@ from gateway.app import create_app
 def main() -> None:
     settings = load_settings()
     setup_logging("gateway", settings.log_level)
+    start_exporter(settings, "gateway")
     markets = load_markets(settings.markets_path)
     app = create_app(settings, markets)
     config = uvicorn.Config(
@@ -21,7 +26,21 @@ def main() -> None:
         ws_ping_interval=20.0, ws_ping_timeout=20.0, ws_max_size=64 * 1024,
         timeout_graceful_shutdown=10, lifespan="on",
     )
-    uvicorn.Server(config).run()
+    GracefulServer(config, app).run()
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn that marks the app as stopping the moment SIGTERM/SIGINT arrives: /healthz answers
+    503 from then on (load balancers stop sending), new connections are refused, in-flight
+    requests get timeout_graceful_shutdown to finish, open WebSockets are closed with 1012."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.app.state.stopping = True
+        super().handle_exit(sig, frame)
 
 
 def _has_httptools() -> bool:

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from common.amounts import parse_amount
-from common.markets import Markets, Token
 from solders.pubkey import Pubkey
 
+from common.amounts import parse_amount
+from common.markets import Markets, Token
+
 ORDER_FIELDS = ("tokenIn", "tokenOut", "amount", "slippageBps")
+_TOKEN = re.compile(r"[A-Za-z0-9$._-]{1,64}")  # a symbol or a base58 mint (gateway/openapi.py)
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
 MAX_IDEMPOTENCY_KEY = 128
 
 
@@ -53,7 +57,7 @@ class OrderRequest:
 def _resolve_token(markets: Markets, value: Any, field: str) -> Token:
     if value is None:
         raise ApiError(422, "missing_field", f"{field} is required", field)
-    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise ApiError(422, "invalid_token", f"{field} must be a token symbol or mint address", field)
     token = markets.token(value)
     if token is None:
@@ -92,6 +96,9 @@ def parse_order_request(body: Any, markets: Markets, default_slippage_bps: int,
         text = str(raw_amount)
     if len(text) > 64:
         raise ApiError(422, "invalid_amount", "amount is too long", "amount")
+    if not _AMOUNT.fullmatch(text):  # ASCII digits only: int("٣") is 3, and " 1" is not a number
+        raise ApiError(422, "invalid_amount", "amount must be a positive decimal number such as \"1.5\"",
+                       "amount")
     try:
         amount_in = parse_amount(text, token_in.decimals)
     except ValueError as exc:
@@ -109,9 +116,9 @@ def check_idempotency_key(key: str | None) -> str:
     if key is None:
         return ""
     key = key.strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not (key.isascii() and key.isprintable()):
         raise ApiError(
             400, "invalid_idempotency_key",
-            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters", "Idempotency-Key",
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters", "Idempotency-Key",
         )
     return key

@@ -21,11 +21,13 @@ from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
+from prometheus_client import Counter, Gauge, Histogram
 
 from common.amounts import format_amount, format_price
 from common.grpc_client import open_channel
-from common.grpc_server import wait_for_shutdown_signal
+from common.grpc_server import start_grpc_service, wait_for_shutdown_signal
 from common.log import order_id_var, setup_logging
+from common.metrics import LATENCY_BUCKETS, start_exporter
 from common.settings import Settings, load_settings
 from gateway import queue as jobs
 from gateway.events import AppendRejected, EventWriter
@@ -43,7 +45,6 @@ log = logging.getLogger(__name__)
 
 S = orders_pb2  # statuses
 Stage = executor_pb2.ExecutionUpdate
-LOCK_TTL_MS = 60_000
 QUOTE_TIMEOUT_S = 5.0
 EXECUTE_TIMEOUT_S = 180.0
 TRANSIENT_ROUTER_CODES = {
@@ -52,6 +53,41 @@ TRANSIENT_ROUTER_CODES = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: "router rate limited",
     grpc.StatusCode.FAILED_PRECONDITION: "no quote",
 }
+
+
+STATUS_NAMES: dict[int, str] = {
+    S.ORDER_STATUS_PENDING: "pending", S.ORDER_STATUS_ROUTING: "routing",
+    S.ORDER_STATUS_BUILDING: "building", S.ORDER_STATUS_SUBMITTED: "submitted",
+    S.ORDER_STATUS_CONFIRMED: "confirmed", S.ORDER_STATUS_FAILED: "failed",
+}
+ORDER_EVENTS = Counter(
+    "orderengine_worker_order_events_total",
+    "Events this worker appended, by status: orders entering each status (confirmed/failed: orders ended).",
+    ["status"],
+)
+_ORDER_EVENTS: dict[int, Counter] = {
+    code: ORDER_EVENTS.labels(name) for code, name in STATUS_NAMES.items()
+}
+ORDERS_INFLIGHT = Gauge("orderengine_worker_orders_inflight", "Orders this worker is driving right now.")
+STAGE_SECONDS = Histogram(
+    "orderengine_worker_stage_seconds",
+    "Time of each stage of an attempt: routing (quote asked → route stored), building (build started → "
+    "transaction sent), confirming (sent → confirmed).",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+_STAGE = {name: STAGE_SECONDS.labels(name) for name in ("routing", "building", "confirming")}
+QUEUE_WAIT_SECONDS = Histogram(
+    "orderengine_worker_queue_wait_seconds",
+    "Time a new order's job waited in the stream until a worker took it.",
+    buckets=LATENCY_BUCKETS,
+)
+ORDER_SECONDS = Histogram(
+    "orderengine_worker_order_seconds",
+    "Time from a worker taking an order to its end, by final status.",
+    ["status"],
+    buckets=LATENCY_BUCKETS,
+)
 
 
 @dataclass
@@ -79,6 +115,10 @@ class OrderDriver:
         self.status = order.status
         self.last_signature = ""
         self.appended = 0
+        self.started = time.perf_counter()
+        self.quote_at: float | None = None  # when this attempt's quote was asked
+        self.building_at: float | None = None
+        self.submitted_at: float | None = None
 
     async def append(self, status: int, data: dict[str, Any], update: orders_pb2.OrderUpdate | None = None) -> None:
         event = orders_pb2.NewEvent(
@@ -94,6 +134,29 @@ class OrderDriver:
         self.seq += 1
         self.status = status
         self.appended += 1
+        self._measure(status)
+
+    def _measure(self, status: int) -> None:
+        """Counts the event and times the stage it ends (cheap: no label lookups)."""
+        _ORDER_EVENTS[status].inc()
+        now = time.perf_counter()
+        if status == S.ORDER_STATUS_ROUTING:
+            if self.quote_at is not None:
+                _STAGE["routing"].observe(now - self.quote_at)
+                self.quote_at = None
+            self.building_at = self.submitted_at = None
+        elif status == S.ORDER_STATUS_BUILDING:
+            self.building_at = now
+        elif status == S.ORDER_STATUS_SUBMITTED:
+            if self.building_at is not None:
+                _STAGE["building"].observe(now - self.building_at)
+                self.building_at = None
+                self.submitted_at = now
+        elif status == S.ORDER_STATUS_CONFIRMED:
+            if self.submitted_at is not None:
+                _STAGE["confirming"].observe(now - self.submitted_at)
+        if status in TERMINAL:
+            ORDER_SECONDS.labels(STATUS_NAMES[status]).observe(now - self.started)
 
     # --- the lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -115,6 +178,7 @@ class OrderDriver:
                 return
             if retry_of:
                 await self.w.backoff(attempt - 1)
+            self.quote_at = time.perf_counter()
             try:
                 quote = await self.w.router.Quote(
                     router_pb2.QuoteRequest(
@@ -122,7 +186,8 @@ class OrderDriver:
                         output_mint=spec.output_mint, amount_in=spec.amount_in,
                         slippage_bps=spec.slippage_bps, order_id=self.order.order_id,
                     ),
-                    timeout=QUOTE_TIMEOUT_S,
+                    # a router restarting is waited for (up to the deadline), not counted as an attempt
+                    timeout=QUOTE_TIMEOUT_S, wait_for_ready=True,
                 )
             except grpc.aio.AioRpcError as exc:
                 reason = TRANSIENT_ROUTER_CODES.get(exc.code())
@@ -167,7 +232,7 @@ class OrderDriver:
         reconnects = 0
         while True:
             try:
-                call = self.w.executor.Execute(request, timeout=EXECUTE_TIMEOUT_S)
+                call = self.w.executor.Execute(request, timeout=EXECUTE_TIMEOUT_S, wait_for_ready=True)
                 async for update in call:
                     outcome = await self.on_update(attempt, update)
                     if outcome is not None:
@@ -284,10 +349,13 @@ class Worker:
                 await task
         if self.inflight:
             await asyncio.wait(list(self.inflight.values()), timeout=grace_s)
-        for task in list(self.inflight.values()):
+        # Cancel the rest all at once (a job cancelled in its backoff takes a slot back, which
+        # another cancelled job gives up); their locks are released, their entries stay pending.
+        left = list(self.inflight.values())
+        for task in left:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if left:
+            await asyncio.wait(left, timeout=5.0)
         await self.events.stop()
         for channel in self._channels.values():
             await channel.close()
@@ -306,6 +374,10 @@ class Worker:
                     jobs.GROUP, self.name, {self.keys.stream: ">"}, count=free, block=1000
                 )
                 backoff = 0.1
+            except asyncio.CancelledError:
+                for _ in range(free):
+                    self.slots.release()
+                raise
             except aioredis.ResponseError as exc:
                 for _ in range(free):
                     self.slots.release()
@@ -348,10 +420,18 @@ class Worker:
             except Exception:  # noqa: BLE001 - a malformed hint is ignored; the order is read instead
                 spec = None
 
+        if fresh:
+            # a stream entry id starts with the time it was added, in ms
+            added_ms = entry.partition("-")[0]
+            if added_ms.isdigit():
+                QUEUE_WAIT_SECONDS.observe(max(0.0, time.time() - int(added_ms) / 1000))
+
         async def job() -> None:
+            ORDERS_INFLIGHT.inc()
             try:
                 await self.handle(order_id, entry, spec)
             finally:
+                ORDERS_INFLIGHT.dec()
                 self.inflight.pop(order_id, None)
                 self.slots.release()
 
@@ -371,7 +451,8 @@ class Worker:
                 log.error("job without an order id; dead-lettering", extra={"entry": entry})
                 await self.dead_letter(entry, order_id, "job has no order id")
                 return
-            if not await self.redis.set(lock, f"{self.name}:{entry}", nx=True, px=LOCK_TTL_MS):
+            ttl = self.settings.order_lock_ttl_ms
+            if not await self.redis.set(lock, f"{self.name}:{entry}", nx=True, px=ttl):
                 # another worker drives it right now; this delivery is a duplicate
                 await self._ack(entry)
                 return
@@ -390,7 +471,8 @@ class Worker:
                         if exc.appended:
                             raise
                 if not finished:
-                    order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0)
+                    order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0,
+                                                   wait_for_ready=True)
                     if order.status not in TERMINAL:
                         await OrderDriver(self, order).run()
                 self.completed += 1
@@ -409,6 +491,8 @@ class Worker:
             else:
                 # leave unacknowledged: it is reclaimed and retried (bounded by MAX_DELIVERIES)
                 log.warning("job interrupted; left for retry", extra={"grpc_code": exc.code().name})
+        except aioredis.RedisError as exc:
+            log.warning("redis unavailable during a job; left for retry", extra={"error": type(exc).__name__})
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a job must never kill the worker
@@ -423,9 +507,12 @@ class Worker:
     async def _keep(self, lock: str, entry: str) -> None:
         """Renews the order lock and keeps the stream entry's idle time low while driving."""
         while True:
-            await asyncio.sleep(min(LOCK_TTL_MS, self.settings.claim_idle_ms) / 3000)
+            ttl = self.settings.order_lock_ttl_ms
+            await asyncio.sleep(min(ttl, self.settings.claim_idle_ms) / 3000)
             with contextlib.suppress(aioredis.RedisError):
-                await self.redis.pexpire(lock, LOCK_TTL_MS)
+                if not await self.redis.pexpire(lock, ttl):
+                    # gone (Redis restarted empty): take it again so recovery leaves this order alone
+                    await self.redis.set(lock, f"{self.name}:{entry}", nx=True, px=ttl)
                 await self.redis.xclaim(self.keys.stream, jobs.GROUP, self.name, 0, [entry], justid=True)
 
     async def dead_letter(self, entry: str, order_id: str, reason: str) -> None:
@@ -433,7 +520,8 @@ class Worker:
                               maxlen=100_000, approximate=True)
         if order_id:
             with contextlib.suppress(grpc.aio.AioRpcError, Superseded, AppendRejected):
-                order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0)
+                order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0,
+                                                   wait_for_ready=True)
                 if order.status not in TERMINAL:
                     await OrderDriver(self, order).fail(f"dead-lettered: {reason}", order.attempts)
         await self._ack(entry)
@@ -441,7 +529,7 @@ class Worker:
     async def _reclaim(self) -> None:
         """Takes over entries left pending by dead consumers; dead-letters those delivered too often."""
         interval = max(self.settings.claim_idle_ms / 4000, 0.2)
-        while True:
+        while not self.stopping.is_set():
             await asyncio.sleep(interval)
             try:
                 pending = await self.redis.xpending_range(
@@ -450,29 +538,46 @@ class Worker:
             except aioredis.RedisError:
                 continue
             for item in pending:
-                entry = item["message_id"].decode() if isinstance(item["message_id"], bytes) else item["message_id"]
-                if self.slots.locked() or self.stopping.is_set():
+                if self.stopping.is_set():
                     break
-                claimed = await self.redis.xclaim(
-                    self.keys.stream, jobs.GROUP, self.name, self.settings.claim_idle_ms, [entry]
-                )
-                for entry_id, fields in claimed:
-                    if fields is None:
-                        continue
-                    raw = fields.get(b"order_id") or b""
-                    order_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-                    if int(item["times_delivered"]) >= self.settings.max_deliveries:
-                        await self.dead_letter(entry, order_id,
-                                               f"delivered {item['times_delivered']} times without finishing")
-                        continue
-                    await self.slots.acquire()
-                    self._spawn(entry_id, fields)
+                # Wait for a free slot (the consume loop holds the free ones while it blocks on
+                # XREADGROUP and gives them back at least every second; waiters are served in turn).
+                await self.slots.acquire()
+                spawned = False
+                try:
+                    spawned = await self._take_over(item)
+                except (aioredis.RedisError, grpc.aio.AioRpcError) as exc:
+                    log.warning("reclaiming a job failed; retrying later",
+                                extra={"error": type(exc).__name__})
+                finally:
+                    if not spawned:
+                        self.slots.release()
+
+    async def _take_over(self, item: dict[str, Any]) -> bool:
+        """Claims one idle pending entry; returns whether it is now driven here (holding a slot)."""
+        raw_id = item["message_id"]
+        entry = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        claimed = await self.redis.xclaim(
+            self.keys.stream, jobs.GROUP, self.name, self.settings.claim_idle_ms, [entry]
+        )
+        for entry_id, fields in claimed:
+            if fields is None:
+                continue
+            raw = fields.get(b"order_id") or b""
+            order_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if int(item["times_delivered"]) >= self.settings.max_deliveries:
+                reason = f"delivered {item['times_delivered']} times without finishing"
+                await self.dead_letter(entry, order_id, reason)
+                return False
+            self._spawn(entry_id, fields)
+            return True
+        return False
 
     async def _recover(self) -> None:
         """Postgres is the source of truth: unfinished orders idle for a while are queued again
         (a job lost with Redis, a gateway that died between commit and enqueue)."""
-        stale_us = max(self.settings.claim_idle_ms, 10_000) * 1000
-        while True:
+        stale_us = self.settings.recover_after_ms * 1000
+        while not self.stopping.is_set():
             try:
                 now_us = int(time.time() * 1_000_000)
                 page = await self.orders.ListUnfinishedOrders(
@@ -486,21 +591,31 @@ class Worker:
                     log.info("re-queued an unfinished order", extra={"order_id": order.order_id})
             except (grpc.aio.AioRpcError, aioredis.RedisError):
                 pass
-            await asyncio.sleep(stale_us / 2_000_000)
+            await asyncio.sleep(self.settings.recover_interval_ms / 1000)
 
 
 async def run(settings: Settings) -> None:
+    """Runs a worker until SIGTERM/SIGINT: health → NOT_SERVING, no new jobs, in-flight orders get
+    WORKER_GRACE_S to finish, the rest stay unacknowledged (another worker reclaims them)."""
     worker = Worker(settings)
     await worker.start()
-    log.info("worker started", extra={"consumer": worker.name, "concurrency": settings.worker_concurrency})
+    health = await start_grpc_service(settings.worker_health_addr, lambda server: None, [])
+    log.info("worker started", extra={"consumer": worker.name, "concurrency": settings.worker_concurrency,
+                                      "health_port": health.port})
     await wait_for_shutdown_signal()
-    log.info("worker stopping")
-    await worker.stop()
+    log.info("worker stopping", extra={"inflight": len(worker.inflight), "grace_s": settings.worker_grace_s})
+    await health.health.enter_graceful_shutdown()
+    try:
+        await worker.stop(settings.worker_grace_s)
+    finally:
+        await health.server.stop(0)
+    log.info("worker stopped", extra={"completed": worker.completed})
 
 
 def main() -> None:
     settings = load_settings()
     setup_logging("worker", settings.log_level)
+    start_exporter(settings, "worker")
     try:
         import uvloop
 

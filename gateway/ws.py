@@ -4,6 +4,13 @@ One writer task per socket is the only sender. Live events from the hub and catc
 share one bounded queue, so history and live messages are merged in seq order with no gap and no
 duplicate: the writer remembers the last seq sent per order, drops anything at or below it, and
 reads history from persistence whenever a gap appears.
+
+Liveness and limits (all settings): the server sends {"type":"ping"} after WS_PING_INTERVAL_S without
+another message (clients answer {"action":"pong"}); a socket with no client message for
+WS_IDLE_TIMEOUT_S and no subscription to an unfinished order is closed with 4000; a consumer more than
+WS_QUEUE_SIZE messages behind is closed with 4008 (it resubscribes with afterSeq and misses nothing),
+and one that takes no message for WS_SEND_TIMEOUT_S is dropped (its socket cannot even take a close
+frame). Memory per socket is bounded by the queue and the transport's write buffer.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 
 import grpc
 import orjson
+from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway.app import EdgeState, grpc_to_api, submit_order
@@ -29,25 +37,53 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_SUBSCRIPTIONS = 200
-QUEUE_SIZE = 2000
 MESSAGES_PER_SECOND = 50
-PING_INTERVAL_S = 20.0
+CLOSE_IDLE = 4000
 CLOSE_SLOW_CONSUMER = 4008
+TERMINAL_STATUSES = frozenset({"confirmed", "failed"})
+
+WS_CONNECTIONS = Gauge("orderengine_gateway_ws_connections", "WebSocket connections open.")
+WS_CLOSED = Counter(
+    "orderengine_gateway_ws_closed_by_server_total",
+    "WebSockets the gateway closed, by reason (idle, slow_consumer, send_timeout).",
+    ["reason"],
+)
+
+
+class SendTimeout(Exception):
+    """The peer took no message for WS_SEND_TIMEOUT_S: it is dropped without a close frame."""
 
 
 class Connection:
     def __init__(self, ws: WebSocket, state: EdgeState) -> None:
         self.ws = ws
         self.state = state
-        self.sub = Subscriber(QUEUE_SIZE)
+        settings = state.settings
+        self.sub = Subscriber(settings.ws_queue_size)
+        self.ping_interval_s = settings.ws_ping_interval_s
+        self.idle_timeout_s = settings.ws_idle_timeout_s
+        self.send_timeout_s = settings.ws_send_timeout_s
         self.last_seq: dict[str, int] = {}
+        self.finished: set[str] = set()  # subscribed orders whose terminal event was delivered
         self.closed = False
         self.tokens = float(MESSAGES_PER_SECOND)
         self.refilled = time.monotonic()
+        self.last_activity = self.refilled  # last client message, or last subscription that ended
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.ws.application_state == WebSocketState.CONNECTED:
-            await self.ws.send_text(orjson.dumps(message).decode())
+            text = orjson.dumps(message).decode()
+            try:
+                async with asyncio.timeout(self.send_timeout_s):
+                    await self.ws.send_text(text)
+            except TimeoutError:
+                raise SendTimeout() from None
+
+    def idle_deadline(self) -> float | None:
+        """When this socket becomes idle (monotonic time), or None while it follows an unfinished order."""
+        if len(self.finished) < len(self.last_seq):
+            return None
+        return self.last_activity + self.idle_timeout_s
 
     async def send_error(self, code: str, message: str, field: str | None = None,
                          order_id: str | None = None) -> None:
@@ -75,6 +111,8 @@ class Connection:
     def unsubscribe(self, order_id: str) -> None:
         if self.last_seq.pop(order_id, None) is not None:
             self.state.hub.remove(order_id, self.sub)
+            self.finished.discard(order_id)
+            self.last_activity = time.monotonic()
 
     async def catch_up(self, order_id: str, announce: bool) -> None:
         try:
@@ -108,17 +146,21 @@ class Connection:
             await self.catch_up(order_id, announce=False)  # fills the gap, then this one is a duplicate
             return
         self.last_seq[order_id] = seq
+        if message.get("status") in TERMINAL_STATUSES and order_id not in self.finished:
+            self.finished.add(order_id)
+            self.last_activity = time.monotonic()
         await self.send(message)
 
     # --- the two loops ------------------------------------------------------------------------
     async def writer(self) -> None:
         while True:
             try:
-                message = await asyncio.wait_for(self.sub.queue.get(), timeout=PING_INTERVAL_S)
+                message = await asyncio.wait_for(self.sub.queue.get(), timeout=self.ping_interval_s)
             except TimeoutError:
                 await self.send({"type": "ping"})
                 continue
             if self.sub.overflowed:
+                WS_CLOSED.labels("slow_consumer").inc()
                 await self.ws.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer: resubscribe with afterSeq")
                 return
             kind = message.get("type")
@@ -137,6 +179,7 @@ class Connection:
         return True
 
     async def handle(self, text: str) -> None:
+        self.last_activity = time.monotonic()
         if len(text) > MAX_MESSAGE_BYTES:
             await self.send_error("message_too_large", f"messages must be at most {MAX_MESSAGE_BYTES} bytes")
             return
@@ -206,28 +249,52 @@ async def order_socket(ws: WebSocket) -> None:
     await ws.accept()
     conn = Connection(ws, state)
     writer = asyncio.create_task(conn.writer(), name="ws-writer")
+    WS_CONNECTIONS.inc()
     try:
         first = ws.query_params.get("orderId")
         if first is not None:
             after_raw = ws.query_params.get("afterSeq", "0")
             if not _is_uuid(first):
                 await conn.send_error("invalid_order_id", "orderId must be an order id (UUID)", "orderId")
-            elif not after_raw.isdigit():
+            elif not (after_raw.isascii() and after_raw.isdigit() and len(after_raw) <= 10):
                 await conn.send_error("invalid_after_seq", "afterSeq must be an integer ≥ 0", "afterSeq")
             else:
                 await conn.subscribe(first, int(after_raw))
         receiver = asyncio.create_task(ws.receive_text(), name="ws-receive")
         while True:
-            done, _ = await asyncio.wait({receiver, writer}, return_when=asyncio.FIRST_COMPLETED)
+            deadline = conn.idle_deadline()
+            timeout = conn.idle_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
+            done, _ = await asyncio.wait({receiver, writer}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
             if writer in done:
+                if isinstance(writer.exception(), SendTimeout):
+                    WS_CLOSED.labels("send_timeout").inc()
                 break
+            if not done:
+                deadline = conn.idle_deadline()
+                if deadline is not None and time.monotonic() >= deadline:
+                    writer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await writer
+                    WS_CLOSED.labels("idle").inc()
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(conn.send_timeout_s):
+                            await ws.close(code=CLOSE_IDLE,
+                                           reason=f"idle: no message for {conn.idle_timeout_s:g} s")
+                    break
+                continue
             try:
                 text = receiver.result()
             except (WebSocketDisconnect, RuntimeError, KeyError):
                 break
-            await conn.handle(text)
+            try:
+                await conn.handle(text)
+            except SendTimeout:
+                WS_CLOSED.labels("send_timeout").inc()
+                break
             receiver = asyncio.create_task(ws.receive_text(), name="ws-receive")
     finally:
+        WS_CONNECTIONS.dec()
         for order_id in list(conn.last_seq):
             conn.unsubscribe(order_id)
         for task in (writer,):

@@ -1,16 +1,19 @@
 """Publishing committed events to Redis, as the exact WebSocket message the gateway forwards.
 
-Two parts, so that a later outbox relay can reuse both: `event_message` (an event → the message
+Two parts, which the outbox relay (outbox.py) reuses: `event_message` (an event → the message
 text) and `RedisPublisher.publish_messages` (many messages → one pipeline of PUBLISH). A publish
-is best effort: the event is already committed, so a failure is logged and never fails the RPC;
-subscribers fill any gap from ListEvents.
+is best effort: the event is already committed, so a failure is logged and never fails the RPC.
+Every event also has a row in `event_outbox`, written with it; once a pipeline succeeded the
+publisher hands the events' keys to `on_published`, which deletes those rows. What a failure (or a
+crash) leaves there is published by the relay, and subscribers drop the repeats by seq.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -39,6 +42,9 @@ def event_message(event: EventRow) -> str:
     )
 
 
+EventKey = tuple[uuid.UUID, int]  # (order_id, seq)
+
+
 def events_channel(prefix: str) -> str:
     return f"{prefix}:events"
 
@@ -54,24 +60,34 @@ class RedisPublisher:
     the order of publish calls is kept): one round trip for many RPCs under load, and each caller
     still returns only once its own events were handed to Redis (or that failed)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        timeout_s: float = PUBLISH_TIMEOUT_S,
+        on_published: Callable[[list[EventKey]], None] | None = None,
+    ) -> None:
         self.client = client
         self.channel = events_channel(prefix)
         self.timeout_s = timeout_s
-        self._waiting: list[tuple[Sequence[str], asyncio.Future[bool]]] = []
+        self.on_published = on_published
+        self._waiting: list[tuple[Sequence[str], Sequence[EventKey], asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, events: Sequence[EventRow]) -> bool:
         """True when every event was handed to Redis; False (logged) otherwise. Never raises."""
         if not events:
             return True
-        return await self.publish_messages([event_message(e) for e in events])
+        return await self.publish_messages(
+            [event_message(e) for e in events], [(e.order_id, e.seq) for e in events]
+        )
 
-    async def publish_messages(self, messages: Sequence[str]) -> bool:
+    async def publish_messages(self, messages: Sequence[str], keys: Sequence[EventKey] = ()) -> bool:
+        """Publishes `messages`; on success the `keys` (of outbox rows) go to `on_published`."""
         if not messages:
             return True
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((messages, future))
+        self._waiting.append((messages, keys, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="event-publisher")
         # shield: a caller that goes away (deadline) must not cancel other callers' pipeline
@@ -82,11 +98,15 @@ class RedisPublisher:
             batch, self._waiting = self._waiting, []
             ok = False
             try:
-                ok = await self._send([m for messages, _ in batch for m in messages])
+                ok = await self._send([m for messages, _, _ in batch for m in messages])
             finally:  # even when cancelled: no caller may wait forever
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_result(ok)
+            if ok and self.on_published is not None:
+                keys = [k for _, batch_keys, _ in batch for k in batch_keys]
+                if keys:
+                    self.on_published(keys)
 
     async def _send(self, messages: list[str]) -> bool:
         try:

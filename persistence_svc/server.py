@@ -17,9 +17,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.grpc_server import GrpcService, start_grpc_service, wait_for_shutdown_signal
 from common.log import setup_logging
+from common.metrics import start_exporter
 from common.settings import Settings, load_settings
 from orderengine.v1 import orders_pb2_grpc
 from persistence_svc import db
+from persistence_svc.outbox import Outbox
 from persistence_svc.publisher import RedisPublisher
 from persistence_svc.servicer import SERVICE_NAME, OrdersServicer
 
@@ -36,6 +38,7 @@ class Running:
     redis: aioredis.Redis
     publisher: RedisPublisher
     servicer: OrdersServicer
+    outbox: Outbox
     _stopped: bool = False
 
     @property
@@ -52,6 +55,7 @@ class Running:
             await self.service.stop(self.settings.grpc_grace_s if grace is None else grace)
         finally:
             await self.publisher.aclose()
+            await self.outbox.stop()
             await self.pool.close()
             await self.redis.aclose()
 
@@ -67,6 +71,9 @@ async def serve(settings: Settings) -> Running:
     )
     try:
         publisher = RedisPublisher(redis, settings.redis_prefix)
+        outbox = Outbox(pool, publisher, settings.outbox_relay_age_ms / 1000,
+                        settings.outbox_relay_interval_ms / 1000)
+        publisher.on_published = outbox.published
         servicer = OrdersServicer(pool, publisher)
 
         def register(server: grpc.aio.Server) -> None:
@@ -77,8 +84,9 @@ async def serve(settings: Settings) -> Running:
         await pool.close()
         await redis.aclose()
         raise
+    outbox.start()  # relays what a previous process committed and never published
     log.info("persistence serving", extra={"port": service.port, "pool_size": settings.db_pool_size})
-    return Running(settings, service, pool, redis, publisher, servicer)
+    return Running(settings, service, pool, redis, publisher, servicer, outbox)
 
 
 async def _run(settings: Settings) -> None:
@@ -94,6 +102,7 @@ async def _run(settings: Settings) -> None:
 def main() -> None:
     settings = load_settings()
     setup_logging("persistence", settings.log_level)
+    start_exporter(settings, "persistence")
     try:
         asyncio.run(_run(settings))
     except db.MigrationError as exc:

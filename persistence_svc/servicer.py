@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 
 import grpc
 import psycopg
+from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from common.errors import DomainError, InvalidArgument, Unavailable
+from common.errors import LIVE_EXECUTION_KEY, DomainError, FailedPrecondition, InvalidArgument, Unavailable
 from common.log import order_id_var
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from persistence_svc import lifecycle, store, validation
@@ -25,6 +26,20 @@ from persistence_svc.models import EventInput, EventRow, ExecutionRow, OrderRow,
 from persistence_svc.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
+
+EVENTS = Counter(
+    "orderengine_persistence_events_total",
+    "Order events committed, by status: orders entering each status (pending = orders created).",
+    ["status"],
+)
+_STATUSES = ("pending", "routing", "building", "submitted", "confirmed", "failed")
+_EVENTS = {s: EVENTS.labels(s) for s in _STATUSES}
+
+
+def _count(events: list[EventRow]) -> None:
+    for event in events:
+        child = _EVENTS.get(event.status)
+        (child if child is not None else EVENTS.labels(event.status)).inc()
 
 SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["Orders"].full_name
 LIST_DEFAULT, LIST_MAX = 50, 200
@@ -116,6 +131,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
             outcome = await store.create_order(self.pool, new)
             await self._purge_keys_when_due()
         if outcome.first_event is not None:
+            _count([outcome.first_event])
             await self.publisher.publish([outcome.first_event])
         return orders_pb2.CreateOrderResponse(order=order_message(outcome.order), created=outcome.created)
 
@@ -144,6 +160,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         if outcome.code != grpc.StatusCode.OK or outcome.event is None:
             raise _StatusError(outcome.code, outcome.message)
         if outcome.new:
+            _count([outcome.event])
             await self.publisher.publish([outcome.event])
         return event_message(outcome.event)
 
@@ -171,6 +188,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
                 result.event.CopyFrom(event_message(outcome.event))
                 if outcome.new:
                     new_events.append(outcome.event)
+        _count(new_events)
         await self.publisher.publish(new_events)
         return orders_pb2.AppendEventsResponse(results=results)
 
@@ -209,7 +227,17 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         execution = validation.parse_execution(request)
         order_id_var.set(str(execution.order_id))
         async with _database():
-            stored = await store.record_execution(self.pool, execution)
+            try:
+                stored = await store.record_execution(self.pool, execution)
+            except store.LiveExecution as exc:
+                # The caller resumes the live execution instead: it travels in the trailers.
+                context.set_trailing_metadata(
+                    ((LIVE_EXECUTION_KEY, execution_message(exc.live).SerializeToString()),)
+                )
+                raise FailedPrecondition(
+                    f"execution {exc.live.signature} of this order is {exc.live.state}; resume it",
+                    field="signature",
+                ) from None
         return execution_message(stored)
 
     async def ListExecutions(

@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -125,7 +125,8 @@ ON CONFLICT (key) DO UPDATE
     WHERE k.created_at < %(expired_before)s
 RETURNING order_id"""
 
-# One statement inserts the order and its first event; no row back means the id already exists.
+# One statement inserts the order, its first event and that event's outbox row; no row back means
+# the id already exists.
 _INSERT_ORDER = """
 WITH o AS (
     INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
@@ -136,9 +137,13 @@ WITH o AS (
             %(now)s, %(now)s, %(key)s, %(hash)s)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, created_at
+),
+e AS (
+    INSERT INTO order_events (order_id, seq, status, data, at)
+    SELECT id, 1, 'pending', '{}'::jsonb, created_at FROM o
+    RETURNING order_id, seq, at
 )
-INSERT INTO order_events (order_id, seq, status, data, at)
-SELECT id, 1, 'pending', '{}'::jsonb, created_at FROM o
+INSERT INTO event_outbox (order_id, seq, at) SELECT order_id, seq, at FROM e
 RETURNING at"""
 
 
@@ -362,6 +367,10 @@ ok AS (
 inserted AS (
     INSERT INTO order_events (order_id, seq, status, data, at)
     SELECT u.order_id, u.seq, u.status, u.data, {_AT} FROM ok AS u
+    RETURNING order_id, seq, at
+),
+outboxed AS (
+    INSERT INTO event_outbox (order_id, seq, at) SELECT order_id, seq, at FROM inserted
 ),
 updated AS (
     UPDATE orders AS o SET {_SET_ORDER_FIELDS}
@@ -375,6 +384,10 @@ WITH inserted AS (
     INSERT INTO order_events (order_id, seq, status, data, at)
     SELECT u.order_id, u.seq, u.status, u.data, {_AT}
     FROM json_to_recordset(%(events)s::json) AS u{_ROW_TYPE}
+    RETURNING order_id, seq, at
+),
+outboxed AS (
+    INSERT INTO event_outbox (order_id, seq, at) SELECT order_id, seq, at FROM inserted
 )
 UPDATE orders AS o SET {_SET_ORDER_FIELDS}
 FROM json_to_recordset(%(orders)s::json) AS u{_ROW_TYPE}
@@ -535,8 +548,33 @@ ON CONFLICT (signature) DO UPDATE
       AND (x.state = 'signed' OR EXCLUDED.state <> 'signed')
 RETURNING {_EXECUTION_COLUMNS}"""
 
+# A new signed transaction: stored unless its signature is known or another execution of the order
+# is live (the unique index executions_one_live_idx decides, atomically, even between racing
+# executors: the second insert waits for the first to commit, then conflicts).
+_INSERT_SIGNED = f"""
+INSERT INTO executions ({_EXECUTION_COLUMNS})
+VALUES (%(order_id)s, %(attempt)s, %(signature)s, %(signed_tx)s, %(lvbh)s, %(blockhash)s, %(state)s,
+        %(now)s, %(now)s)
+ON CONFLICT DO NOTHING
+RETURNING {_EXECUTION_COLUMNS}"""
+
+_LIVE_EXECUTION = f"""SELECT {_EXECUTION_COLUMNS} FROM executions
+WHERE order_id = %s AND state IN ('signed', 'sent', 'landed') LIMIT 1"""
+
+
+class LiveExecution(Exception):
+    """Another execution of the order may still land or has landed: no new one may be stored."""
+
+    def __init__(self, live: ExecutionRow) -> None:
+        super().__init__(f"execution {live.signature} of this order is {live.state}")
+        self.live = live
+
 
 async def record_execution(pool: AsyncConnectionPool, execution: ExecutionInput) -> ExecutionRow:
+    """Stores a new execution or moves a stored one's state forward; returns the stored row.
+
+    Raises LiveExecution (with the live row) when the execution is new and another execution of the
+    same order is signed, sent or landed: at most one transaction per order can ever be sent."""
     params = {
         "order_id": execution.order_id,
         "attempt": execution.attempt,
@@ -549,23 +587,38 @@ async def record_execution(pool: AsyncConnectionPool, execution: ExecutionInput)
     }
     async with pool.connection() as conn:
         try:
-            cur = await conn.execute(_UPSERT_EXECUTION, params)
+            if execution.state == "signed":
+                cur = await conn.execute(_INSERT_SIGNED, params)
+            else:
+                cur = await conn.execute(_UPSERT_EXECUTION, params)
         except psycopg.errors.ForeignKeyViolation:
             raise NotFound("order not found", field="order_id") from None
+        except psycopg.errors.UniqueViolation:
+            # a new signature in a live state while another execution of the order is live
+            raise LiveExecution(await _live_execution(conn, execution)) from None
         row = await cur.fetchone()
         if row is not None:
             return _execution_row(row)
-        # Not updated: the signature belongs to another order, or its state may not move that way.
+        # Not stored: the signature is known (a repeat, or another order's), or its state may not
+        # move that way, or (a new signed one) another execution of the order is live.
         cur = await conn.execute(
             f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE signature = %s", (execution.signature,)
         )
         found = await cur.fetchone()
-        if found is None:  # cannot happen: the insert conflicted on this signature
-            raise Aborted("execution changed concurrently; retry")
+        if found is None:
+            raise LiveExecution(await _live_execution(conn, execution))
         existing = _execution_row(found)
         if existing.order_id != execution.order_id:
             raise AlreadyExists("signature is recorded for another order", field="signature")
         return existing
+
+
+async def _live_execution(conn: psycopg.AsyncConnection[TupleRow], execution: ExecutionInput) -> ExecutionRow:
+    cur = await conn.execute(_LIVE_EXECUTION, (execution.order_id,))
+    row = await cur.fetchone()
+    if row is None:  # the live one moved to a final state in between: the caller may retry
+        raise Aborted("execution changed concurrently; retry")
+    return _execution_row(row)
 
 
 async def list_executions(pool: AsyncConnectionPool, order_id: uuid.UUID) -> list[ExecutionRow]:
@@ -579,3 +632,45 @@ async def list_executions(pool: AsyncConnectionPool, order_id: uuid.UUID) -> lis
         if not executions:
             await _require_order(conn, order_id)
         return executions
+
+
+# --- the outbox -------------------------------------------------------------------------------
+
+_DELETE_OUTBOX = """DELETE FROM event_outbox
+WHERE (order_id, seq) IN (SELECT * FROM unnest(%s::uuid[], %s::int[]))"""
+
+# Rows left behind, oldest orders' events first, each order's in seq order. SKIP LOCKED: replicas
+# relaying at the same time take different rows.
+_UNPUBLISHED = f"""SELECT {", ".join("e." + c.strip() for c in _EVENT_COLUMNS.split(","))}
+FROM event_outbox AS o JOIN order_events AS e USING (order_id, seq)
+WHERE o.at < %s
+ORDER BY o.order_id, o.seq
+LIMIT %s
+FOR UPDATE OF o SKIP LOCKED"""
+
+
+async def delete_outbox(pool: AsyncConnectionPool, keys: Sequence[tuple[uuid.UUID, int]]) -> int:
+    """Forgets published events (one statement for the whole batch); returns how many rows went."""
+    if not keys:
+        return 0
+    async with pool.connection() as conn:
+        cur = await conn.execute(_DELETE_OUTBOX, ([k[0] for k in keys], [k[1] for k in keys]))
+        return cur.rowcount
+
+
+async def relay_outbox(
+    pool: AsyncConnectionPool,
+    older_than: datetime,
+    limit: int,
+    publish: Callable[[list[EventRow]], Awaitable[bool]],
+) -> int:
+    """Publishes up to `limit` events committed before `older_than` and still in the outbox, then
+    deletes their rows, in one transaction that holds their rows locked meanwhile. Returns how
+    many were published (0 when `publish` failed: the rows stay for the next round)."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(_UNPUBLISHED, (older_than, limit))
+        events = [_event_row(r) for r in await cur.fetchall()]
+        if not events or not await publish(events):
+            return 0
+        await conn.execute(_DELETE_OUTBOX, ([e.order_id for e in events], [e.seq for e in events]))
+    return len(events)

@@ -20,7 +20,7 @@ from common.chain import AccountData, ChainClient, ChainError
 from common.dex import meteora_dlmm as dlmm
 from common.dex import raydium_cpmm as cpmm
 from common.dex import spl_token
-from common.dex.errors import LayoutError
+from common.dex.errors import LayoutError, QuoteError
 from common.markets import Markets
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Clock:
 
 def decode_clock(data: bytes, fallback_slot: int) -> Clock:
     if len(data) < 40:
-        raise LayoutError(f"Clock sysvar {CLOCK_SYSVAR}: expected 40 bytes, got {len(data)}")
+        raise LayoutError(CLOCK_SYSVAR, "Clock sysvar", f"expected 40 bytes, got {len(data)}")
     slot = int.from_bytes(data[0:8], "little")
     epoch = int.from_bytes(data[16:24], "little")
     ts = int.from_bytes(data[32:40], "little", signed=True)
@@ -147,6 +147,7 @@ class PoolBook:
             if account is None:
                 log.warning("pool account not found", extra={"pool": str(address), "venue": venue})
                 continue
+            extra: tuple[Pubkey, ...]
             try:
                 if venue == "raydium_cpmm":
                     pool = cpmm.decode_pool_state(address, account.owner, account.data, program_id)
@@ -156,8 +157,8 @@ class PoolBook:
                     pair = dlmm.decode_lb_pair(address, account.owner, account.data, program_id)
                     extra = (pair.reserve_x, pair.reserve_y, pair.token_x_mint, pair.token_y_mint)
                     self._bin_indexes[address] = wanted_bin_arrays(pair)
-            except LayoutError as exc:
-                log.error("pool account malformed", extra={"pool": str(address), "error": str(exc)})
+            except (LayoutError, QuoteError) as exc:
+                log.error("pool account unusable", extra={"pool": str(address), "error": str(exc)})
                 continue
             self._static[address] = _Static(venue, address, program_id, extra)
 
@@ -193,7 +194,7 @@ class PoolBook:
         for st in self._static.values():
             try:
                 pools.append(self._decode(st, by_key))
-            except (LayoutError, KeyError, ValueError) as exc:
+            except (LayoutError, QuoteError, KeyError, ValueError) as exc:
                 errors[str(st.address)] = str(exc)
                 log.warning("pool state unreadable", extra={"pool": str(st.address), "error": str(exc)})
         return Snapshot(slot, clock, pools, errors, time.monotonic())
@@ -219,7 +220,7 @@ def decode_pool(venue: str, address: Pubkey, program_id: Pubkey,
     def need(key: Pubkey, what: str) -> AccountData:
         account = acc.get(key)
         if account is None:
-            raise LayoutError(f"{what} {key} of pool {address} not found")
+            raise LayoutError(key, what, f"not found (needed by pool {address})")
         return account
 
     pool_acc = need(address, "pool account")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from common.chain import ChainClient
 from common.grpc_server import GrpcService, start_grpc_service, wait_for_shutdown_signal
 from common.log import setup_logging
+from common.metrics import start_exporter
 from common.markets import Markets, load_markets
 from common.settings import Settings, load_settings
 from orderengine.v1 import router_pb2, router_pb2_grpc
@@ -61,6 +62,7 @@ async def run(settings: Settings) -> None:
 def main() -> None:
     settings = load_settings()
     setup_logging("router", settings.log_level)
+    start_exporter(settings, "router")
     import uvloop
 
     uvloop.run(run(settings))

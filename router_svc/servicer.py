@@ -8,15 +8,34 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+from prometheus_client import Counter, Histogram
 from solders.pubkey import Pubkey
 
 from common.chain import ChainError
 from common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from common.log import order_id_var
+from common.metrics import LATENCY_BUCKETS
 from orderengine.v1 import router_pb2, router_pb2_grpc, types_pb2
 from router_svc.pools import PoolBook
 from router_svc.quotes import NoRoute, RouteChoice, choose_route
 
 log = logging.getLogger(__name__)
+
+QUOTE_SECONDS = Histogram(
+    "orderengine_router_quote_seconds",
+    "Time to answer one quote request (pool state wait included).",
+    buckets=LATENCY_BUCKETS,
+)
+QUOTES = Counter(
+    "orderengine_router_quotes_total",
+    "Quote requests by outcome (ok, invalid, not_found, no_route, unavailable, error).",
+    ["outcome"],
+)
+_OUTCOMES: dict[type[Exception], str] = {
+    InvalidArgument: "invalid", NotFound: "not_found",
+    FailedPrecondition: "no_route", Unavailable: "unavailable",
+}
+_QUOTES = {name: QUOTES.labels(name) for name in ("ok", "error", *_OUTCOMES.values())}
 
 
 def _check_mint(value: str, field: str) -> None:
@@ -66,6 +85,23 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self.latencies_ms: list[float] = []
 
     async def quote(self, request: router_pb2.QuoteRequest) -> router_pb2.QuoteResponse:
+        """One quote, timed and counted; every log line under it carries the order id."""
+        token = order_id_var.set(request.order_id or None)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            response = await self._quote(request)
+            outcome = "ok"
+            return response
+        except (InvalidArgument, NotFound, FailedPrecondition, Unavailable) as exc:
+            outcome = _OUTCOMES[type(exc)]
+            raise
+        finally:
+            QUOTE_SECONDS.observe(time.perf_counter() - started)
+            _QUOTES[outcome].inc()
+            order_id_var.reset(token)
+
+    async def _quote(self, request: router_pb2.QuoteRequest) -> router_pb2.QuoteResponse:
         validate(request)
         try:
             snap = await self.book.snapshot()
@@ -85,7 +121,6 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         log.info(
             "route chosen",
             extra={
-                "order_id": request.order_id or None,
                 "slot": snap.slot,
                 "amount_in": request.amount_in,
                 "quotes": [{"venue": q.venue, "pool": q.pool, "out": q.amount_out, "error": q.error or None}

@@ -13,9 +13,11 @@ visible to getSignatureStatuses/getTransaction). SIM EXTENSION: it also gives th
 associated token account holding 1,000,000 of every genesis token, wSOL included (created where
 missing, left as it is where it exists), so an ephemeral wallet is funded by one call.
 
-`getAccountInfo`/`getMultipleAccounts` answer base64 (also for `jsonParsed`, as a node does for
-accounts it cannot parse), base58 and binary for data under 128 bytes, and `dataSlice`;
-`base64+zstd` is refused with -32602.
+`getAccountInfo`/`getMultipleAccounts`/`getProgramAccounts` answer base64 (also for `jsonParsed`,
+as a node does for accounts it cannot parse), base58 and binary for data under 128 bytes, and
+`dataSlice`; `base64+zstd` is refused with -32602. `getProgramAccounts` takes up to 4 filters,
+`{"dataSize": n}` and `{"memcmp": {"offset": n, "bytes": "…", "encoding": "base58"|"base64"}}`
+(base58 when no encoding is given), and `withContext`.
 
 Admin methods (SIM EXTENSIONS, not Solana's; the sim is bound to loopback by default):
 
@@ -73,6 +75,9 @@ FEATURE_SET: Final = 3294202862
 MAX_MULTIPLE_ACCOUNTS: Final = 100
 MAX_SIGNATURE_STATUSES: Final = 256
 MAX_PRIORITIZATION_FEE_ACCOUNTS: Final = 128
+MAX_PROGRAM_ACCOUNT_FILTERS: Final = 4
+MAX_MEMCMP_BYTES: Final = 128
+MAX_MEMCMP_BASE58: Final = 175
 U64_MAX: Final = (1 << 64) - 1
 
 PARSE_ERROR: Final = -32700
@@ -291,6 +296,49 @@ def _tx_encoding(cfg: dict[str, Any]) -> str:
     return str(value)
 
 
+def _program_account_filters(value: Any) -> list[tuple[int, bytes] | int]:
+    """The filters of getProgramAccounts: an int is a dataSize, (offset, bytes) a memcmp."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid_params("Invalid params: filters must be an array")
+    if len(value) > MAX_PROGRAM_ACCOUNT_FILTERS:
+        raise invalid_params(f"Too many filters provided; max {MAX_PROGRAM_ACCOUNT_FILTERS}")
+    out: list[tuple[int, bytes] | int] = []
+    for item in value:
+        if not isinstance(item, dict) or len(item) != 1:
+            raise invalid_params("Invalid params: a filter is {\"dataSize\": n} or {\"memcmp\": {…}}")
+        if "dataSize" in item:
+            out.append(_uint(item["dataSize"], "dataSize"))
+            continue
+        memcmp = item.get("memcmp")
+        if not isinstance(memcmp, dict):
+            raise invalid_params("Invalid params: unknown filter (supported: dataSize, memcmp)")
+        offset = _uint(memcmp.get("offset"), "memcmp.offset")
+        text = memcmp.get("bytes")
+        encoding = memcmp.get("encoding", "base58")
+        if not isinstance(text, str):
+            raise invalid_params("Invalid params: memcmp.bytes must be a string")
+        if encoding in ("base58", "binary"):
+            if len(text) > MAX_MEMCMP_BASE58:
+                raise invalid_params(f"Invalid param: memcmp.bytes longer than {MAX_MEMCMP_BASE58} chars")
+            try:
+                data = b58decode(text)
+            except ValueError:
+                raise invalid_params("Invalid param: memcmp.bytes is not valid base58") from None
+        elif encoding == "base64":
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise invalid_params("Invalid param: memcmp.bytes is not valid base64") from None
+        else:
+            raise invalid_params(f"Invalid params: unknown memcmp encoding {encoding!r}")
+        if len(data) > MAX_MEMCMP_BYTES:
+            raise invalid_params(f"Invalid param: memcmp data too large (max {MAX_MEMCMP_BYTES} bytes)")
+        out.append((offset, data))
+    return out
+
+
 # -- fault injection -----------------------------------------------------------------------
 
 
@@ -341,6 +389,7 @@ class Node:
             "isBlockhashValid": self.is_blockhash_valid,
             "getAccountInfo": self.get_account_info,
             "getMultipleAccounts": self.get_multiple_accounts,
+            "getProgramAccounts": self.get_program_accounts,
             "getBalance": self.get_balance,
             "getTokenAccountBalance": self.get_token_account_balance,
             "getMinimumBalanceForRentExemption": self.get_minimum_balance_for_rent_exemption,
@@ -510,6 +559,32 @@ class Node:
         self._min_context(cfg, self.ledger.slot)
         encode = self._account_encoder(cfg)
         return {"context": self._context(), "value": [encode(k) for k in keys]}
+
+    def get_program_accounts(self, params: Any) -> Any:
+        program, cfg = _params(params, 1, 2)
+        program = _pubkey(program)
+        cfg = _config(cfg)
+        _commitment(cfg)
+        self._min_context(cfg, self.ledger.slot)
+        with_context = _bool(cfg, "withContext", False)
+        filters = _program_account_filters(cfg.get("filters"))
+        sizes = {f for f in filters if isinstance(f, int)}
+        memcmps = [f for f in filters if isinstance(f, tuple)]
+        encode = self._account_encoder(cfg)
+        found: list[Any] = []
+        for key, acct in self.ledger.accounts.items():
+            if acct.owner != program:
+                continue
+            if sizes and (len(sizes) > 1 or acct.size not in sizes):
+                continue
+            if memcmps:
+                data = acct.data
+                if not all(data[off : off + len(want)] == want for off, want in memcmps):
+                    continue
+            found.append({"pubkey": str(key), "account": encode(key)})
+        if with_context:
+            return {"context": self._context(), "value": found}
+        return found
 
     def get_balance(self, params: Any) -> Any:
         key, cfg = _params(params, 1, 2)

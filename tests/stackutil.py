@@ -35,6 +35,7 @@ def stack_env(database_url: str, prefix: str, **extra: str) -> dict[str, str]:
         "PERSISTENCE_ADDR": f"127.0.0.1:{free_port()}",
         "ROUTER_ADDR": f"127.0.0.1:{free_port()}",
         "EXECUTOR_ADDR": f"127.0.0.1:{free_port()}",
+        "WORKER_HEALTH_ADDR": f"127.0.0.1:{free_port()}",
         "SIM_PORT": str(free_port()),
         "LOG_LEVEL": "info",
         "SOLANA_RPC_URL": "",

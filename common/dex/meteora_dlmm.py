@@ -28,16 +28,20 @@ from typing import Final
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 
-from common.dex.errors import LayoutError, QuoteError
+from common.dex.errors import ANCHOR_ERRORS, LayoutError, QuoteError, lookup_error
 from common.dex.spl_token import TransferFeeConfig, transfer_fee_excluded_amount, transfer_fee_included_amount
 
 __all__ = [
     "BIN_ARRAY_BITMAP_SIZE",
     "BIN_ARRAY_SIZE",
     "LB_PAIR_SIZE",
+    "LB_PAIR_TOKEN_X_MINT_OFFSET",
+    "LB_PAIR_TOKEN_Y_MINT_OFFSET",
     "MAX_BIN_ID",
     "MAX_BIN_PER_ARRAY",
     "MIN_BIN_ID",
+    "PROGRAM_ERRORS",
+    "SLIPPAGE_ERROR_CODES",
     "Bin",
     "BinArray",
     "BinArrayBitmapExtension",
@@ -63,6 +67,8 @@ __all__ = [
     "encode_bin_array_bitmap_extension",
     "encode_lb_pair",
     "encode_oracle",
+    "error_message",
+    "error_name",
     "event_authority_pda",
     "get_price_from_id",
     "oracle_pda",
@@ -119,28 +125,145 @@ DISC_ORACLE: Final = bytes([139, 194, 131, 179, 140, 179, 229, 244])
 DISC_SWAP2: Final = bytes([65, 75, 63, 76, 235, 91, 91, 136])
 DISC_SWAP_EXACT_OUT2: Final = bytes([43, 215, 247, 132, 137, 60, 243, 81])
 
-# (code, name, message) of the program errors this module raises
-_ERRORS: Final[dict[str, tuple[int, str]]] = {
-    "AccountNotEnoughKeys": (3005, "Not enough account keys given to the instruction"),
-    "ExceededAmountSlippageTolerance": (6003, "Exceeded amount slippage tolerance"),
-    "BinArrayNotFound": (6009, "Bin array not found"),
-    "PairInsufficientLiquidity": (6012, "Pair insufficient liquidity"),
-    "MathOverflow": (6018, "Math operation overflow"),
-    "TypeCastFailed": (6019, "Type cast error"),
-    "InvalidBinArray": (6027, "Invalid bin array"),
-    "BitmapExtensionAccountIsNotProvided": (6036, "Bitmap extension account is not provided"),
-    "CannotFindNonZeroLiquidityBinArrayId": (6037, "Cannot find non-zero liquidity binArrayId"),
-    "InsufficientOutAmount": (6039, "Insufficient amount in for minimum out"),
-    "PoolDisabled": (6042, "Pool disabled"),
-    "InvalidPoolType": (6043, "Invalid pool type"),
-    "NotExactAmountOut": (6057, "Amount out is not matched with exact amount out"),
-    "InsufficientInAmount": (6104, "Insufficient in amount"),
-    "InvalidCollectFeeMode": (6110, "Invalid collect fee mode"),
+# The program's own errors (lb_clmm 0.12, as its published IDL lists them), by code: (name, message).
+PROGRAM_ERRORS: Final[Mapping[int, tuple[str, str]]] = {
+    6000: ("InvalidStartBinIndex", "Invalid start bin index"),
+    6001: ("InvalidBinId", "Invalid bin id"),
+    6002: ("InvalidInput", "Invalid input data"),
+    6003: ("ExceededAmountSlippageTolerance", "Exceeded amount slippage tolerance"),
+    6004: ("ExceededBinSlippageTolerance", "Exceeded bin slippage tolerance"),
+    6005: ("CompositionFactorFlawed", "Composition factor flawed"),
+    6006: ("NonPresetBinStep", "Non preset bin step"),
+    6007: ("ZeroLiquidity", "Zero liquidity"),
+    6008: ("InvalidPosition", "Invalid position"),
+    6009: ("BinArrayNotFound", "Bin array not found"),
+    6010: ("InvalidTokenMint", "Invalid token mint"),
+    6011: ("InvalidAccountForSingleDeposit", "Invalid account for single deposit"),
+    6012: ("PairInsufficientLiquidity", "Pair insufficient liquidity"),
+    6013: ("InvalidFeeOwner", "Invalid fee owner"),
+    6014: ("InvalidFeeWithdrawAmount", "Invalid fee withdraw amount"),
+    6015: ("InvalidAdmin", "Invalid admin"),
+    6016: ("IdenticalFeeOwner", "Identical fee owner"),
+    6017: ("InvalidBps", "Invalid basis point"),
+    6018: ("MathOverflow", "Math operation overflow"),
+    6019: ("TypeCastFailed", "Type cast error"),
+    6020: ("InvalidRewardIndex", "Invalid reward index"),
+    6021: ("InvalidRewardDuration", "Invalid reward duration"),
+    6022: ("RewardInitialized", "Reward already initialized"),
+    6023: ("RewardUninitialized", "Reward not initialized"),
+    6024: ("IdenticalFunder", "Identical funder"),
+    6025: ("RewardCampaignInProgress", "Reward campaign in progress"),
+    6026: ("IdenticalRewardDuration", "Reward duration is the same"),
+    6027: ("InvalidBinArray", "Invalid bin array"),
+    6028: ("NonContinuousBinArrays", "Bin arrays must be continuous"),
+    6029: ("InvalidRewardVault", "Invalid reward vault"),
+    6030: ("NonEmptyPosition", "Position is not empty"),
+    6031: ("UnauthorizedAccess", "Unauthorized access"),
+    6032: ("InvalidFeeParameter", "Invalid fee parameter"),
+    6033: ("MissingOracle", "Missing oracle account"),
+    6034: ("InsufficientSample", "Insufficient observation sample"),
+    6035: ("InvalidLookupTimestamp", "Invalid lookup timestamp"),
+    6036: ("BitmapExtensionAccountIsNotProvided", "Bitmap extension account is not provided"),
+    6037: ("CannotFindNonZeroLiquidityBinArrayId", "Cannot find non-zero liquidity binArrayId"),
+    6038: ("BinIdOutOfBound", "Bin id out of bound"),
+    6039: ("InsufficientOutAmount", "Insufficient amount in for minimum out"),
+    6040: ("InvalidPositionWidth", "Invalid position width"),
+    6041: ("ExcessiveFeeUpdate", "Excessive fee update"),
+    6042: ("PoolDisabled", "Pool disabled"),
+    6043: ("InvalidPoolType", "Invalid pool type"),
+    6044: ("ExceedMaxWhitelist", "Whitelist for wallet is full"),
+    6045: ("InvalidIndex", "Invalid index"),
+    6046: ("RewardNotEnded", "Reward not ended"),
+    6047: ("MustWithdrawnIneligibleReward", "Must withdraw ineligible reward"),
+    6048: ("UnauthorizedAddress", "Unauthorized address"),
+    6049: ("OperatorsAreTheSame", "Cannot update because operators are the same"),
+    6050: ("WithdrawToWrongTokenAccount", "Withdraw to wrong token account"),
+    6051: ("WrongRentReceiver", "Wrong rent receiver"),
+    6052: ("AlreadyPassActivationPoint", "Already activated"),
+    6053: ("ExceedMaxSwappedAmount", "Swapped amount is exceeded max swapped amount"),
+    6054: ("InvalidStrategyParameters", "Invalid strategy parameters"),
+    6055: ("LiquidityLocked", "Liquidity locked"),
+    6056: ("BinRangeIsNotEmpty", "Bin range is not empty"),
+    6057: ("NotExactAmountOut", "Amount out is not matched with exact amount out"),
+    6058: ("InvalidActivationType", "Invalid activation type"),
+    6059: ("InvalidActivationDuration", "Invalid activation duration"),
+    6060: ("MissingTokenAmountAsTokenLaunchProof", "Missing token amount as token launch owner proof"),
+    6061: ("InvalidQuoteToken", "Quote token must be SOL or USDC"),
+    6062: ("InvalidBinStep", "Invalid bin step"),
+    6063: ("InvalidBaseFee", "Invalid base fee"),
+    6064: ("InvalidPreActivationDuration", "Invalid pre-activation duration"),
+    6065: ("AlreadyPassPreActivationSwapPoint", "Already pass pre-activation swap point"),
+    6066: ("InvalidStatus", "Invalid status"),
+    6067: ("ExceededMaxOracleLength", "Exceed max oracle length"),
+    6068: ("InvalidMinimumLiquidity", "Invalid minimum liquidity"),
+    6069: ("NotSupportMint", "Not support token_2022 mint extension"),
+    6070: ("UnsupportedMintExtension", "Unsupported mint extension"),
+    6071: ("UnsupportNativeMintToken2022", "Unsupported native mint token2022"),
+    6072: ("UnmatchTokenMint", "Unmatch token mint"),
+    6073: ("UnsupportedTokenMint", "Unsupported token mint"),
+    6074: ("InsufficientRemainingAccounts", "Insufficient remaining accounts"),
+    6075: ("InvalidRemainingAccountSlice", "Invalid remaining account slice"),
+    6076: ("DuplicatedRemainingAccountTypes", "Duplicated remaining account types"),
+    6077: ("MissingRemainingAccountForTransferHook", "Missing remaining account for transfer hook"),
+    6078: (
+        "NoTransferHookProgram",
+        "Remaining account was passed for transfer hook but there's no hook program",
+    ),
+    6079: ("ZeroFundedAmount", "Zero funded amount"),
+    6080: ("InvalidSide", "Invalid side"),
+    6081: ("InvalidResizeLength", "Invalid resize length"),
+    6082: ("NotSupportAtTheMoment", "Not support at the moment"),
+    6083: ("InvalidRebalanceParameters", "Invalid rebalance parameters"),
+    6084: ("InvalidRewardAccounts", "Invalid reward accounts"),
+    6085: ("UndeterminedError", "Undetermined error"),
+    6086: ("ReallocExceedMaxLengthPerInstruction", "Realloc exceed max length per instruction"),
+    6087: ("InvalidBaseFeeMantissa", "Mantissa cannot more than two significant digits"),
+    6088: ("InvalidPositionOwner", "Invalid position owner"),
+    6089: ("InvalidPoolAddress", "Invalid pool address"),
+    6090: ("InvalidTokenBadgeType", "Invalid token badge type"),
+    6091: ("InvalidTransferHookAuthority", "Invalid transfer hook authority"),
+    6092: ("AmountXIsNegative", "Amount x is negative"),
+    6093: ("AmountYIsNegative", "Amount y is negative"),
+    6094: ("InvalidPoolCreator", "Invalid pool creator"),
+    6095: ("InvalidFunctionType", "Invalid function type"),
+    6096: ("InvalidPermission", "Invalid permission"),
+    6097: ("IncorrectATA", "Incorrect ATA"),
+    6098: ("InvalidWithdrawProtocolFeeZapAccounts", "Invalid withdraw protocol fee zap accounts"),
+    6099: ("MintRestrictedFromZap", "SOL,USDC protocol fee cannot be withdrawn via zap"),
+    6100: ("CpiDisabled", "CPI disabled"),
+    6101: ("MissingZapOutInstruction", "Missing zap out instruction"),
+    6102: ("InvalidZapAccounts", "Invalid zap accounts"),
+    6103: ("InvalidZapOutParameters", "Invalid zap out parameters"),
+    6104: ("InsufficientInAmount", "Insufficient in amount"),
+    6105: ("InvalidPlaceLimitOrderParameters", "Invalid place limit order parameters"),
+    6106: ("InvalidLimitOrderOwner", "Invalid limit order owner"),
+    6107: ("InvalidCancelLimitOrderParameters", "Invalid cancel limit order parameters"),
+    6108: ("CannotFindLimitOrderByBinId", "Cannot find limit order by bin id"),
+    6109: ("CancelNonEmptyLimitOrder", "Cannot cancel non-empty limit order"),
+    6110: ("InvalidCollectFeeMode", "Invalid collect fee mode"),
+}
+SLIPPAGE_ERROR_CODES: Final = frozenset({6003})
+
+_ERRORS_BY_NAME: Final[dict[str, tuple[int, str]]] = {
+    name: (code, message) for code, (name, message) in {**ANCHOR_ERRORS, **PROGRAM_ERRORS}.items()
 }
 
 
+def error_name(code: int) -> str | None:
+    """The name of the error ``Custom(code)`` this program (or Anchor inside it) returns, e.g.
+    6003 -> ``"ExceededAmountSlippageTolerance"``; None for an unknown code."""
+    found = lookup_error(PROGRAM_ERRORS, code)
+    return None if found is None else found[0]
+
+
+def error_message(code: int) -> str | None:
+    """The program's message for ``Custom(code)``; None for an unknown code."""
+    found = lookup_error(PROGRAM_ERRORS, code)
+    return None if found is None else found[1]
+
+
 def _err(name: str) -> QuoteError:
-    code, message = _ERRORS[name]
+    code, message = _ERRORS_BY_NAME[name]
     return QuoteError(code, name, message, VENUE)
 
 
@@ -171,6 +294,10 @@ _LB_PAIR = struct.Struct(
     + "BBB21s"  # token_mint_x/y_program_flag, version, _reserved
 )
 LB_PAIR_SIZE: Final = _LB_PAIR.size  # 904
+# Where the mints sit in an LbPair account (after the discriminator, both parameter blocks and the
+# 16 bytes of seeds, ids and flags): the offsets `getProgramAccounts` memcmp filters use.
+LB_PAIR_TOKEN_X_MINT_OFFSET: Final = struct.calcsize("<8s" + _STATIC + _VARIABLE + "1s2sBiHBB2sBB")  # 88
+LB_PAIR_TOKEN_Y_MINT_OFFSET: Final = LB_PAIR_TOKEN_X_MINT_OFFSET + 32  # 120
 
 _BIN = struct.Struct("<17QIB3s")  # 144 bytes, u128 fields as (lo, hi)
 _BIN_ARRAY_HEADER = struct.Struct("<8sqB7s32s")  # disc, index, version, _padding_1, lb_pair

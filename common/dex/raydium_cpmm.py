@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -19,7 +20,7 @@ from typing import Final
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 
-from common.dex.errors import LayoutError, QuoteError
+from common.dex.errors import ANCHOR_ERRORS, LayoutError, QuoteError, lookup_error
 from common.dex.spl_token import MAX_FEE_BASIS_POINTS, TransferFeeConfig
 
 __all__ = [
@@ -27,6 +28,10 @@ __all__ = [
     "AUTH_SEED",
     "FEE_RATE_DENOMINATOR",
     "POOL_STATE_SIZE",
+    "POOL_STATE_TOKEN_0_MINT_OFFSET",
+    "POOL_STATE_TOKEN_1_MINT_OFFSET",
+    "PROGRAM_ERRORS",
+    "SLIPPAGE_ERROR_CODES",
     "AmmConfig",
     "CpmmSwapResult",
     "PoolState",
@@ -36,6 +41,8 @@ __all__ = [
     "decode_pool_state",
     "encode_amm_config",
     "encode_pool_state",
+    "error_message",
+    "error_name",
     "parse_swap_base_input",
     "parse_swap_base_output",
     "quote_exact_in",
@@ -61,28 +68,55 @@ STATUS_SWAP_DISABLED: Final = 4
 
 _POOL_STATE = struct.Struct("<8s" + "32s" * 10 + "BBBBB" + "QQQQQQQ" + "BB6sQQ" + "224s")
 POOL_STATE_SIZE: Final = _POOL_STATE.size  # 637
+# Where the mints sit in a PoolState account (after the discriminator, amm_config, pool_creator,
+# both vaults and lp_mint): the offsets `getProgramAccounts` memcmp filters use to find pools.
+POOL_STATE_TOKEN_0_MINT_OFFSET: Final = struct.calcsize("<8s" + "32s" * 5)  # 168
+POOL_STATE_TOKEN_1_MINT_OFFSET: Final = POOL_STATE_TOKEN_0_MINT_OFFSET + 32  # 200
 _AMM_CONFIG = struct.Struct("<8sBBHQQQQ32s32sQ120s")
 AMM_CONFIG_SIZE: Final = _AMM_CONFIG.size  # 236
 _SWAP_ARGS = struct.Struct("<8sQQ")
 
-_ERRORS: Final[dict[str, tuple[int | None, str]]] = {
-    "NotApproved": (6000, "Not approved"),
-    "InvalidInput": (6003, "InvalidInput"),
-    "ExceededSlippage": (6005, "Exceeds desired slippage limit"),
-    "ZeroTradingTokens": (6006, "Given pool token amount results in zero trading tokens"),
-    "InvalidVault": (6008, "invaild vault"),
-    "TransferFeeCalculateNotMatch": (6010, "TransferFee calculate not match"),
-    "MathOverflow": (6011, "Math overflow"),
-    "InsufficientVault": (6012, "Insufficient vault"),
-    "InvalidFeeModel": (6013, "Invalid fee model"),
-    "RequireGtViolated": (2505, "A require_gt expression was violated"),
-    "RequireGteViolated": (2506, "A require_gte expression was violated"),
-    "Panic": (None, "the program panics (arithmetic overflow or division by zero)"),
+# The program's own errors (``error.rs``), by code: (name, message). Anchor numbers them from 6000.
+PROGRAM_ERRORS: Final[Mapping[int, tuple[str, str]]] = {
+    6000: ("NotApproved", "Not approved"),
+    6001: ("InvalidOwner", "Input account owner is not the program address"),
+    6002: ("EmptySupply", "Input token account empty"),
+    6003: ("InvalidInput", "InvalidInput"),
+    6004: ("IncorrectLpMint", "Address of the provided lp token mint is incorrect"),
+    6005: ("ExceededSlippage", "Exceeds desired slippage limit"),
+    6006: ("ZeroTradingTokens", "Given pool token amount results in zero trading tokens"),
+    6007: ("NotSupportMint", "Not support token_2022 mint extension"),
+    6008: ("InvalidVault", "invaild vault"),
+    6009: ("InitLpAmountTooLess", "Init lp amount is too less(Because 100 amount lp will be locked)"),
+    6010: ("TransferFeeCalculateNotMatch", "TransferFee calculate not match"),
+    6011: ("MathOverflow", "Math overflow"),
+    6012: ("InsufficientVault", "Insufficient vault"),
+    6013: ("InvalidFeeModel", "Invalid fee model"),
+    6014: ("NoFeeCollect", "Fee is zero"),
 }
+SLIPPAGE_ERROR_CODES: Final = frozenset({6005})
+
+_ERRORS_BY_NAME: Final[dict[str, tuple[int | None, str]]] = {
+    name: (code, message) for code, (name, message) in {**ANCHOR_ERRORS, **PROGRAM_ERRORS}.items()
+}
+_ERRORS_BY_NAME["Panic"] = (None, "the program panics (arithmetic overflow or division by zero)")
+
+
+def error_name(code: int) -> str | None:
+    """The name of the error ``Custom(code)`` this program (or Anchor inside it) returns, e.g.
+    6005 -> ``"ExceededSlippage"``, 2505 -> ``"RequireGtViolated"``; None for an unknown code."""
+    found = lookup_error(PROGRAM_ERRORS, code)
+    return None if found is None else found[0]
+
+
+def error_message(code: int) -> str | None:
+    """The program's message for ``Custom(code)``; None for an unknown code."""
+    found = lookup_error(PROGRAM_ERRORS, code)
+    return None if found is None else found[1]
 
 
 def _err(name: str) -> QuoteError:
-    code, message = _ERRORS[name]
+    code, message = _ERRORS_BY_NAME[name]
     return QuoteError(code, name, message, VENUE)
 
 

@@ -129,7 +129,10 @@ class OrdersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordExecution(self, request, context):
-        """Stores a signed transaction before it is first sent (upsert by signature).
+        """Stores a signed transaction before it is first sent (upsert by signature), or moves a
+        stored one's state forward. A new execution is refused with FAILED_PRECONDITION while another
+        execution of the same order is signed, sent or landed; the trailing metadata
+        "live-execution-bin" then holds that execution (a serialized Execution) to resume instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

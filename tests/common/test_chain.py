@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from common.chain import ChainClient, ChainError, percentile_of
+from common.chain import ChainClient, ChainError, DataSize, Memcmp, percentile_of
 
 BLOCKHASH = str(Hash.new_unique())
 Handler = Callable[[list[Any]], Any]
@@ -539,3 +539,92 @@ async def test_batch_without_an_answer_for_a_call_is_malformed(stub: RpcStub) ->
         )
     assert results[0] == 1
     assert isinstance(results[1], ChainError) and "malformed" in str(results[1])
+
+
+def _program_account(pubkey: Pubkey, owner: Pubkey, data: bytes) -> dict[str, Any]:
+    return {
+        "pubkey": str(pubkey),
+        "account": {
+            "lamports": 1,
+            "owner": str(owner),
+            "data": [base64.b64encode(data).decode(), "base64"],
+            "executable": False,
+            "rentEpoch": 0,
+            "space": len(data),
+        },
+    }
+
+
+async def test_get_program_accounts_sends_the_filters_and_validates_the_answer(stub: RpcStub) -> None:
+    program, pool = Pubkey.new_unique(), Pubkey.new_unique()
+    mint = Pubkey.new_unique()
+    answers: list[Any] = [
+        [_program_account(pool, program, b"\x01" * 10)],
+        {"context": {"slot": 5}, "value": [_program_account(pool, program, b"\x02")]},  # withContext shape
+        [_program_account(pool, Pubkey.new_unique(), b"")],  # an account of another program
+        [{"pubkey": "nope", "account": None}],
+        {"accounts": []},
+    ]
+    stub.handlers["getProgramAccounts"] = lambda p: answers.pop(0)
+    filters = [DataSize(10), Memcmp(0, b"\x01\x00\x00"), Memcmp(8, bytes(mint))]
+    async with client_for(stub) as chain:
+        (found,) = await chain.get_program_accounts(program, filters)
+        assert found.pubkey == pool and found.account.data == b"\x01" * 10 and found.account.owner == program
+        (found,) = await chain.get_program_accounts(program, filters)
+        assert found.account.data == b"\x02"
+        for _ in range(3):
+            with pytest.raises(ChainError, match="getProgramAccounts: malformed response"):
+                await chain.get_program_accounts(program, filters)
+        with pytest.raises(ValueError):
+            await chain.get_program_accounts(program, [])
+        with pytest.raises(ValueError):
+            await chain.get_program_accounts(program, [DataSize(1)] * 5)
+    params = stub.params["getProgramAccounts"][0]
+    assert params[0] == str(program)
+    assert params[1]["encoding"] == "base64"
+    assert params[1]["filters"] == [
+        {"dataSize": 10},
+        {"memcmp": {"offset": 0, "bytes": "LUw", "encoding": "base58"}},  # base58 of 01 00 00
+        {"memcmp": {"offset": 8, "bytes": str(mint), "encoding": "base58"}},
+    ]
+    with pytest.raises(ValueError):
+        Memcmp(0, b"")
+    with pytest.raises(ValueError):
+        Memcmp(-1, b"x")
+    with pytest.raises(ValueError):
+        Memcmp(0, bytes(129))
+
+
+def _settings(**env: str) -> Any:
+    from pathlib import Path
+
+    from common.settings import load_settings
+
+    return load_settings(env, dotenv=Path("/nonexistent"))
+
+
+async def test_batching_settings_and_batch_max_one_disables_batching(stub: RpcStub) -> None:
+    stub.handlers["getBalance"] = lambda p: {"context": {"slot": 1}, "value": 3}
+    auto = ChainClient.from_settings(_settings(SOLANA_RPC_URL=stub.url))
+    assert (auto._batch_max, auto._max_posts) == (100, 2)  # the simulated chain: few posts, big batches
+    remote = ChainClient.from_settings(_settings(CHAIN="devnet", SOLANA_RPC_URL=stub.url))
+    assert (remote._batch_max, remote._max_posts) == (100, 8)
+    chosen = ChainClient.from_settings(
+        _settings(SOLANA_RPC_URL=stub.url, RPC_BATCH_MAX="7", RPC_MAX_POSTS="3")
+    )
+    assert (chosen._batch_max, chosen._max_posts) == (7, 3)
+    for client in (auto, remote, chosen):
+        await client.close()
+
+    settings = _settings(CHAIN="devnet", SOLANA_RPC_URL=stub.url, RPC_BATCH_MAX="1", RPC_MAX_POSTS="2")
+    async with ChainClient.from_settings(settings) as chain:
+        results = await asyncio.gather(
+            *(chain.call("getBalance", [str(Pubkey.new_unique())]) for _ in range(30))
+        )
+    assert [r["value"] for r in results] == [3] * 30
+    assert stub.batches == [] and stub.http == 30  # every call its own request object, never an array
+
+    stub.http = 0
+    async with ChainClient.from_settings(_settings(SOLANA_RPC_URL=stub.url, RPC_MAX_POSTS="1")) as chain:
+        await asyncio.gather(*(chain.call("getBalance", [str(Pubkey.new_unique())]) for _ in range(30)))
+    assert stub.batches and stub.http < 30  # the same load, batched

@@ -26,6 +26,9 @@ def test_defaults() -> None:
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
         ({"PERSISTENCE_ADDR": "nohost"}, "PERSISTENCE_ADDR"),
         ({"SIM_FAIL_RATE": "2"}, "SIM_FAIL_RATE"),
+        ({"RPC_BATCH_MAX": "0"}, "RPC_BATCH_MAX"),
+        ({"RPC_MAX_POSTS": "-1"}, "RPC_MAX_POSTS"),
+        ({"PRIORITY_FEE_PERCENTILE": "101"}, "PRIORITY_FEE_PERCENTILE"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:

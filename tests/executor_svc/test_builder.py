@@ -77,3 +77,54 @@ def test_realized_amounts_sol_in_with_a_prefunded_wsol_account() -> None:
     )
     amounts = realized_amounts(info, wallet, NATIVE_MINT, usdc, (wsol, usdc_ata))
     assert (amounts.amount_in, amounts.amount_out) == (swapped, 123_456)
+
+
+def test_program_errors_come_from_the_dex_modules() -> None:
+    # any code of the venue's program, not only those the quote math raises
+    assert describe_transaction_error({"InstructionError": [6, {"Custom": 6012}]}, ROLES) == (
+        "raydium_cpmm rejected the swap (program error 6012 InsufficientVault)",
+        False,
+    )
+    assert describe_transaction_error({"InstructionError": [7, {"Custom": 6028}]}, ROLES) == (
+        "meteora_dlmm rejected the swap (program error 6028 NonContinuousBinArrays)",
+        False,
+    )
+    # Anchor's own errors inside either program
+    assert describe_transaction_error({"InstructionError": [7, {"Custom": 3012}]}, ROLES) == (
+        "meteora_dlmm rejected the swap (program error 3012 AccountNotInitialized)",
+        False,
+    )
+    assert describe_transaction_error({"InstructionError": [6, {"Custom": 9999}]}, ROLES) == (
+        "raydium_cpmm rejected the swap (program error 9999)",
+        False,
+    )
+
+
+async def test_priority_fee_percentile_and_cap_come_from_settings() -> None:
+    from pathlib import Path
+
+    from solders.keypair import Keypair
+
+    from common.markets import load_markets
+    from common.settings import REPO_ROOT, load_settings
+    from executor_svc.builder import LegPlan, TxBuilder, _Leg
+    from executor_svc.wallet import Wallet
+
+    asked: list[int] = []
+
+    class Chain:
+        async def recent_prioritization_fee(self, accounts: list[Pubkey], percentile: int) -> int:
+            asked.append(percentile)
+            return 5_000
+
+    def builder(**env: str) -> TxBuilder:
+        settings = load_settings(env, dotenv=Path("/nonexistent"))
+        markets = load_markets(REPO_ROOT / "markets" / "sim.json")
+        return TxBuilder(Chain(), markets, Wallet(Keypair()), settings)  # type: ignore[arg-type]
+
+    pool = Pubkey.new_unique()
+    plan = LegPlan("raydium_cpmm", pool, 1, 1)
+    leg = _Leg(plan, TOKEN_PROGRAM_ID, TOKEN_PROGRAM_ID, (pool,), lambda *a: None)  # type: ignore[arg-type,return-value]
+    assert await builder()._priority_fee([leg]) == 5_000
+    assert await builder(PRIORITY_FEE_PERCENTILE="90", PRIORITY_FEE_MAX="1000")._priority_fee([leg]) == 1_000
+    assert asked == [75, 90]

@@ -4,6 +4,7 @@ simulated chain in-process, all on port 0, with real signatures."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -323,7 +324,7 @@ async def test_store_failure_means_nothing_is_sent(stack: Stack) -> None:
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        async def RecordExecution(self, request: Any, timeout: float | None = None) -> Any:  # noqa: N802
+        async def RecordExecution(self, request: Any, **options: Any) -> Any:  # noqa: N802
             raise grpc.aio.AioRpcError(
                 grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "database unavailable"
             )
@@ -377,17 +378,85 @@ async def test_stored_unexpired_execution_is_resumed_not_resigned(stack: Stack) 
     await stack.sim("simSetFaults", {"dropRate": 0.0})
     request.attempt = 2  # the worker's retry
     updates = await stack.execute(request)
-    assert stages(updates) == [Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
-    assert all(u.resumed for u in updates)
-    assert {u.signature for u in updates} == {submitted.signature}
+    # the new transaction built for attempt 2 is refused by persistence (attempt 1's is live) and
+    # dropped unsent; the stored one is re-sent instead
+    assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
+    assert all(u.resumed for u in updates[1:])
+    assert {u.signature for u in updates[1:]} == {submitted.signature}
     (swap,) = await stack.swaps(order_id)
     assert swap["signature"] == submitted.signature
-    # and once more: the landed execution is reported, nothing is signed or sent
+    # and once more: the landed execution is reported, nothing is stored or sent
+    sends = stack.running.chain.calls.get("sendTransaction", 0)
     again = await stack.execute(request)
-    assert stages(again) == [Stage.STAGE_CONFIRMED] and again[0].resumed
-    assert again[0].amount_out == updates[-1].amount_out
+    assert stages(again) == [Stage.STAGE_BUILDING, Stage.STAGE_CONFIRMED] and again[-1].resumed
+    assert again[-1].amount_out == updates[-1].amount_out
+    assert stack.running.chain.calls.get("sendTransaction", 0) == sends
     assert len(await stack.swaps(order_id)) == 1
     assert [e.state for e in await stack.executions(order_id)] == ["landed"]
+
+
+class CountingOrders:
+    """The executor's persistence stub, counting the calls it makes."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.real, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_fresh_order_is_built_without_reading_stored_executions(stack: Stack) -> None:
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    servicer = stack.running.servicer
+    real = servicer._orders
+    counting = CountingOrders(real)
+    servicer._orders = counting  # type: ignore[assignment]
+    try:
+        updates = await stack.execute(
+            stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+        )
+    finally:
+        servicer._orders = real
+    assert updates[-1].stage == Stage.STAGE_CONFIRMED
+    assert counting.calls == {"RecordExecution": 2}  # signed, landed: nothing read first
+
+
+async def test_two_executors_racing_on_one_order_send_one_swap(stack: Stack) -> None:
+    """Two executor processes (replicas; here each with its own wallet, so their transactions
+    differ) get the same attempt of the same order at the same moment: persistence stores one
+    signed transaction, the other executor resumes that one instead of sending its own."""
+    settings = dataclasses.replace(stack.running.settings, executor_addr="127.0.0.1:0", private_key="")
+    second = await executor_server.serve(settings)
+    channel = open_channel(f"127.0.0.1:{second.port}")
+    try:
+        other = executor_pb2_grpc.ExecutorStub(channel)
+        for _ in range(3):
+            order_id = await stack.order("SOL", "USDC", 10**7)
+            request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+            a, b = await asyncio.gather(
+                stack.execute(request), _collect(other.Execute(request))
+            )
+            assert a[-1].stage == b[-1].stage == Stage.STAGE_CONFIRMED, (a, b)
+            assert a[-1].signature == b[-1].signature
+            assert a[-1].resumed != b[-1].resumed  # one sent its own, the other resumed that one
+            (swap,) = await stack.swaps(order_id)
+            assert swap["signature"] == a[-1].signature
+            (stored,) = await stack.executions(order_id)
+            assert stored.signature == swap["signature"] and stored.state == "landed"
+    finally:
+        await channel.close()
+        await second.stop(0)
+
+
+async def _collect(call: Any) -> list[executor_pb2.ExecutionUpdate]:
+    return [u async for u in call]
 
 
 async def test_expiry_fails_retryable_and_the_next_attempt_signs_anew(stack: Stack) -> None:

@@ -162,3 +162,33 @@ async def test_poisoned_job_goes_to_dead_letters(eng: Engine, worker: Worker) ->
         assert await redis.xlen(keys.stream) == 0
     finally:
         await redis.aclose()
+
+
+async def test_a_job_delivered_too_often_is_dead_lettered_and_its_order_failed(
+        eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
+    """A job that keeps dying with its consumers (delivered MAX_DELIVERIES times, never acknowledged)
+    is not retried for ever: it goes to the dead-letter stream and its order fails with the reason."""
+    redis = aioredis.Redis.from_url(eng.settings.redis_url)
+    keys = jobs.Keys(eng.settings.redis_prefix)
+    try:
+        await worker.stop(grace_s=0)  # nobody takes the job while the test plays the dying consumers
+        oid = await submit(eng, orders)
+        entry = None
+        for n in range(eng.settings.max_deliveries):  # each delivery to a consumer that then dies
+            if n == 0:
+                (( _, [(entry, _fields)]),) = await redis.xreadgroup(jobs.GROUP, "doomed-0", {keys.stream: ">"})
+            else:
+                await redis.xclaim(keys.stream, jobs.GROUP, f"doomed-{n}", 0, [entry])
+        live = Worker(eng.settings)
+        await live.start()
+        try:
+            order = await wait_terminal(orders, oid, timeout=10)
+        finally:
+            await live.stop(grace_s=1)
+        assert NAMES[order.status] == "failed"
+        assert order.failure_reason.startswith("dead-lettered: delivered")
+        ((_, dead),) = await redis.xrange(keys.dead)
+        assert dead[b"order_id"].decode() == oid and b"delivered" in dead[b"reason"]
+        assert await redis.xlen(keys.stream) == 0
+    finally:
+        await redis.aclose()

@@ -33,22 +33,23 @@ def test_migration_files_are_well_formed() -> None:
 
 
 async def test_applying_twice_is_a_no_op(database_url: str) -> None:
-    assert await db.apply_migrations(database_url) == [1]
+    assert await db.apply_migrations(database_url) == [1, 2]
     assert tables(database_url) == {
         "orders",
         "order_events",
         "executions",
         "idempotency_keys",
+        "event_outbox",
         "schema_migrations",
     }
     assert await db.apply_migrations(database_url) == []
-    assert versions(database_url) == [1]
+    assert versions(database_url) == [1, 2]
 
 
 async def test_concurrent_starts_apply_each_migration_once(database_url: str) -> None:
     results = await asyncio.gather(*(db.apply_migrations(database_url) for _ in range(4)))
-    assert sorted(v for r in results for v in r) == [1]
-    assert versions(database_url) == [1]
+    assert sorted(v for r in results for v in r) == [1, 2]
+    assert versions(database_url) == [1, 2]
 
 
 async def test_two_services_starting_at_once(make_settings: SettingsFactory, database_url: str) -> None:
@@ -56,20 +57,22 @@ async def test_two_services_starting_at_once(make_settings: SettingsFactory, dat
     first, second = await asyncio.gather(serve(settings), serve(settings))
     try:
         assert first.port != second.port
-        assert versions(database_url) == [1]
+        assert versions(database_url) == [1, 2]
     finally:
         await asyncio.gather(first.stop(0), second.stop(0))
 
 
 async def test_later_migrations_apply_in_order(database_url: str, tmp_path: Path) -> None:
-    await db.apply_migrations(database_url)
-    (tmp_path / "0001_init.sql").write_text((db.MIGRATIONS_DIR / "0001_init.sql").read_text())
-    (tmp_path / "0003_c.sql").write_text(
+    shipped = await db.apply_migrations(database_url)
+    for path in db.MIGRATIONS_DIR.glob("*.sql"):
+        (tmp_path / path.name).write_text(path.read_text())
+    b, c = len(shipped) + 1, len(shipped) + 2
+    (tmp_path / f"{c:04d}_c.sql").write_text(
         "UPDATE orders SET b = 1; ALTER TABLE orders ALTER COLUMN b SET NOT NULL;"
     )
-    (tmp_path / "0002_b.sql").write_text("ALTER TABLE orders ADD COLUMN b int; -- 100% harmless")
-    assert await db.apply_migrations(database_url, db.load_migrations(tmp_path)) == [2, 3]
-    assert versions(database_url) == [1, 2, 3]
+    (tmp_path / f"{b:04d}_b.sql").write_text("ALTER TABLE orders ADD COLUMN b int; -- 100% harmless")
+    assert await db.apply_migrations(database_url, db.load_migrations(tmp_path)) == [b, c]
+    assert versions(database_url) == [*shipped, b, c]
 
 
 async def test_failed_migration_is_rolled_back(database_url: str, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from solders.hash import Hash
 from solders.signature import Signature
 
+from common.errors import LIVE_EXECUTION_KEY
 from common.grpc_client import open_channel
 from orderengine.v1 import orders_pb2
 from orderengine.v1.orders_pb2_grpc import OrdersStub
@@ -566,12 +567,60 @@ async def test_record_and_list_executions(stub: OrdersStub) -> None:
     sent = await stub.RecordExecution(execution(oid, 1, "sent", first.signature))
     assert sent.state == "sent" and sent.created_at_us == first.created_at_us
     assert sent.updated_at_us >= first.updated_at_us and sent.signed_tx == first.signed_tx
+    await stub.RecordExecution(execution(oid, 1, "expired", first.signature))
     second = await stub.RecordExecution(execution(oid, 2))
     listed = await stub.ListExecutions(S.ListExecutionsRequest(order_id=oid))
     assert [(e.signature, e.attempt, e.state) for e in listed.executions] == [
-        (first.signature, 1, "sent"),
+        (first.signature, 1, "expired"),
         (second.signature, 2, "signed"),
     ]
+
+
+def live_of(error: grpc.aio.AioRpcError) -> S.Execution:
+    (value,) = [v for k, v in error.trailing_metadata() or () if k == LIVE_EXECUTION_KEY]
+    return S.Execution.FromString(value)
+
+
+@pytest.mark.parametrize("live_state", ["signed", "sent", "landed"])
+async def test_a_second_execution_is_refused_while_one_is_live(stub: OrdersStub, live_state: str) -> None:
+    oid = (await create(stub)).order_id
+    live = await stub.RecordExecution(execution(oid, 1))
+    if live_state != "signed":
+        live = await stub.RecordExecution(execution(oid, 1, live_state, live.signature))
+    for state in ("signed", "sent", "landed"):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.RecordExecution(execution(oid, 2, state))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert live_of(info.value) == live  # retrievable from the refusal, no second call
+    # a repeat of the live one is not a second execution
+    assert (await stub.RecordExecution(execution(oid, 1, "signed", live.signature))).state == live_state
+    listed = await stub.ListExecutions(S.ListExecutionsRequest(order_id=oid))
+    assert [e.signature for e in listed.executions] == [live.signature]
+
+
+@pytest.mark.parametrize("final_state", ["expired", "failed"])
+async def test_a_new_execution_is_stored_once_the_live_one_is_final(stub: OrdersStub, final_state: str) -> None:
+    oid = (await create(stub)).order_id
+    first = await stub.RecordExecution(execution(oid, 1))
+    await stub.RecordExecution(execution(oid, 1, final_state, first.signature))
+    second = await stub.RecordExecution(execution(oid, 2))
+    assert second.state == "signed"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.RecordExecution(execution(oid, 3))
+    assert live_of(info.value).signature == second.signature
+
+
+async def test_racing_signed_executions_store_exactly_one(stub: OrdersStub) -> None:
+    oids = [(await create(stub)).order_id for _ in range(10)]
+    attempts = [execution(oid, 1) for oid in oids for _ in range(5)]
+    results = await asyncio.gather(*(stub.RecordExecution(e) for e in attempts), return_exceptions=True)
+    for oid in oids:
+        mine = [(e, r) for e, r in zip(attempts, results, strict=True) if e.order_id == oid]
+        stored = [r for _, r in mine if isinstance(r, S.Execution)]
+        refused = [r for _, r in mine if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(stored) == 1 and len(refused) == 4, results
+        assert all(r.code() == grpc.StatusCode.FAILED_PRECONDITION for r in refused)
+        assert {live_of(r).signature for r in refused} == {stored[0].signature}
 
 
 async def test_execution_state_never_moves_backwards(stub: OrdersStub) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import httpx
 import pytest
@@ -209,3 +210,91 @@ async def test_airdrop_validation(client: AsyncClient, http: httpx.AsyncClient) 
     assert (await rpc(http, "requestAirdrop", [str(Pubkey.new_unique()), 0]))["error"]["code"] == -32602
     with pytest.raises(RPCException):
         await client.request_airdrop(Pubkey.new_unique(), 2**64 - 1)  # more than the faucet holds
+
+
+async def test_get_program_accounts(client: AsyncClient, http: httpx.AsyncClient) -> None:
+    """getProgramAccounts with dataSize and memcmp filters (base58 and base64 bytes), through the
+    typed solana-py client and raw requests."""
+    from solana.rpc.models import DataSliceOpts, MemcmpOpts
+
+    from common.dex import raydium_cpmm
+    from common.markets import load_markets
+    from common.settings import REPO_ROOT
+
+    markets = load_markets(REPO_ROOT / "markets" / "sim.json")
+    program = markets.program_id("raydium_cpmm")
+    pools = {p.address for p in markets.pools if p.venue == "raydium_cpmm"}
+    sol = "So11111111111111111111111111111111111111112"
+    # every account of the program: pools, the shared AmmConfig, observations
+    everything = (await client.get_program_accounts(program, encoding="base64")).value
+    assert pools < {str(a.pubkey) for a in everything}
+    assert all(a.account.owner == program for a in everything)
+    # pools only (size), then the SOL/USDC pool only (a mint at its offset)
+    size = raydium_cpmm.POOL_STATE_SIZE
+    by_size = await client.get_program_accounts(program, encoding="base64", filters=[size])
+    assert {str(a.pubkey) for a in by_size.value} == pools
+    usdc = markets.token("USDC")
+    assert usdc is not None
+    offset_0 = raydium_cpmm.POOL_STATE_TOKEN_0_MINT_OFFSET
+    offset_1 = raydium_cpmm.POOL_STATE_TOKEN_1_MINT_OFFSET
+    mint_0, mint_1 = sorted((sol, usdc.mint), key=lambda m: bytes(Pubkey.from_string(m)))  # CPMM sorts them
+    sol_usdc = await client.get_program_accounts(
+        program,
+        encoding="base64",
+        filters=[size, MemcmpOpts(offset=offset_0, bytes=mint_0), MemcmpOpts(offset=offset_1, bytes=mint_1)],
+    )
+    assert len(sol_usdc.value) == 1
+    (found,) = sol_usdc.value
+    assert bytes(found.account.data)[offset_1 : offset_1 + 32] == bytes(Pubkey.from_string(mint_1))
+    # the same filter with base64 bytes, raw, with context and a data slice
+    b64 = base64.b64encode(bytes(Pubkey.from_string(mint_1))).decode()
+    raw = await rpc(
+        http,
+        "getProgramAccounts",
+        [
+            str(program),
+            {
+                "encoding": "base64",
+                "withContext": True,
+                "dataSlice": {"offset": offset_1, "length": 32},
+                "filters": [
+                    {"dataSize": size},
+                    {"memcmp": {"offset": offset_1, "bytes": b64, "encoding": "base64"}},
+                ],
+            },
+        ],
+    )
+    value = raw["result"]["value"]
+    assert raw["result"]["context"]["slot"] == 0
+    assert [v["pubkey"] for v in value] == [str(found.pubkey)]
+    assert base64.b64decode(value[0]["account"]["data"][0]) == bytes(Pubkey.from_string(mint_1))
+    sliced = await client.get_program_accounts(
+        program, encoding="base64", data_slice=DataSliceOpts(offset=0, length=8), filters=[size]
+    )
+    assert {bytes(a.account.data) for a in sliced.value} == {raydium_cpmm.DISC_POOL_STATE}
+    # nothing matches: an empty list; an unknown program: an empty list
+    assert (await client.get_program_accounts(program, encoding="base64", filters=[1])).value == []
+    assert (await client.get_program_accounts(Pubkey.new_unique(), encoding="base64")).value == []
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"filters": [{"dataSize": 1}] * 5},  # more than 4
+        {"filters": [{"memcmp": {"offset": 0, "bytes": "0OIl"}}]},  # not base58
+        {"filters": [{"memcmp": {"offset": 0, "bytes": "***", "encoding": "base64"}}]},
+        {"filters": [{"memcmp": {"offset": 0, "bytes": "1", "encoding": "hex"}}]},
+        {"filters": [{"memcmp": {"offset": -1, "bytes": "1"}}]},
+        {"filters": [{"memcmp": {"offset": 0, "bytes": "A" * 172 + "==", "encoding": "base64"}}]},  # 129 B
+        {"filters": [{"tokenAccountState": None}]},
+        {"filters": {"dataSize": 1}},
+        {"encoding": "base64+zstd"},
+    ],
+)
+async def test_get_program_accounts_refuses_bad_params(
+    http: httpx.AsyncClient, config: dict[str, Any]
+) -> None:
+    program = "CPMMoo8L3F4NbTegBCKVNunggL7H1ZpdTHKxQB5qKP1C"
+    resp = await rpc(http, "getProgramAccounts", [program, config])
+    assert resp["error"]["code"] == -32602, resp
+    assert (await rpc(http, "getProgramAccounts", ["nope"]))["error"]["code"] == -32602

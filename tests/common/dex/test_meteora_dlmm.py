@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from fractions import Fraction
 from typing import Any
 
@@ -531,3 +532,46 @@ def test_synthetic_pair_far_from_parity_uses_the_bitmap_extension() -> None:
     below = sorted((i for i in arrays if i <= active_index), reverse=True)
     assert dlmm.bin_arrays_for_swap(pair, True, 10, ext) == below
     assert dlmm.bin_arrays_for_swap(pair, True, 10) == []
+
+
+def test_error_lookup() -> None:
+    assert dlmm.error_name(6003) == "ExceededAmountSlippageTolerance"
+    assert dlmm.error_message(6039) == "Insufficient amount in for minimum out"
+    assert dlmm.error_name(6036) == "BitmapExtensionAccountIsNotProvided"
+    assert dlmm.error_name(3005) == "AccountNotEnoughKeys"  # Anchor's, inside the program
+    assert dlmm.error_name(6110) == "InvalidCollectFeeMode" and dlmm.error_name(6111) is None
+    assert dlmm.SLIPPAGE_ERROR_CODES == {6003}
+    assert sorted(dlmm.PROGRAM_ERRORS) == list(range(6000, 6111))  # lb_clmm 0.12 numbers them densely
+    for code, (name, message) in dlmm.PROGRAM_ERRORS.items():
+        err = dlmm._err(name)
+        assert (err.code, err.name, err.message, err.venue) == (code, name, message, "meteora_dlmm")
+
+
+@functools.cache
+def _deep_pair() -> tuple[dlmm.LbPair, dict[int, dlmm.BinArray], int, int]:
+    """A synthetic pair 150 bins deep each way (several bin arrays) and its holdings of X and Y."""
+    _, pair, arrays = _synthetic(bins_each_side=150)
+    held_x = sum(bn.amount_x for arr in arrays.values() for bn in arr.bins)
+    held_y = sum(bn.amount_y for arr in arrays.values() for bn in arr.bins)
+    return pair, arrays, held_x, held_y
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(a=st.integers(1, 10**16), b=st.integers(1, 10**16), swap_for_y=st.booleans())
+def test_output_is_monotonic_and_bounded_across_many_bins(a: int, b: int, swap_for_y: bool) -> None:
+    """Walks across many bins and bin arrays: more in never gives less out, and the output never
+    exceeds what the pair holds of the output token; running out of bins is the program's error."""
+    pair, arrays, held_x, held_y = _deep_pair()
+    slot, ts, epoch = CLOCK
+    outs: list[int | None] = []
+    for amount in sorted((a, b)):
+        try:
+            r = dlmm.quote_exact_in(pair, arrays, amount, swap_for_y, slot, ts, epoch)
+        except QuoteError as exc:
+            assert exc.code in (6036, 6039)  # past the last bin array / nothing comes out
+            outs.append(0 if exc.code == 6039 else None)
+            continue
+        assert 0 < r.amount_out <= (held_y if swap_for_y else held_x)
+        outs.append(r.amount_out)
+    if outs[0] is not None and outs[1] is not None:
+        assert outs[0] <= outs[1]

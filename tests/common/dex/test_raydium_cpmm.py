@@ -411,3 +411,50 @@ def test_synthetic_pool_decodes_and_quotes() -> None:
     r = cpmm.quote_exact_in(pool, config, vaults[0].amount, vaults[1].amount, 10**9, zero_for_one, 0)
     assert 149_000_000 < r.amount_out < 150_000_000  # 1 SOL at 150 USDC, less 0.25 % and impact
     assert accounts[pool.observation_key][1][:8] == bytes([122, 174, 197, 53, 129, 9, 165, 132])
+
+
+def test_error_lookup() -> None:
+    assert cpmm.error_name(6005) == "ExceededSlippage"
+    assert cpmm.error_message(6005) == "Exceeds desired slippage limit"
+    assert cpmm.error_name(6014) == "NoFeeCollect"
+    assert cpmm.error_name(2505) == "RequireGtViolated"  # Anchor's, inside the program
+    assert cpmm.error_name(3007) == "AccountOwnedByWrongProgram"
+    assert cpmm.error_name(6015) is None and cpmm.error_name(1) is None
+    assert cpmm.SLIPPAGE_ERROR_CODES == {6005}
+    # every error the quote math raises carries the code the table gives its name
+    for code, (name, message) in cpmm.PROGRAM_ERRORS.items():
+        err = cpmm._err(name)
+        assert (err.code, err.name, err.message, err.venue) == (code, name, message, "raydium_cpmm")
+
+
+@_settings
+@given(
+    reserve_0=st.integers(10**3, 10**18),
+    reserve_1=st.integers(10**3, 10**18),
+    a=st.integers(1, 10**18),
+    b=st.integers(1, 10**18),
+    trade_fee_rate=st.integers(0, 100_000),
+    zero_for_one=st.booleans(),
+)
+def test_output_is_monotonic_and_bounded_on_any_pool(
+    reserve_0: int, reserve_1: int, a: int, b: int, trade_fee_rate: int, zero_for_one: bool
+) -> None:
+    """Any reserves and fee, not only the fixture's: more in never gives less out, and the output
+    stays strictly below what the pool holds of it (the constant product never decreases)."""
+    fx = cpmm_fixture()
+    config = dataclasses.replace(fx.config, trade_fee_rate=trade_fee_rate)
+    pool = dataclasses.replace(
+        fx.pool, protocol_fees_token_0=0, protocol_fees_token_1=0, fund_fees_token_0=0, fund_fees_token_1=0
+    )
+    reserve_out = reserve_1 if zero_for_one else reserve_0
+    outs = []
+    for amount in sorted((a, b)):
+        try:
+            r = cpmm.quote_exact_in(pool, config, reserve_0, reserve_1, amount, zero_for_one, 1789000000)
+        except QuoteError as exc:
+            assert exc.code == 2505  # only "nothing comes out" is refused on a live pool
+            outs.append(0)
+            continue
+        assert 0 < r.amount_out < reserve_out
+        outs.append(r.amount_out)
+    assert outs[0] <= outs[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -166,3 +167,62 @@ def test_split_across_real_venues() -> None:
     assert 0 < split.amount_a < total
     assert split.amount_out >= max(f_cpmm(total), f_dlmm(total))
     assert split.amount_out == f_cpmm(split.amount_a) + f_dlmm(split.amount_b)
+
+
+@functools.cache
+def _real_venues() -> tuple[Callable[[int], int], Callable[[int], int]]:
+    """The fixture CPMM pool (its real state) and a synthetic DLMM pair of the same mints at the same
+    price, as quote functions of the amount of token_0 (wSOL) in."""
+    fx = cpmm_fixture()
+    program = Pubkey.from_string("LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo")
+    r0, r1 = fx.pool.reserves(fx.vault_0, fx.vault_1)
+    price = Fraction(r1, 10**6) / Fraction(r0, 10**9)
+    accounts = synthetic.make_dlmm_pair(
+        program, fx.pool.token_0_mint, fx.pool.token_1_mint, 9, 6, price, 10, r0 // 4, r1 // 4, 80
+    )
+    address = next(iter(accounts))
+    pair = dlmm.decode_lb_pair(address, *accounts[address][:2], program)
+    arrays = {
+        a.index: a
+        for a in (
+            dlmm.decode_bin_array(k, o, d, program)
+            for k, (o, d, _) in accounts.items()
+            if d[:8] == dlmm.DISC_BIN_ARRAY
+        )
+    }
+
+    def f_cpmm(amount: int) -> int:
+        return cpmm.quote_exact_in(
+            fx.pool, fx.config, fx.vault_0, fx.vault_1, amount, True, 1789000000, fx.fee_0, fx.fee_1, 1041
+        ).amount_out
+
+    def f_dlmm(amount: int) -> int:
+        return dlmm.quote_exact_in(pair, arrays, amount, True, 450000000, 1789000000, 1041).amount_out
+
+    return f_cpmm, f_dlmm
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(total=st.integers(1, 10**14), extra_cost=st.integers(0, 10**6))
+def test_split_on_the_real_venue_math_is_never_worse_than_a_single_venue(total: int, extra_cost: int) -> None:
+    """The exact CPMM and DLMM quotes as the two curves: the chosen allocation is exactly what the
+    two legs deliver, and it beats each single venue (by more than the extra cost when it splits)."""
+    f_cpmm, f_dlmm = _real_venues()
+    singles = []
+    for f in (f_cpmm, f_dlmm):
+        try:
+            singles.append(f(total))
+        except QuoteError:
+            pass
+    try:
+        split = best_split(f_cpmm, f_dlmm, total, extra_cost_out=extra_cost)
+    except QuoteError:
+        assert not singles
+        return
+    assert split.amount_a + split.amount_b == total
+    got_a = f_cpmm(split.amount_a) if split.amount_a else 0
+    got_b = f_dlmm(split.amount_b) if split.amount_b else 0
+    assert got_a + got_b == split.amount_out
+    assert split.amount_out >= max(singles)
+    if split.amount_a and split.amount_b:
+        assert split.amount_out > max(singles) + extra_cost

@@ -1,0 +1,508 @@
+"""`python -m gateway.cli`: submit and follow orders, and read history, from a terminal or a script.
+
+    python -m gateway.cli execute SOL USDC 1.5 --slippage-bps 100     # live progress until it ends
+    python -m gateway.cli execute SOL USDC 1.5 --json                  # one JSON line per event
+    python -m gateway.cli orders list --status confirmed --limit 20
+    python -m gateway.cli orders show <order id>
+
+Every command takes --url (default http://127.0.0.1:3000), --api-key and --json.
+
+Exit codes: 0 the order confirmed (or the command succeeded), 1 the order failed, 2 bad input (the
+engine's error names the field), 3 the engine could not be reached or did not answer in time.
+
+It speaks only the public HTTP + WebSocket contract (DESIGN.md), like any other client: POST with an
+Idempotency-Key (a retry after a lost answer cannot create a second order), then follow the order
+on the WebSocket from afterSeq, reconnecting with the last seq seen if the socket drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+from urllib.parse import quote, urlencode
+
+import httpx
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+TERMINAL = ("confirmed", "failed")
+STATUSES = ("pending", "routing", "building", "submitted", "confirmed", "failed")
+HTTP_TIMEOUT_S = 10.0
+
+
+class CliError(Exception):
+    """Ends the command with `exit_code`; `error` is the engine's error object when there is one."""
+
+    def __init__(self, exit_code: int, message: str, field: str | None = None, code: str = "error") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.message = message
+        self.field = field
+        self.code = code
+
+    def as_json(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            err["field"] = self.field
+        return {"type": "error", "error": err}
+
+    def human(self) -> str:
+        return f"error: {self.field}: {self.message}" if self.field else f"error: {self.message}"
+
+
+# ------------------------------------------------------------------------------------------------
+# talking to the gateway
+
+
+@dataclass
+class Client:
+    url: str
+    api_key: str | None
+    http: httpx.AsyncClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        headers = {"Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        self.http = httpx.AsyncClient(base_url=self.url.rstrip("/"), headers=headers, timeout=HTTP_TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call; transient failures (unreachable, 503 with Retry-After) are retried a few times —
+        safe for reads and for POST, which always carries an Idempotency-Key."""
+        for attempt in range(4):
+            try:
+                response = await self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt == 3:
+                    raise CliError(EXIT_UNAVAILABLE, f"cannot reach the engine at {self.url} "
+                                                     f"({type(exc).__name__})", code="unreachable") from None
+                await asyncio.sleep(0.2 * 2**attempt)
+                continue
+            if response.status_code == 503 and attempt < 3:
+                retry_after = response.headers.get("retry-after", "1")
+                await asyncio.sleep(min(float(retry_after) if retry_after.isdigit() else 1.0, 5.0))
+                continue
+            return self._answer(response)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> Any:
+        try:
+            doc = response.json()
+        except ValueError:
+            doc = None
+        if response.is_success:
+            return doc
+        err: dict[str, Any] = {}
+        if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+            err = doc["error"]
+        message = str(err.get("message") or f"the engine answered HTTP {response.status_code}")
+        code = str(err.get("code") or f"http_{response.status_code}")
+        exit_code = EXIT_BAD_INPUT if 400 <= response.status_code < 500 else EXIT_UNAVAILABLE
+        field_name = err.get("field") if isinstance(err.get("field"), str) else None
+        raise CliError(exit_code, message, field_name, code)
+
+    def ws_url(self, order_id: str, after_seq: int) -> str:
+        base = self.url.rstrip("/")
+        scheme = "wss" if base.startswith("https://") else "ws"
+        params = {"orderId": order_id, "afterSeq": str(after_seq)}
+        if self.api_key:
+            params["apiKey"] = self.api_key
+        return f"{scheme}://{base.split('://', 1)[1]}/api/orders/ws?{urlencode(params)}"
+
+
+# ------------------------------------------------------------------------------------------------
+# output
+
+
+def parse_at(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def fmt_ms(seconds: float) -> str:
+    ms = seconds * 1000
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+def symbol(token: Any, fallback: str = "") -> str:
+    if isinstance(token, dict):
+        return str(token.get("symbol") or token.get("mint") or fallback)
+    return fallback
+
+
+class Display:
+    """What the user sees. Human: one line per status with its time and the time the step took,
+    a live "waiting…" line on a terminal, then the result. JSON: one line per event, nothing else."""
+
+    def __init__(self, out: TextIO, err: TextIO, as_json: bool) -> None:
+        self.out = out
+        self.err = err
+        self.as_json = as_json
+        self.live = not as_json and out.isatty()
+        self.prev_at: datetime | None = None
+        self.first_at: datetime | None = None
+        self.waiting_since = time.monotonic()
+        self.status = ""
+        self._ticker: asyncio.Task[None] | None = None
+        self._spinner_shown = False
+
+    # -- events ---------------------------------------------------------------------------------
+    def json_line(self, doc: Any) -> None:
+        self.out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+    def line(self, text: str) -> None:
+        self.clear_spinner()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def accepted(self, doc: dict[str, Any], token_in: str, token_out: str, amount: str,
+                 slippage: int | None) -> None:
+        if self.as_json:
+            self.json_line({"type": "accepted", **doc})
+            return
+        slip = f", max slippage {slippage} bps" if slippage is not None else ""
+        self.line(f"Order {doc['orderId']}: {amount} {token_in} → {token_out}{slip}")
+        self.waiting_since = time.monotonic()
+
+    def status_event(self, msg: dict[str, Any], out_symbol: str) -> None:
+        if self.as_json:
+            self.json_line(msg)
+            return
+        status = str(msg.get("status"))
+        at = parse_at(msg.get("at"))
+        delta = "start"
+        if at is not None:
+            if self.prev_at is not None:
+                delta = "+" + fmt_ms((at - self.prev_at).total_seconds())
+            self.first_at = self.first_at or at
+            self.prev_at = at
+        clock = at.strftime("%H:%M:%S.%f")[:-3] if at else "--:--:--.---"
+        mark = "✗" if status == "failed" else "✓"
+        detail = self.detail(status, msg.get("data") or {}, out_symbol)
+        self.line(f"  {mark} {status:<10} {clock}  {delta:>9}  {detail}".rstrip())
+        self.status = status
+        self.waiting_since = time.monotonic()
+
+    @staticmethod
+    def detail(status: str, data: dict[str, Any], out_symbol: str) -> str:
+        if status == "routing":
+            parts = []
+            if isinstance(data.get("attempt"), int) and data["attempt"] > 1:
+                parts.append(f"attempt {data['attempt']}")
+            if data.get("retryOf"):
+                parts.append(f"retry of: {data['retryOf']}")
+            if data.get("error"):
+                parts.append(str(data["error"]))
+            quotes = [q for q in data.get("quotes") or [] if isinstance(q, dict)]
+            shown = [f"{q.get('venue')} {q.get('amountOut')} {out_symbol}" if not q.get("error")
+                     else f"{q.get('venue')} no quote" for q in quotes]
+            if shown:
+                parts.append(" · ".join(shown))
+            route = data.get("route") if isinstance(data.get("route"), dict) else None
+            if route:
+                parts.append(f"→ {route.get('dex')}")
+            return "  ".join(parts)
+        if status == "submitted":
+            return f"signature {data.get('signature', '')}"
+        if status == "failed":
+            return str(data.get("reason", ""))
+        return ""
+
+    def note(self, text: str) -> None:
+        if self.as_json:
+            return
+        self.clear_spinner()
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def result(self, order: dict[str, Any], final: dict[str, Any]) -> None:
+        if self.as_json:
+            return
+        data = final.get("data") or {}
+        total = ""
+        if self.first_at is not None and self.prev_at is not None:
+            total = f" in {fmt_ms((self.prev_at - self.first_at).total_seconds())}"
+        out_sym = symbol(order.get("tokenOut"), "")
+        in_sym = symbol(order.get("tokenIn"), "")
+        if final.get("status") == "confirmed":
+            self.line(f"Confirmed{total}")
+            rows = [
+                ("venue", data.get("dex") or order.get("dex")),
+                ("amount out", f"{data.get('amountOut') or order.get('amountOut')} {out_sym}".strip()),
+                ("price", f"{data.get('executedPrice') or order.get('executedPrice')} "
+                          f"{out_sym} per {in_sym}"),
+                ("signature", data.get("txHash") or order.get("txHash")),
+            ]
+        else:
+            self.line(f"Failed{total}")
+            rows = [("reason", data.get("reason") or order.get("failureReason")),
+                    ("attempts", order.get("attempts"))]
+        for name, value in rows:
+            self.line(f"  {name:<11} {value}")
+
+    # -- the live "waiting" line (terminals only) ------------------------------------------------
+    def start(self) -> None:
+        if self.live:
+            self._ticker = asyncio.create_task(self._tick())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self.clear_spinner()
+
+    async def _tick(self) -> None:
+        frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+        i = 0
+        while True:
+            nxt = {"": "pending", "pending": "routing", "routing": "building", "building": "submitted",
+                   "submitted": "confirmation"}.get(self.status, "the next step")
+            waited = time.monotonic() - self.waiting_since
+            self.out.write(f"\r  {frames[i % len(frames)]} waiting for {nxt}… {waited:4.1f} s\x1b[K")
+            self.out.flush()
+            self._spinner_shown = True
+            i += 1
+            await asyncio.sleep(0.1)
+
+    def clear_spinner(self) -> None:
+        if self._spinner_shown:
+            self.out.write("\r\x1b[K")
+            self._spinner_shown = False
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+
+
+async def follow(client: Client, order_id: str, display: Display, out_symbol: str,
+                 timeout_s: float) -> dict[str, Any]:
+    """Follows the order on the WebSocket until its terminal event, which it returns. A dropped
+    socket is reopened with afterSeq = the last seq seen: nothing is missed, nothing repeated."""
+    last_seq = 0
+    attempt = 0
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                async with websockets.connect(client.ws_url(order_id, last_seq), open_timeout=HTTP_TIMEOUT_S,
+                                              max_size=4 * 1024 * 1024) as ws:
+                    attempt = 0
+                    async for raw in ws:
+                        msg = json.loads(raw)
+                        kind = msg.get("type")
+                        if kind == "ping":
+                            await ws.send('{"action":"pong"}')
+                        elif kind == "status" and msg.get("orderId") == order_id:
+                            seq = msg.get("seq")
+                            if not isinstance(seq, int) or seq <= last_seq:
+                                continue  # never shown twice
+                            last_seq = seq
+                            display.status_event(msg, out_symbol)
+                            if msg.get("status") in TERMINAL:
+                                return dict(msg)
+                        elif kind == "error":
+                            if msg.get("code") == "unknown_order":
+                                raise CliError(EXIT_BAD_INPUT, "no such order", "orderId", "unknown_order")
+                            display.note(f"engine: {msg.get('message')}")
+            except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError):
+                # (a TimeoutError here is the socket's open timing out; the overall deadline is
+                # raised by asyncio.timeout above, outside this loop)
+                attempt += 1
+                delay = min(5.0, 0.25 * 2 ** min(attempt, 5)) * (0.5 + random.random() / 2)
+                display.note(f"connection lost; resuming after seq {last_seq} in {delay:.1f} s")
+                await asyncio.sleep(delay)
+
+
+async def cmd_execute(args: argparse.Namespace, client: Client, display: Display) -> int:
+    body: dict[str, Any] = {"tokenIn": args.token_in, "tokenOut": args.token_out, "amount": args.amount}
+    if args.slippage_bps is not None:
+        body["slippageBps"] = args.slippage_bps
+    key = args.idempotency_key or str(uuid.uuid4())
+    accepted = await client.request("POST", "/api/orders/execute", json=body,
+                                    headers={"Idempotency-Key": key})
+    order_id = accepted["orderId"]
+    display.accepted(accepted, args.token_in, args.token_out, args.amount, args.slippage_bps)
+    display.start()
+    try:
+        try:
+            final = await follow(client, order_id, display, args.token_out, args.timeout)
+        except TimeoutError:
+            raise CliError(EXIT_UNAVAILABLE,
+                           f"order {order_id} did not finish within {args.timeout:g} s "
+                           f"(it goes on; see `orders show {order_id}`)", code="timeout") from None
+    finally:
+        await display.stop()
+    order: dict[str, Any] = {}
+    if not display.as_json:
+        with contextlib.suppress(CliError):
+            order = await client.request("GET", f"/api/orders/{quote(order_id)}")
+    display.result(order, final)
+    return EXIT_OK if final.get("status") == "confirmed" else EXIT_FAILED
+
+
+async def cmd_list(args: argparse.Namespace, client: Client, display: Display) -> int:
+    params: dict[str, str] = {"limit": str(args.limit)}
+    if args.status:
+        params["status"] = args.status
+    if args.cursor:
+        params["cursor"] = args.cursor
+    page = await client.request("GET", "/api/orders", params=params)
+    if display.as_json:
+        display.json_line(page)
+        return EXIT_OK
+    orders = page.get("orders") or []
+    header = f"{'created':<24} {'order id':<36} {'pair':<14} {'amount in':>16} {'amount out':>18} " \
+             f"{'venue':<13} status"
+    display.line(header)
+    for o in orders:
+        pair = f"{symbol(o.get('tokenIn'), '?')}→{symbol(o.get('tokenOut'), '?')}"
+        display.line(f"{o.get('createdAt', ''):<24} {o.get('orderId', ''):<36} {pair:<14} "
+                     f"{o.get('amountIn') or '—':>16} {o.get('amountOut') or '—':>18} "
+                     f"{o.get('dex') or '—':<13} {o.get('status')}")
+    if not orders:
+        display.line("(no orders)")
+    if page.get("nextCursor"):
+        display.line(f"more: --cursor {page['nextCursor']}")
+    return EXIT_OK
+
+
+async def cmd_show(args: argparse.Namespace, client: Client, display: Display) -> int:
+    order = await client.request("GET", f"/api/orders/{quote(args.order_id, safe='')}")
+    if display.as_json:
+        display.json_line(order)
+        return EXIT_OK
+    in_sym, out_sym = symbol(order.get("tokenIn"), "?"), symbol(order.get("tokenOut"), "?")
+    display.line(f"Order {order['orderId']}: {order.get('amountIn')} {in_sym} → {out_sym}, "
+                 f"max slippage {order.get('slippageBps')} bps — {order.get('status')}")
+    for event in order.get("events") or []:
+        display.status_event({"type": "status", "orderId": order["orderId"], **event}, out_sym)
+    amount_out = order.get("amountOut") and f"{order['amountOut']} {out_sym}"
+    rows = [("venue", order.get("dex")), ("amount out", amount_out),
+            ("price", order.get("executedPrice")), ("signature", order.get("txHash")),
+            ("reason", order.get("failureReason")), ("attempts", order.get("attempts")),
+            ("created", order.get("createdAt")), ("updated", order.get("updatedAt"))]
+    for name, value in rows:
+        if value not in (None, ""):
+            display.line(f"  {name:<11} {value}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
+# arguments
+
+
+def _slippage(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("must be an integer number of basis points (1-5000)")
+    return int(text)
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 200:
+        raise argparse.ArgumentTypeError("must be an integer from 1 to 200")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default="http://127.0.0.1:3000", help="the gateway (default %(default)s)")
+    common.add_argument("--api-key", default=None, help="sent as Authorization: Bearer <key>")
+    common.add_argument("--json", action="store_true",
+                        help="machine-readable output: one JSON line per event")
+
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.cli",
+        description="Submit market orders to the order engine and follow them live; read order history.",
+        epilog="exit codes: 0 confirmed / ok, 1 order failed, 2 bad input, 3 engine unreachable or timed out",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{execute,orders}")
+
+    ex = commands.add_parser("execute", parents=[common],
+                             help="submit a market order and follow it to its end")
+    ex.add_argument("token_in", metavar="TOKEN_IN", help="symbol or mint address to sell")
+    ex.add_argument("token_out", metavar="TOKEN_OUT", help="symbol or mint address to buy")
+    ex.add_argument("amount", metavar="AMOUNT", help="amount of TOKEN_IN, a decimal (e.g. 1.5)")
+    ex.add_argument("--slippage-bps", type=_slippage, default=None,
+                    help="maximum slippage in basis points, 1-5000 (default: the engine's)")
+    ex.add_argument("--idempotency-key", default=None, help="reuse to make a retried submit harmless")
+    ex.add_argument("--timeout", type=_seconds, default=120.0,
+                    help="give up following after this many seconds")
+    ex.set_defaults(run=cmd_execute)
+
+    orders = commands.add_parser("orders", help="read orders")
+    sub = orders.add_subparsers(dest="orders_command", required=True, metavar="{list,show}")
+    ls = sub.add_parser("list", parents=[common], help="order history, newest first")
+    ls.add_argument("--status", choices=STATUSES, default=None)
+    ls.add_argument("--limit", type=_limit, default=20)
+    ls.add_argument("--cursor", default=None, help="the nextCursor of the previous page")
+    ls.set_defaults(run=cmd_list)
+    show = sub.add_parser("show", parents=[common], help="one order with its events")
+    show.add_argument("order_id", metavar="ORDER_ID")
+    show.set_defaults(run=cmd_show)
+    return parser
+
+
+async def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    display = Display(out, err, args.json)
+    client = Client(args.url, args.api_key)
+    try:
+        code: int = await args.run(args, client, display)
+        return code
+    except CliError as exc:
+        await display.stop()
+        if display.as_json:
+            display.json_line(exc.as_json())
+        err.write(exc.human() + "\n")
+        err.flush()
+        return exc.exit_code
+    except InvalidURI:
+        err.write(f"error: --url: not a valid URL: {args.url}\n")
+        return EXIT_BAD_INPUT
+    finally:
+        await client.aclose()
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.url.startswith(("http://", "https://")):
+        (err or sys.stderr).write(f"error: --url: must start with http:// or https://, got {args.url!r}\n")
+        return EXIT_BAD_INPUT
+    try:
+        return asyncio.run(run(args, out or sys.stdout, err or sys.stderr))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

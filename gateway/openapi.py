@@ -1,0 +1,253 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at GET /openapi.json.
+
+Written by hand as our own contract (not derived from the handlers): every route with its
+parameters, the request body with the constraints gateway/validation.py enforces, and every answer,
+errors included ({"error": {"code", "message", "field"?}}). tests/gateway/test_openapi.py checks that
+every route of the app is described here and nothing else is, and fuzzes the running gateway with
+schemathesis against it. The WebSocket (/api/orders/ws) is described in `x-websocket`: OpenAPI has
+no words for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.validation import MAX_IDEMPOTENCY_KEY
+from gateway.views import STATUS_VALUES
+
+TOKEN_PATTERN = r"^[A-Za-z0-9$._-]{1,64}$"  # a symbol (any case) or a base58 mint address
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"  # printable ASCII, no surrounding spaces
+
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": {_JSON: {"schema": schema}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
+                                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
+    return _json(_ref("Error"), description, _RETRY_AFTER if retry_after else None)
+
+
+_PROTECTED = {  # answers of every route that API_KEYS and the rate limit guard
+    "401": _error("API_KEYS is set and no valid key was presented"),
+    "429": _error("this client's rate limit (RATE_LIMIT_PER_S) is exceeded", retry_after=True),
+}
+_UNAVAILABLE = {
+    "503": _error("the engine is overloaded or a dependency is down; retry later", retry_after=True),
+}
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+_RAW = {"type": "string", "pattern": "^[0-9]+$"}
+_STATUS = {"type": "string", "enum": list(STATUS_VALUES)}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "machine-readable, e.g. invalid_amount"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "the field (or header) at fault"},
+            },
+        }},
+    },
+    "OrderRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["tokenIn", "tokenOut", "amount"],
+        "properties": {
+            "tokenIn": {"type": "string", "pattern": TOKEN_PATTERN,
+                        "description": "a token symbol of the markets file (any case) or its mint address"},
+            "tokenOut": {"type": "string", "pattern": TOKEN_PATTERN,
+                         "description": "as tokenIn; differs from it"},
+            "amount": {
+                "description": "in units of tokenIn, at most as many decimals as its mint, more than 0",
+                "oneOf": [
+                    {"type": "string", "pattern": AMOUNT_PATTERN, "maxLength": 64},
+                    {"type": "number", "exclusiveMinimum": 0},
+                ],
+            },
+            "slippageBps": {"type": ["integer", "null"], "minimum": 1, "maximum": 5000, "default": 50,
+                            "description": "null or absent: DEFAULT_SLIPPAGE_BPS"},
+        },
+    },
+    "OrderAccepted": {
+        "type": "object",
+        "required": ["orderId", "status", "wsUrl"],
+        "properties": {
+            "orderId": {"type": "string", "format": "uuid"},
+            "status": {"const": "pending"},
+            "wsUrl": {"type": "string"},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["symbol", "mint", "decimals"],
+        "properties": {"symbol": _NULLABLE_STRING, "mint": {"type": "string"},
+                       "decimals": {"type": "integer", "minimum": 0}},
+    },
+    "Event": {
+        "type": "object",
+        "required": ["seq", "status", "at", "data"],
+        "properties": {"seq": {"type": "integer", "minimum": 1}, "status": _STATUS,
+                       "at": {"type": "string", "format": "date-time"}, "data": {"type": "object"}},
+    },
+    "Order": {
+        "type": "object",
+        "required": ["orderId", "status", "tokenIn", "tokenOut", "amountIn", "amountInRaw", "slippageBps",
+                     "quotes", "route", "amountOut", "amountOutRaw", "dex", "txHash", "executedPrice",
+                     "failureReason", "attempts", "lastSeq", "createdAt", "updatedAt"],
+        "properties": {
+            "orderId": {"type": "string", "format": "uuid"},
+            "status": _STATUS,
+            "tokenIn": _ref("Token"),
+            "tokenOut": _ref("Token"),
+            "amountIn": _DECIMAL,
+            "amountInRaw": _RAW,
+            "slippageBps": {"type": "integer"},
+            "quotes": {"type": "array", "items": {"type": "object"}},
+            "route": {"type": ["object", "null"]},
+            "amountOut": {"type": ["string", "null"]},
+            "amountOutRaw": {"type": ["string", "null"]},
+            "dex": _NULLABLE_STRING,
+            "txHash": _NULLABLE_STRING,
+            "executedPrice": _NULLABLE_STRING,
+            "failureReason": _NULLABLE_STRING,
+            "attempts": {"type": "integer", "minimum": 0},
+            "lastSeq": {"type": "integer", "minimum": 0},
+            "createdAt": {"type": "string", "format": "date-time"},
+            "updatedAt": {"type": "string", "format": "date-time"},
+            "events": {"type": "array", "items": _ref("Event")},
+        },
+    },
+    "OrderPage": {
+        "type": "object",
+        "required": ["orders", "nextCursor"],
+        "properties": {"orders": {"type": "array", "items": _ref("Order")},
+                       "nextCursor": {"type": ["string", "null"]}},
+    },
+    "Markets": {
+        "type": "object",
+        "required": ["cluster", "explorer", "tokens", "venues"],
+        "properties": {"cluster": {"type": "string"}, "explorer": _NULLABLE_STRING,
+                       "tokens": {"type": "array", "items": _ref("Token")},
+                       "venues": {"type": "array", "items": {"type": "string"}}},
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {"status": {"enum": ["ok", "degraded", "stopping"]},
+                       "checks": {"type": "object", "additionalProperties": {"type": "string"}}},
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/api/orders/execute": {"post": {
+        "operationId": "executeOrder",
+        "summary": "Submit a market order",
+        "parameters": [{
+            "name": "Idempotency-Key", "in": "header", "required": False,
+            "description": "the same key with the same order returns the same order (24 h); "
+                           "with another, 422",
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
+                       "pattern": IDEMPOTENCY_KEY_PATTERN},
+        }],
+        "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("OrderRequest")}}},
+        "responses": {
+            "202": _json(_ref("OrderAccepted"), "accepted: follow it on wsUrl"),
+            "400": _error("the body is not a JSON object, or the Idempotency-Key is malformed"),
+            "413": _error("the body is larger than MAX_BODY_BYTES"),
+            "422": _error("a field is invalid (named in error.field), or the Idempotency-Key was used "
+                          "for another order"),
+            **_PROTECTED, **_UNAVAILABLE,
+        },
+    }},
+    "/api/orders": {"get": {
+        "operationId": "listOrders",
+        "summary": "Order history, newest first",
+        "parameters": [
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+            {"name": "cursor", "in": "query", "required": False,
+             "description": "nextCursor of the previous page",
+             "schema": {"type": "string", "maxLength": 512}},
+            {"name": "status", "in": "query", "required": False, "description": "empty: any status",
+             "schema": {"type": "string", "enum": [*STATUS_VALUES, ""]}},
+        ],
+        "responses": {
+            "200": _json(_ref("OrderPage"), "a page of orders"),
+            "422": _error("limit, status or cursor is invalid"),
+            **_PROTECTED, **_UNAVAILABLE,
+        },
+    }},
+    "/api/orders/{orderId}": {"get": {
+        "operationId": "getOrder",
+        "summary": "One order with its route, amounts and events",
+        "parameters": [{"name": "orderId", "in": "path", "required": True,
+                        "schema": {"type": "string", "format": "uuid"}}],
+        "responses": {
+            "200": _json(_ref("Order"), "the order"),
+            "404": _error("no such order"),
+            **_PROTECTED, **_UNAVAILABLE,
+        },
+    }},
+    "/api/markets": {"get": {
+        "operationId": "getMarkets",
+        "summary": "Tokens and venues of this cluster",
+        "security": [],
+        "responses": {"200": _json(_ref("Markets"), "the markets")},
+    }},
+    "/healthz": {"get": {
+        "operationId": "health",
+        "summary": "Readiness: Redis and persistence reachable, not shutting down",
+        "security": [],
+        "responses": {"200": _json(_ref("Health"), "ready"),
+                      "503": _json(_ref("Health"), "degraded or stopping")},
+    }},
+    "/openapi.json": {"get": {
+        "operationId": "openapi",
+        "summary": "This document",
+        "security": [],
+        "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+    }},
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Order execution engine", "version": "1.0.0",
+                 "description": "Market orders on Solana DEXes (Raydium CPMM, Meteora DLMM). Amounts leave "
+                                "as decimal strings beside their *Raw integer twins."},
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+        # API keys are optional (API_KEYS): {} means none needed when none are configured
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
+        "x-websocket": {
+            "/api/orders/ws": "follow orders (subscribe/unsubscribe with afterSeq) and submit them "
+                              "(execute); see the README. With API_KEYS: the key as for HTTP, or ?apiKey=.",
+        },
+    }
