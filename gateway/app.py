@@ -95,7 +95,7 @@ def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
             "Idempotency-Key was already used with a different request", "Idempotency-Key",
         )
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                grpc.StatusCode.RESOURCE_EXHAUSTED):
+                grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED):
         return ApiError(503, "unavailable", "the engine is temporarily unavailable; retry shortly",
                         headers={"Retry-After": "1"})
     log.error("persistence call failed", extra={"grpc_code": code.name})

@@ -256,7 +256,8 @@ async def test_nothing_lost_nothing_twice_under_kill_9(stack: Stack, own_redis: 
     # every order's events: seq 1..n, legal transitions, ending in the order's status
     with psycopg.connect(stack.settings.database_url) as conn:
         rows = conn.execute(
-            "SELECT o.id::text, o.status, array_agg(e.seq ORDER BY e.seq), array_agg(e.status ORDER BY e.seq) "
+            "SELECT o.id::text, o.status, array_agg(e.seq ORDER BY e.seq), "
+            "array_agg(e.status ORDER BY e.seq) "
             "FROM orders o JOIN order_events e ON e.order_id = o.id GROUP BY o.id, o.status"
         ).fetchall()
     assert {r[0] for r in rows} >= set(accepted)

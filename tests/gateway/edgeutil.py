@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import psycopg
 import redis.asyncio as aioredis
 import uvicorn
@@ -78,3 +79,12 @@ async def running_edge(make_settings: Callable[..., Settings], **env: str) -> As
 
 def body_of(**changes: Any) -> dict[str, Any]:
     return {**ORDER, **changes}
+
+
+@asynccontextmanager
+async def edge_and_client(
+    make_settings: Callable[..., Settings], **env: str
+) -> AsyncIterator[tuple[Edge, httpx.AsyncClient]]:
+    async with running_edge(make_settings, **env) as edge:
+        async with httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+            yield edge, client

@@ -8,11 +8,10 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.gateway.edgeutil import body_of, running_edge
+from tests.gateway.edgeutil import body_of, edge_and_client
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -37,7 +36,7 @@ async def ws_first(url: str, headers: dict[str, str] | None = None, send: dict[s
 
 
 async def test_fifty_concurrent_duplicates_make_one_order_and_one_job(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings) as edge, httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings) as (edge, client):
         key = {"Idempotency-Key": "same-key-50"}
         answers = await asyncio.gather(
             *(client.post("/api/orders/execute", json=body_of(), headers=key) for _ in range(50))
@@ -48,8 +47,8 @@ async def test_fifty_concurrent_duplicates_make_one_order_and_one_job(make_setti
         assert edge.orders_stored() == 1 and await edge.jobs_queued() == 1
 
         # the same order spelled differently is the same request
-        again = await client.post("/api/orders/execute", headers=key,
-                                  json={"tokenIn": "sol", "tokenOut": "USDC", "amount": "1.50", "slippageBps": 100})
+        respelled = {"tokenIn": "sol", "tokenOut": "USDC", "amount": "1.50", "slippageBps": 100}
+        again = await client.post("/api/orders/execute", headers=key, json=respelled)
         assert again.status_code == 202 and again.json()["orderId"] in order_ids
         # another order under the same key: 422 naming the header, nothing stored
         changed = await client.post("/api/orders/execute", json=body_of(amount="2"), headers=key)
@@ -59,11 +58,13 @@ async def test_fifty_concurrent_duplicates_make_one_order_and_one_job(make_setti
 
 
 async def test_websocket_execute_shares_the_key_namespace(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings) as edge, httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings) as (edge, client):
         http = await client.post("/api/orders/execute", json=body_of(), headers={"Idempotency-Key": "k-http"})
         assert http.status_code == 202
-        same = await ws_first(edge.ws_url, send={"action": "execute", **body_of(), "idempotencyKey": "k-http"})
-        assert isinstance(same, dict) and same["type"] == "accepted" and same["orderId"] == http.json()["orderId"]
+        execute = {"action": "execute", **body_of(), "idempotencyKey": "k-http"}
+        same = await ws_first(edge.ws_url, send=execute)
+        assert isinstance(same, dict) and same["type"] == "accepted"
+        assert same["orderId"] == http.json()["orderId"]
         other = await ws_first(edge.ws_url, send={"action": "execute", **body_of(amount="3"),
                                                   "idempotencyKey": "k-http"})
         assert isinstance(other, dict) and other["type"] == "error"
@@ -71,7 +72,8 @@ async def test_websocket_execute_shares_the_key_namespace(make_settings) -> None
         # and the other way round: a key first used on the socket
         ws = await ws_first(edge.ws_url, send={"action": "execute", **body_of(), "idempotencyKey": "k-ws"})
         assert isinstance(ws, dict) and ws["type"] == "accepted"
-        http_again = await client.post("/api/orders/execute", json=body_of(), headers={"Idempotency-Key": "k-ws"})
+        http_again = await client.post("/api/orders/execute", json=body_of(),
+                                       headers={"Idempotency-Key": "k-ws"})
         assert http_again.json()["orderId"] == ws["orderId"]
         assert edge.orders_stored() == 2 and await edge.jobs_queued() == 2
 
@@ -80,10 +82,10 @@ async def test_websocket_execute_shares_the_key_namespace(make_settings) -> None
 
 
 async def test_backpressure_answers_503_and_accepts_nothing(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings, QUEUE_MAX_DEPTH="3") as edge, \
-            httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings, QUEUE_MAX_DEPTH="3") as (edge, client):
         for n in range(3):
-            assert (await client.post("/api/orders/execute", json=body_of(amount=str(n + 1)))).status_code == 202
+            r = await client.post("/api/orders/execute", json=body_of(amount=str(n + 1)))
+            assert r.status_code == 202
         await edge.idle_backlog()
         stored, queued = edge.orders_stored(), await edge.jobs_queued()
         key = {"Idempotency-Key": "while-overloaded"}
@@ -117,7 +119,7 @@ def protected_requests(order_id: str) -> list[tuple[str, str, dict[str, Any] | N
 
 
 async def test_api_keys_guard_every_protected_route(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings, **KEYS) as edge, httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings, **KEYS) as (edge, client):
         good = {"Authorization": "Bearer key-two-0123456789"}
         created = await client.post("/api/orders/execute", json=body_of(), headers=good)
         assert created.status_code == 202
@@ -152,7 +154,7 @@ async def test_api_keys_guard_every_protected_route(make_settings) -> None:  # t
 
 
 async def test_without_api_keys_nothing_is_required(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings) as edge, httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings) as (edge, client):
         assert (await client.post("/api/orders/execute", json=body_of())).status_code == 202
         assert (await client.get("/api/orders")).status_code == 200
         assert (await client.get(f"/api/orders/{UNKNOWN}")).status_code == 404
@@ -162,8 +164,8 @@ async def test_without_api_keys_nothing_is_required(make_settings) -> None:  # t
 
 
 async def test_rate_limit_per_client_answers_429_with_retry_after(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings, RATE_LIMIT_PER_S="2", RATE_LIMIT_BURST="3", **KEYS) as edge, \
-            httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    limits = {"RATE_LIMIT_PER_S": "2", "RATE_LIMIT_BURST": "3"}
+    async with edge_and_client(make_settings, **limits, **KEYS) as (edge, client):
         one = {"X-API-Key": "key-one-0123456789"}
         two = {"X-API-Key": "key-two-0123456789"}
         for _ in range(3):
@@ -184,11 +186,10 @@ async def test_rate_limit_per_client_answers_429_with_retry_after(make_settings)
 
 
 async def test_rate_limit_without_keys_is_per_ip_and_off_by_default(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings, RATE_LIMIT_PER_S="1", RATE_LIMIT_BURST="2") as edge, \
-            httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings, RATE_LIMIT_PER_S="1", RATE_LIMIT_BURST="2") as (edge, client):
         codes = [(await client.get("/api/orders")).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
-    async with running_edge(make_settings) as edge, httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings) as (edge, client):
         assert {(await client.get("/api/orders")).status_code for _ in range(150)} == {200}
 
 
@@ -198,13 +199,12 @@ async def test_rate_limit_without_keys_is_per_ip_and_off_by_default(make_setting
 async def test_cors_is_off_by_default_and_configurable(make_settings) -> None:  # type: ignore[no-untyped-def]
     preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "content-type,idempotency-key"}
-    async with running_edge(make_settings) as edge, httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings) as (edge, client):
         r = await client.options("/api/orders/execute", headers=preflight)
         assert "access-control-allow-origin" not in r.headers
         r = await client.get("/api/orders", headers={"Origin": "https://app.example"})
         assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
-    async with running_edge(make_settings, CORS_ORIGINS="https://app.example", **KEYS) as edge, \
-            httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings, CORS_ORIGINS="https://app.example", **KEYS) as (edge, client):
         r = await client.options("/api/orders/execute", headers=preflight)  # no key needed for a preflight
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "https://app.example"
@@ -221,7 +221,7 @@ async def test_cors_is_off_by_default_and_configurable(make_settings) -> None:  
 
 
 async def test_health_answers_503_once_stopping(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings) as edge, httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+    async with edge_and_client(make_settings) as (edge, client):
         assert (await client.get("/healthz")).json()["status"] == "ok"
         app: Any = edge.server.config.app
         app.state.stopping = True  # what gateway.server.GracefulServer.handle_exit does on SIGTERM

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,7 +41,7 @@ def _normalized(path: str) -> str:
 
 
 def test_every_route_is_described_and_nothing_else() -> None:
-    app = create_app(load_settings({}, dotenv=None))
+    app = create_app(load_settings({}, dotenv=Path("/nonexistent")))
     routes = {
         (_normalized(r.path), method.lower())
         for r in app.routes if isinstance(r, Route)
@@ -55,7 +56,8 @@ def test_every_route_is_described_and_nothing_else() -> None:
             assert op["responses"], (method, path)
             for status, answer in op["responses"].items():
                 if status.startswith(("4", "5")) and path != "/healthz":
-                    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/Error"}
 
 
 async def test_openapi_json_is_served(make_settings) -> None:  # type: ignore[no-untyped-def]
@@ -103,7 +105,8 @@ async def test_schemathesis_finds_no_5xx_and_invalid_requests_change_nothing(mak
         ran = await asyncio.to_thread(_fuzz, edge.url, GenerationMode.NEGATIVE, deadline)
         assert edge.orders_stored() == stored and await edge.jobs_queued() == queued
         print("negative", ran)
-        assert all(n > 0 for op, n in ran.items() if op.startswith("POST") or "{" in op or op == "GET /api/orders"), ran
+        with_parameters = ("POST /api/orders/execute", "GET /api/orders", "GET /api/orders/{orderId}")
+        assert all(ran[op] > 0 for op in with_parameters), ran
         # Valid requests: no 5xx, every answer as described.
         ran = await asyncio.to_thread(_fuzz, edge.url, GenerationMode.POSITIVE, deadline)
         print("positive", ran)

@@ -54,7 +54,8 @@ class WorkerProcess:
     async def health(self) -> int | None:
         try:
             async with grpc.aio.insecure_channel(self.health_addr) as channel:
-                r = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                stub = health_pb2_grpc.HealthStub(channel)
+                r = await stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
                 return int(r.status)
         except grpc.aio.AioRpcError:
             return None
@@ -80,7 +81,8 @@ class WorkerProcess:
 
 async def sim_faults(eng: Engine, **faults: float) -> None:
     async with httpx.AsyncClient() as client:
-        await client.post(eng.sim.url, json={"jsonrpc": "2.0", "id": 1, "method": "simSetFaults", "params": [faults]})
+        await client.post(eng.sim.url,
+                          json={"jsonrpc": "2.0", "id": 1, "method": "simSetFaults", "params": [faults]})
 
 
 async def test_sigterm_mid_order_hands_it_to_another_worker(eng: Engine, tmp_path: Path) -> None:
