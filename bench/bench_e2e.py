@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--url", default="", help="a running engine; default: start one")
     parser.add_argument("--pair", default="SOL,USDC,0.5", help="tokenIn,tokenOut,amount")
     parser.add_argument("--concurrency", default="64", help="WORKER_CONCURRENCY of the started stack")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for the started stack (repeatable), e.g. --env CONFIRM_POLL_MS=10")
     args = parser.parse_args()
     pair = tuple(args.pair.split(","))
     assert len(pair) == 3, "--pair is tokenIn,tokenOut,amount"
@@ -180,6 +182,11 @@ def main() -> None:
         "QUEUE_MAX_DEPTH": str(max(20000, args.orders * 2)),
         "WORKER_NAME": f"bench-{uuid.uuid4().hex[:6]}",
     }
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--env expects KEY=VALUE, got {item!r}")
+        extra[key] = value
     with running_stack(log_dir, **extra) as stack:
         print(f"stack up at {stack.url} (logs in {log_dir})", flush=True)
         report(asyncio.run(run_bench(stack.url, args.orders, args.rate, pair)))  # type: ignore[arg-type]
