@@ -148,6 +148,7 @@ class Settings:
     retry_max_ms: int = _setting("RETRY_MAX_MS", 5000, _int(0, 600_000))
     claim_idle_ms: int = _setting("CLAIM_IDLE_MS", 30000, _int(100, 3_600_000))
     max_deliveries: int = _setting("MAX_DELIVERIES", 5, _int(1, 1000))
+    orders_per_minute: int = _setting("ORDERS_PER_MINUTE", 0, _int(0, 100_000_000))
     order_lock_ttl_ms: int = _setting("ORDER_LOCK_TTL_MS", 60000, _int(100, 3_600_000))
     recover_after_ms: int = _setting("RECOVER_AFTER_MS", 30000, _int(100, 86_400_000))
     recover_interval_ms: int = _setting("RECOVER_INTERVAL_MS", 15000, _int(50, 3_600_000))

@@ -31,6 +31,7 @@ from common.metrics import LATENCY_BUCKETS, start_exporter
 from common.settings import Settings, load_settings
 from gateway import queue as jobs
 from gateway.events import AppendRejected, EventWriter
+from gateway.throttle import OrderThrottle
 from gateway.views import TERMINAL, quotes_json, route_from_json, route_json
 from orderengine.v1 import (
     executor_pb2,
@@ -313,6 +314,7 @@ class Worker:
         self.executor = executor_pb2_grpc.ExecutorStub(self._channels["executor"])
         self.events = EventWriter(self.orders)
         self.slots = asyncio.Semaphore(settings.worker_concurrency)
+        self.throttle = OrderThrottle(self.redis, settings.redis_prefix, settings.orders_per_minute)
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -327,6 +329,15 @@ class Worker:
             await asyncio.sleep(delay)
         finally:
             await self.slots.acquire()
+
+    async def wait_for_turn(self) -> None:
+        """Honours ORDERS_PER_MINUTE (engine-wide); the worker slot is released while waiting."""
+        while (wait_s := await self.throttle.try_acquire()) > 0:
+            self.slots.release()
+            try:
+                await asyncio.sleep(wait_s)
+            finally:
+                await self.slots.acquire()
 
     # --- consuming -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -458,6 +469,7 @@ class Worker:
                 return
             keeper = asyncio.create_task(self._keep(lock, entry))
             try:
+                await self.wait_for_turn()
                 finished = False
                 if spec is not None:
                     # A first delivery of a new order: as created (seq 1, pending), no read needed.
