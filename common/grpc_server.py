@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,6 +14,9 @@ from grpc_reflection.v1alpha import reflection
 
 from common.errors import DomainError
 from common.metrics import MetricsInterceptor
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +150,44 @@ async def wait_for_shutdown_signal() -> None:
     await stop.wait()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
+
+
+class Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+def run_service(
+    name: str,
+    serve: Callable[[Settings], Awaitable[Stoppable]],
+    fatal: Mapping[type[BaseException], str] | None = None,
+) -> None:
+    """The `main()` of a gRPC service process: settings read once, JSON logs, the metrics exporter,
+    `serve(settings)` on uvloop until SIGTERM/SIGINT, then a graceful stop. An exception of a type in
+    `fatal` (type → what failed) ends the process with exit code 1 and one log line."""
+    import uvloop
+
+    from common.log import setup_logging
+    from common.metrics import start_exporter
+    from common.settings import ConfigError, load_settings
+
+    settings = load_settings()
+    setup_logging(name, settings.log_level)
+    start_exporter(settings, name)
+    known: dict[type[BaseException], str] = {ConfigError: "", **(fatal or {})}
+
+    async def run() -> None:
+        running = await serve(settings)
+        try:
+            await wait_for_shutdown_signal()
+            log.info("shutting down", extra={"grace_s": settings.grpc_grace_s})
+        finally:
+            await running.stop()
+        log.info("stopped")
+
+    try:
+        uvloop.run(run())
+    except tuple(known) as exc:
+        what = next(label for kind, label in known.items() if isinstance(exc, kind))
+        text = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip().splitlines()[0]
+        log.error("%s: %s", what, text) if what else log.error("%s", text)
+        raise SystemExit(1) from None

@@ -12,15 +12,12 @@ import time
 from dataclasses import dataclass
 
 import grpc
-import uvloop
 
 from common.chain import ChainClient, ChainError
 from common.grpc_client import open_channel
-from common.grpc_server import GrpcService, start_grpc_service, wait_for_shutdown_signal
-from common.log import setup_logging
-from common.metrics import start_exporter
+from common.grpc_server import GrpcService, run_service, start_grpc_service
 from common.markets import MarketsError, load_markets
-from common.settings import ConfigError, Settings, load_settings
+from common.settings import Settings
 from executor_svc.builder import TxBuilder
 from executor_svc.sender import Sender
 from executor_svc.servicer import SERVICE_NAME, ExecutorServicer
@@ -124,28 +121,6 @@ async def serve(settings: Settings) -> Running:
     return Running(settings, service, chain, channel, servicer, wallet)
 
 
-async def _run(settings: Settings) -> None:
-    running = await serve(settings)
-    try:
-        await wait_for_shutdown_signal()
-        log.info("shutting down", extra={"grace_s": settings.grpc_grace_s})
-    finally:
-        await running.stop()
-    log.info("stopped")
-
-
 def main() -> None:
-    settings = load_settings()
-    setup_logging("executor", settings.log_level)
-    start_exporter(settings, "executor")
-    try:
-        uvloop.run(_run(settings))
-    except ConfigError as exc:
-        log.error("%s", exc)
-        raise SystemExit(1) from None
-    except MarketsError as exc:
-        log.error("markets file: %s", exc)
-        raise SystemExit(1) from None
-    except ChainError as exc:
-        log.error("chain unavailable: %s", exc.message)
-        raise SystemExit(1) from None
+    run_service("executor", serve,
+                {MarketsError: "markets file", ChainError: "chain unavailable"})

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -15,10 +14,8 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
-from common.grpc_server import GrpcService, start_grpc_service, wait_for_shutdown_signal
-from common.log import setup_logging
-from common.metrics import start_exporter
-from common.settings import Settings, load_settings
+from common.grpc_server import GrpcService, run_service, start_grpc_service
+from common.settings import Settings
 from orderengine.v1 import orders_pb2_grpc
 from persistence_svc import db
 from persistence_svc.outbox import Outbox
@@ -89,25 +86,6 @@ async def serve(settings: Settings) -> Running:
     return Running(settings, service, pool, redis, publisher, servicer, outbox)
 
 
-async def _run(settings: Settings) -> None:
-    running = await serve(settings)
-    try:
-        await wait_for_shutdown_signal()
-        log.info("shutting down", extra={"grace_s": settings.grpc_grace_s})
-    finally:
-        await running.stop()
-    log.info("stopped")
-
-
 def main() -> None:
-    settings = load_settings()
-    setup_logging("persistence", settings.log_level)
-    start_exporter(settings, "persistence")
-    try:
-        asyncio.run(_run(settings))
-    except db.MigrationError as exc:
-        log.error("migration failed: %s", exc)
-        raise SystemExit(1) from None
-    except psycopg.OperationalError as exc:
-        log.error("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-        raise SystemExit(1) from None
+    run_service("persistence", serve,
+                {db.MigrationError: "migration failed", psycopg.OperationalError: "database unavailable"})

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-from common.chain import ChainClient
-from common.grpc_server import GrpcService, start_grpc_service, wait_for_shutdown_signal
-from common.log import setup_logging
-from common.metrics import start_exporter
-from common.markets import Markets, load_markets
-from common.settings import Settings, load_settings
+from common.chain import ChainClient, ChainError
+from common.grpc_server import GrpcService, run_service, start_grpc_service
+from common.markets import Markets, MarketsError, load_markets
+from common.settings import Settings
 from orderengine.v1 import router_pb2, router_pb2_grpc
 from router_svc.pools import PoolBook
 from router_svc.servicer import RouterServicer
@@ -52,20 +49,8 @@ async def serve(settings: Settings, markets: Markets | None = None) -> Running:
     return Running(service, chain, servicer, settings)
 
 
-async def run(settings: Settings) -> None:
-    running = await serve(settings)
-    await wait_for_shutdown_signal()
-    log.info("router stopping")
-    await running.stop()
-
-
 def main() -> None:
-    settings = load_settings()
-    setup_logging("router", settings.log_level)
-    start_exporter(settings, "router")
-    import uvloop
-
-    uvloop.run(run(settings))
+    run_service("router", serve, {MarketsError: "markets file", ChainError: "chain unavailable"})
 
 
 if __name__ == "__main__":
