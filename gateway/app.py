@@ -36,7 +36,7 @@ from gateway import queue as jobs
 from gateway.hub import EventHub
 from gateway.openapi import openapi_document
 from gateway.ratelimit import RateLimitMiddleware
-from gateway.validation import ApiError, OrderRequest, check_idempotency_key, parse_order_request
+from gateway.validation import ApiError, OrderRequest, check_idempotency_key, is_order_id, parse_order_request
 from gateway.views import STATUS_VALUES, order_json
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
@@ -177,18 +177,10 @@ async def execute_order(request: Request) -> Response:
     )
 
 
-def _valid_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) == 36
-
-
 async def get_order(request: Request) -> Response:
     state = state_of(request)
     order_id = request.path_params["order_id"]
-    if not _valid_uuid(order_id):
+    if not is_order_id(order_id):
         return error_response(ApiError(404, "not_found", "no such order", "orderId"))
     try:
         order = await state.orders.GetOrder(

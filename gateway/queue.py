@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from common.redis_names import events_channel
+
 GROUP = "workers"
 
 
@@ -23,7 +25,7 @@ class Keys:
 
     @property
     def events(self) -> str:
-        return f"{self.prefix}:events"
+        return events_channel(self.prefix)
 
     def lock(self, order_id: str) -> str:
         return f"{self.prefix}:lock:{order_id}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,15 @@ def parse_order_request(body: Any, markets: Markets, default_slippage_bps: int,
     if isinstance(slippage, bool) or not isinstance(slippage, int) or not 1 <= slippage <= 5000:
         raise ApiError(422, "invalid_slippage", "slippageBps must be an integer from 1 to 5000", "slippageBps")
     return OrderRequest(token_in, token_out, amount_in, slippage)
+
+
+def is_order_id(value: str) -> bool:
+    """An order id as the engine writes it: a UUID in its canonical 36-character form."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
 
 
 def check_idempotency_key(key: str | None) -> str:

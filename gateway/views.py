@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from common.amounts import format_amount
 from common.markets import Markets
+from common.timefmt import iso_ms_from_us
 from orderengine.v1 import orders_pb2, types_pb2
 
 STATUS_NAMES = {
@@ -22,9 +22,6 @@ STATUS_VALUES = {name: value for value, name in STATUS_NAMES.items()}
 TERMINAL = frozenset({orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED})
 
 
-def iso_from_us(us: int) -> str:
-    dt = datetime.fromtimestamp(us / 1_000_000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def quotes_json(quotes: list[types_pb2.VenueQuote], out_decimals: int) -> list[dict[str, Any]]:
@@ -86,7 +83,7 @@ def event_json(event: orders_pb2.OrderEvent) -> dict[str, Any]:
         "orderId": event.order_id,
         "seq": event.seq,
         "status": STATUS_NAMES.get(event.status, "unknown"),
-        "at": iso_from_us(event.at_us),
+        "at": iso_ms_from_us(event.at_us),
         "data": json.loads(event.data_json) if event.data_json else {},
     }
 
@@ -124,8 +121,8 @@ def order_json(order: orders_pb2.Order, markets: Markets | None = None,
         "failureReason": order.failure_reason or None,
         "attempts": order.attempts,
         "lastSeq": order.last_seq,
-        "createdAt": iso_from_us(order.created_at_us),
-        "updatedAt": iso_from_us(order.updated_at_us),
+        "createdAt": iso_ms_from_us(order.created_at_us),
+        "updatedAt": iso_ms_from_us(order.updated_at_us),
     }
     if with_events:
         doc["events"] = [

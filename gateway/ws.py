@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from typing import Any
 
 import grpc
@@ -29,7 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway.app import EdgeState, grpc_to_api, submit_order
 from gateway.hub import Subscriber
-from gateway.validation import ApiError, check_idempotency_key, parse_order_request
+from gateway.validation import ApiError, check_idempotency_key, is_order_id, parse_order_request
 from gateway.views import event_json
 from orderengine.v1 import orders_pb2
 
@@ -198,7 +197,7 @@ class Connection:
         if action == "subscribe":
             order_id = msg.get("orderId")
             after = msg.get("afterSeq", 0)
-            if not isinstance(order_id, str) or not _is_uuid(order_id):
+            if not isinstance(order_id, str) or not is_order_id(order_id):
                 await self.send_error("invalid_order_id", "orderId must be an order id (UUID)", "orderId")
                 return
             if isinstance(after, bool) or not isinstance(after, int) or after < 0:
@@ -236,14 +235,6 @@ class Connection:
         await self.subscribe(order_id, 0)
 
 
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) == 36
-
-
 async def order_socket(ws: WebSocket) -> None:
     state: EdgeState = ws.app.state.edge
     await ws.accept()
@@ -254,7 +245,7 @@ async def order_socket(ws: WebSocket) -> None:
         first = ws.query_params.get("orderId")
         if first is not None:
             after_raw = ws.query_params.get("afterSeq", "0")
-            if not _is_uuid(first):
+            if not is_order_id(first):
                 await conn.send_error("invalid_order_id", "orderId must be an order id (UUID)", "orderId")
             elif not (after_raw.isascii() and after_raw.isdigit() and len(after_raw) <= 10):
                 await conn.send_error("invalid_after_seq", "afterSeq must be an integer ≥ 0", "afterSeq")

@@ -5,22 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+from common.timefmt import EPOCH, from_us, to_us
 
-
-def to_us(at: datetime) -> int:
-    """Unix microseconds, exactly (no float on the way)."""
-    return (at - EPOCH) // _MICROSECOND
-
-
-def from_us(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
+__all__ = ["EPOCH", "from_us", "to_us"]
 
 
 def utcnow() -> datetime:

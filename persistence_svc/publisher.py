@@ -14,22 +14,18 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from common.redis_names import events_channel
+from common.timefmt import iso_ms
 from persistence_svc.models import EventRow
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 1.0
-
-
-def iso_ms(at: datetime) -> str:
-    """2026-11-25T08:00:00.123Z: UTC, milliseconds, 'Z'."""
-    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def event_message(event: EventRow) -> str:
@@ -43,10 +39,6 @@ def event_message(event: EventRow) -> str:
 
 
 EventKey = tuple[uuid.UUID, int]  # (order_id, seq)
-
-
-def events_channel(prefix: str) -> str:
-    return f"{prefix}:events"
 
 
 class EventPublisher(Protocol):

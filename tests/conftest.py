@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -24,9 +25,9 @@ def _dsn_for(name: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    """A new, empty database for this test, dropped afterwards."""
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A new, empty database, dropped afterwards."""
     name = f"oe_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -35,6 +36,13 @@ def database_url() -> Iterator[str]:
     finally:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A new, empty database for this test, dropped afterwards."""
+    with scratch_database() as dsn:
+        yield dsn
 
 
 @pytest.fixture

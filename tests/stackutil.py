@@ -7,22 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
-
 from common.stack import Stack, free_port
-from tests.conftest import ADMIN_DSN, REDIS_URL, _dsn_for
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    name = f"oe_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _dsn_for(name)
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from tests.conftest import REDIS_URL, scratch_database
 
 
 def stack_env(database_url: str, prefix: str, **extra: str) -> dict[str, str]:
