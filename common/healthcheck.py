@@ -3,20 +3,26 @@ SERVING (used by docker-compose healthchecks), 1 otherwise."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def check(address: str, service: str = "", timeout: float = 2.0) -> bool:
-    with grpc.insecure_channel(address) as channel:
+async def serving(address: str, service: str = "", timeout: float = 2.0) -> bool:
+    """True when the gRPC server at `address` answers SERVING for `service` ("" = the server)."""
+    async with grpc.aio.insecure_channel(address) as channel:
         try:
-            resp = health_pb2_grpc.HealthStub(channel).Check(
+            resp = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-        except grpc.RpcError:
+        except grpc.aio.AioRpcError:
             return False
     return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def check(address: str, service: str = "", timeout: float = 2.0) -> bool:
+    return asyncio.run(serving(address, service, timeout))
 
 
 def main() -> None:

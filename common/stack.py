@@ -19,10 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.healthcheck import serving
 from common.settings import REPO_ROOT, Settings, load_settings
 
 
@@ -103,11 +102,8 @@ class Stack:
                 else:
                     addr = {"persistence": s.persistence_addr, "router": s.router_addr,
                             "executor": s.executor_addr, "worker": s.worker_health_addr}[name]
-                    async with grpc.aio.insecure_channel(addr) as channel:
-                        resp = await health_pb2_grpc.HealthStub(channel).Check(
-                            health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                        if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                            return
+                    if await serving(addr, timeout=1.0):
+                        return
             await asyncio.sleep(0.1)
         raise TimeoutError(f"{name} was not ready within {timeout:g} s")
 
