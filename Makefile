@@ -22,6 +22,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+## ruff (lint + format check) and mypy --strict on every package of ours (CI runs it before the tests).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 ## Regenerate orderengine/v1 from protos/ (pinned grpcio-tools).
 protos: $(STAMP)
 	PYTHON=$(PY) bash scripts/protos.sh

@@ -165,8 +165,13 @@ def main() -> None:
     parser.add_argument("--url", default="", help="a running engine; default: start one")
     parser.add_argument("--pair", default="SOL,USDC,0.5", help="tokenIn,tokenOut,amount")
     parser.add_argument("--concurrency", default="64", help="WORKER_CONCURRENCY of the started stack")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="a setting for the started stack (repeatable), e.g. --env CONFIRM_POLL_MS=10")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the started stack (repeatable), e.g. --env CONFIRM_POLL_MS=10",
+    )
     args = parser.parse_args()
     pair = tuple(args.pair.split(","))
     assert len(pair) == 3, "--pair is tokenIn,tokenOut,amount"

@@ -14,7 +14,7 @@ def parse_amount(text: str, decimals: int) -> int:
     text = text.strip()
     match = _DECIMAL.match(text)
     if match is None:
-        raise ValueError("must be a positive decimal number such as \"1.5\"")
+        raise ValueError('must be a positive decimal number such as "1.5"')
     frac = match.group("frac") or ""
     if len(frac) > decimals:
         frac_trimmed = frac.rstrip("0")
@@ -40,8 +40,9 @@ def format_amount(raw: int, decimals: int) -> str:
     return f"{whole}.{frac_text}" if frac_text else str(whole)
 
 
-def format_price(amount_out_raw: int, out_decimals: int, amount_in_raw: int, in_decimals: int,
-                 significant: int = 12) -> str:
+def format_price(
+    amount_out_raw: int, out_decimals: int, amount_in_raw: int, in_decimals: int, significant: int = 12
+) -> str:
     """Output token units per input token unit, as a decimal string rounded down to
     `significant` significant digits (exact rational arithmetic, never a float)."""
     if amount_in_raw <= 0:

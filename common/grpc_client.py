@@ -16,8 +16,15 @@ _RETRY_POLICY = {
 }
 _IDEMPOTENT_METHODS = {
     "orderengine.v1.Orders": [
-        "GetOrder", "ListOrders", "ListEvents", "ListExecutions", "ListUnfinishedOrders",
-        "AppendEvent", "AppendEvents", "RecordExecution", "CreateOrder",
+        "GetOrder",
+        "ListOrders",
+        "ListEvents",
+        "ListExecutions",
+        "ListUnfinishedOrders",
+        "AppendEvent",
+        "AppendEvents",
+        "RecordExecution",
+        "CreateOrder",
     ],
     "orderengine.v1.Router": ["Quote"],
 }

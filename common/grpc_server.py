@@ -79,7 +79,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.stream_stream:
             inner_ss = handler.stream_stream
 
-            async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def stream_stream(
+                request_iter: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
                 try:
                     async for item in inner_ss(request_iter, context):
                         yield item
@@ -105,7 +107,9 @@ SERVER_OPTIONS = [
 class GrpcService:
     """A started grpc.aio server with its health servicer. Use `start_grpc_service` to make one."""
 
-    def __init__(self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, port: int) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, port: int
+    ) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port

@@ -15,7 +15,8 @@ async def serving(address: str, service: str = "", timeout: float = 2.0) -> bool
     async with grpc.aio.insecure_channel(address) as channel:
         try:
             resp = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
         except grpc.aio.AioRpcError:
             return False
     return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)

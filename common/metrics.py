@@ -103,7 +103,7 @@ def chain_error_kind(rpc_code: int | None) -> str:
 
 
 def _split_method(full: str) -> tuple[str, str]:
-    """"/orderengine.v1.Router/Quote" → ("orderengine.v1.Router", "Quote")."""
+    """ "/orderengine.v1.Router/Quote" → ("orderengine.v1.Router", "Quote")."""
     _, _, rest = full.partition("/")
     service, _, method = rest.partition("/")
     return service or "unknown", method or "unknown"

@@ -53,8 +53,14 @@ class Stack:
         names = ["persistence", "router", "executor", "worker", "gateway"]
         if self.settings.chain == "sim":
             names.insert(0, "simchain")
-        modules = {"simchain": "simchain", "persistence": "persistence_svc", "router": "router_svc",
-                   "executor": "executor_svc", "worker": "gateway.worker", "gateway": "gateway"}
+        modules = {
+            "simchain": "simchain",
+            "persistence": "persistence_svc",
+            "router": "router_svc",
+            "executor": "executor_svc",
+            "worker": "gateway.worker",
+            "gateway": "gateway",
+        }
         self.procs = {n: Proc(n, modules[n]) for n in names}
 
     @property
@@ -69,14 +75,19 @@ class Stack:
     def start_proc(self, name: str) -> None:
         proc = self.procs[name]
         if self.log_dir is None:
-            proc.popen = subprocess.Popen([self.python, "-m", proc.module], cwd=REPO_ROOT, env=self.child_env())
+            proc.popen = subprocess.Popen(
+                [self.python, "-m", proc.module], cwd=REPO_ROOT, env=self.child_env()
+            )
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
         proc.log_path = self.log_dir / f"{name}.log"
         with open(proc.log_path, "ab") as out:  # the child keeps its own descriptor
             proc.popen = subprocess.Popen(
-                [self.python, "-m", proc.module], cwd=REPO_ROOT, env=self.child_env(),
-                stdout=out, stderr=subprocess.STDOUT,
+                [self.python, "-m", proc.module],
+                cwd=REPO_ROOT,
+                env=self.child_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
@@ -85,13 +96,16 @@ class Stack:
         proc = self.procs[name]
         while time.monotonic() < deadline:
             if proc.popen is not None and proc.popen.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.popen.returncode}"
-                                   + (f"; see {proc.log_path}" if proc.log_path else ""))
+                raise RuntimeError(
+                    f"{name} exited with code {proc.popen.returncode}"
+                    + (f"; see {proc.log_path}" if proc.log_path else "")
+                )
             with contextlib.suppress(Exception):
                 if name == "simchain":
                     async with httpx.AsyncClient() as client:
-                        r = await client.post(s.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"},
-                                              timeout=1.0)
+                        r = await client.post(
+                            s.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"}, timeout=1.0
+                        )
                         if r.status_code == 200:
                             return
                 elif name == "gateway":
@@ -100,8 +114,12 @@ class Stack:
                         if r.status_code == 200:
                             return
                 else:
-                    addr = {"persistence": s.persistence_addr, "router": s.router_addr,
-                            "executor": s.executor_addr, "worker": s.worker_health_addr}[name]
+                    addr = {
+                        "persistence": s.persistence_addr,
+                        "router": s.router_addr,
+                        "executor": s.executor_addr,
+                        "worker": s.worker_health_addr,
+                    }[name]
                     if await serving(addr, timeout=1.0):
                         return
             await asyncio.sleep(0.1)

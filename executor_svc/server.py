@@ -122,5 +122,4 @@ async def serve(settings: Settings) -> Running:
 
 
 def main() -> None:
-    run_service("executor", serve,
-                {MarketsError: "markets file", ChainError: "chain unavailable"})
+    run_service("executor", serve, {MarketsError: "markets file", ChainError: "chain unavailable"})

@@ -218,7 +218,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
 
     async def _list_executions(self, order_id: str) -> list[orders_pb2.Execution]:
         response = await self._orders.ListExecutions(
-            orders_pb2.ListExecutionsRequest(order_id=order_id), timeout=PERSISTENCE_TIMEOUT_S,
+            orders_pb2.ListExecutionsRequest(order_id=order_id),
+            timeout=PERSISTENCE_TIMEOUT_S,
             wait_for_ready=True,
         )
         return list(response.executions)
@@ -291,8 +292,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                 if live is None:
                     if exc.code() == grpc.StatusCode.NOT_FOUND:
                         raise NotFound("order not found", field="order_id") from None
-                    log.warning("cannot store the signed transaction; not sending",
-                                extra={"code": exc.code().name})
+                    log.warning(
+                        "cannot store the signed transaction; not sending", extra={"code": exc.code().name}
+                    )
                     reason = f"cannot store the signed transaction (persistence {exc.code().name})"
                     yield _failed(f"{reason}; nothing was sent", True)
                     return

@@ -91,13 +91,23 @@ def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
         return ApiError(404, "not_found", detail or "not found")
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return ApiError(
-            422, "idempotency_key_reused",
-            "Idempotency-Key was already used with a different request", "Idempotency-Key",
+            422,
+            "idempotency_key_reused",
+            "Idempotency-Key was already used with a different request",
+            "Idempotency-Key",
         )
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED):
-        return ApiError(503, "unavailable", "the engine is temporarily unavailable; retry shortly",
-                        headers={"Retry-After": "1"})
+    if code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    ):
+        return ApiError(
+            503,
+            "unavailable",
+            "the engine is temporarily unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+        )
     log.error("persistence call failed", extra={"grpc_code": code.name})
     return ApiError(500, "internal", "internal error")
 
@@ -105,16 +115,23 @@ def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
 async def submit_order(state: EdgeState, req: OrderRequest, idempotency_key: str) -> tuple[str, bool]:
     """Creates the order (committed in Postgres first) and queues its job. Returns (id, created)."""
     if state.backlog >= state.settings.queue_max_depth:
-        raise ApiError(503, "overloaded", "too many orders in flight; retry shortly",
-                       headers={"Retry-After": "1"})
+        raise ApiError(
+            503, "overloaded", "too many orders in flight; retry shortly", headers={"Retry-After": "1"}
+        )
     spec = orders_pb2.OrderSpec(
-        input_mint=req.token_in.mint, output_mint=req.token_out.mint, amount_in=req.amount_in,
-        slippage_bps=req.slippage_bps, input_decimals=req.token_in.decimals,
-        output_decimals=req.token_out.decimals, input_symbol=req.token_in.symbol,
+        input_mint=req.token_in.mint,
+        output_mint=req.token_out.mint,
+        amount_in=req.amount_in,
+        slippage_bps=req.slippage_bps,
+        input_decimals=req.token_in.decimals,
+        output_decimals=req.token_out.decimals,
+        input_symbol=req.token_in.symbol,
         output_symbol=req.token_out.symbol,
     )
     request = orders_pb2.CreateOrderRequest(
-        spec=spec, order_id=str(uuid.uuid4()), idempotency_key=idempotency_key,
+        spec=spec,
+        order_id=str(uuid.uuid4()),
+        idempotency_key=idempotency_key,
         request_hash=req.canonical_hash() if idempotency_key else "",
     )
     try:
@@ -204,7 +221,9 @@ async def list_orders(request: Request) -> Response:
             raise ApiError(422, "invalid_limit", "limit must be an integer from 1 to 200", "limit")
         status_raw = params.get("status", "")
         if status_raw and status_raw not in STATUS_VALUES:
-            raise ApiError(422, "invalid_status", f"status must be one of {', '.join(STATUS_VALUES)}", "status")
+            raise ApiError(
+                422, "invalid_status", f"status must be one of {', '.join(STATUS_VALUES)}", "status"
+            )
         cursor = params.get("cursor", "")
         if len(cursor) > 512:
             raise ApiError(422, "invalid_cursor", "cursor is not valid", "cursor")
@@ -222,20 +241,26 @@ async def list_orders(request: Request) -> Response:
             raise err from None
     except ApiError as err:
         return error_response(err)
-    return OrjsonResponse({
-        "orders": [order_json(o, state.markets) for o in page.orders],
-        "nextCursor": page.next_cursor or None,
-    })
+    return OrjsonResponse(
+        {
+            "orders": [order_json(o, state.markets) for o in page.orders],
+            "nextCursor": page.next_cursor or None,
+        }
+    )
 
 
 async def get_markets(request: Request) -> Response:
     state = state_of(request)
-    return OrjsonResponse({
-        "cluster": state.markets.cluster,
-        "explorer": EXPLORERS.get(state.settings.chain),
-        "tokens": [{"symbol": t.symbol, "mint": t.mint, "decimals": t.decimals} for t in state.markets.tokens],
-        "venues": sorted({p.venue for p in state.markets.pools}),
-    })
+    return OrjsonResponse(
+        {
+            "cluster": state.markets.cluster,
+            "explorer": EXPLORERS.get(state.settings.chain),
+            "tokens": [
+                {"symbol": t.symbol, "mint": t.mint, "decimals": t.decimals} for t in state.markets.tokens
+            ],
+            "venues": sorted({p.venue for p in state.markets.pools}),
+        }
+    )
 
 
 async def healthz(request: Request) -> Response:
@@ -254,8 +279,9 @@ async def healthz(request: Request) -> Response:
     except grpc.aio.AioRpcError:
         checks["persistence"] = "unavailable"
     healthy = all(v == "ok" for v in checks.values())
-    return OrjsonResponse({"status": "ok" if healthy else "degraded", "checks": checks},
-                          status_code=200 if healthy else 503)
+    return OrjsonResponse(
+        {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503
+    )
 
 
 async def openapi_json(request: Request) -> Response:
@@ -313,7 +339,11 @@ class ApiKeyMiddleware:
         return match
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.keys or scope["type"] not in ("http", "websocket") or not scope["path"].startswith("/api/"):
+        if (
+            not self.keys
+            or scope["type"] not in ("http", "websocket")
+            or not scope["path"].startswith("/api/")
+        ):
             await self.app(scope, receive, send)
             return
         if scope["path"] == "/api/markets":
@@ -347,9 +377,11 @@ class SecurityHeadersMiddleware:
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer"),
-                    (b"content-security-policy",
-                     b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-                     b"style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+                    (
+                        b"content-security-policy",
+                        b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+                        b"style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+                    ),
                 ]
                 message["headers"] = headers
             await send(message)
@@ -370,7 +402,9 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         await hub.start()
         with contextlib.suppress(aioredis.RedisError):
             await jobs.ensure_group(redis, keys)
-        state = EdgeState(settings, market_data, redis, keys, orders_pb2_grpc.OrdersStub(channel), channel, hub)
+        state = EdgeState(
+            settings, market_data, redis, keys, orders_pb2_grpc.OrdersStub(channel), channel, hub
+        )
         state.tasks.append(asyncio.create_task(_watch_backlog(state), name="backlog"))
         app.state.edge = state
         try:
@@ -400,17 +434,26 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
     # the API key names the client, then that client's rate limit.
     middleware = [Middleware(SecurityHeadersMiddleware)]
     if settings.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "Content-Type"],
-            expose_headers=["Retry-After"], max_age=600,
-        ))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "Content-Type"],
+                expose_headers=["Retry-After"],
+                max_age=600,
+            )
+        )
     middleware += [
         Middleware(ApiKeyMiddleware, keys=settings.api_keys),
-        Middleware(RateLimitMiddleware, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
+        Middleware(
+            RateLimitMiddleware, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+        ),
     ]
     return Starlette(
-        routes=routes, middleware=middleware, lifespan=lifespan,
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
 

@@ -87,8 +87,11 @@ class Client:
                 response = await self.http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 if attempt == 3:
-                    raise CliError(EXIT_UNAVAILABLE, f"cannot reach the engine at {self.url} "
-                                                     f"({type(exc).__name__})", code="unreachable") from None
+                    raise CliError(
+                        EXIT_UNAVAILABLE,
+                        f"cannot reach the engine at {self.url} ({type(exc).__name__})",
+                        code="unreachable",
+                    ) from None
                 await asyncio.sleep(0.2 * 2**attempt)
                 continue
             if response.status_code == 503 and attempt < 3:
@@ -176,8 +179,9 @@ class Display:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def accepted(self, doc: dict[str, Any], token_in: str, token_out: str, amount: str,
-                 slippage: int | None) -> None:
+    def accepted(
+        self, doc: dict[str, Any], token_in: str, token_out: str, amount: str, slippage: int | None
+    ) -> None:
         if self.as_json:
             self.json_line({"type": "accepted", **doc})
             return
@@ -215,8 +219,12 @@ class Display:
             if data.get("error"):
                 parts.append(str(data["error"]))
             quotes = [q for q in data.get("quotes") or [] if isinstance(q, dict)]
-            shown = [f"{q.get('venue')} {q.get('amountOut')} {out_symbol}" if not q.get("error")
-                     else f"{q.get('venue')} no quote" for q in quotes]
+            shown = [
+                f"{q.get('venue')} {q.get('amountOut')} {out_symbol}"
+                if not q.get("error")
+                else f"{q.get('venue')} no quote"
+                for q in quotes
+            ]
             if shown:
                 parts.append(" · ".join(shown))
             route = data.get("route") if isinstance(data.get("route"), dict) else None
@@ -250,14 +258,18 @@ class Display:
             rows = [
                 ("venue", data.get("dex") or order.get("dex")),
                 ("amount out", f"{data.get('amountOut') or order.get('amountOut')} {out_sym}".strip()),
-                ("price", f"{data.get('executedPrice') or order.get('executedPrice')} "
-                          f"{out_sym} per {in_sym}"),
+                (
+                    "price",
+                    f"{data.get('executedPrice') or order.get('executedPrice')} {out_sym} per {in_sym}",
+                ),
                 ("signature", data.get("txHash") or order.get("txHash")),
             ]
         else:
             self.line(f"Failed{total}")
-            rows = [("reason", data.get("reason") or order.get("failureReason")),
-                    ("attempts", order.get("attempts"))]
+            rows = [
+                ("reason", data.get("reason") or order.get("failureReason")),
+                ("attempts", order.get("attempts")),
+            ]
         for name, value in rows:
             self.line(f"  {name:<11} {value}")
 
@@ -277,8 +289,13 @@ class Display:
         frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
         i = 0
         while True:
-            nxt = {"": "pending", "pending": "routing", "routing": "building", "building": "submitted",
-                   "submitted": "confirmation"}.get(self.status, "the next step")
+            nxt = {
+                "": "pending",
+                "pending": "routing",
+                "routing": "building",
+                "building": "submitted",
+                "submitted": "confirmation",
+            }.get(self.status, "the next step")
             waited = time.monotonic() - self.waiting_since
             self.out.write(f"\r  {frames[i % len(frames)]} waiting for {nxt}… {waited:4.1f} s\x1b[K")
             self.out.flush()
@@ -296,8 +313,9 @@ class Display:
 # commands
 
 
-async def follow(client: Client, order_id: str, display: Display, out_symbol: str,
-                 timeout_s: float) -> dict[str, Any]:
+async def follow(
+    client: Client, order_id: str, display: Display, out_symbol: str, timeout_s: float
+) -> dict[str, Any]:
     """Follows the order on the WebSocket until its terminal event, which it returns. A dropped
     socket is reopened with afterSeq = the last seq seen: nothing is missed, nothing repeated."""
     last_seq = 0
@@ -305,8 +323,9 @@ async def follow(client: Client, order_id: str, display: Display, out_symbol: st
     async with asyncio.timeout(timeout_s):
         while True:
             try:
-                async with websockets.connect(client.ws_url(order_id, last_seq), open_timeout=HTTP_TIMEOUT_S,
-                                              max_size=4 * 1024 * 1024) as ws:
+                async with websockets.connect(
+                    client.ws_url(order_id, last_seq), open_timeout=HTTP_TIMEOUT_S, max_size=4 * 1024 * 1024
+                ) as ws:
                     attempt = 0
                     async for raw in ws:
                         msg = json.loads(raw)
@@ -339,8 +358,9 @@ async def cmd_execute(args: argparse.Namespace, client: Client, display: Display
     if args.slippage_bps is not None:
         body["slippageBps"] = args.slippage_bps
     key = args.idempotency_key or str(uuid.uuid4())
-    accepted = await client.request("POST", "/api/orders/execute", json=body,
-                                    headers={"Idempotency-Key": key})
+    accepted = await client.request(
+        "POST", "/api/orders/execute", json=body, headers={"Idempotency-Key": key}
+    )
     order_id = accepted["orderId"]
     display.accepted(accepted, args.token_in, args.token_out, args.amount, args.slippage_bps)
     display.start()
@@ -348,9 +368,12 @@ async def cmd_execute(args: argparse.Namespace, client: Client, display: Display
         try:
             final = await follow(client, order_id, display, args.token_out, args.timeout)
         except TimeoutError:
-            raise CliError(EXIT_UNAVAILABLE,
-                           f"order {order_id} did not finish within {args.timeout:g} s "
-                           f"(it goes on; see `orders show {order_id}`)", code="timeout") from None
+            raise CliError(
+                EXIT_UNAVAILABLE,
+                f"order {order_id} did not finish within {args.timeout:g} s "
+                f"(it goes on; see `orders show {order_id}`)",
+                code="timeout",
+            ) from None
     finally:
         await display.stop()
     order: dict[str, Any] = {}
@@ -372,14 +395,18 @@ async def cmd_list(args: argparse.Namespace, client: Client, display: Display) -
         display.json_line(page)
         return EXIT_OK
     orders = page.get("orders") or []
-    header = f"{'created':<24} {'order id':<36} {'pair':<14} {'amount in':>16} {'amount out':>18} " \
-             f"{'venue':<13} status"
+    header = (
+        f"{'created':<24} {'order id':<36} {'pair':<14} {'amount in':>16} {'amount out':>18} "
+        f"{'venue':<13} status"
+    )
     display.line(header)
     for o in orders:
         pair = f"{symbol(o.get('tokenIn'), '?')}→{symbol(o.get('tokenOut'), '?')}"
-        display.line(f"{o.get('createdAt', ''):<24} {o.get('orderId', ''):<36} {pair:<14} "
-                     f"{o.get('amountIn') or '—':>16} {o.get('amountOut') or '—':>18} "
-                     f"{o.get('dex') or '—':<13} {o.get('status')}")
+        display.line(
+            f"{o.get('createdAt', ''):<24} {o.get('orderId', ''):<36} {pair:<14} "
+            f"{o.get('amountIn') or '—':>16} {o.get('amountOut') or '—':>18} "
+            f"{o.get('dex') or '—':<13} {o.get('status')}"
+        )
     if not orders:
         display.line("(no orders)")
     if page.get("nextCursor"):
@@ -393,15 +420,23 @@ async def cmd_show(args: argparse.Namespace, client: Client, display: Display) -
         display.json_line(order)
         return EXIT_OK
     in_sym, out_sym = symbol(order.get("tokenIn"), "?"), symbol(order.get("tokenOut"), "?")
-    display.line(f"Order {order['orderId']}: {order.get('amountIn')} {in_sym} → {out_sym}, "
-                 f"max slippage {order.get('slippageBps')} bps — {order.get('status')}")
+    display.line(
+        f"Order {order['orderId']}: {order.get('amountIn')} {in_sym} → {out_sym}, "
+        f"max slippage {order.get('slippageBps')} bps — {order.get('status')}"
+    )
     for event in order.get("events") or []:
         display.status_event({"type": "status", "orderId": order["orderId"], **event}, out_sym)
     amount_out = order.get("amountOut") and f"{order['amountOut']} {out_sym}"
-    rows = [("venue", order.get("dex")), ("amount out", amount_out),
-            ("price", order.get("executedPrice")), ("signature", order.get("txHash")),
-            ("reason", order.get("failureReason")), ("attempts", order.get("attempts")),
-            ("created", order.get("createdAt")), ("updated", order.get("updatedAt"))]
+    rows = [
+        ("venue", order.get("dex")),
+        ("amount out", amount_out),
+        ("price", order.get("executedPrice")),
+        ("signature", order.get("txHash")),
+        ("reason", order.get("failureReason")),
+        ("attempts", order.get("attempts")),
+        ("created", order.get("createdAt")),
+        ("updated", order.get("updatedAt")),
+    ]
     for name, value in rows:
         if value not in (None, ""):
             display.line(f"  {name:<11} {value}")
@@ -438,8 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default="http://127.0.0.1:3000", help="the gateway (default %(default)s)")
     common.add_argument("--api-key", default=None, help="sent as Authorization: Bearer <key>")
-    common.add_argument("--json", action="store_true",
-                        help="machine-readable output: one JSON line per event")
+    common.add_argument(
+        "--json", action="store_true", help="machine-readable output: one JSON line per event"
+    )
 
     parser = argparse.ArgumentParser(
         prog="python -m gateway.cli",
@@ -448,16 +484,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{execute,orders}")
 
-    ex = commands.add_parser("execute", parents=[common],
-                             help="submit a market order and follow it to its end")
+    ex = commands.add_parser(
+        "execute", parents=[common], help="submit a market order and follow it to its end"
+    )
     ex.add_argument("token_in", metavar="TOKEN_IN", help="symbol or mint address to sell")
     ex.add_argument("token_out", metavar="TOKEN_OUT", help="symbol or mint address to buy")
     ex.add_argument("amount", metavar="AMOUNT", help="amount of TOKEN_IN, a decimal (e.g. 1.5)")
-    ex.add_argument("--slippage-bps", type=_slippage, default=None,
-                    help="maximum slippage in basis points, 1-5000 (default: the engine's)")
+    ex.add_argument(
+        "--slippage-bps",
+        type=_slippage,
+        default=None,
+        help="maximum slippage in basis points, 1-5000 (default: the engine's)",
+    )
     ex.add_argument("--idempotency-key", default=None, help="reuse to make a retried submit harmless")
-    ex.add_argument("--timeout", type=_seconds, default=120.0,
-                    help="give up following after this many seconds")
+    ex.add_argument(
+        "--timeout", type=_seconds, default=120.0, help="give up following after this many seconds"
+    )
     ex.set_defaults(run=cmd_execute)
 
     orders = commands.add_parser("orders", help="read orders")

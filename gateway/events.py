@@ -31,8 +31,13 @@ _CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 class EventWriter:
-    def __init__(self, stub: orders_pb2_grpc.OrdersStub, max_batch: int = 500, flushers: int = 2,
-                 retry_for_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        stub: orders_pb2_grpc.OrdersStub,
+        max_batch: int = 500,
+        flushers: int = 2,
+        retry_for_s: float = 120.0,
+    ) -> None:
         self._stub = stub
         self._queue: asyncio.Queue[tuple[orders_pb2.NewEvent, asyncio.Future[orders_pb2.OrderEvent]]] = (
             asyncio.Queue()
@@ -45,7 +50,9 @@ class EventWriter:
         self.events = 0
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name=f"event-writer-{i}") for i in range(self._flushers)]
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"event-writer-{i}") for i in range(self._flushers)
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -101,6 +108,6 @@ class EventWriter:
                 else:
                     code = _CODES.get(result.code, grpc.StatusCode.UNKNOWN)
                     future.set_exception(AppendRejected(code, result.message))
-            for _, future in batch[len(response.results):]:
+            for _, future in batch[len(response.results) :]:
                 if not future.done():
                     future.set_exception(AppendRejected(grpc.StatusCode.INTERNAL, "no result for event"))

@@ -33,8 +33,13 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
     return answer
 
 
-_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
-                                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
 
 
 def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -58,25 +63,33 @@ SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "required": ["error"],
-        "properties": {"error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string", "description": "machine-readable, e.g. invalid_amount"},
-                "message": {"type": "string"},
-                "field": {"type": "string", "description": "the field (or header) at fault"},
-            },
-        }},
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "description": "machine-readable, e.g. invalid_amount"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string", "description": "the field (or header) at fault"},
+                },
+            }
+        },
     },
     "OrderRequest": {
         "type": "object",
         "additionalProperties": False,
         "required": ["tokenIn", "tokenOut", "amount"],
         "properties": {
-            "tokenIn": {"type": "string", "pattern": TOKEN_PATTERN,
-                        "description": "a token symbol of the markets file (any case) or its mint address"},
-            "tokenOut": {"type": "string", "pattern": TOKEN_PATTERN,
-                         "description": "as tokenIn; differs from it"},
+            "tokenIn": {
+                "type": "string",
+                "pattern": TOKEN_PATTERN,
+                "description": "a token symbol of the markets file (any case) or its mint address",
+            },
+            "tokenOut": {
+                "type": "string",
+                "pattern": TOKEN_PATTERN,
+                "description": "as tokenIn; differs from it",
+            },
             "amount": {
                 "description": "in units of tokenIn, at most as many decimals as its mint, more than 0",
                 "oneOf": [
@@ -84,8 +97,13 @@ SCHEMAS: dict[str, Any] = {
                     {"type": "number", "exclusiveMinimum": 0},
                 ],
             },
-            "slippageBps": {"type": ["integer", "null"], "minimum": 1, "maximum": 5000, "default": 50,
-                            "description": "null or absent: DEFAULT_SLIPPAGE_BPS"},
+            "slippageBps": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 5000,
+                "default": 50,
+                "description": "null or absent: DEFAULT_SLIPPAGE_BPS",
+            },
         },
     },
     "OrderAccepted": {
@@ -100,20 +118,45 @@ SCHEMAS: dict[str, Any] = {
     "Token": {
         "type": "object",
         "required": ["symbol", "mint", "decimals"],
-        "properties": {"symbol": _NULLABLE_STRING, "mint": {"type": "string"},
-                       "decimals": {"type": "integer", "minimum": 0}},
+        "properties": {
+            "symbol": _NULLABLE_STRING,
+            "mint": {"type": "string"},
+            "decimals": {"type": "integer", "minimum": 0},
+        },
     },
     "Event": {
         "type": "object",
         "required": ["seq", "status", "at", "data"],
-        "properties": {"seq": {"type": "integer", "minimum": 1}, "status": _STATUS,
-                       "at": {"type": "string", "format": "date-time"}, "data": {"type": "object"}},
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "status": _STATUS,
+            "at": {"type": "string", "format": "date-time"},
+            "data": {"type": "object"},
+        },
     },
     "Order": {
         "type": "object",
-        "required": ["orderId", "status", "tokenIn", "tokenOut", "amountIn", "amountInRaw", "slippageBps",
-                     "quotes", "route", "amountOut", "amountOutRaw", "dex", "txHash", "executedPrice",
-                     "failureReason", "attempts", "lastSeq", "createdAt", "updatedAt"],
+        "required": [
+            "orderId",
+            "status",
+            "tokenIn",
+            "tokenOut",
+            "amountIn",
+            "amountInRaw",
+            "slippageBps",
+            "quotes",
+            "route",
+            "amountOut",
+            "amountOutRaw",
+            "dex",
+            "txHash",
+            "executedPrice",
+            "failureReason",
+            "attempts",
+            "lastSeq",
+            "createdAt",
+            "updatedAt",
+        ],
         "properties": {
             "orderId": {"type": "string", "format": "uuid"},
             "status": _STATUS,
@@ -140,102 +183,158 @@ SCHEMAS: dict[str, Any] = {
     "OrderPage": {
         "type": "object",
         "required": ["orders", "nextCursor"],
-        "properties": {"orders": {"type": "array", "items": _ref("Order")},
-                       "nextCursor": {"type": ["string", "null"]}},
+        "properties": {
+            "orders": {"type": "array", "items": _ref("Order")},
+            "nextCursor": {"type": ["string", "null"]},
+        },
     },
     "Markets": {
         "type": "object",
         "required": ["cluster", "explorer", "tokens", "venues"],
-        "properties": {"cluster": {"type": "string"}, "explorer": _NULLABLE_STRING,
-                       "tokens": {"type": "array", "items": _ref("Token")},
-                       "venues": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "cluster": {"type": "string"},
+            "explorer": _NULLABLE_STRING,
+            "tokens": {"type": "array", "items": _ref("Token")},
+            "venues": {"type": "array", "items": {"type": "string"}},
+        },
     },
     "Health": {
         "type": "object",
         "required": ["status", "checks"],
-        "properties": {"status": {"enum": ["ok", "degraded", "stopping"]},
-                       "checks": {"type": "object", "additionalProperties": {"type": "string"}}},
+        "properties": {
+            "status": {"enum": ["ok", "degraded", "stopping"]},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
     },
 }
 
 PATHS: dict[str, Any] = {
-    "/api/orders/execute": {"post": {
-        "operationId": "executeOrder",
-        "summary": "Submit a market order",
-        "parameters": [{
-            "name": "Idempotency-Key", "in": "header", "required": False,
-            "description": "the same key with the same order returns the same order (24 h); "
-                           "with another, 422",
-            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
-                       "pattern": IDEMPOTENCY_KEY_PATTERN},
-        }],
-        "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("OrderRequest")}}},
-        "responses": {
-            "202": _json(_ref("OrderAccepted"), "accepted: follow it on wsUrl"),
-            "400": _error("the body is not a JSON object, or the Idempotency-Key is malformed"),
-            "413": _error("the body is larger than MAX_BODY_BYTES"),
-            "422": _error("a field is invalid (named in error.field), or the Idempotency-Key was used "
-                          "for another order"),
-            **_PROTECTED, **_UNAVAILABLE,
-        },
-    }},
-    "/api/orders": {"get": {
-        "operationId": "listOrders",
-        "summary": "Order history, newest first",
-        "parameters": [
-            {"name": "limit", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-            {"name": "cursor", "in": "query", "required": False,
-             "description": "nextCursor of the previous page",
-             "schema": {"type": "string", "maxLength": 512}},
-            {"name": "status", "in": "query", "required": False, "description": "empty: any status",
-             "schema": {"type": "string", "enum": [*STATUS_VALUES, ""]}},
-        ],
-        "responses": {
-            "200": _json(_ref("OrderPage"), "a page of orders"),
-            "422": _error("limit, status or cursor is invalid"),
-            **_PROTECTED, **_UNAVAILABLE,
-        },
-    }},
-    "/api/orders/{orderId}": {"get": {
-        "operationId": "getOrder",
-        "summary": "One order with its route, amounts and events",
-        "parameters": [{"name": "orderId", "in": "path", "required": True,
-                        "schema": {"type": "string", "format": "uuid"}}],
-        "responses": {
-            "200": _json(_ref("Order"), "the order"),
-            "404": _error("no such order"),
-            **_PROTECTED, **_UNAVAILABLE,
-        },
-    }},
-    "/api/markets": {"get": {
-        "operationId": "getMarkets",
-        "summary": "Tokens and venues of this cluster",
-        "security": [],
-        "responses": {"200": _json(_ref("Markets"), "the markets")},
-    }},
-    "/healthz": {"get": {
-        "operationId": "health",
-        "summary": "Readiness: Redis and persistence reachable, not shutting down",
-        "security": [],
-        "responses": {"200": _json(_ref("Health"), "ready"),
-                      "503": _json(_ref("Health"), "degraded or stopping")},
-    }},
-    "/openapi.json": {"get": {
-        "operationId": "openapi",
-        "summary": "This document",
-        "security": [],
-        "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
-    }},
+    "/api/orders/execute": {
+        "post": {
+            "operationId": "executeOrder",
+            "summary": "Submit a market order",
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "the same key with the same order returns the same order (24 h); "
+                    "with another, 422",
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_IDEMPOTENCY_KEY,
+                        "pattern": IDEMPOTENCY_KEY_PATTERN,
+                    },
+                }
+            ],
+            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("OrderRequest")}}},
+            "responses": {
+                "202": _json(_ref("OrderAccepted"), "accepted: follow it on wsUrl"),
+                "400": _error("the body is not a JSON object, or the Idempotency-Key is malformed"),
+                "413": _error("the body is larger than MAX_BODY_BYTES"),
+                "422": _error(
+                    "a field is invalid (named in error.field), or the Idempotency-Key was used "
+                    "for another order"
+                ),
+                **_PROTECTED,
+                **_UNAVAILABLE,
+            },
+        }
+    },
+    "/api/orders": {
+        "get": {
+            "operationId": "listOrders",
+            "summary": "Order history, newest first",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "description": "nextCursor of the previous page",
+                    "schema": {"type": "string", "maxLength": 512},
+                },
+                {
+                    "name": "status",
+                    "in": "query",
+                    "required": False,
+                    "description": "empty: any status",
+                    "schema": {"type": "string", "enum": [*STATUS_VALUES, ""]},
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("OrderPage"), "a page of orders"),
+                "422": _error("limit, status or cursor is invalid"),
+                **_PROTECTED,
+                **_UNAVAILABLE,
+            },
+        }
+    },
+    "/api/orders/{orderId}": {
+        "get": {
+            "operationId": "getOrder",
+            "summary": "One order with its route, amounts and events",
+            "parameters": [
+                {
+                    "name": "orderId",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ],
+            "responses": {
+                "200": _json(_ref("Order"), "the order"),
+                "404": _error("no such order"),
+                **_PROTECTED,
+                **_UNAVAILABLE,
+            },
+        }
+    },
+    "/api/markets": {
+        "get": {
+            "operationId": "getMarkets",
+            "summary": "Tokens and venues of this cluster",
+            "security": [],
+            "responses": {"200": _json(_ref("Markets"), "the markets")},
+        }
+    },
+    "/healthz": {
+        "get": {
+            "operationId": "health",
+            "summary": "Readiness: Redis and persistence reachable, not shutting down",
+            "security": [],
+            "responses": {
+                "200": _json(_ref("Health"), "ready"),
+                "503": _json(_ref("Health"), "degraded or stopping"),
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+        }
+    },
 }
 
 
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Order execution engine", "version": "1.0.0",
-                 "description": "Market orders on Solana DEXes (Raydium CPMM, Meteora DLMM). Amounts leave "
-                                "as decimal strings beside their *Raw integer twins."},
+        "info": {
+            "title": "Order execution engine",
+            "version": "1.0.0",
+            "description": "Market orders on Solana DEXes (Raydium CPMM, Meteora DLMM). Amounts leave "
+            "as decimal strings beside their *Raw integer twins.",
+        },
         "paths": PATHS,
         "components": {
             "schemas": SCHEMAS,
@@ -248,6 +347,6 @@ def openapi_document() -> dict[str, Any]:
         "security": [{}, {"bearer": []}, {"apiKey": []}],
         "x-websocket": {
             "/api/orders/ws": "follow orders (subscribe/unsubscribe with afterSeq) and submit them "
-                              "(execute); see the README. With API_KEYS: the key as for HTTP, or ?apiKey=.",
+            "(execute); see the README. With API_KEYS: the key as for HTTP, or ?apiKey=.",
         },
     }

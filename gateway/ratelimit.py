@@ -53,8 +53,11 @@ class RateLimitMiddleware:
         self.buckets = TokenBuckets(rate_per_s, burst) if rate_per_s > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self.buckets is None or scope["type"] not in ("http", "websocket")
-                or not scope["path"].startswith("/api/")):
+        if (
+            self.buckets is None
+            or scope["type"] not in ("http", "websocket")
+            or not scope["path"].startswith("/api/")
+        ):
             await self.app(scope, receive, send)
             return
         wait = self.buckets.take(client_of(scope), time.monotonic())
@@ -69,10 +72,18 @@ class RateLimitMiddleware:
                 await send({"type": "websocket.accept"})
                 await send({"type": "websocket.close", "code": CLOSE_RATE_LIMITED, "reason": "rate limited"})
             return
-        body = orjson.dumps({"error": {"code": "rate_limited",
-                                       "message": f"too many requests; retry in {retry_after} s"}})
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", retry_after.encode()),
-        ]})
+        body = orjson.dumps(
+            {"error": {"code": "rate_limited", "message": f"too many requests; retry in {retry_after} s"}}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", retry_after.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

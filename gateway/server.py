@@ -21,10 +21,19 @@ def main() -> None:
     markets = load_markets(settings.markets_path)
     app = create_app(settings, markets)
     config = uvicorn.Config(
-        app, host=settings.http_host, port=settings.http_port, loop="uvloop", http="httptools"
-        if _has_httptools() else "h11", ws="websockets-sansio", log_config=None, access_log=False,
-        ws_ping_interval=20.0, ws_ping_timeout=20.0, ws_max_size=64 * 1024,
-        timeout_graceful_shutdown=10, lifespan="on",
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        loop="uvloop",
+        http="httptools" if _has_httptools() else "h11",
+        ws="websockets-sansio",
+        log_config=None,
+        access_log=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
     )
     GracefulServer(config, app).run()
 

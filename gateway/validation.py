@@ -26,8 +26,14 @@ MAX_IDEMPOTENCY_KEY = 128
 class ApiError(Exception):
     """An error answered to a client: HTTP status, machine code, message, and the field at fault."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -70,8 +76,9 @@ def _resolve_token(markets: Markets, value: Any, field: str) -> Token:
     return token
 
 
-def parse_order_request(body: Any, markets: Markets, default_slippage_bps: int,
-                        extra_allowed: tuple[str, ...] = ()) -> OrderRequest:
+def parse_order_request(
+    body: Any, markets: Markets, default_slippage_bps: int, extra_allowed: tuple[str, ...] = ()
+) -> OrderRequest:
     """Validates a decoded JSON body of POST /api/orders/execute (or a WS execute message)."""
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
@@ -98,8 +105,9 @@ def parse_order_request(body: Any, markets: Markets, default_slippage_bps: int,
     if len(text) > 64:
         raise ApiError(422, "invalid_amount", "amount is too long", "amount")
     if not _AMOUNT.fullmatch(text):  # ASCII digits only: int("٣") is 3, and " 1" is not a number
-        raise ApiError(422, "invalid_amount", "amount must be a positive decimal number such as \"1.5\"",
-                       "amount")
+        raise ApiError(
+            422, "invalid_amount", 'amount must be a positive decimal number such as "1.5"', "amount"
+        )
     try:
         amount_in = parse_amount(text, token_in.decimals)
     except ValueError as exc:
@@ -109,7 +117,9 @@ def parse_order_request(body: Any, markets: Markets, default_slippage_bps: int,
     if slippage is None:
         slippage = default_slippage_bps
     if isinstance(slippage, bool) or not isinstance(slippage, int) or not 1 <= slippage <= 5000:
-        raise ApiError(422, "invalid_slippage", "slippageBps must be an integer from 1 to 5000", "slippageBps")
+        raise ApiError(
+            422, "invalid_slippage", "slippageBps must be an integer from 1 to 5000", "slippageBps"
+        )
     return OrderRequest(token_in, token_out, amount_in, slippage)
 
 
@@ -128,7 +138,9 @@ def check_idempotency_key(key: str | None) -> str:
     key = key.strip()
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not (key.isascii() and key.isprintable()):
         raise ApiError(
-            400, "invalid_idempotency_key",
-            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters", "Idempotency-Key",
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            "Idempotency-Key",
         )
     return key

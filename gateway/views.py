@@ -22,22 +22,22 @@ STATUS_VALUES = {name: value for value, name in STATUS_NAMES.items()}
 TERMINAL = frozenset({orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED})
 
 
-
-
 def quotes_json(quotes: list[types_pb2.VenueQuote], out_decimals: int) -> list[dict[str, Any]]:
     result = []
     for q in quotes:
         if q.error:
             result.append({"venue": q.venue, "pool": q.pool, "error": q.error})
         else:
-            result.append({
-                "venue": q.venue,
-                "pool": q.pool,
-                "amountOut": format_amount(q.amount_out, out_decimals),
-                "amountOutRaw": str(q.amount_out),
-                "feeRaw": str(q.fee),
-                "priceImpactBps": q.price_impact_bps,
-            })
+            result.append(
+                {
+                    "venue": q.venue,
+                    "pool": q.pool,
+                    "amountOut": format_amount(q.amount_out, out_decimals),
+                    "amountOutRaw": str(q.amount_out),
+                    "feeRaw": str(q.fee),
+                    "priceImpactBps": q.price_impact_bps,
+                }
+            )
     return result
 
 
@@ -66,8 +66,11 @@ def route_from_json(doc: dict[str, Any]) -> types_pb2.Route:
     """The inverse of route_json, for resuming an order from its stored route."""
     legs = [
         types_pb2.RouteLeg(
-            venue=leg["venue"], pool=leg["pool"], amount_in=int(leg["amountInRaw"]),
-            amount_out=int(leg["amountOutRaw"]), min_amount_out=int(leg["minAmountOutRaw"]),
+            venue=leg["venue"],
+            pool=leg["pool"],
+            amount_in=int(leg["amountInRaw"]),
+            amount_out=int(leg["amountOutRaw"]),
+            min_amount_out=int(leg["minAmountOutRaw"]),
         )
         for leg in doc["legs"]
     ]
@@ -95,8 +98,9 @@ def _token_json(symbol: str, mint: str, decimals: int, markets: Markets | None) 
     return {"symbol": symbol or None, "mint": mint, "decimals": decimals}
 
 
-def order_json(order: orders_pb2.Order, markets: Markets | None = None,
-               with_events: bool = False) -> dict[str, Any]:
+def order_json(
+    order: orders_pb2.Order, markets: Markets | None = None, with_events: bool = False
+) -> dict[str, Any]:
     spec = order.spec
     # route_json holds the latest routing decision: {"quotes": [...], "route": {...}}
     routing: dict[str, Any] = json.loads(order.route_json) if order.route_json else {}

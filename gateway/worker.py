@@ -57,18 +57,19 @@ TRANSIENT_ROUTER_CODES = {
 
 
 STATUS_NAMES: dict[int, str] = {
-    S.ORDER_STATUS_PENDING: "pending", S.ORDER_STATUS_ROUTING: "routing",
-    S.ORDER_STATUS_BUILDING: "building", S.ORDER_STATUS_SUBMITTED: "submitted",
-    S.ORDER_STATUS_CONFIRMED: "confirmed", S.ORDER_STATUS_FAILED: "failed",
+    S.ORDER_STATUS_PENDING: "pending",
+    S.ORDER_STATUS_ROUTING: "routing",
+    S.ORDER_STATUS_BUILDING: "building",
+    S.ORDER_STATUS_SUBMITTED: "submitted",
+    S.ORDER_STATUS_CONFIRMED: "confirmed",
+    S.ORDER_STATUS_FAILED: "failed",
 }
 ORDER_EVENTS = Counter(
     "orderengine_worker_order_events_total",
     "Events this worker appended, by status: orders entering each status (confirmed/failed: orders ended).",
     ["status"],
 )
-_ORDER_EVENTS: dict[int, Counter] = {
-    code: ORDER_EVENTS.labels(name) for code, name in STATUS_NAMES.items()
-}
+_ORDER_EVENTS: dict[int, Counter] = {code: ORDER_EVENTS.labels(name) for code, name in STATUS_NAMES.items()}
 ORDERS_INFLIGHT = Gauge("orderengine_worker_orders_inflight", "Orders this worker is driving right now.")
 STAGE_SECONDS = Histogram(
     "orderengine_worker_stage_seconds",
@@ -121,10 +122,15 @@ class OrderDriver:
         self.building_at: float | None = None
         self.submitted_at: float | None = None
 
-    async def append(self, status: int, data: dict[str, Any], update: orders_pb2.OrderUpdate | None = None) -> None:
+    async def append(
+        self, status: int, data: dict[str, Any], update: orders_pb2.OrderUpdate | None = None
+    ) -> None:
         event = orders_pb2.NewEvent(
-            order_id=self.order.order_id, seq=self.seq + 1, status=status,
-            data_json=json.dumps(data, separators=(",", ":")), update=update,
+            order_id=self.order.order_id,
+            seq=self.seq + 1,
+            status=status,
+            data_json=json.dumps(data, separators=(",", ":")),
+            update=update,
         )
         try:
             await self.w.events.append(event)
@@ -183,12 +189,16 @@ class OrderDriver:
             try:
                 quote = await self.w.router.Quote(
                     router_pb2.QuoteRequest(
-                        request_id=f"{self.order.order_id}:{attempt}", input_mint=spec.input_mint,
-                        output_mint=spec.output_mint, amount_in=spec.amount_in,
-                        slippage_bps=spec.slippage_bps, order_id=self.order.order_id,
+                        request_id=f"{self.order.order_id}:{attempt}",
+                        input_mint=spec.input_mint,
+                        output_mint=spec.output_mint,
+                        amount_in=spec.amount_in,
+                        slippage_bps=spec.slippage_bps,
+                        order_id=self.order.order_id,
                     ),
                     # a router restarting is waited for (up to the deadline), not counted as an attempt
-                    timeout=QUOTE_TIMEOUT_S, wait_for_ready=True,
+                    timeout=QUOTE_TIMEOUT_S,
+                    wait_for_ready=True,
                 )
             except grpc.aio.AioRpcError as exc:
                 reason = TRANSIENT_ROUTER_CODES.get(exc.code())
@@ -209,11 +219,20 @@ class OrderDriver:
             data = {"attempt": attempt, **routing, "slot": quote.slot}
             if retry_of:
                 data["retryOf"] = retry_of
-            log.info("routed", extra={"attempt": attempt, "dex": routing["route"]["dex"],
-                                      "amount_out": quote.route.amount_out})
+            log.info(
+                "routed",
+                extra={
+                    "attempt": attempt,
+                    "dex": routing["route"]["dex"],
+                    "amount_out": quote.route.amount_out,
+                },
+            )
             await self.append(
-                S.ORDER_STATUS_ROUTING, data,
-                orders_pb2.OrderUpdate(attempts=attempt, route_json=json.dumps(routing, separators=(",", ":"))),
+                S.ORDER_STATUS_ROUTING,
+                data,
+                orders_pb2.OrderUpdate(
+                    attempts=attempt, route_json=json.dumps(routing, separators=(",", ":"))
+                ),
             )
             outcome = await self.execute(attempt, quote.route)
             if outcome.terminal:
@@ -227,8 +246,12 @@ class OrderDriver:
         """Runs one attempt through the executor; reconnects (same attempt) if the executor dies."""
         spec = self.order.spec
         request = executor_pb2.ExecuteRequest(
-            order_id=self.order.order_id, attempt=max(attempt, 1), input_mint=spec.input_mint,
-            output_mint=spec.output_mint, amount_in=spec.amount_in, route=route,
+            order_id=self.order.order_id,
+            attempt=max(attempt, 1),
+            input_mint=spec.input_mint,
+            output_mint=spec.output_mint,
+            amount_in=spec.amount_in,
+            route=route,
         )
         reconnects = 0
         while True:
@@ -263,30 +286,52 @@ class OrderDriver:
                     await self.append(S.ORDER_STATUS_BUILDING, {"attempt": attempt})
                 await self.append(
                     S.ORDER_STATUS_SUBMITTED,
-                    {"attempt": attempt, "signature": update.signature,
-                     "lastValidBlockHeight": update.last_valid_block_height,
-                     **({"resumed": True} if update.resumed else {})},
+                    {
+                        "attempt": attempt,
+                        "signature": update.signature,
+                        "lastValidBlockHeight": update.last_valid_block_height,
+                        **({"resumed": True} if update.resumed else {}),
+                    },
                     orders_pb2.OrderUpdate(tx_hash=update.signature),
                 )
                 self.last_signature = update.signature
         elif update.stage == Stage.STAGE_CONFIRMED:
-            price = format_price(update.amount_out, spec.output_decimals, update.amount_in or spec.amount_in,
-                                 spec.input_decimals)
+            price = format_price(
+                update.amount_out,
+                spec.output_decimals,
+                update.amount_in or spec.amount_in,
+                spec.input_decimals,
+            )
             amount_out = format_amount(update.amount_out, spec.output_decimals)
             if self.status != S.ORDER_STATUS_SUBMITTED:
-                await self.append(S.ORDER_STATUS_SUBMITTED,
-                                  {"attempt": attempt, "signature": update.signature},
-                                  orders_pb2.OrderUpdate(tx_hash=update.signature))
+                await self.append(
+                    S.ORDER_STATUS_SUBMITTED,
+                    {"attempt": attempt, "signature": update.signature},
+                    orders_pb2.OrderUpdate(tx_hash=update.signature),
+                )
             await self.append(
                 S.ORDER_STATUS_CONFIRMED,
-                {"txHash": update.signature, "dex": update.dex, "amountOut": amount_out,
-                 "amountOutRaw": str(update.amount_out), "amountInRaw": str(update.amount_in),
-                 "executedPrice": price, "slot": update.slot, "attempt": attempt},
-                orders_pb2.OrderUpdate(amount_out=update.amount_out, tx_hash=update.signature,
-                                       dex=update.dex, executed_price=price),
+                {
+                    "txHash": update.signature,
+                    "dex": update.dex,
+                    "amountOut": amount_out,
+                    "amountOutRaw": str(update.amount_out),
+                    "amountInRaw": str(update.amount_in),
+                    "executedPrice": price,
+                    "slot": update.slot,
+                    "attempt": attempt,
+                },
+                orders_pb2.OrderUpdate(
+                    amount_out=update.amount_out,
+                    tx_hash=update.signature,
+                    dex=update.dex,
+                    executed_price=price,
+                ),
             )
-            log.info("confirmed", extra={"dex": update.dex, "amount_out": update.amount_out,
-                                         "signature": update.signature})
+            log.info(
+                "confirmed",
+                extra={"dex": update.dex, "amount_out": update.amount_out, "signature": update.signature},
+            )
             return Outcome(True)
         elif update.stage == Stage.STAGE_FAILED:
             return Outcome(False, update.reason or "execution failed", update.retryable)
@@ -294,8 +339,11 @@ class OrderDriver:
 
     async def fail(self, reason: str, attempt: int) -> None:
         log.warning("order failed", extra={"reason": reason, "attempt": attempt})
-        await self.append(S.ORDER_STATUS_FAILED, {"reason": reason, "attempt": attempt},
-                          orders_pb2.OrderUpdate(failure_reason=reason))
+        await self.append(
+            S.ORDER_STATUS_FAILED,
+            {"reason": reason, "attempt": attempt},
+            orders_pb2.OrderUpdate(failure_reason=reason),
+        )
 
 
 class Worker:
@@ -474,8 +522,9 @@ class Worker:
                 if spec is not None:
                     # A first delivery of a new order: as created (seq 1, pending), no read needed.
                     # If anything happened to it already, the first append is refused and we read it.
-                    fresh = orders_pb2.Order(order_id=order_id, spec=spec,
-                                             status=orders_pb2.ORDER_STATUS_PENDING, last_seq=1)
+                    fresh = orders_pb2.Order(
+                        order_id=order_id, spec=spec, status=orders_pb2.ORDER_STATUS_PENDING, last_seq=1
+                    )
                     try:
                         await OrderDriver(self, fresh).run()
                         finished = True
@@ -483,8 +532,9 @@ class Worker:
                         if exc.appended:
                             raise
                 if not finished:
-                    order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0,
-                                                   wait_for_ready=True)
+                    order = await self.orders.GetOrder(
+                        orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0, wait_for_ready=True
+                    )
                     if order.status not in TERMINAL:
                         await OrderDriver(self, order).run()
                 self.completed += 1
@@ -513,7 +563,9 @@ class Worker:
             order_id_var.reset(token)
 
     async def _release(self, lock: str, entry: str) -> None:
-        script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+        script = (
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+        )
         await self.redis.eval(script, 1, lock, f"{self.name}:{entry}")  # type: ignore[misc]
 
     async def _keep(self, lock: str, entry: str) -> None:
@@ -528,12 +580,17 @@ class Worker:
                 await self.redis.xclaim(self.keys.stream, jobs.GROUP, self.name, 0, [entry], justid=True)
 
     async def dead_letter(self, entry: str, order_id: str, reason: str) -> None:
-        await self.redis.xadd(self.keys.dead, {"order_id": order_id, "entry": entry, "reason": reason},
-                              maxlen=100_000, approximate=True)
+        await self.redis.xadd(
+            self.keys.dead,
+            {"order_id": order_id, "entry": entry, "reason": reason},
+            maxlen=100_000,
+            approximate=True,
+        )
         if order_id:
             with contextlib.suppress(grpc.aio.AioRpcError, Superseded, AppendRejected):
-                order = await self.orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0,
-                                                   wait_for_ready=True)
+                order = await self.orders.GetOrder(
+                    orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0, wait_for_ready=True
+                )
                 if order.status not in TERMINAL:
                     await OrderDriver(self, order).fail(f"dead-lettered: {reason}", order.attempts)
         await self._ack(entry)
@@ -545,7 +602,12 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 pending = await self.redis.xpending_range(
-                    self.keys.stream, jobs.GROUP, min="-", max="+", count=100, idle=self.settings.claim_idle_ms
+                    self.keys.stream,
+                    jobs.GROUP,
+                    min="-",
+                    max="+",
+                    count=100,
+                    idle=self.settings.claim_idle_ms,
                 )
             except aioredis.RedisError:
                 continue
@@ -559,8 +621,9 @@ class Worker:
                 try:
                     spawned = await self._take_over(item)
                 except (aioredis.RedisError, grpc.aio.AioRpcError) as exc:
-                    log.warning("reclaiming a job failed; retrying later",
-                                extra={"error": type(exc).__name__})
+                    log.warning(
+                        "reclaiming a job failed; retrying later", extra={"error": type(exc).__name__}
+                    )
                 finally:
                     if not spawned:
                         self.slots.release()
@@ -597,7 +660,9 @@ class Worker:
                     timeout=10.0,
                 )
                 for order in page.orders:
-                    if order.order_id in self.inflight or await self.redis.exists(self.keys.lock(order.order_id)):
+                    if order.order_id in self.inflight or await self.redis.exists(
+                        self.keys.lock(order.order_id)
+                    ):
                         continue
                     await jobs.enqueue(self.redis, self.keys, order.order_id)
                     log.info("re-queued an unfinished order", extra={"order_id": order.order_id})
@@ -612,8 +677,14 @@ async def run(settings: Settings) -> None:
     worker = Worker(settings)
     await worker.start()
     health = await start_grpc_service(settings.worker_health_addr, lambda server: None, [])
-    log.info("worker started", extra={"consumer": worker.name, "concurrency": settings.worker_concurrency,
-                                      "health_port": health.port})
+    log.info(
+        "worker started",
+        extra={
+            "consumer": worker.name,
+            "concurrency": settings.worker_concurrency,
+            "health_port": health.port,
+        },
+    )
     await wait_for_shutdown_signal()
     log.info("worker stopping", extra={"inflight": len(worker.inflight), "grace_s": settings.worker_grace_s})
     await health.health.enter_graceful_shutdown()

@@ -84,8 +84,9 @@ class Connection:
             return None
         return self.last_activity + self.idle_timeout_s
 
-    async def send_error(self, code: str, message: str, field: str | None = None,
-                         order_id: str | None = None) -> None:
+    async def send_error(
+        self, code: str, message: str, field: str | None = None, order_id: str | None = None
+    ) -> None:
         doc: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if field:
             doc["field"] = field
@@ -100,8 +101,11 @@ class Connection:
             self.last_seq[order_id] = min(self.last_seq[order_id], after_seq)
         else:
             if len(self.last_seq) >= MAX_SUBSCRIPTIONS:
-                await self.send_error("too_many_subscriptions",
-                                      f"at most {MAX_SUBSCRIPTIONS} orders per socket", order_id=order_id)
+                await self.send_error(
+                    "too_many_subscriptions",
+                    f"at most {MAX_SUBSCRIPTIONS} orders per socket",
+                    order_id=order_id,
+                )
                 return
             self.last_seq[order_id] = after_seq
             self.state.hub.add(order_id, self.sub)  # live first, so nothing falls between history and live
@@ -160,7 +164,9 @@ class Connection:
                 continue
             if self.sub.overflowed:
                 WS_CLOSED.labels("slow_consumer").inc()
-                await self.ws.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer: resubscribe with afterSeq")
+                await self.ws.close(
+                    code=CLOSE_SLOW_CONSUMER, reason="slow consumer: resubscribe with afterSeq"
+                )
                 return
             kind = message.get("type")
             if kind == "_catchup":
@@ -216,22 +222,32 @@ class Connection:
         elif action == "pong":
             return
         else:
-            await self.send_error("unknown_action", "action must be subscribe, unsubscribe or execute", "action")
+            await self.send_error(
+                "unknown_action", "action must be subscribe, unsubscribe or execute", "action"
+            )
 
     async def execute(self, msg: dict[str, Any]) -> None:
         body = {k: v for k, v in msg.items() if k not in ("action", "idempotencyKey")}
         try:
             key_raw = msg.get("idempotencyKey")
             if key_raw is not None and not isinstance(key_raw, str):
-                raise ApiError(422, "invalid_idempotency_key", "idempotencyKey must be a string", "idempotencyKey")
+                raise ApiError(
+                    422, "invalid_idempotency_key", "idempotencyKey must be a string", "idempotencyKey"
+                )
             key = check_idempotency_key(key_raw)
             req = parse_order_request(body, self.state.markets, self.state.settings.default_slippage_bps)
             order_id, _ = await submit_order(self.state, req, key)
         except ApiError as err:
             await self.send_error(err.code, err.message, err.field)
             return
-        await self.send({"type": "accepted", "orderId": order_id, "status": "pending",
-                         "wsUrl": f"/api/orders/ws?orderId={order_id}"})
+        await self.send(
+            {
+                "type": "accepted",
+                "orderId": order_id,
+                "status": "pending",
+                "wsUrl": f"/api/orders/ws?orderId={order_id}",
+            }
+        )
         await self.subscribe(order_id, 0)
 
 
@@ -255,8 +271,9 @@ async def order_socket(ws: WebSocket) -> None:
         while True:
             deadline = conn.idle_deadline()
             timeout = conn.idle_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
-            done, _ = await asyncio.wait({receiver, writer}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {receiver, writer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if writer in done:
                 if isinstance(writer.exception(), SendTimeout):
                     WS_CLOSED.labels("send_timeout").inc()
@@ -270,8 +287,9 @@ async def order_socket(ws: WebSocket) -> None:
                     WS_CLOSED.labels("idle").inc()
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(conn.send_timeout_s):
-                            await ws.close(code=CLOSE_IDLE,
-                                           reason=f"idle: no message for {conn.idle_timeout_s:g} s")
+                            await ws.close(
+                                code=CLOSE_IDLE, reason=f"idle: no message for {conn.idle_timeout_s:g} s"
+                            )
                     break
                 continue
             try:
@@ -292,7 +310,7 @@ async def order_socket(ws: WebSocket) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if 'receiver' in locals():
+        if "receiver" in locals():
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await receiver

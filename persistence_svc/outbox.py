@@ -57,8 +57,10 @@ class Outbox:
                 await store.delete_outbox(self.pool, batch)
             except (psycopg.Error, PoolTimeout) as exc:
                 # The rows stay; the relay publishes them once more later (a harmless repeat).
-                log.warning("cannot delete published outbox rows", extra={"rows": len(batch),
-                                                                          "error": type(exc).__name__})
+                log.warning(
+                    "cannot delete published outbox rows",
+                    extra={"rows": len(batch), "error": type(exc).__name__},
+                )
 
     # --- the relay --------------------------------------------------------------------------------
 

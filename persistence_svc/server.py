@@ -68,8 +68,9 @@ async def serve(settings: Settings) -> Running:
     )
     try:
         publisher = RedisPublisher(redis, settings.redis_prefix)
-        outbox = Outbox(pool, publisher, settings.outbox_relay_age_ms / 1000,
-                        settings.outbox_relay_interval_ms / 1000)
+        outbox = Outbox(
+            pool, publisher, settings.outbox_relay_age_ms / 1000, settings.outbox_relay_interval_ms / 1000
+        )
         publisher.on_published = outbox.published
         servicer = OrdersServicer(pool, publisher)
 
@@ -87,5 +88,8 @@ async def serve(settings: Settings) -> Running:
 
 
 def main() -> None:
-    run_service("persistence", serve,
-                {db.MigrationError: "migration failed", psycopg.OperationalError: "database unavailable"})
+    run_service(
+        "persistence",
+        serve,
+        {db.MigrationError: "migration failed", psycopg.OperationalError: "database unavailable"},
+    )

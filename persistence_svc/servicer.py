@@ -41,6 +41,7 @@ def _count(events: list[EventRow]) -> None:
         child = _EVENTS.get(event.status)
         (child if child is not None else EVENTS.labels(event.status)).inc()
 
+
 SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["Orders"].full_name
 LIST_DEFAULT, LIST_MAX = 50, 200
 UNFINISHED_DEFAULT, UNFINISHED_MAX = 100, 1000

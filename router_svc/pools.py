@@ -135,8 +135,11 @@ class PoolBook:
             self._snapshot = fut.result()
 
     async def _discover(self) -> None:
-        unknown = [Pubkey.from_string(p.address) for p in self.markets.pools
-                   if Pubkey.from_string(p.address) not in self._static]
+        unknown = [
+            Pubkey.from_string(p.address)
+            for p in self.markets.pools
+            if Pubkey.from_string(p.address) not in self._static
+        ]
         if not unknown:
             return
         _, accounts = await self.chain.get_multiple_accounts(unknown, max_age_s=0)
@@ -151,8 +154,13 @@ class PoolBook:
             try:
                 if venue == "raydium_cpmm":
                     pool = cpmm.decode_pool_state(address, account.owner, account.data, program_id)
-                    extra = (pool.amm_config, pool.token_0_vault, pool.token_1_vault,
-                             pool.token_0_mint, pool.token_1_mint)
+                    extra = (
+                        pool.amm_config,
+                        pool.token_0_vault,
+                        pool.token_1_vault,
+                        pool.token_0_mint,
+                        pool.token_1_mint,
+                    )
                 else:
                     pair = dlmm.decode_lb_pair(address, account.owner, account.data, program_id)
                     extra = (pair.reserve_x, pair.reserve_y, pair.token_x_mint, pair.token_y_mint)
@@ -167,8 +175,11 @@ class PoolBook:
             await self._discover()
             snap = await self._read_all()
             # a pair whose active bin moved may need arrays not read yet: read again once
-            if any(self._bin_indexes.get(p.address, set()) - set(p.bin_arrays)
-                   for p in snap.pools if isinstance(p, DlmmState)):
+            if any(
+                self._bin_indexes.get(p.address, set()) - set(p.bin_arrays)
+                for p in snap.pools
+                if isinstance(p, DlmmState)
+            ):
                 snap = await self._read_all()
         except ChainError as exc:
             log.warning("pool refresh failed", extra={"error": str(exc)})
@@ -182,13 +193,16 @@ class PoolBook:
             keys.append(st.address)
             keys.extend(st.extra)
             if st.venue == "meteora_dlmm":
-                keys.extend(dlmm.bin_array_pda(st.program_id, st.address, i)
-                            for i in sorted(self._bin_indexes.get(st.address, ())))
+                keys.extend(
+                    dlmm.bin_array_pda(st.program_id, st.address, i)
+                    for i in sorted(self._bin_indexes.get(st.address, ()))
+                )
         slot, accounts = await self.chain.get_multiple_accounts(keys, max_age_s=0)
         by_key: dict[Pubkey, AccountData | None] = dict(zip(keys, accounts, strict=True))
         clock_acc = by_key[CLOCK_SYSVAR]
-        clock = (decode_clock(clock_acc.data, slot) if clock_acc is not None
-                 else Clock(slot, 0, int(time.time())))
+        clock = (
+            decode_clock(clock_acc.data, slot) if clock_acc is not None else Clock(slot, 0, int(time.time()))
+        )
         pools: list[PoolStateT] = []
         errors: dict[str, str] = {}
         for st in self._static.values():
@@ -213,8 +227,9 @@ def wanted_bin_arrays(pair: dlmm.LbPair) -> set[int]:
     return wanted
 
 
-def decode_pool(venue: str, address: Pubkey, program_id: Pubkey,
-                acc: Mapping[Pubkey, AccountData | None]) -> PoolStateT:
+def decode_pool(
+    venue: str, address: Pubkey, program_id: Pubkey, acc: Mapping[Pubkey, AccountData | None]
+) -> PoolStateT:
     """Decodes a pool and the accounts it depends on from `acc` (LayoutError names what is wrong)."""
 
     def need(key: Pubkey, what: str) -> AccountData:
@@ -233,7 +248,10 @@ def decode_pool(venue: str, address: Pubkey, program_id: Pubkey,
         m0 = need(pool.token_0_mint, "mint 0")
         m1 = need(pool.token_1_mint, "mint 1")
         return CpmmState(
-            address, program_id, pool, config,
+            address,
+            program_id,
+            pool,
+            config,
             spl_token.decode_token_account(pool.token_0_vault, v0.owner, v0.data).amount,
             spl_token.decode_token_account(pool.token_1_vault, v1.owner, v1.data).amount,
             spl_token.decode_mint(pool.token_0_mint, m0.owner, m0.data),
@@ -251,7 +269,10 @@ def decode_pool(venue: str, address: Pubkey, program_id: Pubkey,
     mx = need(pair.token_x_mint, "mint x")
     my = need(pair.token_y_mint, "mint y")
     return DlmmState(
-        address, program_id, pair, arrays,
+        address,
+        program_id,
+        pair,
+        arrays,
         spl_token.decode_mint(pair.token_x_mint, mx.owner, mx.data),
         spl_token.decode_mint(pair.token_y_mint, my.owner, my.data),
         spl_token.decode_token_account(pair.reserve_x, rx.owner, rx.data).amount,

@@ -18,7 +18,7 @@ from common.dex import meteora_dlmm as dlmm
 from common.dex import raydium_cpmm as cpmm
 from common.dex.errors import QuoteError
 from common.dex.routing import best_split
-from router_svc.pools import CpmmState, DlmmState, PoolStateT, Snapshot
+from router_svc.pools import CpmmState, PoolStateT, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,12 @@ def _swap(state: PoolStateT, snap: Snapshot, input_mint: str, amount_in: int) ->
         if isinstance(state, CpmmState):
             zero_for_one = input_mint == str(state.pool.token_0_mint)
             r = cpmm.quote_exact_in(
-                state.pool, state.config, state.vault_0, state.vault_1, amount_in, zero_for_one,
+                state.pool,
+                state.config,
+                state.vault_0,
+                state.vault_1,
+                amount_in,
+                zero_for_one,
                 snap.clock.unix_timestamp,
                 mint_in_fee=(state.mint_0 if zero_for_one else state.mint_1).transfer_fee_config,
                 mint_out_fee=(state.mint_1 if zero_for_one else state.mint_0).transfer_fee_config,
@@ -83,9 +88,15 @@ def _swap(state: PoolStateT, snap: Snapshot, input_mint: str, amount_in: int) ->
         else:
             swap_for_y = input_mint == str(state.pair.token_x_mint)
             d = dlmm.quote_exact_in(
-                state.pair, state.bin_arrays, amount_in, swap_for_y, snap.clock.slot,
-                snap.clock.unix_timestamp, snap.clock.epoch,
-                state.mint_x.transfer_fee_config, state.mint_y.transfer_fee_config,
+                state.pair,
+                state.bin_arrays,
+                amount_in,
+                swap_for_y,
+                snap.clock.slot,
+                snap.clock.unix_timestamp,
+                snap.clock.epoch,
+                state.mint_x.transfer_fee_config,
+                state.mint_y.transfer_fee_config,
             )
             result = (d.amount_out, d.fee)
     except QuoteError as exc:
@@ -123,8 +134,9 @@ def quote_pool(state: PoolStateT, snap: Snapshot, input_mint: str, amount_in: in
         out, fee = _swap(state, snap, input_mint, amount_in)
     except QuoteError as exc:
         return PoolQuote(state.venue, str(state.address), amount_in, error=_describe(exc))
-    return PoolQuote(state.venue, str(state.address), amount_in, out, fee,
-                     _impact_bps(state, input_mint, amount_in, out))
+    return PoolQuote(
+        state.venue, str(state.address), amount_in, out, fee, _impact_bps(state, input_mint, amount_in, out)
+    )
 
 
 def _describe(exc: QuoteError) -> str:
@@ -132,20 +144,31 @@ def _describe(exc: QuoteError) -> str:
     return f"{exc.name}{code}: {exc.message}"
 
 
-def choose_route(snap: Snapshot, input_mint: str, output_mint: str, amount_in: int, slippage_bps: int,
-                 split_min_impact_bps: int = 10, split_min_gain_bps: int = 1) -> RouteChoice:
+def choose_route(
+    snap: Snapshot,
+    input_mint: str,
+    output_mint: str,
+    amount_in: int,
+    slippage_bps: int,
+    split_min_impact_bps: int = 10,
+    split_min_gain_bps: int = 1,
+) -> RouteChoice:
     pools = snap.pools_for(input_mint, output_mint)
     if not pools:
         raise NoRoute(f"no pool trades {input_mint} for {output_mint}", not_found=True)
     quotes = [quote_pool(p, snap, input_mint, amount_in) for p in pools]
-    ok = sorted(((q, p) for q, p in zip(quotes, pools, strict=True) if not q.error),
-                key=lambda qp: qp[0].amount_out, reverse=True)
+    ok = sorted(
+        ((q, p) for q, p in zip(quotes, pools, strict=True) if not q.error),
+        key=lambda qp: qp[0].amount_out,
+        reverse=True,
+    )
     if not ok:
         reasons = "; ".join(f"{q.venue}: {q.error}" for q in quotes)
         raise NoRoute(f"no venue can quote this amount ({reasons})", not_found=False)
     best_q, best_p = ok[0]
-    legs = [Leg(best_q.venue, best_q.pool, amount_in, best_q.amount_out,
-                min_out(best_q.amount_out, slippage_bps))]
+    legs = [
+        Leg(best_q.venue, best_q.pool, amount_in, best_q.amount_out, min_out(best_q.amount_out, slippage_bps))
+    ]
     if len(ok) >= 2 and best_q.price_impact_bps >= split_min_impact_bps:
         second_q, second_p = ok[1]
         f_a = _curve(best_p, snap, input_mint)

@@ -37,15 +37,18 @@ async def serve(settings: Settings, markets: Markets | None = None) -> Running:
     markets = markets or load_markets(settings.markets_path)
     chain = ChainClient.from_settings(settings)
     refresh_s = settings.pool_refresh_ms / 1000
-    servicer = RouterServicer(PoolBook(chain, markets, refresh_s), settings.split_min_impact_bps,
-                              settings.split_min_gain_bps)
+    servicer = RouterServicer(
+        PoolBook(chain, markets, refresh_s), settings.split_min_impact_bps, settings.split_min_gain_bps
+    )
     service = await start_grpc_service(
         settings.router_addr,
         lambda server: router_pb2_grpc.add_RouterServicer_to_server(servicer, server),
         [SERVICE_NAME],
     )
-    log.info("router listening", extra={"port": service.port, "pools": len(markets.pools),
-                                        "cluster": markets.cluster})
+    log.info(
+        "router listening",
+        extra={"port": service.port, "pools": len(markets.pools), "cluster": markets.cluster},
+    )
     return Running(service, chain, servicer, settings)
 
 

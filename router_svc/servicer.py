@@ -32,8 +32,10 @@ QUOTES = Counter(
     ["outcome"],
 )
 _OUTCOMES: dict[type[Exception], str] = {
-    InvalidArgument: "invalid", NotFound: "not_found",
-    FailedPrecondition: "no_route", Unavailable: "unavailable",
+    InvalidArgument: "invalid",
+    NotFound: "not_found",
+    FailedPrecondition: "no_route",
+    Unavailable: "unavailable",
 }
 _QUOTES = {name: QUOTES.labels(name) for name in ("ok", "error", *_OUTCOMES.values())}
 
@@ -63,14 +65,28 @@ def to_response(request_id: str, choice: RouteChoice, slot: int) -> router_pb2.Q
         request_id=request_id,
         slot=slot,
         quotes=[
-            types_pb2.VenueQuote(venue=q.venue, pool=q.pool, amount_in=q.amount_in, amount_out=q.amount_out,
-                                 fee=q.fee, price_impact_bps=q.price_impact_bps, error=q.error)
+            types_pb2.VenueQuote(
+                venue=q.venue,
+                pool=q.pool,
+                amount_in=q.amount_in,
+                amount_out=q.amount_out,
+                fee=q.fee,
+                price_impact_bps=q.price_impact_bps,
+                error=q.error,
+            )
             for q in choice.quotes
         ],
         route=types_pb2.Route(
-            legs=[types_pb2.RouteLeg(venue=leg.venue, pool=leg.pool, amount_in=leg.amount_in,
-                                     amount_out=leg.amount_out, min_amount_out=leg.min_amount_out)
-                  for leg in choice.legs],
+            legs=[
+                types_pb2.RouteLeg(
+                    venue=leg.venue,
+                    pool=leg.pool,
+                    amount_in=leg.amount_in,
+                    amount_out=leg.amount_out,
+                    min_amount_out=leg.min_amount_out,
+                )
+                for leg in choice.legs
+            ],
             amount_out=choice.amount_out,
             min_amount_out=choice.min_amount_out,
         ),
@@ -109,8 +125,15 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             raise Unavailable(f"pool state unavailable: {exc}") from None
         started = time.perf_counter()
         try:
-            choice = choose_route(snap, request.input_mint, request.output_mint, request.amount_in,
-                                  request.slippage_bps, self.split_min_impact_bps, self.split_min_gain_bps)
+            choice = choose_route(
+                snap,
+                request.input_mint,
+                request.output_mint,
+                request.amount_in,
+                request.slippage_bps,
+                self.split_min_impact_bps,
+                self.split_min_gain_bps,
+            )
         except NoRoute as exc:
             if exc.not_found:
                 raise NotFound(str(exc)) from None
@@ -123,20 +146,26 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             extra={
                 "slot": snap.slot,
                 "amount_in": request.amount_in,
-                "quotes": [{"venue": q.venue, "pool": q.pool, "out": q.amount_out, "error": q.error or None}
-                           for q in choice.quotes],
-                "legs": [{"venue": leg.venue, "in": leg.amount_in, "out": leg.amount_out} for leg in choice.legs],
+                "quotes": [
+                    {"venue": q.venue, "pool": q.pool, "out": q.amount_out, "error": q.error or None}
+                    for q in choice.quotes
+                ],
+                "legs": [
+                    {"venue": leg.venue, "in": leg.amount_in, "out": leg.amount_out} for leg in choice.legs
+                ],
                 "quote_ms": round(elapsed, 3),
             },
         )
         return to_response(request.request_id, choice, snap.slot)
 
-    async def Quote(self, request: router_pb2.QuoteRequest,
-                    context: grpc.aio.ServicerContext) -> router_pb2.QuoteResponse:
+    async def Quote(
+        self, request: router_pb2.QuoteRequest, context: grpc.aio.ServicerContext
+    ) -> router_pb2.QuoteResponse:
         return await self.quote(request)
 
-    async def QuoteStream(self, request_iterator: AsyncIterator[router_pb2.QuoteRequest],
-                          context: grpc.aio.ServicerContext) -> AsyncIterator[router_pb2.QuoteStreamResponse]:
+    async def QuoteStream(
+        self, request_iterator: AsyncIterator[router_pb2.QuoteRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[router_pb2.QuoteStreamResponse]:
         out: asyncio.Queue[router_pb2.QuoteStreamResponse | None] = asyncio.Queue()
 
         async def one(req: router_pb2.QuoteRequest) -> None:
@@ -144,13 +173,22 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 resp = await self.quote(req)
                 await out.put(router_pb2.QuoteStreamResponse(request_id=req.request_id, response=resp))
             except (InvalidArgument, NotFound, FailedPrecondition, Unavailable) as exc:
-                await out.put(router_pb2.QuoteStreamResponse(
-                    request_id=req.request_id, error_code=exc.code.value[0], error_message=exc.client_message()))
+                await out.put(
+                    router_pb2.QuoteStreamResponse(
+                        request_id=req.request_id,
+                        error_code=exc.code.value[0],
+                        error_message=exc.client_message(),
+                    )
+                )
             except Exception:  # noqa: BLE001
                 log.exception("quote failed")
-                await out.put(router_pb2.QuoteStreamResponse(
-                    request_id=req.request_id, error_code=grpc.StatusCode.INTERNAL.value[0],
-                    error_message="internal error"))
+                await out.put(
+                    router_pb2.QuoteStreamResponse(
+                        request_id=req.request_id,
+                        error_code=grpc.StatusCode.INTERNAL.value[0],
+                        error_message="internal error",
+                    )
+                )
 
         async def reader() -> None:
             pending: set[asyncio.Task[None]] = set()

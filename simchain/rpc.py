@@ -307,7 +307,7 @@ def _program_account_filters(value: Any) -> list[tuple[int, bytes] | int]:
     out: list[tuple[int, bytes] | int] = []
     for item in value:
         if not isinstance(item, dict) or len(item) != 1:
-            raise invalid_params("Invalid params: a filter is {\"dataSize\": n} or {\"memcmp\": {…}}")
+            raise invalid_params('Invalid params: a filter is {"dataSize": n} or {"memcmp": {…}}')
         if "dataSize" in item:
             out.append(_uint(item["dataSize"], "dataSize"))
             continue

@@ -64,7 +64,7 @@ async def redis_client(redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def make_settings(database_url: str, redis_prefix: str) -> "SettingsFactory":
+def make_settings(database_url: str, redis_prefix: str) -> SettingsFactory:
     def factory(**env: str) -> Settings:
         base = {
             "DATABASE_URL": database_url,

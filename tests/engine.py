@@ -22,8 +22,14 @@ class Engine:
 
 
 @asynccontextmanager
-async def engine(settings: Settings, *, persistence: bool = True, router: bool = True,
-                 executor: bool = True, sim_seed: int = 7) -> AsyncIterator[Engine]:
+async def engine(
+    settings: Settings,
+    *,
+    persistence: bool = True,
+    router: bool = True,
+    executor: bool = True,
+    sim_seed: int = 7,
+) -> AsyncIterator[Engine]:
     """Starts simchain, then persistence, router and executor, each on a free port, wired together."""
     from simchain.server import start as start_sim
 
@@ -36,7 +42,9 @@ async def engine(settings: Settings, *, persistence: bool = True, router: bool =
         if persistence:
             from persistence_svc.server import serve as serve_persistence
 
-            eng.persistence = await serve_persistence(dataclasses.replace(settings, persistence_addr="127.0.0.1:0"))
+            eng.persistence = await serve_persistence(
+                dataclasses.replace(settings, persistence_addr="127.0.0.1:0")
+            )
             eng.started.append(eng.persistence)
             settings = dataclasses.replace(settings, persistence_addr=f"127.0.0.1:{eng.persistence.port}")
         if router:

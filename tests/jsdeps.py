@@ -32,7 +32,10 @@ def node_tools() -> Path:
         if not INSTALLED.is_file() or INSTALLED.stat().st_mtime < LOCKFILE.stat().st_mtime:
             proc = subprocess.run(
                 [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
-                cwd=JS_DIR, capture_output=True, text=True, timeout=600,
+                cwd=JS_DIR,
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             if proc.returncode != 0:
                 pytest.fail(f"npm ci in {JS_DIR} failed:\n{proc.stdout}\n{proc.stderr}")

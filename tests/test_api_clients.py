@@ -79,8 +79,10 @@ def test_the_collection_covers_every_http_route() -> None:
     assert {v["key"] for v in doc["variable"]} >= {"baseUrl", "apiKey"}
     requests = collection_requests()
     assert all(r["request"]["url"]["raw"].startswith("{{baseUrl}}/") for r in requests)
-    called = {(r["request"]["method"], r["request"]["url"]["raw"].removeprefix("{{baseUrl}}").split("?")[0])
-              for r in requests}
+    called = {
+        (r["request"]["method"], r["request"]["url"]["raw"].removeprefix("{{baseUrl}}").split("?")[0])
+        for r in requests
+    }
     settings = load_settings({}, dotenv=Path("/nonexistent"))
     app = create_app(settings, load_markets(REPO / "markets" / "sim.json"))
     routes = [r for r in app.routes if isinstance(r, Route)]
@@ -91,8 +93,12 @@ def test_the_collection_covers_every_http_route() -> None:
             if method == "HEAD":
                 continue
             assert any(m == method and pattern.match(path) for m, path in called), (method, route.path)
-    statuses = {int(m) for r in requests for line in r["event"][-1]["script"]["exec"]
-                for m in re.findall(r"have\.status\((\d+)\)", line)}
+    statuses = {
+        int(m)
+        for r in requests
+        for line in r["event"][-1]["script"]["exec"]
+        for m in re.findall(r"have\.status\((\d+)\)", line)
+    }
     assert statuses >= {200, 202, 400, 404, 405, 413, 422}
 
 
@@ -101,10 +107,26 @@ def test_newman_runs_the_collection_against_the_engine(stack: Stack) -> None:
     report = ARTIFACTS / "newman" / "report.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [str(tools / ".bin" / "newman"), "run", str(COLLECTION), "--env-var", f"baseUrl={stack.url}",
-         "--env-var", f"apiKey={API_KEY}", "--reporters", "cli,json", "--reporter-json-export", str(report),
-         "--color", "off", "--timeout-request", "10000"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(tools / ".bin" / "newman"),
+            "run",
+            str(COLLECTION),
+            "--env-var",
+            f"baseUrl={stack.url}",
+            "--env-var",
+            f"apiKey={API_KEY}",
+            "--reporters",
+            "cli,json",
+            "--reporter-json-export",
+            str(report),
+            "--color",
+            "off",
+            "--timeout-request",
+            "10000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     run = json.loads(report.read_text())["run"]
@@ -131,10 +153,20 @@ def test_a_node_client_quotes_and_reads_an_order_from_the_protos(stack: Stack) -
     markets = load_markets(stack.settings.markets_path)
     sol, usdc = markets.token("SOL"), markets.token("USDC")
     assert sol and usdc
-    args = {"router": stack.settings.router_addr, "orders": stack.settings.persistence_addr,
-            "orderId": order_id, "inputMint": sol.mint, "outputMint": usdc.mint, "amountIn": "1500000000"}
-    proc = subprocess.run(["node", str(tools.parent / "grpc_client.mjs"), json.dumps(args)],
-                          capture_output=True, text=True, timeout=60)
+    args = {
+        "router": stack.settings.router_addr,
+        "orders": stack.settings.persistence_addr,
+        "orderId": order_id,
+        "inputMint": sol.mint,
+        "outputMint": usdc.mint,
+        "amountIn": "1500000000",
+    }
+    proc = subprocess.run(
+        ["node", str(tools.parent / "grpc_client.mjs"), json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
 
@@ -157,8 +189,11 @@ def test_a_node_client_quotes_and_reads_an_order_from_the_protos(stack: Stack) -
 
 @pytest.mark.parametrize(
     ("address_of", "service"),
-    [("persistence_addr", "orderengine.v1.Orders"), ("router_addr", "orderengine.v1.Router"),
-     ("executor_addr", "orderengine.v1.Executor")],
+    [
+        ("persistence_addr", "orderengine.v1.Orders"),
+        ("router_addr", "orderengine.v1.Router"),
+        ("executor_addr", "orderengine.v1.Executor"),
+    ],
 )
 def test_server_reflection_lists_each_service(stack: Stack, address_of: str, service: str) -> None:
     with grpc.insecure_channel(getattr(stack.settings, address_of)) as channel:
@@ -177,8 +212,14 @@ def test_server_reflection_lists_each_service(stack: Stack, address_of: str, ser
 
 def test_the_cli_presents_its_api_key(stack: Stack) -> None:
     out, err = io.StringIO(), io.StringIO()
-    assert cli.main(["execute", "SOL", "USDC", "0.2", "--json", "--url", stack.url, "--api-key", API_KEY],
-                    out=out, err=err) == 0, err.getvalue()
+    assert (
+        cli.main(
+            ["execute", "SOL", "USDC", "0.2", "--json", "--url", stack.url, "--api-key", API_KEY],
+            out=out,
+            err=err,
+        )
+        == 0
+    ), err.getvalue()
     statuses = [json.loads(line).get("status") for line in out.getvalue().splitlines()[1:]]
     assert statuses == LIFECYCLE
     out, err = io.StringIO(), io.StringIO()

@@ -55,9 +55,21 @@ class RedisServer:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--daemonize", "no"],
-                stdout=out, stderr=subprocess.STDOUT,
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
@@ -138,8 +150,9 @@ async def submit(client: httpx.AsyncClient, n: int, accepted: dict[str, str], fi
     key = f"chaos-{uuid.uuid4()}"
     for _ in range(20):
         try:
-            r = await client.post("/api/orders/execute", json=BODIES[n % len(BODIES)],
-                                  headers={"Idempotency-Key": key})
+            r = await client.post(
+                "/api/orders/execute", json=BODIES[n % len(BODIES)], headers={"Idempotency-Key": key}
+            )
         except httpx.TransportError:
             await asyncio.sleep(0.25)
             continue
@@ -151,8 +164,14 @@ async def submit(client: httpx.AsyncClient, n: int, accepted: dict[str, str], fi
     figures.refused += 1
 
 
-async def chaos_monkey(stack: Stack, own_redis: RedisServer, stop: asyncio.Event, figures: Figures,
-                       rng: random.Random, redis_at: float) -> None:
+async def chaos_monkey(
+    stack: Stack,
+    own_redis: RedisServer,
+    stop: asyncio.Event,
+    figures: Figures,
+    rng: random.Random,
+    redis_at: float,
+) -> None:
     started = time.monotonic()
     redis_done = False
     victims: list[str] = []
@@ -227,21 +246,30 @@ async def test_nothing_lost_nothing_twice_under_kill_9(stack: Stack, own_redis: 
 
     # at most one landed swap per order (the chain's own ledger, memo oe:<order_id>:<attempt>)
     async with httpx.AsyncClient(timeout=10) as client:
-        r = await client.post(stack.settings.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "simSwaps",
-                                                            "params": [{"memoPrefix": "oe:"}]})
+        r = await client.post(
+            stack.settings.rpc_url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "simSwaps", "params": [{"memoPrefix": "oe:"}]},
+        )
     swaps = r.json()["result"]
     per_order = Counter(s["memo"].split(":")[1] for s in swaps)
     figures.doubled = sum(1 for n in per_order.values() if n > 1)
-    print(f"\nchaos: accepted={figures.accepted} refused={figures.refused} kills={figures.kills} "
-          f"lost={figures.lost} doubled={figures.doubled} confirmed={figures.confirmed} "
-          f"failed={figures.failed} seconds={figures.seconds:.1f}")
+    print(
+        f"\nchaos: accepted={figures.accepted} refused={figures.refused} kills={figures.kills} "
+        f"lost={figures.lost} doubled={figures.doubled} confirmed={figures.confirmed} "
+        f"failed={figures.failed} seconds={figures.seconds:.1f}"
+    )
     reasons = Counter(o["failureReason"] for o in final.values() if o["status"] == "failed")
     if reasons:
         print("chaos: failure reasons:", dict(reasons))
         for order in [o for o in final.values() if o["status"] == "failed"][:3]:
-            print("chaos: failed order", order["orderId"],
-                  [(e["status"], {k: v for k, v in e["data"].items() if k in ("error", "reason", "retryOf")})
-                   for e in order["events"]])
+            print(
+                "chaos: failed order",
+                order["orderId"],
+                [
+                    (e["status"], {k: v for k, v in e["data"].items() if k in ("error", "reason", "retryOf")})
+                    for e in order["events"]
+                ],
+            )
 
     missing = sorted(set(accepted) - set(final))
     assert figures.lost == 0, f"not terminal: {missing[:10]}"

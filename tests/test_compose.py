@@ -19,9 +19,16 @@ def _has_compose_plugin() -> bool:
 
 def test_compose_config_is_valid() -> None:
     if not _has_compose_plugin():
-        pytest.skip("`docker compose` is not installed (.ci/run installs it: scripts/install-compose-plugin.sh)")
-    result = subprocess.run(["docker", "compose", "-f", "docker-compose.yml", "config"], cwd=REPO,
-                            capture_output=True, text=True, env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+        pytest.skip(
+            "`docker compose` is not installed (.ci/run installs it: scripts/install-compose-plugin.sh)"
+        )
+    result = subprocess.run(
+        ["docker", "compose", "-f", "docker-compose.yml", "config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     config = result.stdout
     for service in ("gateway", "worker", "router", "executor", "persistence", "redis", "postgres"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -52,8 +51,8 @@ async def follow(stack: Stack, order_ids: list[str], timeout: float = 30.0) -> d
 async def test_twenty_concurrent_orders_confirm_with_gapless_events(stack: Stack) -> None:
     bodies = [
         {"tokenIn": "SOL", "tokenOut": "USDC", "amount": f"{1 + i % 5}.{i:02d}", "slippageBps": 100}
-        if i % 2 == 0 else
-        {"tokenIn": "USDC", "tokenOut": "SOL", "amount": str(100 + i), "slippageBps": 100}
+        if i % 2 == 0
+        else {"tokenIn": "USDC", "tokenOut": "SOL", "amount": str(100 + i), "slippageBps": 100}
         for i in range(20)
     ]
     async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
@@ -84,7 +83,8 @@ async def test_twenty_concurrent_orders_confirm_with_gapless_events(stack: Stack
     with psycopg.connect(stack.settings.database_url) as conn:
         rows = conn.execute(
             "SELECT order_id, array_agg(status ORDER BY seq), array_agg(seq ORDER BY seq) "
-            "FROM order_events WHERE order_id = ANY(%s::uuid[]) GROUP BY order_id", (order_ids,)
+            "FROM order_events WHERE order_id = ANY(%s::uuid[]) GROUP BY order_id",
+            (order_ids,),
         ).fetchall()
     assert len(rows) == 20
     for _oid, statuses, seqs in rows:
@@ -94,7 +94,9 @@ async def test_twenty_concurrent_orders_confirm_with_gapless_events(stack: Stack
 
 async def test_ws_execute_and_replay_after_reconnect(stack: Stack) -> None:
     async with websockets.connect(ws_url(stack)) as ws:
-        await ws.send(json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDT", "amount": "0.5"}))
+        await ws.send(
+            json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDT", "amount": "0.5"})
+        )
         accepted = json.loads(await ws.recv())
         assert accepted["type"] == "accepted"
         order_id = accepted["orderId"]
@@ -134,13 +136,19 @@ async def test_bad_input_stores_nothing_and_queues_nothing(stack: Stack) -> None
             (json.dumps({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0"}).encode(), 422, "amount"),
             (json.dumps({"tokenIn": "XYZ", "tokenOut": "USDC", "amount": "1"}).encode(), 422, "tokenIn"),
             (json.dumps({"tokenIn": "SOL", "tokenOut": "SOL", "amount": "1"}).encode(), 422, "tokenOut"),
-            (json.dumps({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 9000}).encode(),
-             422, "slippageBps"),
+            (
+                json.dumps(
+                    {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 9000}
+                ).encode(),
+                422,
+                "slippageBps",
+            ),
             (b"x" * 20000, 413, None),
         ]
         for body, status, field in bad:
-            resp = await client.post("/api/orders/execute", content=body,
-                                     headers={"content-type": "application/json"})
+            resp = await client.post(
+                "/api/orders/execute", content=body, headers={"content-type": "application/json"}
+            )
             assert resp.status_code == status, (body[:50], resp.text)
             err = resp.json()["error"]
             assert err["code"] and err["message"]
@@ -160,11 +168,15 @@ async def test_ws_bad_messages_keep_the_socket_open(stack: Stack) -> None:
         for raw, code in [
             ("not json", "invalid_json"),
             (json.dumps({"action": "dance"}), "unknown_action"),
-            (json.dumps({"action": "subscribe", "orderId": "00000000-0000-4000-8000-000000000000"}),
-             "unknown_order"),
+            (
+                json.dumps({"action": "subscribe", "orderId": "00000000-0000-4000-8000-000000000000"}),
+                "unknown_order",
+            ),
             (json.dumps({"action": "subscribe", "orderId": "nope"}), "invalid_order_id"),
-            (json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "-1"}),
-             "invalid_amount"),
+            (
+                json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "-1"}),
+                "invalid_amount",
+            ),
         ]:
             await ws.send(raw)
             async with asyncio.timeout(5):
@@ -173,7 +185,9 @@ async def test_ws_bad_messages_keep_the_socket_open(stack: Stack) -> None:
                     if msg["type"] == "error":
                         break
             assert msg["code"] == code
-        await ws.send(json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.1"}))
+        await ws.send(
+            json.dumps({"action": "execute", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.1"})
+        )
         async with asyncio.timeout(5):
             while True:
                 msg = json.loads(await ws.recv())

@@ -35,13 +35,19 @@ def orders(stack: Stack) -> list[str]:
     """Two confirmed orders, one rejected request, one unknown order read, one refused quote."""
     ids = []
     with httpx.Client(base_url=stack.url, timeout=10) as client:
-        for body in ({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.25"},
-                     {"tokenIn": "USDC", "tokenOut": "SOL", "amount": "40"}):
+        for body in (
+            {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.25"},
+            {"tokenIn": "USDC", "tokenOut": "SOL", "amount": "40"},
+        ):
             r = client.post("/api/orders/execute", json=body)
             assert r.status_code == 202, r.text
             ids.append(r.json()["orderId"])
-        assert client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC",
-                                                        "amount": "-1"}).status_code == 422
+        assert (
+            client.post(
+                "/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": "-1"}
+            ).status_code
+            == 422
+        )
         assert client.get("/api/orders/00000000-0000-4000-8000-000000000000").status_code == 404
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -77,8 +83,13 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def handled(samples: Samples, service: str, method: str, code: str = "OK") -> float:
-    return value(samples, "orderengine_grpc_server_handled_total",
-                 grpc_service=f"orderengine.v1.{service}", grpc_method=method, grpc_code=code)
+    return value(
+        samples,
+        "orderengine_grpc_server_handled_total",
+        grpc_service=f"orderengine.v1.{service}",
+        grpc_method=method,
+        grpc_code=code,
+    )
 
 
 def test_gateway_exports_queue_depth_and_accepted_orders(stack: Stack, orders: list[str]) -> None:
@@ -109,8 +120,15 @@ def test_router_exports_quote_latency_and_grpc_calls(stack: Stack, orders: list[
     assert value(m, "orderengine_router_quotes_total", outcome="invalid") == 1
     assert handled(m, "Router", "Quote") == 2
     assert handled(m, "Router", "Quote", "INVALID_ARGUMENT") == 1  # the code the error interceptor chose
-    assert value(m, "orderengine_grpc_server_handling_seconds_count",
-                 grpc_service="orderengine.v1.Router", grpc_method="Quote") == 3
+    assert (
+        value(
+            m,
+            "orderengine_grpc_server_handling_seconds_count",
+            grpc_service="orderengine.v1.Router",
+            grpc_method="Quote",
+        )
+        == 3
+    )
     assert value(m, "orderengine_chain_rpc_calls_total", method="getMultipleAccounts") >= 1
 
 

@@ -66,8 +66,11 @@ async def rpc_node(answers: list[tuple[int, dict | None]]) -> AsyncIterator[str]
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length"))
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
                 request = json.loads(await reader.readexactly(length))
                 status, error = queue.pop(0) if queue else (200, None)
                 doc = {"jsonrpc": "2.0", "id": request["id"]}

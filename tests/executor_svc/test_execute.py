@@ -440,9 +440,7 @@ async def test_two_executors_racing_on_one_order_send_one_swap(stack: Stack) -> 
         for _ in range(3):
             order_id = await stack.order("SOL", "USDC", 10**7)
             request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
-            a, b = await asyncio.gather(
-                stack.execute(request), _collect(other.Execute(request))
-            )
+            a, b = await asyncio.gather(stack.execute(request), _collect(other.Execute(request)))
             assert a[-1].stage == b[-1].stage == Stage.STAGE_CONFIRMED, (a, b)
             assert a[-1].signature == b[-1].signature
             assert a[-1].resumed != b[-1].resumed  # one sent its own, the other resumed that one

@@ -62,8 +62,11 @@ async def running_edge(make_settings: Callable[..., Settings], **env: str) -> As
     async with engine(settings, router=False, executor=False) as eng:
         port = free_port()
         app = create_app(dataclasses.replace(eng.settings, http_port=port))
-        server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio",
-                                        log_config=None, lifespan="on"))
+        server = _Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, ws="websockets-sansio", log_config=None, lifespan="on"
+            )
+        )
         task = asyncio.create_task(server.serve())
         client = aioredis.Redis.from_url(eng.settings.redis_url)
         try:

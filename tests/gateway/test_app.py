@@ -16,8 +16,11 @@ from tests.gateway.edgeutil import body_of, edge_and_client
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 
-async def ws_first(url: str, headers: dict[str, str] | None = None, send: dict[str, Any] | None = None,
-                   ) -> dict[str, Any] | int:
+async def ws_first(
+    url: str,
+    headers: dict[str, str] | None = None,
+    send: dict[str, Any] | None = None,
+) -> dict[str, Any] | int:
     """Connects, optionally sends a message, and returns the first message — or the close code
     when the server closes the socket first."""
     try:
@@ -65,15 +68,17 @@ async def test_websocket_execute_shares_the_key_namespace(make_settings) -> None
         same = await ws_first(edge.ws_url, send=execute)
         assert isinstance(same, dict) and same["type"] == "accepted"
         assert same["orderId"] == http.json()["orderId"]
-        other = await ws_first(edge.ws_url, send={"action": "execute", **body_of(amount="3"),
-                                                  "idempotencyKey": "k-http"})
+        other = await ws_first(
+            edge.ws_url, send={"action": "execute", **body_of(amount="3"), "idempotencyKey": "k-http"}
+        )
         assert isinstance(other, dict) and other["type"] == "error"
         assert other["code"] == "idempotency_key_reused" and other["field"] == "Idempotency-Key"
         # and the other way round: a key first used on the socket
         ws = await ws_first(edge.ws_url, send={"action": "execute", **body_of(), "idempotencyKey": "k-ws"})
         assert isinstance(ws, dict) and ws["type"] == "accepted"
-        http_again = await client.post("/api/orders/execute", json=body_of(),
-                                       headers={"Idempotency-Key": "k-ws"})
+        http_again = await client.post(
+            "/api/orders/execute", json=body_of(), headers={"Idempotency-Key": "k-ws"}
+        )
         assert http_again.json()["orderId"] == ws["orderId"]
         assert edge.orders_stored() == 2 and await edge.jobs_queued() == 2
 
@@ -124,10 +129,18 @@ async def test_api_keys_guard_every_protected_route(make_settings) -> None:  # t
         created = await client.post("/api/orders/execute", json=body_of(), headers=good)
         assert created.status_code == 202
         order_id = created.json()["orderId"]
-        refused = [{}, {"Authorization": "Bearer nope"}, {"X-API-Key": "key-one-012345678"},
-                   {"Authorization": "key-one-0123456789"}, {"X-API-Key": ""}]
-        accepted = [{"Authorization": "Bearer key-one-0123456789"}, {"X-API-Key": "key-two-0123456789"},
-                    {"authorization": "bearer key-one-0123456789"}]
+        refused = [
+            {},
+            {"Authorization": "Bearer nope"},
+            {"X-API-Key": "key-one-012345678"},
+            {"Authorization": "key-one-0123456789"},
+            {"X-API-Key": ""},
+        ]
+        accepted = [
+            {"Authorization": "Bearer key-one-0123456789"},
+            {"X-API-Key": "key-two-0123456789"},
+            {"authorization": "bearer key-one-0123456789"},
+        ]
         for method, path, body in protected_requests(order_id):
             for headers in refused:
                 r = await client.request(method, path, json=body, headers=headers)
@@ -144,9 +157,11 @@ async def test_api_keys_guard_every_protected_route(make_settings) -> None:  # t
         assert await ws_first(ws) == 4401
         assert await ws_first(ws, headers={"X-API-Key": "wrong"}) == 4401
         assert await ws_first(f"{ws}&apiKey=wrong") == 4401
-        for ok in (await ws_first(f"{ws}&apiKey=key-one-0123456789"),
-                   await ws_first(ws, headers={"Authorization": "Bearer key-two-0123456789"}),
-                   await ws_first(ws, headers={"X-API-Key": "key-one-0123456789"})):
+        for ok in (
+            await ws_first(f"{ws}&apiKey=key-one-0123456789"),
+            await ws_first(ws, headers={"Authorization": "Bearer key-two-0123456789"}),
+            await ws_first(ws, headers={"X-API-Key": "key-one-0123456789"}),
+        ):
             assert isinstance(ok, dict) and ok["type"] == "subscribed", ok
         # public: the markets, health, the API description and the page
         for path in ("/api/markets", "/healthz", "/openapi.json", "/"):
@@ -197,8 +212,11 @@ async def test_rate_limit_without_keys_is_per_ip_and_off_by_default(make_setting
 
 
 async def test_cors_is_off_by_default_and_configurable(make_settings) -> None:  # type: ignore[no-untyped-def]
-    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type,idempotency-key"}
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,idempotency-key",
+    }
     async with edge_and_client(make_settings) as (edge, client):
         r = await client.options("/api/orders/execute", headers=preflight)
         assert "access-control-allow-origin" not in r.headers
@@ -213,7 +231,9 @@ async def test_cors_is_off_by_default_and_configurable(make_settings) -> None:  
         r = await client.get("/api/orders", headers={"Origin": "https://app.example"})
         assert r.status_code == 401  # the key is still required, and the browser may read why
         assert r.headers["access-control-allow-origin"] == "https://app.example"
-        r = await client.options("/api/orders/execute", headers={**preflight, "Origin": "https://evil.example"})
+        r = await client.options(
+            "/api/orders/execute", headers={**preflight, "Origin": "https://evil.example"}
+        )
         assert r.status_code == 400 and "access-control-allow-origin" not in r.headers
 
 
@@ -241,4 +261,3 @@ def test_sigterm_marks_the_app_stopping() -> None:
     server = GracefulServer(uvicorn.Config(app), app)
     server.handle_exit(signal.SIGTERM, None)
     assert app.state.stopping is True and server.should_exit
-

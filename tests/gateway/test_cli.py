@@ -155,7 +155,10 @@ def test_an_unreachable_engine_exits_3() -> None:
 def test_the_module_runs_as_a_script(stack: Stack) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "execute", "SOL", "USDC", "0.1", "--json", "--url", stack.url],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["status"] == "confirmed"
@@ -168,8 +171,16 @@ async def test_follow_resumes_after_a_dropped_socket_without_repeats() -> None:
     asked_after: list[int] = []
 
     def event(seq: int, status: str) -> str:
-        return json.dumps({"type": "status", "orderId": order_id, "seq": seq, "status": status,
-                           "at": f"2026-01-01T00:00:0{seq}.000Z", "data": {}})
+        return json.dumps(
+            {
+                "type": "status",
+                "orderId": order_id,
+                "seq": seq,
+                "status": status,
+                "at": f"2026-01-01T00:00:0{seq}.000Z",
+                "data": {},
+            }
+        )
 
     async def handler(ws: websockets.ServerConnection) -> None:
         after = int(parse_qs(urlparse(ws.request.path).query)["afterSeq"][0])

@@ -32,8 +32,13 @@ from tests.gateway.edgeutil import running_edge
 
 MAX_EXAMPLES = 50  # per operation and mode
 FUZZ_BUDGET_S = 30.0
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 def _normalized(path: str) -> str:
@@ -44,8 +49,10 @@ def test_every_route_is_described_and_nothing_else() -> None:
     app = create_app(load_settings({}, dotenv=Path("/nonexistent")))
     routes = {
         (_normalized(r.path), method.lower())
-        for r in app.routes if isinstance(r, Route)
-        for method in (r.methods or ()) if method != "HEAD"
+        for r in app.routes
+        if isinstance(r, Route)
+        for method in (r.methods or ())
+        if method != "HEAD"
     }
     doc = openapi_document()
     described = {(_normalized(path), method) for path, ops in doc["paths"].items() for method in ops}
@@ -79,11 +86,17 @@ def _fuzz(base_url: str, mode: GenerationMode, deadline: float) -> dict[str, int
     return ran
 
 
-def _run_operation(strategy: Any, label: str, base_url: str, checks: list[Any], deadline: float,
-                   ran: dict[str, int]) -> None:
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=False,
-              phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure is reported as found
-              suppress_health_check=list(HealthCheck))
+def _run_operation(
+    strategy: Any, label: str, base_url: str, checks: list[Any], deadline: float, ran: dict[str, int]
+) -> None:
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure is reported as found
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def run(case: Any) -> None:
         if time.monotonic() > deadline:

@@ -9,7 +9,9 @@ import redis.asyncio as aioredis
 from gateway.throttle import OrderThrottle
 
 
-async def test_limit_per_window_is_shared_and_reopens(redis_client: aioredis.Redis, redis_prefix: str) -> None:
+async def test_limit_per_window_is_shared_and_reopens(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
     # two throttles = two worker processes sharing one limit
     a = OrderThrottle(redis_client, redis_prefix, limit=3, window_s=1.0)
     b = OrderThrottle(redis_client, redis_prefix, limit=3, window_s=1.0)

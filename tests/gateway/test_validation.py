@@ -5,15 +5,17 @@ import pytest
 from common.markets import parse_markets
 from gateway.validation import ApiError, check_idempotency_key, parse_order_request
 
-MARKETS = parse_markets({
-    "cluster": "test",
-    "programs": {"raydium_cpmm": "CPMMoo8L3F4NbTegBCKVNunggL7H1ZpdTHKxQB5qKP1C"},
-    "tokens": [
-        {"symbol": "SOL", "mint": "So11111111111111111111111111111111111111112", "decimals": 9},
-        {"symbol": "USDC", "mint": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "decimals": 6},
-    ],
-    "pools": [],
-})
+MARKETS = parse_markets(
+    {
+        "cluster": "test",
+        "programs": {"raydium_cpmm": "CPMMoo8L3F4NbTegBCKVNunggL7H1ZpdTHKxQB5qKP1C"},
+        "tokens": [
+            {"symbol": "SOL", "mint": "So11111111111111111111111111111111111111112", "decimals": 9},
+            {"symbol": "USDC", "mint": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "decimals": 6},
+        ],
+        "pools": [],
+    }
+)
 
 
 def parse(body: object) -> object:
@@ -28,7 +30,9 @@ def test_valid_order_in_base_units() -> None:
 
 
 def test_defaults_and_mint_address_and_number_amount() -> None:
-    req = parse({"tokenIn": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "tokenOut": "sol", "amount": 2.25})
+    req = parse(
+        {"tokenIn": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "tokenOut": "sol", "amount": 2.25}
+    )
     assert req.token_in.symbol == "USDC"
     assert req.amount_in == 2_250_000
     assert req.slippage_bps == 50
@@ -78,8 +82,14 @@ def test_trailing_zeros_beyond_decimals_are_fine() -> None:
 
 def test_canonical_hash_ignores_spelling() -> None:
     a = parse({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"})
-    b = parse({"tokenIn": "So11111111111111111111111111111111111111112", "tokenOut": "usdc", "amount": "1.50",
-               "slippageBps": 50})
+    b = parse(
+        {
+            "tokenIn": "So11111111111111111111111111111111111111112",
+            "tokenOut": "usdc",
+            "amount": "1.50",
+            "slippageBps": 50,
+        }
+    )
     c = parse({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.6"})
     assert a.canonical_hash() == b.canonical_hash() != c.canonical_hash()
 

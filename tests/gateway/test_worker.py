@@ -24,8 +24,9 @@ NAMES = {1: "pending", 2: "routing", 3: "building", 4: "submitted", 5: "confirme
 
 @pytest.fixture
 async def eng(make_settings) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
-    settings = make_settings(RETRY_BASE_MS="40", RETRY_MAX_MS="200", CLAIM_IDLE_MS="1000", MAX_DELIVERIES="2",
-                             SIM_SLOT_MS="20")
+    settings = make_settings(
+        RETRY_BASE_MS="40", RETRY_MAX_MS="200", CLAIM_IDLE_MS="1000", MAX_DELIVERIES="2", SIM_SLOT_MS="20"
+    )
     async with engine(settings) as e:
         yield e
 
@@ -47,21 +48,37 @@ async def orders(eng: Engine) -> AsyncIterator[orders_pb2_grpc.OrdersStub]:
 
 async def sim_faults(eng: Engine, **faults: float) -> None:
     async with httpx.AsyncClient() as client:
-        r = await client.post(eng.sim.url, json={"jsonrpc": "2.0", "id": 1, "method": "simSetFaults",
-                                                 "params": [faults]})
+        r = await client.post(
+            eng.sim.url, json={"jsonrpc": "2.0", "id": 1, "method": "simSetFaults", "params": [faults]}
+        )
         assert "error" not in r.json(), r.text
 
 
-async def submit(eng: Engine, orders: orders_pb2_grpc.OrdersStub, token_in: str = "SOL",
-                 token_out: str = "USDC", amount: int = 10**9) -> str:
+async def submit(
+    eng: Engine,
+    orders: orders_pb2_grpc.OrdersStub,
+    token_in: str = "SOL",
+    token_out: str = "USDC",
+    amount: int = 10**9,
+) -> str:
     markets = load_markets(eng.settings.markets_path)
     tin, tout = markets.token(token_in), markets.token(token_out)
     assert tin and tout
-    resp = await orders.CreateOrder(orders_pb2.CreateOrderRequest(
-        order_id=str(uuid.uuid4()),
-        spec=orders_pb2.OrderSpec(input_mint=tin.mint, output_mint=tout.mint, amount_in=amount, slippage_bps=100,
-                                  input_decimals=tin.decimals, output_decimals=tout.decimals,
-                                  input_symbol=tin.symbol, output_symbol=tout.symbol)))
+    resp = await orders.CreateOrder(
+        orders_pb2.CreateOrderRequest(
+            order_id=str(uuid.uuid4()),
+            spec=orders_pb2.OrderSpec(
+                input_mint=tin.mint,
+                output_mint=tout.mint,
+                amount_in=amount,
+                slippage_bps=100,
+                input_decimals=tin.decimals,
+                output_decimals=tout.decimals,
+                input_symbol=tin.symbol,
+                output_symbol=tout.symbol,
+            ),
+        )
+    )
     redis = aioredis.Redis.from_url(eng.settings.redis_url)
     try:
         await jobs.enqueue(redis, jobs.Keys(eng.settings.redis_prefix), resp.order.order_id)
@@ -70,7 +87,9 @@ async def submit(eng: Engine, orders: orders_pb2_grpc.OrdersStub, token_in: str 
     return resp.order.order_id
 
 
-async def wait_terminal(orders: orders_pb2_grpc.OrdersStub, order_id: str, timeout: float = 20) -> orders_pb2.Order:
+async def wait_terminal(
+    orders: orders_pb2_grpc.OrdersStub, order_id: str, timeout: float = 20
+) -> orders_pb2.Order:
     order = None
     try:
         async with asyncio.timeout(timeout):
@@ -85,11 +104,19 @@ async def wait_terminal(orders: orders_pb2_grpc.OrdersStub, order_id: str, timeo
 
 
 async def test_orders_confirm(eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
-    ids = await asyncio.gather(*(submit(eng, orders, amount=10**8 * (i + 1)) for i in range(5)),
-                               submit(eng, orders, "USDC", "SOL", 25 * 10**6))
+    ids = await asyncio.gather(
+        *(submit(eng, orders, amount=10**8 * (i + 1)) for i in range(5)),
+        submit(eng, orders, "USDC", "SOL", 25 * 10**6),
+    )
     for oid in ids:
         order = await wait_terminal(orders, oid)
-        assert [NAMES[e.status] for e in order.events] == ["pending", "routing", "building", "submitted", "confirmed"]
+        assert [NAMES[e.status] for e in order.events] == [
+            "pending",
+            "routing",
+            "building",
+            "submitted",
+            "confirmed",
+        ]
         assert order.tx_hash and order.amount_out > 0 and order.attempts == 1
         routing = json.loads(order.events[1].data_json)
         assert routing["attempt"] == 1 and routing["route"]["legs"]
@@ -101,8 +128,9 @@ async def test_orders_confirm(eng: Engine, worker: Worker, orders: orders_pb2_gr
         await redis.aclose()
 
 
-async def test_transient_failures_retry_with_backoff_then_fail(eng: Engine, worker: Worker,
-                                                               orders: orders_pb2_grpc.OrdersStub) -> None:
+async def test_transient_failures_retry_with_backoff_then_fail(
+    eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
+) -> None:
     await sim_faults(eng, failRate=1.0)  # every sendTransaction answered 429
     oid = await submit(eng, orders)
     order = await wait_terminal(orders, oid, timeout=30)
@@ -120,7 +148,9 @@ async def test_transient_failures_retry_with_backoff_then_fail(eng: Engine, work
     assert routing_at[2] - routing_at[1] >= 40_000
 
 
-async def test_recovers_after_faults_clear(eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
+async def test_recovers_after_faults_clear(
+    eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
+) -> None:
     await sim_faults(eng, failRate=1.0)
     oid = await submit(eng, orders)
     await asyncio.sleep(0.05)
@@ -130,7 +160,8 @@ async def test_recovers_after_faults_clear(eng: Engine, worker: Worker, orders: 
 
 
 async def test_job_for_a_finished_order_is_acknowledged_without_effect(
-        eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
+    eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
+) -> None:
     oid = await submit(eng, orders)
     order = await wait_terminal(orders, oid)
     redis = aioredis.Redis.from_url(eng.settings.redis_url)
@@ -165,7 +196,8 @@ async def test_poisoned_job_goes_to_dead_letters(eng: Engine, worker: Worker) ->
 
 
 async def test_a_job_delivered_too_often_is_dead_lettered_and_its_order_failed(
-        eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
+    eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
+) -> None:
     """A job that keeps dying with its consumers (delivered MAX_DELIVERIES times, never acknowledged)
     is not retried for ever: it goes to the dead-letter stream and its order fails with the reason."""
     redis = aioredis.Redis.from_url(eng.settings.redis_url)
@@ -176,7 +208,9 @@ async def test_a_job_delivered_too_often_is_dead_lettered_and_its_order_failed(
         entry = None
         for n in range(eng.settings.max_deliveries):  # each delivery to a consumer that then dies
             if n == 0:
-                (( _, [(entry, _fields)]),) = await redis.xreadgroup(jobs.GROUP, "doomed-0", {keys.stream: ">"})
+                ((_, [(entry, _fields)]),) = await redis.xreadgroup(
+                    jobs.GROUP, "doomed-0", {keys.stream: ">"}
+                )
             else:
                 await redis.xclaim(keys.stream, jobs.GROUP, f"doomed-{n}", 0, [entry])
         live = Worker(eng.settings)

@@ -40,16 +40,30 @@ class WorkerProcess:
         self.health_addr = f"127.0.0.1:{free_port()}"
         s = eng.settings
         env = {
-            **os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1",
-            "REDIS_URL": s.redis_url, "REDIS_PREFIX": s.redis_prefix, "PERSISTENCE_ADDR": s.persistence_addr,
-            "ROUTER_ADDR": s.router_addr, "EXECUTOR_ADDR": s.executor_addr, "WORKER_NAME": name,
-            "WORKER_HEALTH_ADDR": self.health_addr, "WORKER_GRACE_S": "1", "CLAIM_IDLE_MS": "1000",
-            "RETRY_BASE_MS": "50", "LOG_LEVEL": "info",
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "REDIS_URL": s.redis_url,
+            "REDIS_PREFIX": s.redis_prefix,
+            "PERSISTENCE_ADDR": s.persistence_addr,
+            "ROUTER_ADDR": s.router_addr,
+            "EXECUTOR_ADDR": s.executor_addr,
+            "WORKER_NAME": name,
+            "WORKER_HEALTH_ADDR": self.health_addr,
+            "WORKER_GRACE_S": "1",
+            "CLAIM_IDLE_MS": "1000",
+            "RETRY_BASE_MS": "50",
+            "LOG_LEVEL": "info",
         }
         self.log = log
         with open(log, "wb") as out:
-            self.popen = subprocess.Popen([sys.executable, "-m", "gateway.worker"], cwd=REPO_ROOT, env=env,
-                                          stdout=out, stderr=subprocess.STDOUT)
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "gateway.worker"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     async def health(self) -> int | None:
         try:
@@ -81,8 +95,9 @@ class WorkerProcess:
 
 async def sim_faults(eng: Engine, **faults: float) -> None:
     async with httpx.AsyncClient() as client:
-        await client.post(eng.sim.url,
-                          json={"jsonrpc": "2.0", "id": 1, "method": "simSetFaults", "params": [faults]})
+        await client.post(
+            eng.sim.url, json={"jsonrpc": "2.0", "id": 1, "method": "simSetFaults", "params": [faults]}
+        )
 
 
 async def test_sigterm_mid_order_hands_it_to_another_worker(eng: Engine, tmp_path: Path) -> None:
@@ -95,8 +110,9 @@ async def test_sigterm_mid_order_hands_it_to_another_worker(eng: Engine, tmp_pat
         await sim_faults(eng, dropRate=1.0)  # sent, never lands: the order stays in flight
         oid = await submit(eng, orders)
         async with asyncio.timeout(10):
-            while (await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=oid))).status \
-                    != orders_pb2.ORDER_STATUS_SUBMITTED:
+            while (
+                await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=oid))
+            ).status != orders_pb2.ORDER_STATUS_SUBMITTED:
                 await asyncio.sleep(0.02)
 
         first.popen.send_signal(signal.SIGTERM)
@@ -106,7 +122,7 @@ async def test_sigterm_mid_order_hands_it_to_another_worker(eng: Engine, tmp_pat
                 seen.append(await first.health())
                 await asyncio.sleep(0.02)
         assert NOT_SERVING in seen, seen
-        assert SERVING not in seen[seen.index(NOT_SERVING):], seen
+        assert SERVING not in seen[seen.index(NOT_SERVING) :], seen
         assert first.popen.returncode == 0, first.log.read_text()[-2000:]
         later = await submit(eng, orders)  # queued after the first stopped taking jobs
 
@@ -118,8 +134,17 @@ async def test_sigterm_mid_order_hands_it_to_another_worker(eng: Engine, tmp_pat
         assert [e.seq for e in order.events] == list(range(1, len(order.events) + 1))
         assert NAMES[(await wait_terminal(orders, later, timeout=20)).status] == "confirmed"
         async with httpx.AsyncClient() as client:
-            swaps = (await client.post(eng.sim.url, json={"jsonrpc": "2.0", "id": 1, "method": "simSwaps",
-                                                          "params": [{"memoPrefix": f"oe:{oid}:"}]})).json()
+            swaps = (
+                await client.post(
+                    eng.sim.url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "simSwaps",
+                        "params": [{"memoPrefix": f"oe:{oid}:"}],
+                    },
+                )
+            ).json()
         assert len(swaps["result"]) == 1  # resumed, not sent anew
         assert oid in first.orders_seen() and oid in second.orders_seen()
         assert later not in first.orders_seen()

@@ -37,8 +37,9 @@ class Edge:
 
     async def new_order(self) -> str:
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
-            r = await client.post("/api/orders/execute",
-                                  json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"})
+            r = await client.post(
+                "/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
+            )
         assert r.status_code == 202, r.text
         order_id: str = r.json()["orderId"]
         return order_id
@@ -50,10 +51,19 @@ async def running_edge(make_settings: Callable[..., Any], **env: str) -> AsyncIt
     async with engine(settings, router=False, executor=False) as eng:
         port = free_port()
         app = create_app(dataclasses.replace(eng.settings, http_port=port))
-        server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=port, ws="websockets-sansio", log_config=None, lifespan="on",
-            ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=5,
-        ))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                ws="websockets-sansio",
+                log_config=None,
+                lifespan="on",
+                ws_ping_interval=20.0,
+                ws_ping_timeout=20.0,
+                timeout_graceful_shutdown=5,
+            )
+        )
         task = asyncio.create_task(server.serve())
         try:
             async with asyncio.timeout(10):
@@ -69,8 +79,9 @@ async def running_edge(make_settings: Callable[..., Any], **env: str) -> AsyncIt
             await task
 
 
-async def close_code(ws: websockets.ClientConnection, within: float,
-                     answer_pings: bool = False) -> int | None:
+async def close_code(
+    ws: websockets.ClientConnection, within: float, answer_pings: bool = False
+) -> int | None:
     """Reads until the server closes the socket; returns its close code."""
     try:
         async with asyncio.timeout(within):
@@ -118,9 +129,15 @@ async def test_following_an_unfinished_order_is_not_idle(make_settings) -> None:
 async def test_following_only_finished_orders_is_idle(make_settings) -> None:  # type: ignore[no-untyped-def]
     async with running_edge(make_settings, **IDLE) as edge:
         order_id = await edge.new_order()
-        await edge.orders.AppendEvent(orders_pb2.NewEvent(
-            order_id=order_id, seq=2, status=orders_pb2.ORDER_STATUS_FAILED, data_json='{"reason":"test"}',
-            update=orders_pb2.OrderUpdate(failure_reason="test")))
+        await edge.orders.AppendEvent(
+            orders_pb2.NewEvent(
+                order_id=order_id,
+                seq=2,
+                status=orders_pb2.ORDER_STATUS_FAILED,
+                data_json='{"reason":"test"}',
+                update=orders_pb2.OrderUpdate(failure_reason="test"),
+            )
+        )
         async with websockets.connect(f"{edge.ws_url}?orderId={order_id}") as ws:
             assert await close_code(ws, within=5) == 4000
 
@@ -148,11 +165,17 @@ async def test_a_slow_consumer_is_closed_with_4008_and_resubscribing_misses_noth
             # hold (up to 4 MB in the kernel on loopback): big events, in batches.
             pad = "x" * 30_000
             for start in range(2, published + 2, 50):
-                batch = orders_pb2.AppendEventsRequest(events=[
-                    orders_pb2.NewEvent(order_id=order_id, seq=seq, status=orders_pb2.ORDER_STATUS_ROUTING,
-                                        data_json=json.dumps({"attempt": 1, "pad": pad}))
-                    for seq in range(start, min(start + 50, published + 2))
-                ])
+                batch = orders_pb2.AppendEventsRequest(
+                    events=[
+                        orders_pb2.NewEvent(
+                            order_id=order_id,
+                            seq=seq,
+                            status=orders_pb2.ORDER_STATUS_ROUTING,
+                            data_json=json.dumps({"attempt": 1, "pad": pad}),
+                        )
+                        for seq in range(start, min(start + 50, published + 2))
+                    ]
+                )
                 results = (await edge.orders.AppendEvents(batch)).results
                 assert all(r.code == 0 for r in results), results
             await asyncio.sleep(0.5)

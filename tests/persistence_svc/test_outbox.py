@@ -47,8 +47,13 @@ async def write_some(stub: OrdersStub) -> list[tuple[str, int]]:
         order = (await stub.CreateOrder(S.CreateOrderRequest(spec=make_spec()))).order
         written.append((order.order_id, 1))
         if n:
-            routing = S.NewEvent(order_id=order.order_id, seq=2, status=S.ORDER_STATUS_ROUTING,
-                                 data_json='{"attempt":1}', update=S.OrderUpdate(attempts=1))
+            routing = S.NewEvent(
+                order_id=order.order_id,
+                seq=2,
+                status=S.ORDER_STATUS_ROUTING,
+                data_json='{"attempt":1}',
+                update=S.OrderUpdate(attempts=1),
+            )
             building = S.NewEvent(order_id=order.order_id, seq=3, status=S.ORDER_STATUS_BUILDING)
             result = await stub.AppendEvents(S.AppendEventsRequest(events=[routing, building]))
             assert [r.code for r in result.results] == [0, 0]
@@ -60,10 +65,13 @@ async def test_committed_but_unpublished_events_are_relayed_in_order(
     make_settings: SettingsFactory, database_url: str, events: PubSub
 ) -> None:
     # A persistence process whose Redis is unreachable: every commit succeeds, every publish fails.
-    unpublished = await serve(make_settings(
-        PERSISTENCE_ADDR="127.0.0.1:0", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-        OUTBOX_RELAY_INTERVAL_MS="0",
-    ))
+    unpublished = await serve(
+        make_settings(
+            PERSISTENCE_ADDR="127.0.0.1:0",
+            REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+            OUTBOX_RELAY_INTERVAL_MS="0",
+        )
+    )
     channel = open_channel(f"127.0.0.1:{unpublished.port}")
     try:
         written = await write_some(OrdersStub(channel))
@@ -74,9 +82,13 @@ async def test_committed_but_unpublished_events_are_relayed_in_order(
     assert outbox_rows(database_url) == written
 
     # The next process relays them at start, each order's events in seq order.
-    relaying = await serve(make_settings(
-        PERSISTENCE_ADDR="127.0.0.1:0", OUTBOX_RELAY_INTERVAL_MS="100", OUTBOX_RELAY_AGE_MS="100",
-    ))
+    relaying = await serve(
+        make_settings(
+            PERSISTENCE_ADDR="127.0.0.1:0",
+            OUTBOX_RELAY_INTERVAL_MS="100",
+            OUTBOX_RELAY_AGE_MS="100",
+        )
+    )
     try:
         messages = [json.loads(m) for m in await receive(events, len(written), timeout=5.0)]
         assert sorted((m["orderId"], m["seq"]) for m in messages) == written
@@ -94,9 +106,13 @@ async def test_committed_but_unpublished_events_are_relayed_in_order(
 async def test_published_events_leave_the_outbox_and_are_not_relayed_again(
     make_settings: SettingsFactory, database_url: str, events: PubSub
 ) -> None:
-    running = await serve(make_settings(
-        PERSISTENCE_ADDR="127.0.0.1:0", OUTBOX_RELAY_INTERVAL_MS="50", OUTBOX_RELAY_AGE_MS="300",
-    ))
+    running = await serve(
+        make_settings(
+            PERSISTENCE_ADDR="127.0.0.1:0",
+            OUTBOX_RELAY_INTERVAL_MS="50",
+            OUTBOX_RELAY_AGE_MS="300",
+        )
+    )
     channel = open_channel(f"127.0.0.1:{running.port}")
     try:
         written = await write_some(OrdersStub(channel))

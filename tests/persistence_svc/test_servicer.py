@@ -599,7 +599,9 @@ async def test_a_second_execution_is_refused_while_one_is_live(stub: OrdersStub,
 
 
 @pytest.mark.parametrize("final_state", ["expired", "failed"])
-async def test_a_new_execution_is_stored_once_the_live_one_is_final(stub: OrdersStub, final_state: str) -> None:
+async def test_a_new_execution_is_stored_once_the_live_one_is_final(
+    stub: OrdersStub, final_state: str
+) -> None:
     oid = (await create(stub)).order_id
     first = await stub.RecordExecution(execution(oid, 1))
     await stub.RecordExecution(execution(oid, 1, final_state, first.signature))

@@ -23,20 +23,45 @@ def _accounts(raw: dict) -> dict[Pubkey, AccountData]:  # type: ignore[type-arg]
     return {k: AccountData(lamports, owner, data, False) for k, (owner, data, lamports) in raw.items()}
 
 
-def snapshot(cpmm_price: Fraction, dlmm_price: Fraction, cpmm_sol: int = 20_000, dlmm_sol: int = 20_000,
-             ) -> Snapshot:
+def snapshot(
+    cpmm_price: Fraction,
+    dlmm_price: Fraction,
+    cpmm_sol: int = 20_000,
+    dlmm_sol: int = 20_000,
+) -> Snapshot:
     mint_0, mint_1 = sorted([SOL, USDC], key=bytes)
     sol_first = mint_0 == SOL
     r_sol = cpmm_sol * 10**9
     r_usdc = int(cpmm_sol * cpmm_price) * 10**6
-    cp = synthetic.make_cpmm_pool(CPMM, mint_0, mint_1, 9 if sol_first else 6, 6 if sol_first else 9,
-                                  r_sol if sol_first else r_usdc, r_usdc if sol_first else r_sol, seed="t-cpmm")
-    dl = synthetic.make_dlmm_pair(DLMM, SOL, USDC, 9, 6, dlmm_price, 10,
-                                  liquidity_x=dlmm_sol * 10**9, liquidity_y=int(dlmm_sol * dlmm_price) * 10**6,
-                                  bins_each_side=60, seed="t-dlmm")
+    cp = synthetic.make_cpmm_pool(
+        CPMM,
+        mint_0,
+        mint_1,
+        9 if sol_first else 6,
+        6 if sol_first else 9,
+        r_sol if sol_first else r_usdc,
+        r_usdc if sol_first else r_sol,
+        seed="t-cpmm",
+    )
+    dl = synthetic.make_dlmm_pair(
+        DLMM,
+        SOL,
+        USDC,
+        9,
+        6,
+        dlmm_price,
+        10,
+        liquidity_x=dlmm_sol * 10**9,
+        liquidity_y=int(dlmm_sol * dlmm_price) * 10**6,
+        bins_each_side=60,
+        seed="t-dlmm",
+    )
     cp_addr, dl_addr = next(iter(cp)), next(iter(dl))
     accounts = {**_accounts(cp), **_accounts(dl)}
-    pools = [decode_pool("raydium_cpmm", cp_addr, CPMM, accounts), decode_pool("meteora_dlmm", dl_addr, DLMM, accounts)]
+    pools = [
+        decode_pool("raydium_cpmm", cp_addr, CPMM, accounts),
+        decode_pool("meteora_dlmm", dl_addr, DLMM, accounts),
+    ]
     return Snapshot(1000, Clock(1000, 1, int(time.time())), pools, {}, time.monotonic())
 
 
@@ -70,8 +95,12 @@ def test_split_wins_for_a_large_order_on_shallow_pools() -> None:
     # each leg's output is exactly what that pool quotes for the leg's input
     for leg in choice.legs:
         pool = next(p for p in snap.pools if str(p.address) == leg.pool)
-        assert quote_pool(pool, Snapshot(snap.slot, snap.clock, snap.pools, {}, 0), str(SOL),
-                          leg.amount_in).amount_out == leg.amount_out
+        assert (
+            quote_pool(
+                pool, Snapshot(snap.slot, snap.clock, snap.pools, {}, 0), str(SOL), leg.amount_in
+            ).amount_out
+            == leg.amount_out
+        )
         assert leg.min_amount_out == leg.amount_out * 9900 // 10000
 
 

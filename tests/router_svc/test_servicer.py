@@ -34,12 +34,21 @@ def mint(eng: Engine, symbol: str) -> str:
     return token.mint
 
 
-@pytest.mark.parametrize(("token_in", "token_out", "amount"), [("SOL", "USDC", 10**9), ("USDC", "SOL", 150 * 10**6)])
-async def test_routes_to_the_venue_with_more_output(eng: Engine, stub: router_pb2_grpc.RouterStub,
-                                                    token_in: str, token_out: str, amount: int) -> None:
-    resp = await stub.Quote(router_pb2.QuoteRequest(
-        input_mint=mint(eng, token_in), output_mint=mint(eng, token_out), amount_in=amount, slippage_bps=100,
-        request_id="r1"))
+@pytest.mark.parametrize(
+    ("token_in", "token_out", "amount"), [("SOL", "USDC", 10**9), ("USDC", "SOL", 150 * 10**6)]
+)
+async def test_routes_to_the_venue_with_more_output(
+    eng: Engine, stub: router_pb2_grpc.RouterStub, token_in: str, token_out: str, amount: int
+) -> None:
+    resp = await stub.Quote(
+        router_pb2.QuoteRequest(
+            input_mint=mint(eng, token_in),
+            output_mint=mint(eng, token_out),
+            amount_in=amount,
+            slippage_bps=100,
+            request_id="r1",
+        )
+    )
     assert resp.request_id == "r1"
     assert {q.venue for q in resp.quotes} == {"raydium_cpmm", "meteora_dlmm"}
     assert all(not q.error and q.amount_out > 0 for q in resp.quotes)
@@ -53,10 +62,16 @@ async def test_routes_to_the_venue_with_more_output(eng: Engine, stub: router_pb
 async def test_either_venue_can_win(eng: Engine, stub: router_pb2_grpc.RouterStub) -> None:
     """The genesis prices DLMM above CPMM for SOL→USDC, so selling SOL and buying SOL pick different
     venues: the router must follow the output, not a favourite."""
-    sell = await stub.Quote(router_pb2.QuoteRequest(
-        input_mint=SOL, output_mint=mint(eng, "USDC"), amount_in=10**9, slippage_bps=50))
-    buy = await stub.Quote(router_pb2.QuoteRequest(
-        input_mint=mint(eng, "USDC"), output_mint=SOL, amount_in=150 * 10**6, slippage_bps=50))
+    sell = await stub.Quote(
+        router_pb2.QuoteRequest(
+            input_mint=SOL, output_mint=mint(eng, "USDC"), amount_in=10**9, slippage_bps=50
+        )
+    )
+    buy = await stub.Quote(
+        router_pb2.QuoteRequest(
+            input_mint=mint(eng, "USDC"), output_mint=SOL, amount_in=150 * 10**6, slippage_bps=50
+        )
+    )
     assert {sell.route.legs[0].venue, buy.route.legs[0].venue} == {"raydium_cpmm", "meteora_dlmm"}
 
 
@@ -65,10 +80,16 @@ async def test_quote_stream(eng: Engine, stub: router_pb2_grpc.RouterStub) -> No
 
     async def requests():  # type: ignore[no-untyped-def]
         for i in range(20):
-            yield router_pb2.QuoteRequest(request_id=str(i), input_mint=SOL, output_mint=usdc,
-                                          amount_in=10**8 * (i + 1), slippage_bps=50)
-        yield router_pb2.QuoteRequest(request_id="bad", input_mint=SOL, output_mint=SOL, amount_in=1,
-                                      slippage_bps=50)
+            yield router_pb2.QuoteRequest(
+                request_id=str(i),
+                input_mint=SOL,
+                output_mint=usdc,
+                amount_in=10**8 * (i + 1),
+                slippage_bps=50,
+            )
+        yield router_pb2.QuoteRequest(
+            request_id="bad", input_mint=SOL, output_mint=SOL, amount_in=1, slippage_bps=50
+        )
 
     got = {r.request_id: r async for r in stub.QuoteStream(requests())}
     assert len(got) == 21
@@ -83,10 +104,24 @@ async def test_quote_stream(eng: Engine, stub: router_pb2_grpc.RouterStub) -> No
         ({"input_mint": "nope", "output_mint": SOL, "amount_in": 1, "slippage_bps": 50}, "input_mint"),
         ({"input_mint": SOL, "output_mint": SOL, "amount_in": 1, "slippage_bps": 50}, "output_mint"),
         ({"input_mint": SOL, "output_mint": "USDC", "amount_in": 1, "slippage_bps": 50}, "output_mint"),
-        ({"input_mint": SOL, "output_mint": "11111111111111111111111111111112", "amount_in": 0,
-          "slippage_bps": 50}, "amount_in"),
-        ({"input_mint": SOL, "output_mint": "11111111111111111111111111111112", "amount_in": 5,
-          "slippage_bps": 0}, "slippage_bps"),
+        (
+            {
+                "input_mint": SOL,
+                "output_mint": "11111111111111111111111111111112",
+                "amount_in": 0,
+                "slippage_bps": 50,
+            },
+            "amount_in",
+        ),
+        (
+            {
+                "input_mint": SOL,
+                "output_mint": "11111111111111111111111111111112",
+                "amount_in": 5,
+                "slippage_bps": 0,
+            },
+            "slippage_bps",
+        ),
     ],
 )
 async def test_invalid_arguments(stub: router_pb2_grpc.RouterStub, request_kwargs: dict, field: str) -> None:
@@ -98,18 +133,31 @@ async def test_invalid_arguments(stub: router_pb2_grpc.RouterStub, request_kwarg
 
 async def test_unknown_pair_is_not_found(stub: router_pb2_grpc.RouterStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Quote(router_pb2.QuoteRequest(
-            input_mint=SOL, output_mint="11111111111111111111111111111112", amount_in=10, slippage_bps=50))
+        await stub.Quote(
+            router_pb2.QuoteRequest(
+                input_mint=SOL, output_mint="11111111111111111111111111111112", amount_in=10, slippage_bps=50
+            )
+        )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_pool_state_is_read_once_per_refresh(eng: Engine, stub: router_pb2_grpc.RouterStub) -> None:
     usdc = mint(eng, "USDC")
-    await stub.Quote(router_pb2.QuoteRequest(input_mint=SOL, output_mint=usdc, amount_in=10**9, slippage_bps=50))
+    await stub.Quote(
+        router_pb2.QuoteRequest(input_mint=SOL, output_mint=usdc, amount_in=10**9, slippage_bps=50)
+    )
     chain = eng.router.chain
     before = chain.calls.get("getMultipleAccounts", 0)
     import asyncio
 
-    await asyncio.gather(*(stub.Quote(router_pb2.QuoteRequest(
-        input_mint=SOL, output_mint=usdc, amount_in=10**6 * (i + 1), slippage_bps=50)) for i in range(50)))
+    await asyncio.gather(
+        *(
+            stub.Quote(
+                router_pb2.QuoteRequest(
+                    input_mint=SOL, output_mint=usdc, amount_in=10**6 * (i + 1), slippage_bps=50
+                )
+            )
+            for i in range(50)
+        )
+    )
     assert chain.calls.get("getMultipleAccounts", 0) - before <= 2

@@ -36,8 +36,10 @@ VENUES = ("raydium_cpmm", "meteora_dlmm", "split")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
-                                                     "(apt-get install chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
 ]
 
 # Records, in the page, every timeline row as it is added and every change of the connection
@@ -81,8 +83,13 @@ def browser(stack: Stack) -> Iterator[Browser]:  # the stack first: it starts wi
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
         )
         try:
             yield b
@@ -127,14 +134,18 @@ def newest_card(page: Page, known: set[str]) -> str:
 
 
 def card_ids(page: Page) -> set[str]:
-    return {x for x in page.locator("article.order-card").evaluate_all(
-        "cards => cards.map(c => c.dataset.orderId)")}
+    return {
+        x
+        for x in page.locator("article.order-card").evaluate_all("cards => cards.map(c => c.dataset.orderId)")
+    }
 
 
 def timeline(page: Page, order_id: str) -> list[tuple[str, int]]:
     rows = page.locator(f'article.order-card[data-order-id="{order_id}"] li[data-status]')
-    return [(r["status"], int(r["seq"])) for r in rows.evaluate_all(
-        "rows => rows.map(r => ({status: r.dataset.status, seq: r.dataset.seq}))")]
+    return [
+        (r["status"], int(r["seq"]))
+        for r in rows.evaluate_all("rows => rows.map(r => ({status: r.dataset.status, seq: r.dataset.seq}))")
+    ]
 
 
 def seen_rows(page: Page, order_id: str) -> list[tuple[str, int]]:
@@ -182,7 +193,8 @@ def test_an_order_from_the_form_shows_each_status_in_order_and_the_result(page: 
 
     # the history table catches up once the order ended; the picture shows both
     expect(page.locator(f'#history-body tr[data-order-id="{order_id}"]')).to_have_attribute(
-        "data-status", "confirmed")
+        "data-status", "confirmed"
+    )
     shot = save_screenshot(page, "confirmed-order.png")
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" or not DOCS_SCREENSHOT.exists():
         shutil.copyfile(shot, DOCS_SCREENSHOT)
@@ -194,8 +206,12 @@ def test_an_invalid_amount_shows_the_error_beside_the_field_and_submits_nothing(
 ) -> None:
     submitted: list[str] = []
     page.on("request", lambda r: submitted.append(r.url) if r.method == "POST" else None)
-    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: submitted.append(str(frame))
-                                          if "execute" in str(frame) else None))
+    page.on(
+        "websocket",
+        lambda ws: ws.on(
+            "framesent", lambda frame: submitted.append(str(frame)) if "execute" in str(frame) else None
+        ),
+    )
     # the socket that is already open: watch what it sends from here on
     page.evaluate("""() => { const send = WebSocket.prototype.send;
         WebSocket.prototype.send = function (d) { if (String(d).includes('"execute"')) window.__executes =
@@ -282,7 +298,8 @@ def test_the_history_table_shows_the_order_and_filters_by_status(page: Page, sta
     fill_order(page, "USDC", "SOL", "30", "50")
     order_id = newest_card(page, known)
     expect(page.locator(f'article.order-card[data-order-id="{order_id}"]')).to_have_attribute(
-        "data-status", "confirmed")
+        "data-status", "confirmed"
+    )
 
     row = page.locator(f'#history-body tr[data-order-id="{order_id}"]')
     expect(row).to_have_attribute("data-status", "confirmed")  # refreshed when the order ended
