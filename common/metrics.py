@@ -3,7 +3,7 @@
 Each process calls `start_exporter(settings, "<service>")` once in main(); it serves `GET /metrics`
 on `<SERVICE>_METRICS_PORT` (0 = off) from a daemon thread, so a scrape never runs on the event loop.
 Service-specific series are defined beside the code that updates them (router_svc.servicer,
-gateway.worker, gateway.app, persistence_svc.servicer); the ones here are updated by shared code
+worker.driver, gateway.app, persistence_svc.servicer); the ones here are updated by shared code
 (the gRPC server interceptor, the chain client).
 
 Label values are always from small fixed sets (a status, a gRPC method, a JSON-RPC method); never
@@ -15,16 +15,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import Counter, Histogram, start_http_server
 
+from common import grpc_handlers
+from common.grpc_handlers import Req, Resp
 from common.settings import Settings
 
+if TYPE_CHECKING:
+    from common.grpc_handlers import Continuation
+
 log = logging.getLogger(__name__)
+
+In = TypeVar("In")  # what a streamed-response behaviour takes: one request or the request stream
 
 # Latency buckets from 1 ms to 1 min: the engine's steps are milliseconds on the simulated chain and
 # seconds on a real cluster.
@@ -112,7 +119,7 @@ def _split_method(full: str) -> tuple[str, str]:
 _OK, _UNKNOWN, _CANCELLED = "OK", "UNKNOWN", "CANCELLED"
 
 
-def _code_of(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
+def _code_of(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None) -> str:
     if isinstance(exc, BaseException) and not isinstance(exc, grpc.aio.AbortError):
         return _UNKNOWN if isinstance(exc, Exception) else _CANCELLED
     code = context.code()
@@ -159,18 +166,18 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation[Req, Resp],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
         metrics = self._for(handler_call_details.method)
 
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
+        inner_uu = grpc_handlers.unary_unary(handler)
+        if inner_uu is not None:
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_unary(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
                 started = time.perf_counter()
                 try:
                     response = await inner_uu(request, context)
@@ -184,8 +191,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
 
-        def streaming(inner: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-            async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        def streaming(
+            inner: Callable[[In, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]],
+        ) -> Callable[[In, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+            async def wrapped(
+                request: In, context: grpc.aio.ServicerContext[Req, Resp]
+            ) -> AsyncIterator[Resp]:
                 started = time.perf_counter()
                 try:
                     async for item in inner(request, context):
@@ -197,18 +208,22 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             return wrapped
 
-        if handler.unary_stream:
+        inner_us = grpc_handlers.unary_stream(handler)
+        if inner_us is not None:
             return grpc.unary_stream_rpc_method_handler(
-                streaming(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+                streaming(inner_us), handler.request_deserializer, handler.response_serializer
             )
-        if handler.stream_stream:
+        inner_ss = grpc_handlers.stream_stream(handler)
+        if inner_ss is not None:
             return grpc.stream_stream_rpc_method_handler(
-                streaming(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+                streaming(inner_ss), handler.request_deserializer, handler.response_serializer
             )
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
+        inner_su = grpc_handlers.stream_unary(handler)
+        if inner_su is not None:
 
-            async def stream_unary(request_iter: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def stream_unary(
+                request_iter: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
+            ) -> Resp:
                 started = time.perf_counter()
                 try:
                     response = await inner_su(request_iter, context)

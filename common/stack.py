@@ -58,7 +58,7 @@ class Stack:
             "persistence": "persistence_svc",
             "router": "router_svc",
             "executor": "executor_svc",
-            "worker": "gateway.worker",
+            "worker": "worker",
             "gateway": "gateway",
         }
         self.procs = {n: Proc(n, modules[n]) for n in names}

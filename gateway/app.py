@@ -29,15 +29,15 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from common import jobs, lifecycle
 from common.grpc_client import open_channel
 from common.markets import Markets, load_markets
 from common.settings import REPO_ROOT, Settings
-from gateway import queue as jobs
 from gateway.hub import EventHub
 from gateway.openapi import openapi_document
 from gateway.ratelimit import RateLimitMiddleware
 from gateway.validation import ApiError, OrderRequest, check_idempotency_key, is_order_id, parse_order_request
-from gateway.views import STATUS_VALUES, order_json
+from gateway.views import order_json
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -220,9 +220,9 @@ async def list_orders(request: Request) -> Response:
         if not valid or not 1 <= int(limit_raw) <= 200:
             raise ApiError(422, "invalid_limit", "limit must be an integer from 1 to 200", "limit")
         status_raw = params.get("status", "")
-        if status_raw and status_raw not in STATUS_VALUES:
+        if status_raw and status_raw not in lifecycle.VALUES:
             raise ApiError(
-                422, "invalid_status", f"status must be one of {', '.join(STATUS_VALUES)}", "status"
+                422, "invalid_status", f"status must be one of {', '.join(lifecycle.STATUSES)}", "status"
             )
         cursor = params.get("cursor", "")
         if len(cursor) > 512:
@@ -230,7 +230,7 @@ async def list_orders(request: Request) -> Response:
         try:
             page = await state.orders.ListOrders(
                 orders_pb2.ListOrdersRequest(
-                    limit=int(limit_raw), cursor=cursor, status=STATUS_VALUES.get(status_raw, 0)
+                    limit=int(limit_raw), cursor=cursor, status=lifecycle.VALUES.get(status_raw, 0)
                 ),
                 timeout=RPC_TIMEOUT_S,
             )
@@ -286,6 +286,14 @@ async def healthz(request: Request) -> Response:
 
 async def openapi_json(request: Request) -> Response:
     return OrjsonResponse(openapi_document())
+
+
+_LIFECYCLE_JS = lifecycle.javascript_module().encode()
+
+
+async def lifecycle_js(request: Request) -> Response:
+    """The lifecycle for the page, generated from common/lifecycle.py (the page has no table of its own)."""
+    return Response(_LIFECYCLE_JS, media_type="text/javascript", headers={"cache-control": "no-cache"})
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -397,7 +405,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         market_data = markets or load_markets(settings.markets_path)
         redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
         keys = jobs.Keys(settings.redis_prefix)
-        channel = open_channel(settings.persistence_addr)
+        channel = open_channel(settings.persistence_addr, settings, "gateway")
         hub = EventHub(redis, keys.events)
         await hub.start()
         with contextlib.suppress(aioredis.RedisError):
@@ -426,6 +434,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         Route("/api/markets", get_markets, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/js/lifecycle.js", lifecycle_js, methods=["GET"]),
         WebSocketRoute("/api/orders/ws", order_socket),
     ]
     if Path(WEB_DIR).is_dir():

@@ -34,9 +34,9 @@ import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from common import lifecycle
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
-TERMINAL = ("confirmed", "failed")
-STATUSES = ("pending", "routing", "building", "submitted", "confirmed", "failed")
 HTTP_TIMEOUT_S = 10.0
 
 
@@ -338,7 +338,7 @@ async def follow(
                                 continue  # never shown twice
                             last_seq = seq
                             display.status_event(msg, out_symbol)
-                            if msg.get("status") in TERMINAL:
+                            if msg.get("status") in lifecycle.TERMINAL:
                                 return dict(msg)
                         elif kind == "error":
                             if msg.get("code") == "unknown_order":
@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     orders = commands.add_parser("orders", help="read orders")
     sub = orders.add_subparsers(dest="orders_command", required=True, metavar="{list,show}")
     ls = sub.add_parser("list", parents=[common], help="order history, newest first")
-    ls.add_argument("--status", choices=STATUSES, default=None)
+    ls.add_argument("--status", choices=lifecycle.STATUSES, default=None)
     ls.add_argument("--limit", type=_limit, default=20)
     ls.add_argument("--cursor", default=None, help="the nextCursor of the previous page")
     ls.set_defaults(run=cmd_list)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from common import lifecycle
 from gateway.validation import MAX_IDEMPOTENCY_KEY
-from gateway.views import STATUS_VALUES
 
 TOKEN_PATTERN = r"^[A-Za-z0-9$._-]{1,64}$"  # a symbol (any case) or a base58 mint address
 AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
@@ -57,7 +57,7 @@ _UNAVAILABLE = {
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 _RAW = {"type": "string", "pattern": "^[0-9]+$"}
-_STATUS = {"type": "string", "enum": list(STATUS_VALUES)}
+_STATUS = {"type": "string", "enum": list(lifecycle.STATUSES)}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -265,7 +265,7 @@ PATHS: dict[str, Any] = {
                     "in": "query",
                     "required": False,
                     "description": "empty: any status",
-                    "schema": {"type": "string", "enum": [*STATUS_VALUES, ""]},
+                    "schema": {"type": "string", "enum": [*lifecycle.STATUSES, ""]},
                 },
             ],
             "responses": {
@@ -321,6 +321,19 @@ PATHS: dict[str, Any] = {
             "summary": "This document",
             "security": [],
             "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+        }
+    },
+    "/js/lifecycle.js": {
+        "get": {
+            "operationId": "lifecycleModule",
+            "summary": "The order lifecycle (statuses, terminal set, transitions) as an ES module for the page",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "generated from the engine's lifecycle module",
+                    "content": {"text/javascript": {"schema": {"type": "string"}}},
+                }
+            },
         }
     },
 }

@@ -5,21 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from common import lifecycle
 from common.amounts import format_amount
 from common.markets import Markets
 from common.timefmt import iso_ms_from_us
 from orderengine.v1 import orders_pb2, types_pb2
-
-STATUS_NAMES = {
-    orders_pb2.ORDER_STATUS_PENDING: "pending",
-    orders_pb2.ORDER_STATUS_ROUTING: "routing",
-    orders_pb2.ORDER_STATUS_BUILDING: "building",
-    orders_pb2.ORDER_STATUS_SUBMITTED: "submitted",
-    orders_pb2.ORDER_STATUS_CONFIRMED: "confirmed",
-    orders_pb2.ORDER_STATUS_FAILED: "failed",
-}
-STATUS_VALUES = {name: value for value, name in STATUS_NAMES.items()}
-TERMINAL = frozenset({orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED})
 
 
 def quotes_json(quotes: list[types_pb2.VenueQuote], out_decimals: int) -> list[dict[str, Any]]:
@@ -85,7 +75,7 @@ def event_json(event: orders_pb2.OrderEvent) -> dict[str, Any]:
         "type": "status",
         "orderId": event.order_id,
         "seq": event.seq,
-        "status": STATUS_NAMES.get(event.status, "unknown"),
+        "status": lifecycle.name_of(event.status),
         "at": iso_ms_from_us(event.at_us),
         "data": json.loads(event.data_json) if event.data_json else {},
     }
@@ -109,7 +99,7 @@ def order_json(
     confirmed = order.status == orders_pb2.ORDER_STATUS_CONFIRMED
     doc: dict[str, Any] = {
         "orderId": order.order_id,
-        "status": STATUS_NAMES.get(order.status, "unknown"),
+        "status": lifecycle.name_of(order.status),
         "tokenIn": _token_json(spec.input_symbol, spec.input_mint, spec.input_decimals, markets),
         "tokenOut": _token_json(spec.output_symbol, spec.output_mint, spec.output_decimals, markets),
         "amountIn": format_amount(spec.amount_in, spec.input_decimals),

@@ -26,6 +26,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from common import lifecycle
 from gateway.app import EdgeState, grpc_to_api, submit_order
 from gateway.hub import Subscriber
 from gateway.validation import ApiError, check_idempotency_key, is_order_id, parse_order_request
@@ -39,7 +40,6 @@ MAX_SUBSCRIPTIONS = 200
 MESSAGES_PER_SECOND = 50
 CLOSE_IDLE = 4000
 CLOSE_SLOW_CONSUMER = 4008
-TERMINAL_STATUSES = frozenset({"confirmed", "failed"})
 
 WS_CONNECTIONS = Gauge("orderengine_gateway_ws_connections", "WebSocket connections open.")
 WS_CLOSED = Counter(
@@ -149,7 +149,7 @@ class Connection:
             await self.catch_up(order_id, announce=False)  # fills the gap, then this one is a duplicate
             return
         self.last_seq[order_id] = seq
-        if message.get("status") in TERMINAL_STATUSES and order_id not in self.finished:
+        if message.get("status") in lifecycle.TERMINAL and order_id not in self.finished:
             self.finished.add(order_id)
             self.last_activity = time.monotonic()
         await self.send(message)

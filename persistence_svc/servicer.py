@@ -18,10 +18,11 @@ import psycopg
 from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from common import lifecycle
 from common.errors import LIVE_EXECUTION_KEY, DomainError, FailedPrecondition, InvalidArgument, Unavailable
 from common.log import order_id_var
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
-from persistence_svc import lifecycle, store, validation
+from persistence_svc import store, validation
 from persistence_svc.models import EventInput, EventRow, ExecutionRow, OrderRow, from_us, to_us
 from persistence_svc.publisher import EventPublisher
 

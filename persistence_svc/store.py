@@ -20,8 +20,8 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from common import lifecycle
 from common.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
-from persistence_svc import lifecycle
 from persistence_svc.models import (
     AppendOutcome,
     CreateOutcome,

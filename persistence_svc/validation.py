@@ -16,9 +16,9 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
+from common import lifecycle
 from common.errors import InvalidArgument
 from orderengine.v1 import orders_pb2
-from persistence_svc import lifecycle
 from persistence_svc.models import EventInput, ExecutionInput, NewOrder, Spec, Update, compact_json
 
 MAX_SEQ = 1_000_000

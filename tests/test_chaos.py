@@ -28,8 +28,8 @@ import pytest
 import redis
 from solders.keypair import Keypair
 
+from common import lifecycle
 from common.stack import Stack, free_port
-from persistence_svc import lifecycle
 from tests.stackutil import running_stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]

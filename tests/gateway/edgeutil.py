@@ -18,7 +18,7 @@ import uvicorn
 
 from common.settings import Settings
 from common.stack import free_port
-from gateway import queue as jobs
+from common import jobs
 from gateway.app import create_app
 from tests.engine import engine
 

@@ -4,9 +4,9 @@ import itertools
 
 import pytest
 
+from common import lifecycle
 from common.errors import FailedPrecondition
 from orderengine.v1 import orders_pb2
-from persistence_svc import lifecycle
 
 # Written out from docs/CONVENTIONS.md, independently of lifecycle.TRANSITIONS.
 LEGAL = {

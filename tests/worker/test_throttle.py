@@ -6,7 +6,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from gateway.throttle import OrderThrottle
+from worker.throttle import OrderThrottle
 
 
 async def test_limit_per_window_is_shared_and_reopens(

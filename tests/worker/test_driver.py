@@ -11,12 +11,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from common import jobs
 from common.grpc_client import open_channel
 from common.markets import load_markets
-from gateway import queue as jobs
-from gateway.worker import Worker
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
+from worker.consumer import Worker
 
 TERMINAL = {orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED}
 NAMES = {1: "pending", 2: "routing", 3: "building", 4: "submitted", 5: "confirmed", 6: "failed"}

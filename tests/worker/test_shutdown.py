@@ -1,6 +1,6 @@
 """Graceful shutdown of the worker process: SIGTERM mid-order → health NOT_SERVING, no new job taken,
 the order in flight left unacknowledged (its grace is too short to finish) and finished by a second
-worker. The services run in-process; the two workers are real processes (`python -m gateway.worker`)."""
+worker. The services run in-process; the two workers are real processes (`python -m worker`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from common.settings import REPO_ROOT
 from common.stack import free_port
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
-from tests.gateway.test_worker import NAMES, submit, wait_terminal
+from tests.worker.test_driver import NAMES, submit, wait_terminal
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -58,7 +58,7 @@ class WorkerProcess:
         self.log = log
         with open(log, "wb") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "gateway.worker"],
+                [sys.executable, "-m", "worker"],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=out,

@@ -1,0 +1,326 @@
+"""Drives one order through its lifecycle: quote, execute (the executor's stream), events.
+
+The driver knows the order's last seq and status, so it appends only legal events; a refused append
+means another driver owns the order (Superseded). Every event goes through the shared EventWriter
+(one batched AppendEvents for every order in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from prometheus_client import Counter, Gauge, Histogram
+
+from common import lifecycle
+from common.amounts import format_amount, format_price
+from common.metrics import LATENCY_BUCKETS
+from gateway.views import quotes_json, route_from_json, route_json
+from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
+from worker.events import AppendRejected
+
+if TYPE_CHECKING:
+    from worker.consumer import Worker
+
+log = logging.getLogger(__name__)
+
+S = orders_pb2  # statuses
+Stage = executor_pb2.ExecutionUpdate
+QUOTE_TIMEOUT_S = 5.0
+EXECUTE_TIMEOUT_S = 180.0
+TRANSIENT_ROUTER_CODES = {
+    grpc.StatusCode.UNAVAILABLE: "router unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "quote timed out",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "router rate limited",
+    grpc.StatusCode.FAILED_PRECONDITION: "no quote",
+}
+
+
+ORDER_EVENTS = Counter(
+    "orderengine_worker_order_events_total",
+    "Events this worker appended, by status: orders entering each status (confirmed/failed: orders ended).",
+    ["status"],
+)
+_ORDER_EVENTS: dict[int, Counter] = {
+    code: ORDER_EVENTS.labels(name) for code, name in lifecycle.NAMES.items()
+}
+ORDERS_INFLIGHT = Gauge("orderengine_worker_orders_inflight", "Orders this worker is driving right now.")
+STAGE_SECONDS = Histogram(
+    "orderengine_worker_stage_seconds",
+    "Time of each stage of an attempt: routing (quote asked → route stored), building (build started → "
+    "transaction sent), confirming (sent → confirmed).",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+_STAGE = {name: STAGE_SECONDS.labels(name) for name in ("routing", "building", "confirming")}
+QUEUE_WAIT_SECONDS = Histogram(
+    "orderengine_worker_queue_wait_seconds",
+    "Time a new order's job waited in the stream until a worker took it.",
+    buckets=LATENCY_BUCKETS,
+)
+ORDER_SECONDS = Histogram(
+    "orderengine_worker_order_seconds",
+    "Time from a worker taking an order to its end, by final status.",
+    ["status"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+@dataclass
+class Outcome:
+    terminal: bool
+    reason: str = ""
+    retryable: bool = False
+
+
+class Superseded(Exception):
+    """Another driver owns this order now (its seq moved on); stop without acknowledging."""
+
+    def __init__(self, message: str, appended: int) -> None:
+        super().__init__(message)
+        self.appended = appended  # events this driver had appended before it was refused
+
+
+class OrderDriver:
+    """Drives one order; knows the order's last seq and status so it appends only legal events."""
+
+    def __init__(self, worker: Worker, order: orders_pb2.Order) -> None:
+        self.w = worker
+        self.order = order
+        self.seq = order.last_seq
+        self.status = order.status
+        self.last_signature = ""
+        self.appended = 0
+        self.started = time.perf_counter()
+        self.quote_at: float | None = None  # when this attempt's quote was asked
+        self.building_at: float | None = None
+        self.submitted_at: float | None = None
+
+    async def append(
+        self, status: int, data: dict[str, Any], update: orders_pb2.OrderUpdate | None = None
+    ) -> None:
+        event = orders_pb2.NewEvent(
+            order_id=self.order.order_id,
+            seq=self.seq + 1,
+            status=status,
+            data_json=json.dumps(data, separators=(",", ":")),
+            update=update,
+        )
+        try:
+            await self.w.events.append(event)
+        except AppendRejected as exc:
+            if exc.code in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
+                raise Superseded(exc.message, self.appended) from None
+            raise
+        self.seq += 1
+        self.status = status
+        self.appended += 1
+        self._measure(status)
+
+    def _measure(self, status: int) -> None:
+        """Counts the event and times the stage it ends (cheap: no label lookups)."""
+        _ORDER_EVENTS[status].inc()
+        now = time.perf_counter()
+        if status == S.ORDER_STATUS_ROUTING:
+            if self.quote_at is not None:
+                _STAGE["routing"].observe(now - self.quote_at)
+                self.quote_at = None
+            self.building_at = self.submitted_at = None
+        elif status == S.ORDER_STATUS_BUILDING:
+            self.building_at = now
+        elif status == S.ORDER_STATUS_SUBMITTED:
+            if self.building_at is not None:
+                _STAGE["building"].observe(now - self.building_at)
+                self.building_at = None
+                self.submitted_at = now
+        elif status == S.ORDER_STATUS_CONFIRMED:
+            if self.submitted_at is not None:
+                _STAGE["confirming"].observe(now - self.submitted_at)
+        if status in lifecycle.TERMINAL_PROTO:
+            ORDER_SECONDS.labels(lifecycle.name_of(status)).observe(now - self.started)
+
+    # --- the lifecycle --------------------------------------------------------------------------
+    async def run(self) -> None:
+        spec = self.order.spec
+        attempt = self.order.attempts
+        retry_of = ""
+        if self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED) and self.order.route_json:
+            # A previous driver died mid-execution: resume that attempt (the executor finds the
+            # stored transaction and follows it instead of signing anew).
+            route = route_from_json(json.loads(self.order.route_json)["route"])
+            outcome = await self.execute(attempt, route)
+            if outcome.terminal:
+                return
+            retry_of = outcome.reason
+        while True:
+            attempt += 1
+            if attempt > self.w.settings.max_attempts:
+                await self.fail(retry_of or "no attempts left", attempt - 1)
+                return
+            if retry_of:
+                await self.w.backoff(attempt - 1)
+            self.quote_at = time.perf_counter()
+            try:
+                quote = await self.w.router.Quote(
+                    router_pb2.QuoteRequest(
+                        request_id=f"{self.order.order_id}:{attempt}",
+                        input_mint=spec.input_mint,
+                        output_mint=spec.output_mint,
+                        amount_in=spec.amount_in,
+                        slippage_bps=spec.slippage_bps,
+                        order_id=self.order.order_id,
+                    ),
+                    # a router restarting is waited for (up to the deadline), not counted as an attempt
+                    timeout=QUOTE_TIMEOUT_S,
+                    wait_for_ready=True,
+                )
+            except grpc.aio.AioRpcError as exc:
+                reason = TRANSIENT_ROUTER_CODES.get(exc.code())
+                detail = exc.details() or ""
+                data: dict[str, Any] = {"attempt": attempt, "error": f"{reason or 'quote refused'}: {detail}"}
+                if retry_of:
+                    data["retryOf"] = retry_of
+                await self.append(S.ORDER_STATUS_ROUTING, data, orders_pb2.OrderUpdate(attempts=attempt))
+                if reason is None:
+                    await self.fail(f"quote refused: {detail}", attempt)
+                    return
+                retry_of = f"{reason}: {detail}" if detail else reason
+                continue
+            routing = {
+                "quotes": quotes_json(list(quote.quotes), spec.output_decimals),
+                "route": route_json(quote.route, spec.output_decimals),
+            }
+            data = {"attempt": attempt, **routing, "slot": quote.slot}
+            if retry_of:
+                data["retryOf"] = retry_of
+            log.info(
+                "routed",
+                extra={
+                    "attempt": attempt,
+                    "dex": routing["route"]["dex"],
+                    "amount_out": quote.route.amount_out,
+                },
+            )
+            await self.append(
+                S.ORDER_STATUS_ROUTING,
+                data,
+                orders_pb2.OrderUpdate(
+                    attempts=attempt, route_json=json.dumps(routing, separators=(",", ":"))
+                ),
+            )
+            outcome = await self.execute(attempt, quote.route)
+            if outcome.terminal:
+                return
+            if not outcome.retryable:
+                await self.fail(outcome.reason, attempt)
+                return
+            retry_of = outcome.reason
+
+    async def execute(self, attempt: int, route: Any) -> Outcome:
+        """Runs one attempt through the executor; reconnects (same attempt) if the executor dies."""
+        spec = self.order.spec
+        request = executor_pb2.ExecuteRequest(
+            order_id=self.order.order_id,
+            attempt=max(attempt, 1),
+            input_mint=spec.input_mint,
+            output_mint=spec.output_mint,
+            amount_in=spec.amount_in,
+            route=route,
+        )
+        reconnects = 0
+        while True:
+            try:
+                call = self.w.executor.Execute(request, timeout=EXECUTE_TIMEOUT_S, wait_for_ready=True)
+                async for update in call:
+                    outcome = await self.on_update(attempt, update)
+                    if outcome is not None:
+                        return outcome
+                return Outcome(False, "executor ended the stream without a result", True)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and reconnects < 20:
+                    # the executor restarted: ask again for the same attempt; it resumes
+                    reconnects += 1
+                    await asyncio.sleep(min(0.1 * 2**reconnects, 2.0) * (0.5 + random.random()))
+                    continue
+                if code == grpc.StatusCode.INVALID_ARGUMENT:
+                    return Outcome(False, f"execution refused: {exc.details()}", False)
+                return Outcome(False, f"executor error: {code.name.lower()}", True)
+
+    async def on_update(self, attempt: int, update: executor_pb2.ExecutionUpdate) -> Outcome | None:
+        spec = self.order.spec
+        if update.stage == Stage.STAGE_BUILDING:
+            if self.status == S.ORDER_STATUS_ROUTING:
+                await self.append(S.ORDER_STATUS_BUILDING, {"attempt": attempt})
+        elif update.stage == Stage.STAGE_SUBMITTED:
+            if self.status == S.ORDER_STATUS_SUBMITTED and update.signature == self.last_signature:
+                return None
+            if self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED, S.ORDER_STATUS_ROUTING):
+                if self.status == S.ORDER_STATUS_ROUTING:
+                    await self.append(S.ORDER_STATUS_BUILDING, {"attempt": attempt})
+                await self.append(
+                    S.ORDER_STATUS_SUBMITTED,
+                    {
+                        "attempt": attempt,
+                        "signature": update.signature,
+                        "lastValidBlockHeight": update.last_valid_block_height,
+                        **({"resumed": True} if update.resumed else {}),
+                    },
+                    orders_pb2.OrderUpdate(tx_hash=update.signature),
+                )
+                self.last_signature = update.signature
+        elif update.stage == Stage.STAGE_CONFIRMED:
+            price = format_price(
+                update.amount_out,
+                spec.output_decimals,
+                update.amount_in or spec.amount_in,
+                spec.input_decimals,
+            )
+            amount_out = format_amount(update.amount_out, spec.output_decimals)
+            if self.status != S.ORDER_STATUS_SUBMITTED:
+                await self.append(
+                    S.ORDER_STATUS_SUBMITTED,
+                    {"attempt": attempt, "signature": update.signature},
+                    orders_pb2.OrderUpdate(tx_hash=update.signature),
+                )
+            await self.append(
+                S.ORDER_STATUS_CONFIRMED,
+                {
+                    "txHash": update.signature,
+                    "dex": update.dex,
+                    "amountOut": amount_out,
+                    "amountOutRaw": str(update.amount_out),
+                    "amountInRaw": str(update.amount_in),
+                    "executedPrice": price,
+                    "slot": update.slot,
+                    "attempt": attempt,
+                },
+                orders_pb2.OrderUpdate(
+                    amount_out=update.amount_out,
+                    tx_hash=update.signature,
+                    dex=update.dex,
+                    executed_price=price,
+                ),
+            )
+            log.info(
+                "confirmed",
+                extra={"dex": update.dex, "amount_out": update.amount_out, "signature": update.signature},
+            )
+            return Outcome(True)
+        elif update.stage == Stage.STAGE_FAILED:
+            return Outcome(False, update.reason or "execution failed", update.retryable)
+        return None
+
+    async def fail(self, reason: str, attempt: int) -> None:
+        log.warning("order failed", extra={"reason": reason, "attempt": attempt})
+        await self.append(
+            S.ORDER_STATUS_FAILED,
+            {"reason": reason, "attempt": attempt},
+            orders_pb2.OrderUpdate(failure_reason=reason),
+        )
