@@ -173,10 +173,12 @@ def main() -> None:
         help="a setting for the started stack (repeatable), e.g. --env CONFIRM_POLL_MS=10",
     )
     args = parser.parse_args()
-    pair = tuple(args.pair.split(","))
-    assert len(pair) == 3, "--pair is tokenIn,tokenOut,amount"
+    parts = str(args.pair).split(",")
+    if len(parts) != 3:
+        parser.error(f"--pair expects tokenIn,tokenOut,amount, got {args.pair!r}")
+    pair = (parts[0], parts[1], parts[2])
     if args.url:
-        report(asyncio.run(run_bench(args.url, args.orders, args.rate, pair)))  # type: ignore[arg-type]
+        report(asyncio.run(run_bench(args.url, args.orders, args.rate, pair)))
         return
     from tests.stackutil import running_stack
 
@@ -194,7 +196,7 @@ def main() -> None:
         extra[key] = value
     with running_stack(log_dir, **extra) as stack:
         print(f"stack up at {stack.url} (logs in {log_dir})", flush=True)
-        report(asyncio.run(run_bench(stack.url, args.orders, args.rate, pair)))  # type: ignore[arg-type]
+        report(asyncio.run(run_bench(stack.url, args.orders, args.rate, pair)))
 
 
 if __name__ == "__main__":

@@ -27,11 +27,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from common.grpc_client import open_channel
+from common.healthcheck import health_check
 from common.settings import REPO_ROOT, load_settings
 from orderengine.v1 import orders_pb2 as S
 from orderengine.v1.orders_pb2_grpc import OrdersStub
@@ -94,13 +95,13 @@ def free_port() -> int:
 async def wait_serving(addr: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     channel = open_channel(addr)
     try:
-        health = health_pb2_grpc.HealthStub(channel)
+        check = health_check(channel)
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"persistence_svc exited with code {proc.returncode}")
             try:
-                reply = await health.Check(
+                reply = await check(
                     health_pb2.HealthCheckRequest(service="orderengine.v1.Orders"), timeout=1.0
                 )
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:

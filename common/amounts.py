@@ -21,7 +21,8 @@ def parse_amount(text: str, decimals: int) -> int:
         if len(frac_trimmed) > decimals:
             raise ValueError(f"has more than {decimals} decimal places")
         frac = frac_trimmed
-    raw = int(match.group("int")) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
+    scale: int = 10**decimals  # decimals >= 0 (a mint's), so an int, never a float
+    raw = int(match.group("int")) * scale + int(frac.ljust(decimals, "0") or "0")
     if raw <= 0:
         raise ValueError("must be greater than zero")
     if raw > U64_MAX:

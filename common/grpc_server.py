@@ -6,13 +6,15 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from common import grpc_handlers
 from common.errors import DomainError
+from common.grpc_handlers import Continuation, Req, Resp
 from common.metrics import MetricsInterceptor
 
 if TYPE_CHECKING:
@@ -32,25 +34,25 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation[Req, Resp],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
         method = handler_call_details.method
 
-        async def fail(exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+        async def fail(exc: BaseException, context: grpc.aio.ServicerContext[Req, Resp]) -> NoReturn:
             mapped = _abort_code(exc)
             if mapped is not None:
                 await context.abort(mapped[0], mapped[1])
             log.exception("unhandled error in %s", method)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
+        inner_uu = grpc_handlers.unary_unary(handler)
+        if inner_uu is not None:
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_unary(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
                 try:
                     return await inner_uu(request, context)
                 except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -61,10 +63,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+        inner_us = grpc_handlers.unary_stream(handler)
+        if inner_us is not None:
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def unary_stream(
+                request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+            ) -> AsyncIterator[Resp]:
                 try:
                     async for item in inner_us(request, context):
                         yield item
@@ -76,12 +80,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
-        if handler.stream_stream:
-            inner_ss = handler.stream_stream
+        inner_ss = grpc_handlers.stream_stream(handler)
+        if inner_ss is not None:
 
             async def stream_stream(
-                request_iter: Any, context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[Any]:
+                request_iter: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
+            ) -> AsyncIterator[Resp]:
                 try:
                     async for item in inner_ss(request_iter, context):
                         yield item

@@ -7,14 +7,28 @@ import asyncio
 import sys
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
+
+CHECK_METHOD = "/grpc.health.v1.Health/Check"
+
+
+def health_check(
+    channel: grpc.aio.Channel,
+) -> grpc.aio.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+    """The client side of grpc.health.v1 `Health.Check` on `channel` (types-grpcio-health-checking
+    declares no methods on `HealthStub`, so the call is built here with its message types)."""
+    return channel.unary_unary(
+        CHECK_METHOD,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
 
 
 async def serving(address: str, service: str = "", timeout: float = 2.0) -> bool:
     """True when the gRPC server at `address` answers SERVING for `service` ("" = the server)."""
     async with grpc.aio.insecure_channel(address) as channel:
         try:
-            resp = await health_pb2_grpc.HealthStub(channel).Check(
+            resp = await health_check(channel)(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         except grpc.aio.AioRpcError:

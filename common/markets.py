@@ -82,7 +82,7 @@ def parse_markets(doc: Any, source: str = "markets") -> Markets:
     programs_raw = doc.get("programs")
     if not isinstance(programs_raw, dict):
         raise MarketsError(f"{source}: programs: expected an object of venue → program id")
-    programs = {}
+    programs: dict[str, str] = {}
     for venue, pid in programs_raw.items():
         if venue not in VENUES:
             raise MarketsError(f"{source}: programs.{venue}: unknown venue (known: {', '.join(VENUES)})")
@@ -109,7 +109,7 @@ def parse_markets(doc: Any, source: str = "markets") -> Markets:
         if not isinstance(p, dict):
             raise MarketsError(f"{where}: expected an object")
         venue = p.get("venue")
-        if venue not in programs:
+        if not isinstance(venue, str) or venue not in programs:
             raise MarketsError(f"{where}.venue: {venue!r} has no program id in programs")
         pools.append(PoolRef(venue, _pubkey(p.get("address"), f"{where}.address")))
     return Markets(cluster, programs, tuple(tokens), tuple(pools))

@@ -16,18 +16,15 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import Counter, Histogram, start_http_server
 
 from common import grpc_handlers
-from common.grpc_handlers import Req, Resp
+from common.grpc_handlers import Continuation, Req, Resp
 from common.settings import Settings
-
-if TYPE_CHECKING:
-    from common.grpc_handlers import Continuation
 
 log = logging.getLogger(__name__)
 

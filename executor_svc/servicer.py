@@ -175,7 +175,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self,
         builder: TxBuilder,
         sender: Sender,
-        orders: orders_pb2_grpc.OrdersStub,
+        orders: orders_pb2_grpc.OrdersAsyncStub,
         markets: Markets,
         wallet: Wallet,
         settings: Settings,
@@ -190,7 +190,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self._lock_users: dict[str, int] = {}
 
     async def Execute(
-        self, request: executor_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+        self,
+        request: executor_pb2.ExecuteRequest,
+        context: grpc.aio.ServicerContext[executor_pb2.ExecuteRequest, executor_pb2.ExecutionUpdate],
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         plan = validate_request(request, self._markets)
         token = order_id_var.set(plan.order_id)

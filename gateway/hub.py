@@ -110,4 +110,4 @@ class EventHub:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis 8.1: PubSub.aclose unannotated

@@ -159,12 +159,16 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         return to_response(request.request_id, choice, snap.slot)
 
     async def Quote(
-        self, request: router_pb2.QuoteRequest, context: grpc.aio.ServicerContext
+        self,
+        request: router_pb2.QuoteRequest,
+        context: grpc.aio.ServicerContext[router_pb2.QuoteRequest, router_pb2.QuoteResponse],
     ) -> router_pb2.QuoteResponse:
         return await self.quote(request)
 
     async def QuoteStream(
-        self, request_iterator: AsyncIterator[router_pb2.QuoteRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[router_pb2.QuoteRequest],
+        context: grpc.aio.ServicerContext[router_pb2.QuoteRequest, router_pb2.QuoteStreamResponse],
     ) -> AsyncIterator[router_pb2.QuoteStreamResponse]:
         out: asyncio.Queue[router_pb2.QuoteStreamResponse | None] = asyncio.Queue()
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 import pytest
@@ -78,5 +79,7 @@ def make_settings(database_url: str, redis_prefix: str) -> SettingsFactory:
     return factory
 
 
-class SettingsFactory:  # for type hints only
+class SettingsFactory(Protocol):
+    """`make_settings(**env)`: the test's Settings with `env` over the test database and Redis prefix."""
+
     def __call__(self, **env: str) -> Settings: ...
