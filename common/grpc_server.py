@@ -100,11 +100,16 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
+# Every connection is closed (GOAWAY, in-flight calls finish) after about this long, so clients
+# resolve the service's name again and spread onto replicas started since (common.grpc_client).
+MAX_CONNECTION_AGE_MS = 30_000
+
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.so_reuseport", 0),
+    ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
 ]
 
 
