@@ -133,18 +133,28 @@ async def start_grpc_service(
     address: str,
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
+    settings: Settings | None = None,
 ) -> GrpcService:
     """Starts a server on `address` ("host:port"; port 0 picks a free one) with the servicers that
-    `register` adds, plus grpc.health.v1 and server reflection for `service_names`."""
-    # MetricsInterceptor is the outer one: it sees the status code ErrorInterceptor chose.
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(), ErrorInterceptor()], options=SERVER_OPTIONS)
+    `register` adds, plus grpc.health.v1, and server reflection for `service_names` when
+    GRPC_REFLECTION is on. Every method but health needs a service token (common.grpc_auth) of
+    `settings` (None: the defaults, i.e. the development tokens of CHAIN=sim)."""
+    from common import settings as config
+    from common.grpc_auth import Authenticator, AuthInterceptor, tokens_of
+
+    settings = settings if settings is not None else config.Settings()
+    auth = AuthInterceptor(Authenticator(tokens_of(settings)))
+    # MetricsInterceptor is the outer one: it sees the status code ErrorInterceptor (or a refusal
+    # of AuthInterceptor) chose.
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(), auth, ErrorInterceptor()], options=SERVER_OPTIONS
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
-    )
+    if settings.grpc_reflection:
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        reflection.enable_server_reflection([*service_names, health_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")

@@ -98,6 +98,12 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+def _grpc_tokens(raw: str) -> tuple[tuple[str, str], ...]:
+    from common.grpc_auth import parse_tokens
+
+    return parse_tokens(raw)
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any], secret: bool = False) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "secret": secret})
 
@@ -130,6 +136,8 @@ class Settings:
     router_addr: str = _setting("ROUTER_ADDR", "127.0.0.1:50052", _addr)
     executor_addr: str = _setting("EXECUTOR_ADDR", "127.0.0.1:50053", _addr)
     grpc_grace_s: float = _setting("GRPC_GRACE_S", 5.0, _float(0, 60))
+    grpc_tokens: tuple[tuple[str, str], ...] = _setting("GRPC_TOKENS", (), _grpc_tokens, secret=True)
+    grpc_reflection: bool = _setting("GRPC_REFLECTION", False, _bool)
 
     http_host: str = _setting("HTTP_HOST", "127.0.0.1", _str)
     http_port: int = _setting("HTTP_PORT", 3000, _int(0, 65535))

@@ -92,7 +92,7 @@ async def serve(settings: Settings) -> Running:
     markets = load_markets(settings.markets_path)
     wallet = load_wallet(settings)
     chain = ChainClient.from_settings(settings)
-    channel = open_channel(settings.persistence_addr)
+    channel = open_channel(settings.persistence_addr, settings, "executor")
     try:
         if settings.chain == "sim":
             await fund_sim_wallet(chain, wallet)
@@ -104,7 +104,7 @@ async def serve(settings: Settings) -> Running:
         def register(server: grpc.aio.Server) -> None:
             executor_pb2_grpc.add_ExecutorServicer_to_server(servicer, server)
 
-        service = await start_grpc_service(settings.executor_addr, register, [SERVICE_NAME])
+        service = await start_grpc_service(settings.executor_addr, register, [SERVICE_NAME], settings)
     except BaseException:
         await channel.close()
         await chain.close()

@@ -77,7 +77,7 @@ async def serve(settings: Settings) -> Running:
         def register(server: grpc.aio.Server) -> None:
             orders_pb2_grpc.add_OrdersServicer_to_server(servicer, server)
 
-        service = await start_grpc_service(settings.persistence_addr, register, [SERVICE_NAME])
+        service = await start_grpc_service(settings.persistence_addr, register, [SERVICE_NAME], settings)
     except BaseException:
         await pool.close()
         await redis.aclose()

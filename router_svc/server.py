@@ -44,6 +44,7 @@ async def serve(settings: Settings, markets: Markets | None = None) -> Running:
         settings.router_addr,
         lambda server: router_pb2_grpc.add_RouterServicer_to_server(servicer, server),
         [SERVICE_NAME],
+        settings,
     )
     log.info(
         "router listening",

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -20,6 +21,7 @@ import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from starlette.routing import Route
 
+from common.grpc_auth import client_token
 from common.markets import load_markets
 from common.settings import load_settings
 from common.stack import Stack
@@ -39,7 +41,7 @@ LIFECYCLE = ["pending", "routing", "building", "submitted", "confirmed"]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("clients-logs"), API_KEYS=API_KEY) as s:
+    with running_stack(tmp_path_factory.mktemp("clients-logs"), API_KEYS=API_KEY, GRPC_REFLECTION="1") as s:
         yield s
 
 
@@ -160,6 +162,7 @@ def test_a_node_client_quotes_and_reads_an_order_from_the_protos(stack: Stack) -
         "inputMint": sol.mint,
         "outputMint": usdc.mint,
         "amountIn": "1500000000",
+        "token": client_token(stack.settings, "admin"),
     }
     proc = subprocess.run(
         ["node", str(tools.parent / "grpc_client.mjs"), json.dumps(args)],
@@ -187,6 +190,17 @@ def test_a_node_client_quotes_and_reads_an_order_from_the_protos(stack: Stack) -
     assert got["missing"]["codeName"] == "NOT_FOUND"
 
 
+class _Token(grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+    """Puts the service token on a sync channel's streaming calls (reflection is one)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {self.token}")]
+        return continuation(details._replace(metadata=metadata), request_iterator)
+
+
 @pytest.mark.parametrize(
     ("address_of", "service"),
     [
@@ -197,6 +211,8 @@ def test_a_node_client_quotes_and_reads_an_order_from_the_protos(stack: Stack) -
 )
 def test_server_reflection_lists_each_service(stack: Stack, address_of: str, service: str) -> None:
     with grpc.insecure_channel(getattr(stack.settings, address_of)) as channel:
+        token = client_token(stack.settings, "admin")
+        channel = grpc.intercept_channel(channel, _Token(token))
         db = ProtoReflectionDescriptorDatabase(channel)
         services = set(db.get_services())
         assert services >= {service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.grpc_auth import call_metadata, client_token
 from common.stack import Stack, free_port
 from orderengine.v1 import router_pb2, router_pb2_grpc
 from tests.stackutil import running_stack
@@ -58,7 +59,11 @@ def orders(stack: Stack) -> list[str]:
             pytest.fail("orders did not confirm")
     with grpc.insecure_channel(stack.settings.router_addr) as channel:
         with pytest.raises(grpc.RpcError) as refused:
-            router_pb2_grpc.RouterStub(channel).Quote(router_pb2.QuoteRequest(input_mint="nope"), timeout=5)
+            router_pb2_grpc.RouterStub(channel).Quote(
+                router_pb2.QuoteRequest(input_mint="nope"),
+                timeout=5,
+                metadata=call_metadata(client_token(stack.settings, "admin")),
+            )
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     time.sleep(0.3)  # the worker's last counters land right after the confirmed event
     return ids

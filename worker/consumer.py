@@ -39,9 +39,9 @@ class Worker:
         self.name = settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
         self.redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
         self._channels = {
-            "orders": open_channel(settings.persistence_addr),
-            "router": open_channel(settings.router_addr),
-            "executor": open_channel(settings.executor_addr),
+            "orders": open_channel(settings.persistence_addr, settings, "worker"),
+            "router": open_channel(settings.router_addr, settings, "worker"),
+            "executor": open_channel(settings.executor_addr, settings, "worker"),
         }
         self.orders = orders_pb2_grpc.OrdersStub(self._channels["orders"])
         self.router = router_pb2_grpc.RouterStub(self._channels["router"])

@@ -2,7 +2,7 @@
 // Orders.GetOrder over plain gRPC and prints what it got as one JSON document.
 //
 //   node tests/js/grpc_client.mjs '{"router":"127.0.0.1:50052","orders":"127.0.0.1:50051",
-//        "orderId":"…","inputMint":"…","outputMint":"…","amountIn":"1500000000"}'
+//        "orderId":"…","inputMint":"…","outputMint":"…","amountIn":"1500000000","token":"…"}'
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +26,9 @@ const orders = new v1.Orders(args.orders, credentials);
 /** A unary call as a promise: { ok: response } or { code, details } for a gRPC error. */
 function call(client, method, request) {
   return new Promise((resolve) => {
-    client[method](request, { deadline: Date.now() + 10000 }, (err, response) => {
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${args.token}`); // the service token (common/grpc_auth.py)
+    client[method](request, metadata, { deadline: Date.now() + 10000 }, (err, response) => {
       if (err) resolve({ code: err.code, codeName: grpc.status[err.code], details: err.details });
       else resolve({ ok: response });
     });

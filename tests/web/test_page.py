@@ -22,6 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from common.grpc_auth import call_metadata, client_token
 from common.stack import Stack
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from tests.stackutil import running_stack
@@ -271,7 +272,11 @@ def test_a_gateway_restart_mid_order_reconnects_and_resumes_without_duplicates(
         with grpc.insecure_channel(stack.settings.persistence_addr) as channel:
             orders = orders_pb2_grpc.OrdersStub(channel)
             for _ in range(300):
-                got = orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=5)
+                got = orders.GetOrder(
+                    orders_pb2.GetOrderRequest(order_id=order_id),
+                    timeout=5,
+                    metadata=call_metadata(client_token(stack.settings, "admin")),
+                )
                 if got.status == orders_pb2.ORDER_STATUS_CONFIRMED:
                     break
                 threading.Event().wait(0.05)
