@@ -34,7 +34,7 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     FAILED: frozenset(),
 }
 
-_TO_PROTO: Final[dict[str, orders_pb2.OrderStatus]] = {
+_TO_PROTO: Final[dict[str, orders_pb2.OrderStatus.ValueType]] = {
     PENDING: orders_pb2.ORDER_STATUS_PENDING,
     ROUTING: orders_pb2.ORDER_STATUS_ROUTING,
     BUILDING: orders_pb2.ORDER_STATUS_BUILDING,
@@ -56,7 +56,7 @@ def check_transition(current: str, new: str) -> None:
         raise FailedPrecondition(f"illegal transition {current} → {new}")
 
 
-def to_proto(status: str) -> orders_pb2.OrderStatus:
+def to_proto(status: str) -> orders_pb2.OrderStatus.ValueType:
     return _TO_PROTO[status]
 
 
@@ -68,7 +68,7 @@ def from_proto(value: int) -> str | None:
 # Proto-level views, for code that works on `orders_pb2.Order.status` / `Event.status` values.
 NAMES: Final[dict[int, str]] = dict(_FROM_PROTO)
 """proto enum value → status name, for every known status."""
-VALUES: Final[dict[str, int]] = {name: int(value) for name, value in _TO_PROTO.items()}
+VALUES: Final[dict[str, orders_pb2.OrderStatus.ValueType]] = dict(_TO_PROTO)
 """status name → proto enum value."""
 TERMINAL_PROTO: Final = frozenset(VALUES[name] for name in TERMINAL)
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common import jobs, lifecycle
 from common.grpc_client import open_channel
@@ -74,7 +74,7 @@ class EdgeState:
     markets: Markets
     redis: aioredis.Redis
     keys: jobs.Keys
-    orders: orders_pb2_grpc.OrdersStub
+    orders: orders_pb2_grpc.OrdersAsyncStub
     channel: grpc.aio.Channel
     hub: EventHub
     backlog: int = 0
@@ -230,7 +230,9 @@ async def list_orders(request: Request) -> Response:
         try:
             page = await state.orders.ListOrders(
                 orders_pb2.ListOrdersRequest(
-                    limit=int(limit_raw), cursor=cursor, status=lifecycle.VALUES.get(status_raw, 0)
+                    limit=int(limit_raw),
+                    cursor=cursor,
+                    status=lifecycle.VALUES.get(status_raw, orders_pb2.ORDER_STATUS_UNSPECIFIED),
                 ),
                 timeout=RPC_TIMEOUT_S,
             )
@@ -378,7 +380,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += [

@@ -326,7 +326,7 @@ PATHS: dict[str, Any] = {
     "/js/lifecycle.js": {
         "get": {
             "operationId": "lifecycleModule",
-            "summary": "The order lifecycle (statuses, terminal set, transitions) as an ES module for the page",
+            "summary": "The order lifecycle (statuses, terminal set, transitions) as an ES module",
             "security": [],
             "responses": {
                 "200": {

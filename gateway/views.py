@@ -13,7 +13,7 @@ from orderengine.v1 import orders_pb2, types_pb2
 
 
 def quotes_json(quotes: list[types_pb2.VenueQuote], out_decimals: int) -> list[dict[str, Any]]:
-    result = []
+    result: list[dict[str, Any]] = []
     for q in quotes:
         if q.error:
             result.append({"venue": q.venue, "pool": q.pool, "error": q.error})

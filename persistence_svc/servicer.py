@@ -125,7 +125,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         self._next_purge = 0.0
 
     async def CreateOrder(
-        self, request: orders_pb2.CreateOrderRequest, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.CreateOrderRequest,
+        context: grpc.aio.ServicerContext[orders_pb2.CreateOrderRequest, orders_pb2.CreateOrderResponse],
     ) -> orders_pb2.CreateOrderResponse:
         new = validation.parse_create_order(request, uuid.uuid4())
         order_id_var.set(str(new.order_id))
@@ -153,7 +155,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
             log.info("purged expired idempotency keys", extra={"count": purged})
 
     async def AppendEvent(
-        self, request: orders_pb2.NewEvent, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.NewEvent,
+        context: grpc.aio.ServicerContext[orders_pb2.NewEvent, orders_pb2.OrderEvent],
     ) -> orders_pb2.OrderEvent:
         event = validation.parse_new_event(request)
         order_id_var.set(str(event.order_id))
@@ -167,7 +171,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return event_message(outcome.event)
 
     async def AppendEvents(
-        self, request: orders_pb2.AppendEventsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.AppendEventsRequest,
+        context: grpc.aio.ServicerContext[orders_pb2.AppendEventsRequest, orders_pb2.AppendEventsResponse],
     ) -> orders_pb2.AppendEventsResponse:
         if len(request.events) > MAX_BATCH:
             raise InvalidArgument(f"must hold at most {MAX_BATCH} events", field="events")
@@ -195,7 +201,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return orders_pb2.AppendEventsResponse(results=results)
 
     async def GetOrder(
-        self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.GetOrderRequest,
+        context: grpc.aio.ServicerContext[orders_pb2.GetOrderRequest, orders_pb2.Order],
     ) -> orders_pb2.Order:
         order_id = validation.parse_uuid(request.order_id, "order_id")
         async with _database():
@@ -203,7 +211,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return order_message(order, events)
 
     async def ListOrders(
-        self, request: orders_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.ListOrdersRequest,
+        context: grpc.aio.ServicerContext[orders_pb2.ListOrdersRequest, orders_pb2.ListOrdersResponse],
     ) -> orders_pb2.ListOrdersResponse:
         limit = validation.page_limit(request.limit, LIST_DEFAULT, LIST_MAX)
         status = None
@@ -216,7 +226,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         )
 
     async def ListEvents(
-        self, request: orders_pb2.ListEventsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.ListEventsRequest,
+        context: grpc.aio.ServicerContext[orders_pb2.ListEventsRequest, orders_pb2.ListEventsResponse],
     ) -> orders_pb2.ListEventsResponse:
         order_id = validation.parse_uuid(request.order_id, "order_id")
         async with _database():
@@ -224,7 +236,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return orders_pb2.ListEventsResponse(events=[event_message(e) for e in events])
 
     async def RecordExecution(
-        self, request: orders_pb2.Execution, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.Execution,
+        context: grpc.aio.ServicerContext[orders_pb2.Execution, orders_pb2.Execution],
     ) -> orders_pb2.Execution:
         execution = validation.parse_execution(request)
         order_id_var.set(str(execution.order_id))
@@ -243,7 +257,11 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return execution_message(stored)
 
     async def ListExecutions(
-        self, request: orders_pb2.ListExecutionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.ListExecutionsRequest,
+        context: grpc.aio.ServicerContext[
+            orders_pb2.ListExecutionsRequest, orders_pb2.ListExecutionsResponse
+        ],
     ) -> orders_pb2.ListExecutionsResponse:
         order_id = validation.parse_uuid(request.order_id, "order_id")
         async with _database():
@@ -251,7 +269,11 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return orders_pb2.ListExecutionsResponse(executions=[execution_message(e) for e in executions])
 
     async def ListUnfinishedOrders(
-        self, request: orders_pb2.ListUnfinishedOrdersRequest, context: grpc.aio.ServicerContext
+        self,
+        request: orders_pb2.ListUnfinishedOrdersRequest,
+        context: grpc.aio.ServicerContext[
+            orders_pb2.ListUnfinishedOrdersRequest, orders_pb2.ListOrdersResponse
+        ],
     ) -> orders_pb2.ListOrdersResponse:
         limit = validation.page_limit(request.limit, UNFINISHED_DEFAULT, UNFINISHED_MAX)
         if request.older_than_us < 0:

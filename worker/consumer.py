@@ -31,6 +31,33 @@ from worker.throttle import OrderThrottle
 
 log = logging.getLogger(__name__)
 
+# A stream entry as the worker drives it: (entry id, fields).
+Entry = tuple[bytes | str, dict[Any, Any]]
+
+
+def stream_entries(messages: object) -> list[Entry]:
+    """The (entry id, fields) pairs of a stream reply's messages. An entry deleted from the stream
+    while pending (fields None) is left out."""
+    found: list[Entry] = []
+    for message in messages if isinstance(messages, list) else ():
+        if isinstance(message, list | tuple) and len(message) == 2:
+            entry_id, fields = message
+            if isinstance(entry_id, bytes | str) and isinstance(fields, dict):
+                found.append((entry_id, fields))
+    return found
+
+
+def read_group_entries(reply: object) -> list[Entry]:
+    """The entries of an XREADGROUP reply: [[stream, messages], ...] (RESP2), {stream: messages}
+    (RESP3), or None when the block timed out."""
+    if isinstance(reply, dict):
+        per_stream = list(reply.values())
+    elif isinstance(reply, list):
+        per_stream = [item[1] for item in reply if isinstance(item, list | tuple) and len(item) == 2]
+    else:
+        per_stream = []
+    return [entry for messages in per_stream for entry in stream_entries(messages)]
+
 
 class Worker:
     def __init__(self, settings: Settings) -> None:
@@ -138,10 +165,9 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             used = 0
-            for _stream, messages in entries or []:
-                for entry_id, fields in messages:
-                    used += 1
-                    self._spawn(entry_id, fields, fresh=True)
+            for entry_id, fields in read_group_entries(entries):
+                used += 1
+                self._spawn(entry_id, fields, fresh=True)
             for _ in range(free - used):
                 self.slots.release()
 
@@ -252,7 +278,7 @@ class Worker:
         script = (
             "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
         )
-        await self.redis.eval(script, 1, lock, f"{self.name}:{entry}")  # type: ignore[misc]
+        await self.redis.eval(script, 1, lock, f"{self.name}:{entry}")
 
     async def _keep(self, lock: str, entry: str) -> None:
         """Renews the order lock and keeps the stream entry's idle time low while driving."""
@@ -321,9 +347,7 @@ class Worker:
         claimed = await self.redis.xclaim(
             self.keys.stream, jobs.GROUP, self.name, self.settings.claim_idle_ms, [entry]
         )
-        for entry_id, fields in claimed:
-            if fields is None:
-                continue
+        for entry_id, fields in stream_entries(claimed):
             raw = fields.get(b"order_id") or b""
             order_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             if int(item["times_delivered"]) >= self.settings.max_deliveries:

@@ -103,7 +103,10 @@ class OrderDriver:
         self.submitted_at: float | None = None
 
     async def append(
-        self, status: int, data: dict[str, Any], update: orders_pb2.OrderUpdate | None = None
+        self,
+        status: orders_pb2.OrderStatus.ValueType,
+        data: dict[str, Any],
+        update: orders_pb2.OrderUpdate | None = None,
     ) -> None:
         event = orders_pb2.NewEvent(
             order_id=self.order.order_id,
@@ -192,10 +195,8 @@ class OrderDriver:
                     return
                 retry_of = f"{reason}: {detail}" if detail else reason
                 continue
-            routing = {
-                "quotes": quotes_json(list(quote.quotes), spec.output_decimals),
-                "route": route_json(quote.route, spec.output_decimals),
-            }
+            route_view = route_json(quote.route, spec.output_decimals)
+            routing = {"quotes": quotes_json(list(quote.quotes), spec.output_decimals), "route": route_view}
             data = {"attempt": attempt, **routing, "slot": quote.slot}
             if retry_of:
                 data["retryOf"] = retry_of
@@ -203,7 +204,7 @@ class OrderDriver:
                 "routed",
                 extra={
                     "attempt": attempt,
-                    "dex": routing["route"]["dex"],
+                    "dex": route_view["dex"],
                     "amount_out": quote.route.amount_out,
                 },
             )

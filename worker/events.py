@@ -33,7 +33,7 @@ _CODES = {c.value[0]: c for c in grpc.StatusCode}
 class EventWriter:
     def __init__(
         self,
-        stub: orders_pb2_grpc.OrdersStub,
+        stub: orders_pb2_grpc.OrdersAsyncStub,
         max_batch: int = 500,
         flushers: int = 2,
         retry_for_s: float = 120.0,

@@ -16,9 +16,9 @@ import psycopg
 import redis.asyncio as aioredis
 import uvicorn
 
+from common import jobs
 from common.settings import Settings
 from common.stack import free_port
-from common import jobs
 from gateway.app import create_app
 from tests.engine import engine
 
