@@ -211,16 +211,17 @@ class Settings:
 
     @property
     def rpc_url(self) -> str:
-        """The JSON-RPC endpoint: SOLANA_RPC_URL, or the simulated chain's own address."""
+        """The JSON-RPC endpoint: SOLANA_RPC_URL, or the simulated chain's own address. A real
+        cluster is never implied: with CHAIN other than sim an empty SOLANA_RPC_URL stops the
+        process (no fallback to a public endpoint or to the simulator)."""
         if self.solana_rpc_url:
             return self.solana_rpc_url
         if self.chain == "sim":
             return f"http://{self.sim_host}:{self.sim_port}"
-        if self.chain == "devnet":
-            return "https://api.devnet.solana.com"
-        if self.chain == "mainnet-beta":
-            return "https://api.mainnet-beta.solana.com"
-        raise ConfigError("SOLANA_RPC_URL", "required when CHAIN=custom")
+        raise ConfigError(
+            "SOLANA_RPC_URL",
+            f"required when CHAIN={self.chain} (e.g. https://api.devnet.solana.com or a provider's URL)",
+        )
 
     @property
     def markets_path(self) -> Path:

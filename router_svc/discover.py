@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+PUBLIC_RPC = {
+    "devnet": "https://api.devnet.solana.com",
+    "mainnet-beta": "https://api.mainnet-beta.solana.com",
+}
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     path: Path = args.markets or settings.markets_path
     try:
@@ -122,14 +128,17 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise DiscoveryFailed(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     markets = parse_markets(doc, str(path))
+    # A one-off read, so the cluster's public endpoint is a fine default here (the engine itself
+    # never implies an RPC URL: common.settings.Settings.rpc_url).
+    rpc = args.rpc or (not settings.solana_rpc_url and PUBLIC_RPC.get(settings.chain)) or None
     chain = (
         ChainClient(
-            args.rpc,
+            rpc,
             timeout_s=max(settings.rpc_timeout_s, 60.0),
             commitment=settings.commitment,
             batch_max=settings.rpc_batch_max,
         )
-        if args.rpc
+        if rpc
         # getProgramAccounts takes seconds on a busy cluster: a longer deadline than a quote's
         else ChainClient.from_settings(settings, timeout_s=max(settings.rpc_timeout_s, 60.0))
     )

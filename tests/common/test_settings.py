@@ -46,6 +46,16 @@ def test_custom_chain_requires_rpc_url_and_markets() -> None:
         _ = s.markets_path
 
 
+@pytest.mark.parametrize("chain", ["devnet", "mainnet-beta"])
+def test_a_real_cluster_needs_its_rpc_url(chain: str) -> None:
+    """No silent fallback: neither to a public endpoint nor to the simulated chain's address."""
+    s = load_settings({"CHAIN": chain, "SIM_HOST": "simchain"}, dotenv=NO_DOTENV)
+    with pytest.raises(ConfigError, match=f"SOLANA_RPC_URL: required when CHAIN={chain}"):
+        _ = s.rpc_url
+    given = load_settings({"CHAIN": chain, "SOLANA_RPC_URL": "https://rpc.example/k"}, dotenv=NO_DOTENV)
+    assert given.rpc_url == "https://rpc.example/k"
+
+
 def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("# comment\nHTTP_PORT=4000\nWORKER_CONCURRENCY='7'\n")
