@@ -183,6 +183,11 @@ class Settings:
     ws_idle_timeout_s: float = _setting("WS_IDLE_TIMEOUT_S", 300.0, _float(0.1, 86_400))
     ws_queue_size: int = _setting("WS_QUEUE_SIZE", 2000, _int(1, 1_000_000))
     ws_send_timeout_s: float = _setting("WS_SEND_TIMEOUT_S", 30.0, _float(0.1, 3600))
+    ws_max_sockets: int = _setting("WS_MAX_SOCKETS", 10000, _int(1, 1_000_000))
+    ws_max_sockets_per_client: int = _setting("WS_MAX_SOCKETS_PER_CLIENT", 1000, _int(1, 1_000_000))
+    ws_max_subscriptions: int = _setting("WS_MAX_SUBSCRIPTIONS", 200, _int(1, 100_000))
+    ws_cache_orders: int = _setting("WS_CACHE_ORDERS", 1000, _int(0, 1_000_000))
+    ws_catchup_retry_s: float = _setting("WS_CATCHUP_RETRY_S", 10.0, _float(0.1, 600))
 
     log_level: str = _setting("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"))
     metrics_host: str = _setting("METRICS_HOST", "127.0.0.1", _str)

@@ -33,9 +33,11 @@ from common import jobs, lifecycle
 from common.grpc_client import open_channel
 from common.markets import Markets, load_markets
 from common.settings import REPO_ROOT, Settings
+from gateway.fanout import Feeds, grpc_reader
 from gateway.hub import EventHub
 from gateway.openapi import openapi_document
 from gateway.ratelimit import RateLimitMiddleware
+from gateway.sockets import SocketRegistry
 from gateway.validation import ApiError, OrderRequest, check_idempotency_key, is_order_id, parse_order_request
 from gateway.views import order_json
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
@@ -77,6 +79,7 @@ class EdgeState:
     orders: orders_pb2_grpc.OrdersAsyncStub
     channel: grpc.aio.Channel
     hub: EventHub
+    sockets: SocketRegistry
     backlog: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -408,14 +411,16 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
         keys = jobs.Keys(settings.redis_prefix)
         channel = open_channel(settings.persistence_addr, settings, "gateway")
-        hub = EventHub(redis, keys.events)
+        stub = orders_pb2_grpc.OrdersStub(channel)
+        feeds = Feeds(grpc_reader(stub), settings.ws_cache_orders, settings.ws_catchup_retry_s)
+        hub = EventHub(redis, keys.events, feeds)
         await hub.start()
         with contextlib.suppress(aioredis.RedisError):
             await jobs.ensure_group(redis, keys)
-        state = EdgeState(
-            settings, market_data, redis, keys, orders_pb2_grpc.OrdersStub(channel), channel, hub
-        )
+        sockets = SocketRegistry(settings)
+        state = EdgeState(settings, market_data, redis, keys, stub, channel, hub, sockets)
         state.tasks.append(asyncio.create_task(_watch_backlog(state), name="backlog"))
+        state.tasks.append(asyncio.create_task(sockets.run(), name="ws-ticker"))
         app.state.edge = state
         try:
             yield
@@ -426,6 +431,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await hub.stop()
+            await feeds.aclose()
             await channel.close()
             await redis.aclose()
 

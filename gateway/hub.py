@@ -1,7 +1,8 @@
-"""One Redis subscription per gateway process, fanned out to every WebSocket that follows an order.
+"""One Redis subscription per gateway process, feeding every order's events to its feed.
 
-Each subscriber owns a bounded queue; when it is full the subscriber is marked overflowed and its
-socket is closed by its writer (a slow consumer never grows memory without bound).
+A message carries one event or a batch of them (`common.event_messages`); each event is parsed and
+serialized once here, and `gateway.fanout.Feeds` hands it to every socket that follows its order and
+keeps it for the catch-up of sockets that join later.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
+
+from common import event_messages
+from gateway.fanout import Event, Feeds
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +27,11 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-class Subscriber:
-    def __init__(self, maxsize: int) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
-        self.overflowed = False
-
-    def offer(self, message: dict[str, Any]) -> None:
-        if self.overflowed:
-            return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.overflowed = True
-
-
 class EventHub:
-    def __init__(self, redis: aioredis.Redis, channel: str) -> None:
+    def __init__(self, redis: aioredis.Redis, channel: str, feeds: Feeds) -> None:
         self._redis = redis
         self._channel = channel
-        self._subs: dict[str, set[Subscriber]] = defaultdict(set)
+        self.feeds = feeds
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -58,28 +46,25 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def add(self, order_id: str, sub: Subscriber) -> None:
-        self._subs[order_id].add(sub)
-
-    def remove(self, order_id: str, sub: Subscriber) -> None:
-        subs = self._subs.get(order_id)
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del self._subs[order_id]
-
-    def dispatch(self, message: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener(message)
-        for sub in self._subs.get(message.get("orderId", ""), ()):
-            sub.offer(message)
+    def dispatch(self, data: bytes | str) -> None:
+        """One Redis message: its events, in order, to the listeners and the feeds."""
+        try:
+            items = list(event_messages.unpack(data))
+        except ValueError:
+            log.warning("dropping a malformed event message")
+            return
+        for doc, text in items:
+            for listener in self.listeners:
+                listener(doc)
+            order_id = doc.get("orderId")
+            event = Event.from_doc(doc, text)
+            if event is not None and isinstance(order_id, str):
+                self.feeds.on_event(order_id, event)
 
     def resync(self) -> None:
-        """Asks every subscriber to re-read its orders' events from persistence: events published
-        while the subscription was down (Redis restarted, connection lost) are never re-sent."""
-        for order_id, subs in list(self._subs.items()):
-            for sub in list(subs):
-                sub.offer({"type": "_catchup", "orderId": order_id})
+        """Every followed order is read again from persistence: events published while the
+        subscription was down (Redis restarted, connection lost) are never re-sent."""
+        self.feeds.resync()
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -93,15 +78,8 @@ class EventHub:
                 backoff = 0.1
                 while not _cancelling():
                     msg = await pubsub.get_message(timeout=1.0)
-                    if msg is None:
-                        continue
-                    try:
-                        event = orjson.loads(msg["data"])
-                    except orjson.JSONDecodeError:
-                        log.warning("dropping a malformed event message")
-                        continue
-                    if isinstance(event, dict):
-                        self.dispatch(event)
+                    if msg is not None:
+                        self.dispatch(msg["data"])
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - reconnect on any Redis failure

@@ -1,16 +1,20 @@
 """WS /api/orders/ws: follow many orders on one socket, replay by seq, submit orders.
 
-One writer task per socket is the only sender. Live events from the hub and catch-up requests
-share one bounded queue, so history and live messages are merged in seq order with no gap and no
-duplicate: the writer remembers the last seq sent per order, drops anything at or below it, and
-reads history from persistence whenever a gap appears.
+Every message to the client goes through the socket's one writer task, in the order it was queued.
+Events come from the order's feed (gateway/fanout.py): serialized once for every socket that follows
+the order, catch-up first, then live, in seq order with no gap and no duplicate; a subscription that
+cannot be served ends with an error naming the order (`unknown_order`, or `catchup_failed` with the
+`afterSeq` to resubscribe from), never in silence. The writer sends everything queued in one go.
 
 Liveness and limits (all settings): the server sends {"type":"ping"} after WS_PING_INTERVAL_S without
 another message (clients answer {"action":"pong"}); a socket with no client message for
 WS_IDLE_TIMEOUT_S and no subscription to an unfinished order is closed with 4000; a consumer more than
 WS_QUEUE_SIZE messages behind is closed with 4008 (it resubscribes with afterSeq and misses nothing),
 and one that takes no message for WS_SEND_TIMEOUT_S is dropped (its socket cannot even take a close
-frame). Memory per socket is bounded by the queue and the transport's write buffer.
+frame). The queue is allocated only while messages wait, and holds references to messages shared
+with every other socket, so a socket's memory is bounded by it and the transport's write buffer.
+Sockets per gateway and per client (WS_MAX_SOCKETS, WS_MAX_SOCKETS_PER_CLIENT; gateway/sockets.py)
+and orders per socket (WS_MAX_SUBSCRIPTIONS) are limited; timed work runs on one ticker for all.
 """
 
 from __future__ import annotations
@@ -18,28 +22,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections import deque
 from typing import Any
 
 import grpc
 import orjson
 from prometheus_client import Counter, Gauge
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from common import lifecycle
-from gateway.app import EdgeState, grpc_to_api, submit_order
-from gateway.hub import Subscriber
+from gateway.app import RPC_TIMEOUT_S, EdgeState, grpc_to_api, submit_order
+from gateway.fanout import Subscription, text_message
+from gateway.guard import owner_of
+from gateway.ratelimit import client_of
 from gateway.validation import ApiError, check_idempotency_key, is_order_id, parse_order_request
-from gateway.views import event_json
 from orderengine.v1 import orders_pb2
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024
-MAX_SUBSCRIPTIONS = 200
 MESSAGES_PER_SECOND = 50
 CLOSE_IDLE = 4000
 CLOSE_SLOW_CONSUMER = 4008
+PING = text_message({"type": "ping"})
 
 WS_CONNECTIONS = Gauge("orderengine_gateway_ws_connections", "WebSocket connections open.")
 WS_CLOSED = Counter(
@@ -57,32 +63,74 @@ class Connection:
     def __init__(self, ws: WebSocket, state: EdgeState) -> None:
         self.ws = ws
         self.state = state
+        self.feeds = state.hub.feeds
         settings = state.settings
-        self.sub = Subscriber(settings.ws_queue_size)
+        self.queue_size = settings.ws_queue_size
+        self.max_subscriptions = settings.ws_max_subscriptions
         self.ping_interval_s = settings.ws_ping_interval_s
         self.idle_timeout_s = settings.ws_idle_timeout_s
         self.send_timeout_s = settings.ws_send_timeout_s
-        self.last_seq: dict[str, int] = {}
-        self.finished: set[str] = set()  # subscribed orders whose terminal event was delivered
+        self.subs: dict[str, Subscription] = {}
+        self.out: deque[dict[str, Any]] | None = None  # messages waiting for the writer, when any
+        self.credit = 0  # catch-up messages among them: beyond the slow-consumer limit
+        self.wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
+        self.close_request: tuple[int, str, str] | None = None  # (code, reason, metric label)
+        self.writer_task: asyncio.Task[None] | None = None
         self.closed = False
         self.tokens = float(MESSAGES_PER_SECOND)
         self.refilled = time.monotonic()
         self.last_activity = self.refilled  # last client message, or last subscription that ended
+        self.last_sent = self.refilled
+        self.sending_since = 0.0  # when the send in progress began; 0 = none
+        self.following = False  # at the last tick: a subscription to an unfinished order
+
+    # --- the outgoing queue (Sink of gateway.fanout) -------------------------------------------------
+    def push(self, message: dict[str, Any]) -> None:
+        """Queues an ASGI send message; never blocks. A consumer WS_QUEUE_SIZE behind is closed."""
+        if self.close_request is not None or self.closed:
+            return
+        out = self.out
+        if out is None:
+            out = self.out = deque()
+        elif len(out) - self.credit >= self.queue_size:
+            out.clear()
+            self.credit = 0
+            self.request_close(
+                CLOSE_SLOW_CONSUMER, "slow consumer: resubscribe with afterSeq", "slow_consumer"
+            )
+            return
+        out.append(message)
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def push_catchup(self, messages: list[dict[str, Any]]) -> None:
+        if self.close_request is not None or self.closed:
+            return
+        if self.out is None:
+            self.out = deque(messages)
+        else:
+            self.out.extend(messages)
+        self.credit += len(messages)
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def subscription_ended(self, sub: Subscription) -> None:
+        if self.subs.get(sub.order_id) is sub:
+            del self.subs[sub.order_id]
+
+    def request_close(self, code: int, reason: str, label: str) -> None:
+        """The writer sends the close frame once what is before it in the queue went out."""
+        if self.close_request is None:
+            self.close_request = (code, reason, label)
+            wakeup = self.wakeup
+            if wakeup is not None and not wakeup.done():
+                wakeup.set_result(None)
 
     async def send(self, message: dict[str, Any]) -> None:
-        if self.ws.application_state == WebSocketState.CONNECTED:
-            text = orjson.dumps(message).decode()
-            try:
-                async with asyncio.timeout(self.send_timeout_s):
-                    await self.ws.send_text(text)
-            except TimeoutError:
-                raise SendTimeout() from None
-
-    def idle_deadline(self) -> float | None:
-        """When this socket becomes idle (monotonic time), or None while it follows an unfinished order."""
-        if len(self.finished) < len(self.last_seq):
-            return None
-        return self.last_activity + self.idle_timeout_s
+        """Queues `message` (a JSON object) after everything already queued."""
+        self.push(text_message(message))
 
     async def send_error(
         self, code: str, message: str, field: str | None = None, order_id: str | None = None
@@ -94,85 +142,102 @@ class Connection:
             doc["orderId"] = order_id
         await self.send(doc)
 
+    # --- timed work, called by the gateway's one ticker (gateway/sockets.py) -----------------------
+    def tick(self, now: float) -> None:
+        if self.closed:
+            return
+        if self.sending_since and now - self.sending_since > self.send_timeout_s:
+            # the peer takes nothing, not even a close frame: drop it
+            WS_CLOSED.labels("send_timeout").inc()
+            self.closed = True
+            if self.writer_task is not None:
+                self.writer_task.cancel()
+            return
+        following = any(not sub.finished for sub in self.subs.values())
+        if self.following and not following:
+            self.last_activity = now  # the last unfinished order just ended: idle from now
+        self.following = following
+        if not following and now - self.last_activity >= self.idle_timeout_s:
+            self.request_close(CLOSE_IDLE, f"idle: no message for {self.idle_timeout_s:g} s", "idle")
+        elif not self.out and now - self.last_sent >= self.ping_interval_s:
+            self.push(PING)
+
     # --- subscription -------------------------------------------------------------------------
-    async def subscribe(self, order_id: str, after_seq: int) -> None:
-        if order_id in self.last_seq:
-            # resubscribe: lower the watermark if the client asks to replay more
-            self.last_seq[order_id] = min(self.last_seq[order_id], after_seq)
-        else:
-            if len(self.last_seq) >= MAX_SUBSCRIPTIONS:
-                await self.send_error(
-                    "too_many_subscriptions",
-                    f"at most {MAX_SUBSCRIPTIONS} orders per socket",
-                    order_id=order_id,
-                )
-                return
-            self.last_seq[order_id] = after_seq
-            self.state.hub.add(order_id, self.sub)  # live first, so nothing falls between history and live
-        self.sub.offer({"type": "_catchup", "orderId": order_id, "_ack": True})
-
-    def unsubscribe(self, order_id: str) -> None:
-        if self.last_seq.pop(order_id, None) is not None:
-            self.state.hub.remove(order_id, self.sub)
-            self.finished.discard(order_id)
-            self.last_activity = time.monotonic()
-
-    async def catch_up(self, order_id: str, announce: bool) -> None:
+    async def owns(self, order_id: str) -> bool:
+        """With API_KEYS a key follows only its own orders: another key's is an unknown order."""
+        owner = owner_of(self.ws.scope)
+        if not owner:
+            return True
         try:
-            order = await self.state.orders.GetOrder(
-                orders_pb2.GetOrderRequest(order_id=order_id, with_events=True), timeout=5.0
+            await self.state.orders.GetOrder(
+                orders_pb2.GetOrderRequest(order_id=order_id, owner=owner), timeout=RPC_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                self.unsubscribe(order_id)
                 await self.send_error("unknown_order", "no such order", "orderId", order_id)
             else:
                 err = grpc_to_api(exc)
                 await self.send_error(err.code, err.message, order_id=order_id)
-            return
-        if announce:
-            await self.send({"type": "subscribed", "orderId": order_id, "lastSeq": order.last_seq})
-        for event in order.events:
-            await self.deliver(event_json(event))
+            return False
+        return True
 
-    async def deliver(self, message: dict[str, Any]) -> None:
-        order_id = message.get("orderId")
-        if not isinstance(order_id, str) or order_id not in self.last_seq:
+    async def subscribe(self, order_id: str, after_seq: int, owned: bool = False) -> None:
+        old = self.subs.get(order_id)
+        if old is None and not owned and not await self.owns(order_id):
             return
-        seq = message.get("seq")
-        if not isinstance(seq, int):
+        if old is not None:
+            # resubscribe: lower the watermark if the client asks to replay more
+            after_seq = min(old.last_seq, after_seq)
+            self.feeds.unsubscribe(old)
+        elif len(self.subs) >= self.max_subscriptions:
+            await self.send_error(
+                "too_many_subscriptions",
+                f"at most {self.max_subscriptions} orders per socket: unsubscribe from finished "
+                "orders, or follow more on another socket",
+                order_id=order_id,
+            )
             return
-        last = self.last_seq[order_id]
-        if seq <= last:
-            return
-        if seq > last + 1:
-            await self.catch_up(order_id, announce=False)  # fills the gap, then this one is a duplicate
-            return
-        self.last_seq[order_id] = seq
-        if message.get("status") in lifecycle.TERMINAL and order_id not in self.finished:
-            self.finished.add(order_id)
+        self.subs[order_id] = self.feeds.subscribe(order_id, self, after_seq)
+
+    def unsubscribe(self, order_id: str) -> None:
+        sub = self.subs.pop(order_id, None)
+        if sub is not None:
+            self.feeds.unsubscribe(sub)
             self.last_activity = time.monotonic()
-        await self.send(message)
 
-    # --- the two loops ------------------------------------------------------------------------
+    # --- the writer ---------------------------------------------------------------------------
     async def writer(self) -> None:
+        """The only sender: everything queued goes out back to back in one wake-up."""
+        loop = asyncio.get_running_loop()
+        send = self.ws.send
         while True:
-            try:
-                message = await asyncio.wait_for(self.sub.queue.get(), timeout=self.ping_interval_s)
-            except TimeoutError:
-                await self.send({"type": "ping"})
-                continue
-            if self.sub.overflowed:
-                WS_CLOSED.labels("slow_consumer").inc()
-                await self.ws.close(
-                    code=CLOSE_SLOW_CONSUMER, reason="slow consumer: resubscribe with afterSeq"
-                )
+            out = self.out
+            if self.close_request is not None:
+                code, reason, label = self.close_request
+                while out:  # what was queued before the close (never the slow consumer's backlog)
+                    await self._send(send, out.popleft())
+                WS_CLOSED.labels(label).inc()
+                async with asyncio.timeout(self.send_timeout_s):
+                    await self.ws.close(code=code, reason=reason)
                 return
-            kind = message.get("type")
-            if kind == "_catchup":
-                await self.catch_up(message["orderId"], announce=bool(message.get("_ack")))
-            elif kind == "status":
-                await self.deliver(message)
+            if not out:
+                self.out = None  # a drained socket holds no queue
+                self.wakeup = loop.create_future()
+                await self.wakeup
+                self.wakeup = None
+                continue
+            while out and self.close_request is None:
+                await self._send(send, out.popleft())
+                if self.credit:
+                    self.credit -= 1
+            self.last_sent = time.monotonic()
+
+    async def _send(self, send: Any, message: dict[str, Any]) -> None:
+        self.sending_since = time.monotonic()
+        try:
+            await send(message)
+        finally:
+            self.sending_since = 0.0
 
     def allow_message(self) -> bool:
         now = time.monotonic()
@@ -234,9 +299,15 @@ class Connection:
                 raise ApiError(
                     422, "invalid_idempotency_key", "idempotencyKey must be a string", "idempotencyKey"
                 )
+            buckets = self.ws.app.state.rate_buckets  # the HTTP limit's buckets (gateway.app)
+            wait = buckets.take(client_of(self.ws.scope), time.monotonic()) if buckets is not None else 0.0
+            if wait > 0:
+                raise ApiError(
+                    429, "rate_limited", f"too many requests; retry in {max(1, math.ceil(wait))} s"
+                )
             key = check_idempotency_key(key_raw)
             req = parse_order_request(body, self.state.markets, self.state.settings.default_slippage_bps)
-            order_id, _ = await submit_order(self.state, req, key)
+            order_id, _ = await submit_order(self.state, req, key, owner_of(self.ws.scope))
         except ApiError as err:
             await self.send_error(err.code, err.message, err.field)
             return
@@ -248,16 +319,25 @@ class Connection:
                 "wsUrl": f"/api/orders/ws?orderId={order_id}",
             }
         )
-        await self.subscribe(order_id, 0)
+        await self.subscribe(order_id, 0, owned=True)
 
 
 async def order_socket(ws: WebSocket) -> None:
     state: EdgeState = ws.app.state.edge
-    await ws.accept()
+    sockets = state.sockets
+    client = client_of(ws.scope)
+    refusal = sockets.refusal(client)
+    if refusal is not None:
+        await ws.accept()
+        await ws.close(code=refusal[0], reason=refusal[1])
+        return
     conn = Connection(ws, state)
-    writer = asyncio.create_task(conn.writer(), name="ws-writer")
+    sockets.add(conn, client)
     WS_CONNECTIONS.inc()
+    receiver: asyncio.Task[str] | None = None
     try:
+        await ws.accept()
+        writer = conn.writer_task = asyncio.create_task(conn.writer(), name="ws-writer")
         first = ws.query_params.get("orderId")
         if first is not None:
             after_raw = ws.query_params.get("afterSeq", "0")
@@ -267,50 +347,24 @@ async def order_socket(ws: WebSocket) -> None:
                 await conn.send_error("invalid_after_seq", "afterSeq must be an integer ≥ 0", "afterSeq")
             else:
                 await conn.subscribe(first, int(after_raw))
-        receiver = asyncio.create_task(ws.receive_text(), name="ws-receive")
         while True:
-            deadline = conn.idle_deadline()
-            timeout = conn.idle_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
-            done, _ = await asyncio.wait(
-                {receiver, writer}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            receiver = asyncio.create_task(ws.receive_text(), name="ws-receive")
+            done, _ = await asyncio.wait({receiver, writer}, return_when=asyncio.FIRST_COMPLETED)
             if writer in done:
-                if isinstance(writer.exception(), SendTimeout):
-                    WS_CLOSED.labels("send_timeout").inc()
                 break
-            if not done:
-                deadline = conn.idle_deadline()
-                if deadline is not None and time.monotonic() >= deadline:
-                    writer.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await writer
-                    WS_CLOSED.labels("idle").inc()
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(conn.send_timeout_s):
-                            await ws.close(
-                                code=CLOSE_IDLE, reason=f"idle: no message for {conn.idle_timeout_s:g} s"
-                            )
-                    break
-                continue
             try:
                 text = receiver.result()
             except (WebSocketDisconnect, RuntimeError, KeyError):
                 break
-            try:
-                await conn.handle(text)
-            except SendTimeout:
-                WS_CLOSED.labels("send_timeout").inc()
-                break
-            receiver = asyncio.create_task(ws.receive_text(), name="ws-receive")
+            await conn.handle(text)
     finally:
+        conn.closed = True
+        sockets.remove(conn)
         WS_CONNECTIONS.dec()
-        for order_id in list(conn.last_seq):
+        for order_id in list(conn.subs):
             conn.unsubscribe(order_id)
-        for task in (writer,):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if "receiver" in locals():
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await receiver
+        for task in (conn.writer_task, receiver):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
