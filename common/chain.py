@@ -1034,6 +1034,37 @@ class ChainClient:
             "getSignatureStatuses", [signatures, {"searchTransactionHistory": search_history}], parse
         )
 
+    async def finalized_position(self) -> tuple[int, int]:
+        """(slot, block height) at `finalized` commitment, read together (getEpochInfo): what no
+        fork can take back. The basis of a provable expiry."""
+
+        def parse(result: Any) -> tuple[int, int]:
+            obj = _obj(result, "result")
+            return (
+                _uint(obj.get("absoluteSlot"), "result.absoluteSlot"),
+                _uint(obj.get("blockHeight"), "result.blockHeight"),
+            )
+
+        return await self._read("getEpochInfo", [{"commitment": "finalized"}], parse)
+
+    async def signature_status_since(self, signature: str, min_context_slot: int) -> SignatureStatus | None:
+        """The signature's status from a node whose state is at least `min_context_slot` (the
+        node refuses otherwise: -32016, raised as a ChainError), searching the whole history.
+        Not batched: it is asked once per transaction, when its expiry is to be proven."""
+
+        def parse(result: Any) -> SignatureStatus | None:
+            _, value = _context_slot(result, "result")
+            items = _list(value, "result.value")
+            if len(items) != 1:
+                raise _Malformed(f"result.value: {len(items)} statuses for 1 signature")
+            return _status(items[0], "result.value[0]")
+
+        return await self._read(
+            "getSignatureStatuses",
+            [[signature], {"searchTransactionHistory": True, "minContextSlot": min_context_slot}],
+            parse,
+        )
+
     # -- fees and airdrops ----------------------------------------------------------------------
 
     async def recent_prioritization_fee(self, accounts: Sequence[Pubkey], percentile: int = 75) -> int:

@@ -59,3 +59,6 @@ RETRYABLE_CODES = frozenset(
 # Trailing metadata of a RecordExecution refused with FAILED_PRECONDITION: the serialized
 # orderengine.v1.Execution that is live for the order (signed, sent or landed), to resume instead.
 LIVE_EXECUTION_KEY = "live-execution-bin"
+# The start of persistence's refusal to write `failed` for an order whose swap landed or may still
+# land (an execution signed, sent or landed): the worker then settles the order instead.
+LIVE_EXECUTION_REFUSAL = "the order has a live execution"

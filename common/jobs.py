@@ -30,6 +30,16 @@ class Keys:
     def lock(self, order_id: str) -> str:
         return f"{self.prefix}:lock:{order_id}"
 
+    @property
+    def reconciler(self) -> str:
+        """The reconciler's lease (one per engine)."""
+        return f"{self.prefix}:reconciler"
+
+    @property
+    def reconcile(self) -> str:
+        """Orders handed to the reconciler (hash: order id → the reason it would have failed)."""
+        return f"{self.prefix}:reconcile"
+
     def idem(self, key: str) -> str:
         return f"{self.prefix}:idem:{key}"
 

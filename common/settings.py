@@ -2,6 +2,11 @@
 
 A missing or malformed value stops the process with one line naming the variable
 (`ConfigError`). Nothing else in the code base reads `os.environ`.
+
+The wallet key (`KEY_VARIABLES`: PRIVATE_KEY, KEYPAIR_PATH) is not a setting here: only the
+executor's process may hold it. It has its own settings in `executor_svc.wallet`; `read_dotenv`
+skips those names unless the executor asks for them, and the supervisor (`common.stack`) removes
+them from the environment of every other child.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHAINS = ("sim", "devnet", "mainnet-beta", "custom")
+# Variables only the executor's process may receive (see executor_svc.wallet.KeySettings).
+KEY_VARIABLES = frozenset({"PRIVATE_KEY", "KEYPAIR_PATH"})
 
 T = TypeVar("T")
 
@@ -98,6 +105,25 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+def _token_amounts(raw: str) -> tuple[tuple[str, str], ...]:
+    """`SOL=100,USDC=20000`: token symbol or mint = a positive decimal amount in token units."""
+    pairs: dict[str, str] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        token, sep, amount = part.partition("=")
+        token, amount = token.strip(), amount.strip()
+        if not sep or not token or not amount:
+            raise ValueError(f"expected TOKEN=amount pairs such as SOL=100, got {part!r}")
+        whole, dot, frac = amount.partition(".")
+        digits = amount.isascii() and whole.isdigit() and (not dot or frac.isdigit())
+        if not digits or not any(c in "123456789" for c in amount):
+            raise ValueError(f"{token}: expected a positive decimal amount, got {amount!r}")
+        pairs[token] = amount
+    return tuple(pairs.items())
+
+
 def _grpc_tokens(raw: str) -> tuple[tuple[str, str], ...]:
     from common.grpc_auth import parse_tokens
 
@@ -116,8 +142,6 @@ class Settings:
     solana_rpc_url: str = _setting("SOLANA_RPC_URL", "", _url("http", "https"))
     solana_ws_url: str = _setting("SOLANA_WS_URL", "", _url("ws", "wss"))
     markets_file: str = _setting("MARKETS_FILE", "", _str)
-    private_key: str = _setting("PRIVATE_KEY", "", _str, secret=True)
-    keypair_path: str = _setting("KEYPAIR_PATH", "", _str)
     commitment: str = _setting("COMMITMENT", "confirmed", _choice("processed", "confirmed", "finalized"))
     rpc_timeout_s: float = _setting("RPC_TIMEOUT_S", 10.0, _float(0.1, 120))
     rpc_batch_max: int = _setting("RPC_BATCH_MAX", 100, _int(1, 1000))
@@ -148,6 +172,9 @@ class Settings:
     rate_limit_per_s: float = _setting("RATE_LIMIT_PER_S", 0.0, _float(0, 1_000_000))
     rate_limit_burst: int = _setting("RATE_LIMIT_BURST", 100, _int(1, 1_000_000))
     cors_origins: tuple[str, ...] = _setting("CORS_ORIGINS", (), _csv)
+    trusted_hosts: tuple[str, ...] = _setting("TRUSTED_HOSTS", (), _csv)
+    max_order_amount: tuple[tuple[str, str], ...] = _setting("MAX_ORDER_AMOUNT", (), _token_amounts)
+    daily_notional_cap: tuple[tuple[str, str], ...] = _setting("DAILY_NOTIONAL_CAP", (), _token_amounts)
 
     worker_concurrency: int = _setting("WORKER_CONCURRENCY", 10, _int(1, 10000))
     worker_name: str = _setting("WORKER_NAME", "", _str)
@@ -169,6 +196,7 @@ class Settings:
 
     confirm_poll_ms: int = _setting("CONFIRM_POLL_MS", 50, _int(1, 60_000))
     rebroadcast_ms: int = _setting("REBROADCAST_MS", 2000, _int(100, 60_000))
+    expiry_margin_blocks: int = _setting("EXPIRY_MARGIN_BLOCKS", 10, _int(0, 10_000))
     priority_fee_max_micro_lamports: int = _setting("PRIORITY_FEE_MAX", 1_000_000, _int(0, 10**12))
     priority_fee_percentile: int = _setting("PRIORITY_FEE_PERCENTILE", 75, _int(0, 100))
 
@@ -178,6 +206,7 @@ class Settings:
     sim_latency_ms: int = _setting("SIM_LATENCY_MS", 0, _int(0, 60_000))
     sim_fail_rate: float = _setting("SIM_FAIL_RATE", 0.0, _float(0.0, 1.0))
     sim_drop_rate: float = _setting("SIM_DROP_RATE", 0.0, _float(0.0, 1.0))
+    sim_data_dir: str = _setting("SIM_DATA_DIR", "", _str)
 
     ws_ping_interval_s: float = _setting("WS_PING_INTERVAL_S", 20.0, _float(0.05, 3600))
     ws_idle_timeout_s: float = _setting("WS_IDLE_TIMEOUT_S", 300.0, _float(0.1, 86_400))
@@ -196,6 +225,12 @@ class Settings:
     router_metrics_port: int = _setting("ROUTER_METRICS_PORT", 0, _int(0, 65535))
     executor_metrics_port: int = _setting("EXECUTOR_METRICS_PORT", 0, _int(0, 65535))
     persistence_metrics_port: int = _setting("PERSISTENCE_METRICS_PORT", 0, _int(0, 65535))
+    supervisor_metrics_port: int = _setting("SUPERVISOR_METRICS_PORT", 0, _int(0, 65535))
+
+    supervisor_backoff_ms: int = _setting("SUPERVISOR_BACKOFF_MS", 200, _int(0, 600_000))
+    supervisor_backoff_max_ms: int = _setting("SUPERVISOR_BACKOFF_MAX_MS", 10_000, _int(0, 3_600_000))
+    supervisor_stable_s: float = _setting("SUPERVISOR_STABLE_S", 30.0, _float(0, 86_400))
+    supervisor_grace_s: float = _setting("SUPERVISOR_GRACE_S", 15.0, _float(0, 600))
 
     def __repr__(self) -> str:
         shown = []
@@ -210,7 +245,7 @@ class Settings:
 
     def metrics_port(self, service: str) -> int:
         """The Prometheus exporter port of `service` (gateway, worker, router, executor,
-        persistence); 0 = no exporter."""
+        persistence, supervisor); 0 = no exporter."""
         port: int = getattr(self, f"{service}_metrics_port")
         return port
 
@@ -238,8 +273,9 @@ class Settings:
         return REPO_ROOT / "markets" / f"{self.chain}.json"
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """Parses KEY=VALUE lines of a `.env` file (comments and blank lines ignored)."""
+def read_dotenv(path: Path, *, keys: bool = False) -> dict[str, str]:
+    """Parses KEY=VALUE lines of a `.env` file (comments and blank lines ignored). The wallet key's
+    variables (`KEY_VARIABLES`) are left out unless `keys` is true (the executor's wallet only)."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
@@ -253,7 +289,10 @@ def read_dotenv(path: Path) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
-        values[key.strip()] = value
+        key = key.strip()
+        if key in KEY_VARIABLES and not keys:
+            continue
+        values[key] = value
     return values
 
 
@@ -262,8 +301,13 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     env: dict[str, str] = {}
     env.update(read_dotenv(dotenv if dotenv is not None else Path.cwd() / ".env"))
     env.update(os.environ if environ is None else environ)
+    return settings_from(Settings, env)
+
+
+def settings_from(cls: type[T], env: Mapping[str, str]) -> T:
+    """An instance of the settings dataclass `cls` (fields made with `_setting`) from `env`."""
     values: dict[str, Any] = {}
-    for f in fields(Settings):
+    for f in fields(cls):  # type: ignore[arg-type]
         name = f.metadata["env"]
         raw = env.get(name)
         if raw is None or raw.strip() == "":
@@ -272,4 +316,4 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as exc:
             raise ConfigError(name, str(exc)) from None
-    return Settings(**values)
+    return cls(**values)

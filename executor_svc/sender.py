@@ -64,24 +64,32 @@ class Sender:
         self._commitment = settings.commitment
         self._poll_s = settings.confirm_poll_ms / 1000
         self._rebroadcast_s = settings.rebroadcast_ms / 1000
+        self._expiry_margin = settings.expiry_margin_blocks
 
     async def send(self, raw: bytes) -> None:
         """One send of the stored bytes (transport failures retried with the same bytes)."""
         await self._chain.send_raw_transaction(raw, skip_preflight=True)
 
     async def lookup(self, signature: str, last_valid_block_height: int) -> Outcome | None:
-        """Where a stored transaction stands now: an outcome, or None while it may still land."""
+        """Where a stored transaction stands now: an outcome, or None while it may still land.
+
+        Expired is said only when it is proven: the FINALIZED block height is past the blockhash's
+        last valid height by EXPIRY_MARGIN_BLOCKS (no fork can bring the blockhash back), and then a
+        status read from a node at least as new as that finalized slot (minContextSlot) does not
+        know the signature. A lagging node (it refuses the context slot, or answers from behind)
+        never turns a transaction that may still land into an expired one."""
         status = await self._chain.signature_status(signature, search_history=True)
         if status is not None:
             return LandedWithError(status) if status.err is not None else Landed(status)
-        if await self._chain.block_height() > last_valid_block_height:
-            # The blockhash is too old for any leader now; look once more in case it landed in the
-            # last valid block after our status read.
-            status = await self._chain.signature_status(signature, search_history=True)
-            if status is None:
-                return Expired()
-            return LandedWithError(status) if status.err is not None else Landed(status)
-        return None
+        if await self._chain.block_height() <= last_valid_block_height:
+            return None  # cheap (cached, confirmed) check first: still valid for leaders
+        slot, finalized_height = await self._chain.finalized_position()
+        if finalized_height <= last_valid_block_height + self._expiry_margin:
+            return None
+        status = await self._chain.signature_status_since(signature, min_context_slot=slot)
+        if status is None:
+            return Expired()
+        return LandedWithError(status) if status.err is not None else Landed(status)
 
     async def follow(self, raw: bytes, signature: str, last_valid_block_height: int) -> Outcome:
         """Polls until the transaction reaches the commitment level, fails on chain or expires,

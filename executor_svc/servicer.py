@@ -91,6 +91,9 @@ def validate_request(request: executor_pb2.ExecuteRequest, markets: Markets) -> 
         raise InvalidArgument("must differ from input_mint", field="output_mint")
     if request.amount_in <= 0:
         raise InvalidArgument("must be greater than 0", field="amount_in")
+    if request.settle_only:
+        # nothing is built: only the stored executions of the order are followed
+        return OrderPlan(order_id, request.attempt, input_mint, output_mint, request.amount_in, ())
     legs_in = request.route.legs
     if not 1 <= len(legs_in) <= 2:
         raise InvalidArgument(f"must have 1 or 2 legs, got {len(legs_in)}", field="route.legs")
@@ -203,7 +206,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                 # One attempt of an order at a time in this process: a duplicate call waits and
                 # then finds (and resumes) what the first one stored.
                 async with lock:
-                    async for update in self._execute(plan):
+                    steps = self._settle(plan) if request.settle_only else self._execute(plan)
+                    async for update in steps:
                         yield update
             finally:
                 self._lock_users[plan.order_id] -= 1
@@ -322,6 +326,22 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         )
         async for update in self._send_and_follow(plan, execution, resumed=False):
             yield update
+
+    async def _settle(self, plan: OrderPlan) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        """Follows the order's stored execution that landed or may still land to its end; when
+        none can land any more (all provably expired or failed), says so (nothing_live)."""
+        resumed = False
+        async for update in self._resume_stored(plan):
+            resumed = True
+            yield update
+        if not resumed:
+            log.info("nothing left to settle")
+            yield Update(
+                stage=Stage.STAGE_FAILED,
+                reason="no stored swap of this order can land",
+                retryable=False,
+                nothing_live=True,
+            )
 
     async def _resume_stored(self, plan: OrderPlan) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         """Resumes whatever stored execution of the order landed or may still land; yields nothing
@@ -480,6 +500,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             )
             return
         if info.err is not None:  # stored as landed, but the chain says it failed
+            await self._record_best_effort(execution, "failed")
             reason, _ = describe_transaction_error(info.err, roles)
             yield Update(
                 stage=Stage.STAGE_FAILED,

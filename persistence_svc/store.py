@@ -21,7 +21,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from common import lifecycle
-from common.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
+from common.errors import LIVE_EXECUTION_REFUSAL, Aborted, AlreadyExists, InvalidArgument, NotFound
 from persistence_svc.models import (
     AppendOutcome,
     CreateOutcome,
@@ -118,9 +118,9 @@ def _execution_row(row: TupleRow) -> ExecutionRow:
 # --- orders -----------------------------------------------------------------------------------
 
 _CLAIM_KEY = """
-INSERT INTO idempotency_keys AS k (key, request_hash, order_id, created_at)
-VALUES (%(key)s, %(hash)s, %(id)s, %(now)s)
-ON CONFLICT (key) DO UPDATE
+INSERT INTO idempotency_keys AS k (owner, key, request_hash, order_id, created_at)
+VALUES (%(owner)s, %(key)s, %(hash)s, %(id)s, %(now)s)
+ON CONFLICT (owner, key) DO UPDATE
     SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
     WHERE k.created_at < %(expired_before)s
 RETURNING order_id"""
@@ -131,10 +131,10 @@ _INSERT_ORDER = """
 WITH o AS (
     INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
-                        created_at, updated_at, idempotency_key, request_hash)
+                        created_at, updated_at, idempotency_key, request_hash, owner)
     VALUES (%(id)s, %(input_mint)s, %(output_mint)s, %(amount_in)s, %(slippage_bps)s, %(input_decimals)s,
             %(output_decimals)s, %(input_symbol)s, %(output_symbol)s, 'pending', 0, 1,
-            %(now)s, %(now)s, %(key)s, %(hash)s)
+            %(now)s, %(now)s, %(key)s, %(hash)s, %(owner)s)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, created_at
 ),
@@ -165,6 +165,7 @@ async def create_order(pool: AsyncConnectionPool, new: NewOrder) -> CreateOutcom
         "key": new.idempotency_key,
         "hash": new.request_hash,
         "expired_before": now - IDEMPOTENCY_TTL,
+        "owner": new.owner,
     }
     async with pool.connection() as conn:
         if new.idempotency_key is None:
@@ -178,8 +179,8 @@ async def create_order(pool: AsyncConnectionPool, new: NewOrder) -> CreateOutcom
             cur = await conn.execute(_CLAIM_KEY, params)
             if await cur.fetchone() is None:
                 cur = await conn.execute(
-                    "SELECT request_hash, order_id FROM idempotency_keys WHERE key = %s",
-                    (new.idempotency_key,),
+                    "SELECT request_hash, order_id FROM idempotency_keys WHERE owner = %s AND key = %s",
+                    (new.owner, new.idempotency_key),
                 )
                 claimed = await cur.fetchone()
                 if claimed is None:  # purged between the two statements: let the caller retry
@@ -225,8 +226,15 @@ async def _same_order(conn: psycopg.AsyncConnection[TupleRow], new: NewOrder) ->
     return order
 
 
-async def _get_order(conn: psycopg.AsyncConnection[TupleRow], order_id: uuid.UUID) -> OrderRow | None:
-    cur = await conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = %s", (order_id,))
+async def _get_order(
+    conn: psycopg.AsyncConnection[TupleRow], order_id: uuid.UUID, owner: str = ""
+) -> OrderRow | None:
+    if owner:
+        cur = await conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = %s AND owner = %s", (order_id, owner)
+        )
+    else:
+        cur = await conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = %s", (order_id,))
     row = await cur.fetchone()
     return None if row is None else _order_row(row)
 
@@ -235,18 +243,19 @@ async def purge_expired_keys(pool: AsyncConnectionPool) -> int:
     """Deletes up to PURGE_BATCH idempotency keys older than the TTL; returns how many."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            """DELETE FROM idempotency_keys WHERE key IN (
-                   SELECT key FROM idempotency_keys WHERE created_at < %s LIMIT %s)""",
+            """DELETE FROM idempotency_keys WHERE (owner, key) IN (
+                   SELECT owner, key FROM idempotency_keys WHERE created_at < %s LIMIT %s)""",
             (utcnow() - IDEMPOTENCY_TTL, PURGE_BATCH),
         )
         return cur.rowcount
 
 
 async def get_order(
-    pool: AsyncConnectionPool, order_id: uuid.UUID, with_events: bool
+    pool: AsyncConnectionPool, order_id: uuid.UUID, with_events: bool, owner: str = ""
 ) -> tuple[OrderRow, list[EventRow]]:
+    """The order (and its events); with an `owner`, an order of another owner is NotFound."""
     async with pool.connection() as conn:
-        order = await _get_order(conn, order_id)
+        order = await _get_order(conn, order_id, owner)
         if order is None:
             raise NotFound("order not found", field="order_id")
         events: list[EventRow] = []
@@ -274,12 +283,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 async def list_orders(
-    pool: AsyncConnectionPool, limit: int, cursor: str, status: str | None
+    pool: AsyncConnectionPool, limit: int, cursor: str, status: str | None, owner: str = ""
 ) -> tuple[list[OrderRow], str]:
-    """Newest first; keyset pagination on (created_at, id). Returns the page and the next cursor
-    ("" after the last page)."""
+    """Newest first; keyset pagination on (created_at, id); with an `owner`, only its orders.
+    Returns the page and the next cursor ("" after the last page)."""
     where: list[str] = []
     params: list[Any] = []
+    if owner:
+        where.append("owner = %s")
+        params.append(owner)
     if cursor:
         created_at, order_id = decode_cursor(cursor)
         where.append("(created_at, id) < (%s, %s)")
@@ -352,6 +364,10 @@ _ROW_TYPE = """(i int, order_id uuid, seq int, status text, data jsonb, at_us bi
      route jsonb, amount_out numeric, tx_hash text, dex text, executed_price text, failure_reason text)"""
 _AT = "'epoch'::timestamptz + u.at_us * interval '1 microsecond'"
 
+# Executions whose swap landed or may still land. An order with one is never `failed`: its
+# transaction is followed until it lands (→ confirmed) or provably expires (state "expired").
+_LIVE_STATES = "('signed', 'sent', 'landed')"
+
 # The common case in one statement and one round trip (autocommit, so one commit too): lock the
 # orders in id order, keep the events whose seq is next and whose transition is legal (the pairs
 # come from lifecycle.TRANSITIONS), insert them and update their orders; return their indexes.
@@ -363,6 +379,8 @@ locked AS (
 ok AS (
     SELECT u.* FROM input AS u JOIN locked AS l ON l.id = u.order_id
     WHERE u.seq = l.last_seq + 1 AND l.status || '>' || u.status = ANY(%(legal)s::text[])
+      AND NOT (u.status = 'failed' AND EXISTS (
+          SELECT 1 FROM executions AS x WHERE x.order_id = u.order_id AND x.state IN {_LIVE_STATES}))
 ),
 inserted AS (
     INSERT INTO order_events (order_id, seq, status, data, at)
@@ -392,6 +410,9 @@ outboxed AS (
 UPDATE orders AS o SET {_SET_ORDER_FIELDS}
 FROM json_to_recordset(%(orders)s::json) AS u{_ROW_TYPE}
 WHERE o.id = u.order_id"""
+
+_LIVE_ORDERS = f"""SELECT DISTINCT ON (order_id) order_id, signature FROM executions
+WHERE order_id = ANY(%s::uuid[]) AND state IN {_LIVE_STATES}"""
 
 _LOCK_ORDERS = "SELECT id, status, last_seq FROM orders WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
 
@@ -493,6 +514,12 @@ async def _append_checked(pool: AsyncConnectionPool, events: Sequence[EventInput
             for found in map(_event_row, await cur.fetchall()):
                 stored[(found.order_id, found.seq)] = found
 
+        live: dict[uuid.UUID, str] = {}
+        failing = [e.order_id for e in events if e.status == lifecycle.FAILED and e.order_id in state]
+        if failing:
+            cur = await conn.execute(_LIVE_ORDERS, ("{" + ",".join(map(str, failing)) + "}",))
+            live = {row[0]: row[1] for row in await cur.fetchall()}
+
         outcomes: list[AppendOutcome] = []
         new_rows: list[str] = []
         for event in events:
@@ -514,6 +541,13 @@ async def _append_checked(pool: AsyncConnectionPool, events: Sequence[EventInput
                 continue
             if not lifecycle.is_legal(pending.status, event.status):
                 message = f"illegal transition {pending.status} → {event.status}"
+                outcomes.append(AppendOutcome(grpc.StatusCode.FAILED_PRECONDITION, message))
+                continue
+            if event.status == lifecycle.FAILED and event.order_id in live:
+                message = (
+                    f"{LIVE_EXECUTION_REFUSAL} ({live[event.order_id]}): it landed or may still land, "
+                    "so it is followed until it lands or its blockhash provably expires"
+                )
                 outcomes.append(AppendOutcome(grpc.StatusCode.FAILED_PRECONDITION, message))
                 continue
             written = EventRow(event.order_id, event.seq, event.status, event.data, utcnow(), event.data_json)

@@ -349,9 +349,17 @@ class Faults:
     latency_ms: int = 0
     fail_rate: float = 0.0
     drop_rate: float = 0.0
+    # getSignatureStatuses answers from a node this many slots behind the tip (a lagging RPC node):
+    # transactions that landed in the last slots are not shown yet, and its context slot is older.
+    status_lag_slots: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"latencyMs": self.latency_ms, "failRate": self.fail_rate, "dropRate": self.drop_rate}
+        return {
+            "latencyMs": self.latency_ms,
+            "failRate": self.fail_rate,
+            "dropRate": self.drop_rate,
+            "statusLagSlots": self.status_lag_slots,
+        }
 
 
 # -- the node ------------------------------------------------------------------------------
@@ -787,18 +795,20 @@ class Node:
             raise invalid_params("Invalid params: expected an array of signatures")
         if len(sigs) > MAX_SIGNATURE_STATUSES:
             raise invalid_params(f"Too many inputs provided; max {MAX_SIGNATURE_STATUSES}")
-        _bool(_config(cfg), "searchTransactionHistory", False)
+        cfg = _config(cfg)
+        _bool(cfg, "searchTransactionHistory", False)
         by_str = self.ledger.history_by_str
-        tip = self.ledger.slot
+        tip = max(self.ledger.slot - self.faults.status_lag_slots, 0)
+        self._min_context(cfg, tip)
         out: list[Any] = []
         for s in sigs:
             rec = by_str.get(s) if isinstance(s, str) else None
-            if rec is None:
+            if rec is None or rec.slot > tip:
                 _signature(s)  # a malformed signature is an error; an unknown one is null
                 out.append(None)
             else:
                 out.append(rec.status(tip))
-        return {"context": self._context(), "value": out}
+        return {"context": self._context(tip), "value": out}
 
     def get_transaction(self, params: Any) -> Any:
         sig, cfg = _params(params, 1, 2)
@@ -890,7 +900,7 @@ class Node:
     def sim_set_faults(self, params: Any) -> Any:
         (cfg,) = _params(params, 0, 1)
         cfg = _config(cfg)
-        unknown = set(cfg) - {"latencyMs", "failRate", "dropRate"}
+        unknown = set(cfg) - {"latencyMs", "failRate", "dropRate", "statusLagSlots"}
         if unknown:
             raise invalid_params(f"Invalid params: unknown fault(s): {', '.join(sorted(unknown))}")
         faults = self.faults
@@ -898,10 +908,12 @@ class Node:
         fail = cfg.get("failRate", faults.fail_rate)
         drop = cfg.get("dropRate", faults.drop_rate)
         latency = _uint(latency, "latencyMs", 60_000)
+        lag = _uint(cfg.get("statusLagSlots", faults.status_lag_slots), "statusLagSlots", 1_000_000)
         for name, rate in (("failRate", fail), ("dropRate", drop)):
             if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
                 raise invalid_params(f"Invalid params: {name} must be a number between 0 and 1")
         faults.latency_ms, faults.fail_rate, faults.drop_rate = latency, float(fail), float(drop)
+        faults.status_lag_slots = lag
         return faults.to_json()
 
     def sim_swaps(self, params: Any) -> Any:

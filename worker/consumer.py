@@ -25,8 +25,9 @@ from common.grpc_client import open_channel
 from common.log import order_id_var
 from common.settings import Settings
 from orderengine.v1 import executor_pb2_grpc, orders_pb2, orders_pb2_grpc, router_pb2_grpc
-from worker.driver import ORDERS_INFLIGHT, QUEUE_WAIT_SECONDS, OrderDriver, Superseded
+from worker.driver import ORDERS_INFLIGHT, QUEUE_WAIT_SECONDS, LiveExecution, OrderDriver, Superseded
 from worker.events import AppendRejected, EventWriter
+from worker.reconciler import Reconciler
 from worker.throttle import OrderThrottle
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Worker:
         self.router = router_pb2_grpc.RouterStub(self._channels["router"])
         self.executor = executor_pb2_grpc.ExecutorStub(self._channels["executor"])
         self.events = EventWriter(self.orders)
+        self.reconciler = Reconciler(self)
         self.slots = asyncio.Semaphore(settings.worker_concurrency)
         self.throttle = OrderThrottle(self.redis, settings.redis_prefix, settings.orders_per_minute)
         self.inflight: dict[str, asyncio.Task[None]] = {}
@@ -107,7 +109,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self._consume(), name="consume"),
             asyncio.create_task(self._reclaim(), name="reclaim"),
-            asyncio.create_task(self._recover(), name="recover"),
+            asyncio.create_task(self.reconciler.run(), name="reconciler"),
         ]
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -128,6 +130,7 @@ class Worker:
             task.cancel()
         if left:
             await asyncio.wait(left, timeout=5.0)
+        await self.reconciler.stop()
         await self.events.stop()
         for channel in self._channels.values():
             await channel.close()
@@ -304,7 +307,12 @@ class Worker:
                     orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0, wait_for_ready=True
                 )
                 if order.status not in lifecycle.TERMINAL_PROTO:
-                    await OrderDriver(self, order).fail(f"dead-lettered: {reason}", order.attempts)
+                    why = f"dead-lettered: {reason}"
+                    try:
+                        await OrderDriver(self, order).fail(why, order.attempts, settle=False)
+                    except LiveExecution:
+                        # never failed while its swap may land: the reconciler follows it instead
+                        await self.reconciler.hand_over(order_id, why)
         await self._ack(entry)
 
     async def _reclaim(self) -> None:
@@ -357,25 +365,3 @@ class Worker:
             self._spawn(entry_id, fields)
             return True
         return False
-
-    async def _recover(self) -> None:
-        """Postgres is the source of truth: unfinished orders idle for a while are queued again
-        (a job lost with Redis, a gateway that died between commit and enqueue)."""
-        stale_us = self.settings.recover_after_ms * 1000
-        while not self.stopping.is_set():
-            try:
-                now_us = int(time.time() * 1_000_000)
-                page = await self.orders.ListUnfinishedOrders(
-                    orders_pb2.ListUnfinishedOrdersRequest(limit=500, older_than_us=now_us - stale_us),
-                    timeout=10.0,
-                )
-                for order in page.orders:
-                    if order.order_id in self.inflight or await self.redis.exists(
-                        self.keys.lock(order.order_id)
-                    ):
-                        continue
-                    await jobs.enqueue(self.redis, self.keys, order.order_id)
-                    log.info("re-queued an unfinished order", extra={"order_id": order.order_id})
-            except (grpc.aio.AioRpcError, aioredis.RedisError):
-                pass
-            await asyncio.sleep(self.settings.recover_interval_ms / 1000)

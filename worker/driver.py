@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from common import lifecycle
 from common.amounts import format_amount, format_price
+from common.errors import LIVE_EXECUTION_REFUSAL
 from common.metrics import LATENCY_BUCKETS
 from gateway.views import quotes_json, route_from_json, route_json
 from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
@@ -77,6 +78,12 @@ class Outcome:
     terminal: bool
     reason: str = ""
     retryable: bool = False
+    nothing_live: bool = False  # a settle found no stored swap that can still land
+
+
+class LiveExecution(Exception):
+    """Persistence refused `failed`: a swap of the order landed or may still land. The order is
+    settled (followed until it lands or provably expires) instead of failed."""
 
 
 class Superseded(Exception):
@@ -118,6 +125,10 @@ class OrderDriver:
         try:
             await self.w.events.append(event)
         except AppendRejected as exc:
+            if exc.code == grpc.StatusCode.FAILED_PRECONDITION and exc.message.startswith(
+                LIVE_EXECUTION_REFUSAL
+            ):
+                raise LiveExecution(exc.message) from None
             if exc.code in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
                 raise Superseded(exc.message, self.appended) from None
             raise
@@ -223,8 +234,9 @@ class OrderDriver:
                 return
             retry_of = outcome.reason
 
-    async def execute(self, attempt: int, route: Any) -> Outcome:
-        """Runs one attempt through the executor; reconnects (same attempt) if the executor dies."""
+    async def execute(self, attempt: int, route: Any, settle_only: bool = False) -> Outcome:
+        """Runs one attempt through the executor; reconnects (same attempt) if the executor dies.
+        With `settle_only` nothing is built: the executor follows the stored live swap."""
         spec = self.order.spec
         request = executor_pb2.ExecuteRequest(
             order_id=self.order.order_id,
@@ -233,6 +245,7 @@ class OrderDriver:
             output_mint=spec.output_mint,
             amount_in=spec.amount_in,
             route=route,
+            settle_only=settle_only,
         )
         reconnects = 0
         while True:
@@ -315,13 +328,40 @@ class OrderDriver:
             )
             return Outcome(True)
         elif update.stage == Stage.STAGE_FAILED:
-            return Outcome(False, update.reason or "execution failed", update.retryable)
+            return Outcome(False, update.reason or "execution failed", update.retryable, update.nothing_live)
         return None
 
-    async def fail(self, reason: str, attempt: int) -> None:
-        log.warning("order failed", extra={"reason": reason, "attempt": attempt})
-        await self.append(
-            S.ORDER_STATUS_FAILED,
-            {"reason": reason, "attempt": attempt},
-            orders_pb2.OrderUpdate(failure_reason=reason),
-        )
+    async def fail(self, reason: str, attempt: int, settle: bool = True) -> None:
+        """Ends the order `failed` — unless a swap of it landed or may still land: persistence
+        refuses `failed` then, and the order is settled instead (`settle`), or LiveExecution is
+        raised for the caller to hand it to the reconciler."""
+        while True:
+            try:
+                await self.append(
+                    S.ORDER_STATUS_FAILED,
+                    {"reason": reason, "attempt": attempt},
+                    orders_pb2.OrderUpdate(failure_reason=reason),
+                )
+                log.warning("order failed", extra={"reason": reason, "attempt": attempt})
+                return
+            except LiveExecution:
+                if not settle:
+                    raise
+            log.info("not failing: a swap may still land; settling", extra={"reason": reason})
+            if await self.settle(attempt):
+                return
+
+    async def settle(self, attempt: int) -> bool:
+        """Follows the order's live swap until it lands (→ confirmed, True) or no stored swap can
+        land any more (False: the order may now be failed). No attempt limit: the wait is bounded
+        by the blockhash's lifetime, and an RPC outage only makes it longer, never a failure."""
+        pause = 0.2
+        while True:
+            outcome = await self.execute(attempt, None, settle_only=True)
+            if outcome.terminal:
+                return True
+            if outcome.nothing_live:
+                return False
+            log.info("settling: outcome not final yet", extra={"reason": outcome.reason})
+            await asyncio.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 5.0)

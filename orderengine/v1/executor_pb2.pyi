@@ -28,12 +28,18 @@ class ExecuteRequest(_message.Message):
     OUTPUT_MINT_FIELD_NUMBER: _builtins.int
     AMOUNT_IN_FIELD_NUMBER: _builtins.int
     ROUTE_FIELD_NUMBER: _builtins.int
+    SETTLE_ONLY_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     attempt: _builtins.int
     """1-based"""
     input_mint: _builtins.str
     output_mint: _builtins.str
     amount_in: _builtins.int
+    settle_only: _builtins.bool
+    """Settle, do not execute: follow the order's stored execution that landed or may still land
+    until it lands (CONFIRMED) or provably expires (FAILED, nothing_live); never build or sign.
+    The route may be empty. Used once attempts ran out while a swap may still land.
+    """
     @_builtins.property
     def route(self) -> _types_pb2.Route: ...
     def __init__(
@@ -45,10 +51,11 @@ class ExecuteRequest(_message.Message):
         output_mint: _builtins.str = ...,
         amount_in: _builtins.int = ...,
         route: _types_pb2.Route | None = ...,
+        settle_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "attempt", b"attempt", "input_mint", b"input_mint", "order_id", b"order_id", "output_mint", b"output_mint", "route", b"route"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "attempt", b"attempt", "input_mint", b"input_mint", "order_id", b"order_id", "output_mint", b"output_mint", "route", b"route", "settle_only", b"settle_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -87,6 +94,7 @@ class ExecutionUpdate(_message.Message):
     RETRYABLE_FIELD_NUMBER: _builtins.int
     DEX_FIELD_NUMBER: _builtins.int
     RESUMED_FIELD_NUMBER: _builtins.int
+    NOTHING_LIVE_FIELD_NUMBER: _builtins.int
     stage: Global___ExecutionUpdate.Stage.ValueType
     signature: _builtins.str
     """SUBMITTED, CONFIRMED"""
@@ -106,6 +114,8 @@ class ExecutionUpdate(_message.Message):
     """CONFIRMED: venue, or "split" """
     resumed: _builtins.bool
     """the attempt resumed a stored transaction"""
+    nothing_live: _builtins.bool
+    """FAILED of a settle_only request: no stored swap can land"""
     def __init__(
         self,
         *,
@@ -119,10 +129,11 @@ class ExecutionUpdate(_message.Message):
         retryable: _builtins.bool = ...,
         dex: _builtins.str = ...,
         resumed: _builtins.bool = ...,
+        nothing_live: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "dex", b"dex", "last_valid_block_height", b"last_valid_block_height", "reason", b"reason", "resumed", b"resumed", "retryable", b"retryable", "signature", b"signature", "slot", b"slot", "stage", b"stage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "dex", b"dex", "last_valid_block_height", b"last_valid_block_height", "nothing_live", b"nothing_live", "reason", b"reason", "resumed", b"resumed", "retryable", b"retryable", "signature", b"signature", "slot", b"slot", "stage", b"stage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

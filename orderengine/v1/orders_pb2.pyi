@@ -292,12 +292,17 @@ class CreateOrderRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     REQUEST_HASH_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """optional"""
     request_hash: _builtins.str
     """hash of the canonical request body, required with a key"""
     order_id: _builtins.str
     """optional client-chosen UUID; generated when empty"""
+    owner: _builtins.str
+    """optional: who the order belongs to (the gateway's non-reversible id of an API key, at most 64
+    characters); an idempotency key is unique per owner. "" = no owner.
+    """
     @_builtins.property
     def spec(self) -> Global___OrderSpec: ...
     def __init__(
@@ -307,10 +312,11 @@ class CreateOrderRequest(_message.Message):
         idempotency_key: _builtins.str = ...,
         request_hash: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "order_id", b"order_id", "request_hash", b"request_hash", "spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "order_id", b"order_id", "owner", b"owner", "request_hash", b"request_hash", "spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -420,17 +426,21 @@ class GetOrderRequest(_message.Message):
 
     ORDER_ID_FIELD_NUMBER: _builtins.int
     WITH_EVENTS_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     with_events: _builtins.bool
+    owner: _builtins.str
+    """when set, an order of another owner is NOT_FOUND"""
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
         with_events: _builtins.bool = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "with_events", b"with_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "owner", b"owner", "with_events", b"with_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -443,22 +453,26 @@ class ListOrdersRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """1..200, default 50"""
     cursor: _builtins.str
     """opaque, from next_cursor"""
     status: Global___OrderStatus.ValueType
     """UNSPECIFIED = any"""
+    owner: _builtins.str
+    """when set, only this owner's orders"""
     def __init__(
         self,
         *,
         limit: _builtins.int = ...,
         cursor: _builtins.str = ...,
         status: Global___OrderStatus.ValueType = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "owner", b"owner", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

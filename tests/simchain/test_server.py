@@ -131,7 +131,7 @@ async def test_batch_request(http: httpx.AsyncClient) -> None:
 
 async def test_set_faults_and_latency(http: httpx.AsyncClient, chain: Running) -> None:
     resp = await rpc(http, "simSetFaults", [{"latencyMs": 60}])
-    assert resp["result"] == {"latencyMs": 60, "failRate": 0.0, "dropRate": 0.0}
+    assert resp["result"] == {"latencyMs": 60, "failRate": 0.0, "dropRate": 0.0, "statusLagSlots": 0}
     t = time.perf_counter()
     await rpc(http, "getSlot")
     assert time.perf_counter() - t >= 0.06
@@ -153,7 +153,7 @@ async def test_set_faults_and_latency(http: httpx.AsyncClient, chain: Running) -
 async def test_settings_faults_apply_at_start() -> None:
     running = await start(sim_settings(SIM_FAIL_RATE="0.5", SIM_DROP_RATE="0.25", SIM_LATENCY_MS="3"), seed=1)
     try:
-        assert running.node.faults.to_json() == {"latencyMs": 3, "failRate": 0.5, "dropRate": 0.25}
+        assert running.node.faults.to_json() == {"latencyMs": 3, "failRate": 0.5, "dropRate": 0.25, "statusLagSlots": 0}
     finally:
         await running.stop()
 
