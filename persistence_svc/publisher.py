@@ -1,7 +1,8 @@
 """Publishing committed events to Redis, as the exact WebSocket message the gateway forwards.
 
 Two parts, which the outbox relay (outbox.py) reuses: `event_message` (an event → the message
-text) and `RedisPublisher.publish_messages` (many messages → one pipeline of PUBLISH). A publish
+text) and `RedisPublisher.publish_messages` (many messages → one PUBLISH per batch: a batch of
+events travels as one Redis message, a JSON array, `common.event_messages`). A publish
 is best effort: the event is already committed, so a failure is logged and never fails the RPC.
 Every event also has a row in `event_outbox`, written with it; once a pipeline succeeded the
 publisher hands the events' keys to `on_published`, which deletes those rows. What a failure (or a
@@ -19,6 +20,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from common import event_messages
 from common.redis_names import events_channel
 from common.timefmt import iso_ms
 from persistence_svc.models import EventRow
@@ -49,8 +51,9 @@ class RedisPublisher:
     """PUBLISHes events on `{prefix}:events`.
 
     Calls that arrive while a pipeline is on the wire are sent together in the next one (FIFO, so
-    the order of publish calls is kept): one round trip for many RPCs under load, and each caller
-    still returns only once its own events were handed to Redis (or that failed)."""
+    the order of publish calls is kept): one round trip and one Redis message (JSON array) for many
+    RPCs' events under load, and each caller still returns only once its own events were handed to
+    Redis (or that failed)."""
 
     def __init__(
         self,
@@ -103,10 +106,14 @@ class RedisPublisher:
     async def _send(self, messages: list[str]) -> bool:
         try:
             async with asyncio.timeout(self.timeout_s):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for message in messages:
-                        pipe.publish(self.channel, message)
-                    await pipe.execute()
+                packed = event_messages.pack(messages)
+                if len(packed) == 1:
+                    await self.client.publish(self.channel, packed[0])
+                else:
+                    async with self.client.pipeline(transaction=False) as pipe:
+                        for message in packed:
+                            pipe.publish(self.channel, message)
+                        await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning(
                 "publishing committed events failed",

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from common import event_messages
 from common.grpc_client import open_channel
 from orderengine.v1 import orders_pb2 as S
 from orderengine.v1.orders_pb2_grpc import OrdersStub
@@ -36,13 +37,21 @@ async def subscriber(redis_client: aioredis.Redis, redis_prefix: str) -> AsyncIt
 
 
 async def receive(pubsub: PubSub, n: int, timeout: float = 2.0) -> list[str]:
-    messages: list[str] = []
+    """The next `n` events' texts, however many Redis messages carry them."""
+    return [text for raw in await receive_raw(pubsub, n, timeout) for _, text in event_messages.unpack(raw)]
+
+
+async def receive_raw(pubsub: PubSub, n: int, timeout: float = 2.0) -> list[bytes]:
+    """The Redis messages that carry the next `n` events."""
+    raws: list[bytes] = []
+    events = 0
     async with asyncio.timeout(timeout):
-        while len(messages) < n:
+        while events < n:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
             if message is not None:
-                messages.append(message["data"].decode())
-    return messages
+                raws.append(message["data"])
+                events += len(list(event_messages.unpack(message["data"])))
+    return raws
 
 
 async def nothing_more(pubsub: PubSub) -> None:
@@ -139,7 +148,7 @@ async def test_publish_failure_does_not_fail_the_rpc(
     assert any(r.getMessage() == "publishing committed events failed" for r in caplog.records)
 
 
-async def test_publisher_pipelines_many_messages(
+async def test_publisher_sends_a_batch_as_one_message(
     redis_client: aioredis.Redis, redis_prefix: str, subscriber: PubSub
 ) -> None:
     publisher = RedisPublisher(redis_client, redis_prefix)
@@ -147,7 +156,10 @@ async def test_publisher_pipelines_many_messages(
     at = datetime(2026, 11, 25, 8, 0, 0, 123456, tzinfo=UTC)
     events = [EventRow(oid, seq, "routing", {"b": 1, "a": "é"}, at) for seq in range(2, 102)]
     assert await publisher.publish(events)
-    messages = await receive(subscriber, 100)
+    raws = await receive_raw(subscriber, 100)
+    assert len(raws) == 1 and raws[0].startswith(b"[{")  # one PUBLISH: a JSON array of 100 events
+    await nothing_more(subscriber)
+    messages = [text for _, text in event_messages.unpack(raws[0])]
     assert messages[0] == (
         f'{{"type":"status","orderId":"{oid}","seq":2,"status":"routing",'
         '"at":"2026-11-25T08:00:00.123Z","data":{"a":"é","b":1}}'
