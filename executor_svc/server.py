@@ -21,7 +21,7 @@ from common.settings import Settings
 from executor_svc.builder import TxBuilder
 from executor_svc.sender import Sender
 from executor_svc.servicer import SERVICE_NAME, ExecutorServicer
-from executor_svc.wallet import SIM_AIRDROP_LAMPORTS, Wallet, load_wallet
+from executor_svc.wallet import SIM_AIRDROP_LAMPORTS, KeySettings, Wallet, load_key_settings, load_wallet
 from orderengine.v1 import executor_pb2_grpc, orders_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,13 @@ async def fund_sim_wallet(chain: ChainClient, wallet: Wallet, timeout_s: float =
     raise ChainError("requestAirdrop was not confirmed in time", retryable=True)
 
 
-async def serve(settings: Settings) -> Running:
+async def serve(settings: Settings, keys: KeySettings | None = None) -> Running:
     """Loads the markets file and the wallet, opens the chain client and the persistence channel,
     funds the wallet on CHAIN=sim, and starts the gRPC server on settings.executor_addr (port 0
-    picks a free port)."""
+    picks a free port). `keys`: where the key comes from (None: no key, an ephemeral wallet on
+    CHAIN=sim)."""
     markets = load_markets(settings.markets_path)
-    wallet = load_wallet(settings)
+    wallet = load_wallet(settings, KeySettings() if keys is None else keys)
     chain = ChainClient.from_settings(settings)
     channel = open_channel(settings.persistence_addr, settings, "executor")
     try:
@@ -122,4 +123,10 @@ async def serve(settings: Settings) -> Running:
 
 
 def main() -> None:
-    run_service("executor", serve, {MarketsError: "markets file", ChainError: "chain unavailable"})
+    """`python -m executor_svc`: the only process that reads the wallet key (PRIVATE_KEY or
+    KEYPAIR_PATH, from its environment and `.env`)."""
+
+    async def serve_with_key(settings: Settings) -> Running:
+        return await serve(settings, load_key_settings())
+
+    run_service("executor", serve_with_key, {MarketsError: "markets file", ChainError: "chain unavailable"})

@@ -2,15 +2,24 @@
 
 CHAIN=sim uses an ephemeral key funded by `requestAirdrop` at start (the simulated chain also funds
 its token accounts). Any other chain reads PRIVATE_KEY (base58 of the 64-byte secret, or the JSON
-array `solana-keygen` writes) or KEYPAIR_PATH (that JSON file). The secret never appears in a log,
-an error, a repr or a response: `Wallet` shows its public key only and cannot be pickled or copied,
-and a malformed key fails with a ConfigError that names the variable, never the value.
+array `solana-keygen` writes) or KEYPAIR_PATH (that JSON file, which only its owner may read). The
+secret never appears in a log, an error, a repr or a response: `Wallet` shows its public key only and
+cannot be pickled or copied, and a malformed key fails with a ConfigError that names the variable,
+never the value.
+
+Only this process reads the key: `KeySettings` (PRIVATE_KEY, KEYPAIR_PATH) is loaded by the
+executor's main from its environment and `.env`; the common `Settings` have no such field, the
+other services' `.env` reader skips these names, and the supervisor hands them to the executor alone.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,11 +28,37 @@ from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from common.settings import ConfigError, Settings
+from common.settings import ConfigError, Settings, read_dotenv, settings_from
 
 log = logging.getLogger(__name__)
 
 SIM_AIRDROP_LAMPORTS = 1_000_000 * 10**9  # the simulated chain's faucet has no limit worth caring about
+
+
+def _strip(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """Where the executor's key comes from: PRIVATE_KEY or KEYPAIR_PATH (both empty: none)."""
+
+    private_key: str = field(default="", metadata={"env": "PRIVATE_KEY", "parse": _strip, "secret": True})
+    keypair_path: str = field(default="", metadata={"env": "KEYPAIR_PATH", "parse": _strip})
+
+    def __repr__(self) -> str:
+        shown = "<redacted>" if self.private_key else ""
+        return f"KeySettings(private_key={shown!r}, keypair_path={self.keypair_path!r})"
+
+    __str__ = __repr__
+
+
+def load_key_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> KeySettings:
+    """The key's settings from `.env` (default: the working directory's) overlaid by the
+    environment (default: this process's)."""
+    env = read_dotenv(dotenv if dotenv is not None else Path.cwd() / ".env", keys=True)
+    env.update(os.environ if environ is None else environ)
+    return settings_from(KeySettings, env)
 
 
 class Wallet:
@@ -86,6 +121,19 @@ def parse_private_key(text: str, variable: str = "PRIVATE_KEY") -> Keypair:
 
 
 def load_keypair_file(path: Path, variable: str = "KEYPAIR_PATH") -> Keypair:
+    """The keypair in a solana-keygen JSON file, refused if its group or others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(variable, f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(variable, f"{path}: cannot be read ({exc.strerror})") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            variable,
+            f"{path} is open to group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"make it private with: chmod 600 {path}",
+        )
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -95,13 +143,13 @@ def load_keypair_file(path: Path, variable: str = "KEYPAIR_PATH") -> Keypair:
     return _from_json_array(text, variable)
 
 
-def load_wallet(settings: Settings) -> Wallet:
+def load_wallet(settings: Settings, keys: KeySettings) -> Wallet:
     """The configured wallet. CHAIN=sim without a configured key gets an ephemeral one (fund it with
     `fund_sim_wallet`)."""
-    if settings.private_key:
-        return Wallet(parse_private_key(settings.private_key))
-    if settings.keypair_path:
-        return Wallet(load_keypair_file(Path(settings.keypair_path)))
+    if keys.private_key:
+        return Wallet(parse_private_key(keys.private_key))
+    if keys.keypair_path:
+        return Wallet(load_keypair_file(Path(keys.keypair_path).expanduser()))
     if settings.chain == "sim":
         return Wallet(Keypair())
     raise ConfigError("PRIVATE_KEY", f"a key is required when CHAIN={settings.chain} (or set KEYPAIR_PATH)")

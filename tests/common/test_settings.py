@@ -65,7 +65,7 @@ def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
 
 
 def test_secrets_are_redacted_in_repr() -> None:
-    s = load_settings({"PRIVATE_KEY": "5s3cr3tKeyMaterial", "API_KEYS": "k1,k2"}, dotenv=NO_DOTENV)
-    assert "5s3cr3tKeyMaterial" not in repr(s)
+    s = load_settings({"API_KEYS": "k1,k2"}, dotenv=NO_DOTENV)
+    assert "k1" not in repr(s)
     assert "k1" not in str(s)
     assert s.api_keys == ("k1", "k2")

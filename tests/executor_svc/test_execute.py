@@ -30,6 +30,7 @@ from common.log import JsonFormatter
 from common.markets import Markets, load_markets
 from common.settings import Settings
 from executor_svc import server as executor_server
+from executor_svc.wallet import KeySettings
 from orderengine.v1 import executor_pb2, executor_pb2_grpc, orders_pb2, orders_pb2_grpc, types_pb2
 from persistence_svc import server as persistence_server
 from simchain import server as sim_server
@@ -139,13 +140,13 @@ async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
         SOLANA_RPC_URL=sim.url,
         PERSISTENCE_ADDR=f"127.0.0.1:{persistence.port}",
         EXECUTOR_ADDR="127.0.0.1:0",
-        PRIVATE_KEY=str(SECRET),  # a known key, so the tests can look for it in logs
         CONFIRM_POLL_MS="5",
         REBROADCAST_MS="200",
         RPC_TIMEOUT_S="5",
         LOG_LEVEL="debug",
     )
-    running = await executor_server.serve(settings)
+    # a known key, so the tests can look for it in logs
+    running = await executor_server.serve(settings, KeySettings(private_key=str(SECRET)))
     executor_channel = open_channel(f"127.0.0.1:{running.port}")
     orders_channel = open_channel(f"127.0.0.1:{persistence.port}")
     chain = ChainClient(sim.url, commitment="confirmed")
@@ -432,8 +433,8 @@ async def test_two_executors_racing_on_one_order_send_one_swap(stack: Stack) -> 
     """Two executor processes (replicas; here each with its own wallet, so their transactions
     differ) get the same attempt of the same order at the same moment: persistence stores one
     signed transaction, the other executor resumes that one instead of sending its own."""
-    settings = dataclasses.replace(stack.running.settings, executor_addr="127.0.0.1:0", private_key="")
-    second = await executor_server.serve(settings)
+    settings = dataclasses.replace(stack.running.settings, executor_addr="127.0.0.1:0")
+    second = await executor_server.serve(settings)  # no key: an ephemeral wallet of its own
     channel = open_channel(f"127.0.0.1:{second.port}")
     try:
         other = executor_pb2_grpc.ExecutorStub(channel)

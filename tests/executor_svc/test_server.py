@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from solders.keypair import Keypair
 
 from common.settings import REPO_ROOT
 
@@ -54,3 +55,16 @@ def test_custom_chain_names_each_missing_variable(tmp_path: Path) -> None:
     assert result.returncode == 1
     (line,) = (result.stdout + result.stderr).strip().splitlines()
     assert json.loads(line)["msg"].startswith("config error: MARKETS_FILE: required when CHAIN=custom")
+
+
+def test_a_keypair_file_open_to_others_stops_the_executor(tmp_path: Path) -> None:
+    keypair = Keypair()
+    path = tmp_path / "id.json"
+    path.write_text(json.dumps(list(bytes(keypair))))
+    path.chmod(0o644)
+    result = run_executor(tmp_path, CHAIN="devnet", KEYPAIR_PATH=str(path))
+    assert result.returncode == 1
+    (line,) = (result.stdout + result.stderr).strip().splitlines()
+    message = json.loads(line)["msg"]
+    assert message.startswith("config error: KEYPAIR_PATH: ") and f"chmod 600 {path}" in message
+    assert str(keypair) not in line

@@ -5,15 +5,21 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from solders.keypair import Keypair
 
-from common.settings import ConfigError, load_settings
-from executor_svc.wallet import Wallet, load_wallet, parse_private_key
+from common.settings import KEY_VARIABLES, ConfigError, Settings, load_settings
+from executor_svc.wallet import KeySettings, Wallet, load_key_settings, load_wallet, parse_private_key
 
 NO_DOTENV = Path("/nonexistent")
+
+
+def _wallet(chain: str, **key: str) -> Wallet:
+    settings = load_settings({"CHAIN": chain}, dotenv=NO_DOTENV)
+    return load_wallet(settings, load_key_settings(key, dotenv=NO_DOTENV))
 
 
 def _secret_forms(keypair: Keypair) -> list[str]:
@@ -57,7 +63,7 @@ def test_private_key_base58_and_json_array() -> None:
 )
 def test_malformed_private_key_names_the_variable_not_the_value(value: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_wallet(load_settings({"CHAIN": "devnet", "PRIVATE_KEY": value}, dotenv=NO_DOTENV))
+        _wallet("devnet", PRIVATE_KEY=value)
     assert info.value.variable == "PRIVATE_KEY"
     assert "PRIVATE_KEY" in str(info.value)
     assert value not in str(info.value) and value[:20] not in str(info.value)
@@ -70,35 +76,65 @@ def test_keypair_path(tmp_path: Path) -> None:
     keypair = Keypair()
     path = tmp_path / "id.json"
     path.write_text(json.dumps(list(bytes(keypair))))
-    wallet = load_wallet(load_settings({"CHAIN": "devnet", "KEYPAIR_PATH": str(path)}, dotenv=NO_DOTENV))
+    path.chmod(0o600)
+    wallet = _wallet("devnet", KEYPAIR_PATH=str(path))
     assert wallet.pubkey == keypair.pubkey()
 
     with pytest.raises(ConfigError) as info:
-        load_wallet(
-            load_settings(
-                {"CHAIN": "devnet", "KEYPAIR_PATH": str(tmp_path / "missing.json")}, dotenv=NO_DOTENV
-            )
-        )
+        _wallet("devnet", KEYPAIR_PATH=str(tmp_path / "missing.json"))
     assert info.value.variable == "KEYPAIR_PATH" and "not found" in str(info.value)
 
     path.write_text(str(keypair))  # base58 where the JSON array belongs
     with pytest.raises(ConfigError) as info:
-        load_wallet(load_settings({"CHAIN": "devnet", "KEYPAIR_PATH": str(path)}, dotenv=NO_DOTENV))
+        _wallet("devnet", KEYPAIR_PATH=str(path))
     assert info.value.variable == "KEYPAIR_PATH" and str(keypair) not in str(info.value)
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_keypair_file_open_to_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
+    keypair = Keypair()
+    path = tmp_path / "id.json"
+    path.write_text(json.dumps(list(bytes(keypair))))
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as info:
+        _wallet("devnet", KEYPAIR_PATH=str(path))
+    message = str(info.value)
+    assert info.value.variable == "KEYPAIR_PATH" and message.startswith("config error: KEYPAIR_PATH: ")
+    assert f"chmod 600 {path}" in message and f"{mode:04o}" in message
+    assert len(message.splitlines()) == 1 and str(keypair) not in message
+    path.chmod(0o400)  # owner-only, read-only: fine
+    assert _wallet("devnet", KEYPAIR_PATH=str(path)).pubkey == keypair.pubkey()
+
+
 def test_sim_gets_an_ephemeral_key_and_other_chains_require_one() -> None:
-    a = load_wallet(load_settings({"CHAIN": "sim"}, dotenv=NO_DOTENV))
-    b = load_wallet(load_settings({"CHAIN": "sim"}, dotenv=NO_DOTENV))
+    a = _wallet("sim")
+    b = _wallet("sim")
     assert a.pubkey != b.pubkey
     with pytest.raises(ConfigError) as info:
-        load_wallet(load_settings({"CHAIN": "mainnet-beta"}, dotenv=NO_DOTENV))
+        _wallet("mainnet-beta")
     assert info.value.variable == "PRIVATE_KEY"
 
 
-def test_settings_repr_redacts_the_private_key() -> None:
+def test_key_settings_repr_redacts_the_private_key() -> None:
     keypair = Keypair()
-    settings = load_settings({"CHAIN": "devnet", "PRIVATE_KEY": str(keypair)}, dotenv=NO_DOTENV)
-    for text in (repr(settings), str(settings), f"{settings}"):
+    keys = load_key_settings({"PRIVATE_KEY": str(keypair)}, dotenv=NO_DOTENV)
+    assert keys.private_key == str(keypair)
+    for text in (repr(keys), str(keys), f"{keys}"):
         assert str(keypair) not in text
         assert "private_key='<redacted>'" in text
+
+
+def test_only_the_executor_reads_the_key(tmp_path: Path) -> None:
+    """The key's variables are KeySettings' alone: the common Settings have no field for them, and
+    the common `.env` reader skips them while the executor's reads them."""
+    assert {f.metadata["env"] for f in fields(KeySettings)} == KEY_VARIABLES
+    assert not KEY_VARIABLES & {f.metadata["env"] for f in fields(Settings)}
+    keypair = Keypair()
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"PRIVATE_KEY={keypair}\nKEYPAIR_PATH=/k.json\nHTTP_PORT=4001\n")
+    settings = load_settings({}, dotenv=dotenv)
+    assert settings.http_port == 4001
+    assert str(keypair) not in repr(vars(settings)) and "/k.json" not in repr(vars(settings))
+    keys = load_key_settings({}, dotenv=dotenv)
+    assert keys.private_key == str(keypair) and keys.keypair_path == "/k.json"
+    assert load_key_settings({"PRIVATE_KEY": "x"}, dotenv=dotenv).private_key == "x"  # env over .env
