@@ -249,6 +249,8 @@ class Ledger:
         self.history_limit = history_limit
         self.transaction_count = 0
         self.swaps: list[dict[str, Any]] = []
+        # called with every landed transaction's record (the journal, when the node keeps one)
+        self.on_record: Callable[[TxRecord], None] | None = None
         self._fees: deque[_SlotFees] = deque(maxlen=PRIORITY_FEE_WINDOW)
         self._hash_slot: dict[Hash, int] = {}
         self._slot_hashes: deque[Hash] = deque()
@@ -367,6 +369,8 @@ class Ledger:
         self.history_by_str[rec.signature_str] = rec
         self._history_order.append(rec.signature)
         self.transaction_count += 1
+        if self.on_record is not None:
+            self.on_record(rec)
         # Old records go once there are too many, but never while their blockhash is still valid:
         # the history is also the status cache that refuses a transaction landing twice.
         order = self._history_order

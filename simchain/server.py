@@ -24,16 +24,19 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
 import uvicorn
 import uvloop
+from solders.pubkey import Pubkey
 
 from common.log import setup_logging
 from common.markets import Markets, load_markets
 from common.settings import Settings, load_settings
 from simchain.genesis import Genesis, build_genesis
+from simchain.journal import Journal
 from simchain.ledger import Ledger
 from simchain.programs import programs_for
 from simchain.rpc import (
@@ -74,8 +77,9 @@ def _error(code: int, message: str, id_: Any = None) -> dict[str, Any]:
 class RpcApp:
     """The ASGI application: HTTP in, JSON-RPC dispatch to a `Node`, JSON out."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, journal: Journal | None = None) -> None:
         self.node = node
+        self.journal = journal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,15 +136,23 @@ class RpcApp:
                 payload: Any = _error(INVALID_REQUEST, "Invalid request")
             else:
                 payload = [r for r in (self.dispatch(item) for item in request) if r is not None]
+                self._journal_flush()
                 if not payload:
                     await self._respond(send, 200, b"", _JSON_HEADERS)
                     return
         else:
             payload = self.dispatch(request)
+            self._journal_flush()
             if payload is None:
                 await self._respond(send, 200, b"", _JSON_HEADERS)
                 return
         await self._respond(send, 200, orjson.dumps(payload), _JSON_HEADERS)
+
+    def _journal_flush(self) -> None:
+        """What the request changed reaches the journal before anyone hears of it (nothing awaits
+        between handling the request and this write, so no other request saw it either)."""
+        if self.journal is not None:
+            self.journal.flush()
 
     def dispatch(self, request: Any) -> dict[str, Any] | None:
         """One JSON-RPC request object → its response object (None for a notification)."""
@@ -199,21 +211,67 @@ def build_node(
     markets: Markets | None = None,
     unix_start: int | None = None,
     seed: int | None = None,
-) -> Node:
-    """The chain at genesis: ledger, runtime and methods, with the settings' faults."""
+) -> tuple[Node, Journal | None]:
+    """The chain at genesis: ledger, runtime and methods, with the settings' faults. With
+    SIM_DATA_DIR, the journal there is replayed (the chain is where it was, its tip where the clock
+    says) and every change from now on is journaled."""
     markets = markets if markets is not None else load_markets(settings.markets_path)
     genesis = build_genesis(markets.programs)
     check_markets(markets, genesis)
-    ledger = Ledger(
-        slot_ms=settings.sim_slot_ms, unix_start=int(time.time()) if unix_start is None else unix_start
-    )
+    unix_start = int(time.time()) if unix_start is None else unix_start
+    journal = None
+    if settings.sim_data_dir:
+        journal = Journal.open(
+            Path(settings.sim_data_dir),
+            slot_ms=settings.sim_slot_ms,
+            programs={venue: str(pid) for venue, pid in markets.programs.items()},
+            unix_start=unix_start,
+        )
+        unix_start = int(journal.header["unixStart"])
+    ledger = Ledger(slot_ms=settings.sim_slot_ms, unix_start=unix_start)
     genesis.load_into(ledger)
     runtime = Runtime(ledger, programs_for(markets))
     faults = Faults(settings.sim_latency_ms, settings.sim_fail_rate, settings.sim_drop_rate)
     rng = random.Random(seed)
-    return Node(
-        ledger, runtime, genesis.faucet, lambda wallet: genesis.airdrop_tokens(ledger, wallet), faults, rng
-    )
+
+    def grant_tokens(wallet: Pubkey) -> None:
+        genesis.airdrop_tokens(ledger, wallet)
+
+    if journal is None:
+        return Node(ledger, runtime, genesis.faucet, grant_tokens, faults, rng), None
+    replayed = journal.replay(ledger, runtime, grant_tokens)
+    ledger.advance(journal.tip_now(settings.sim_slot_ms, replayed) - ledger.slot)
+    if replayed.transactions or replayed.airdrops:
+        log.info(
+            "chain restored from its journal",
+            extra={
+                "journal": str(journal.path),
+                "transactions": replayed.transactions,
+                "airdrops": replayed.airdrops,
+                "slot": ledger.slot,
+            },
+        )
+    if replayed.mismatches:
+        log.error("journaled transactions did not replay as landed", extra={"count": replayed.mismatches})
+    ledger.on_record = journal.transaction
+
+    def grant_tokens_journaled(wallet: Pubkey) -> None:
+        genesis.airdrop_tokens(ledger, wallet)
+        journal.airdrop(wallet, ledger.slot)
+
+    node = Node(ledger, runtime, genesis.faucet, grant_tokens_journaled, faults, rng)
+    # requestAirdrop numbers its memos (equal requests in one slot must differ): carry on counting
+    node._airdrops = replayed.airdrops
+    warp = node.methods["simWarpSlots"]
+
+    def warp_journaled(params: Any) -> Any:
+        before = ledger.slot
+        result = warp(params)
+        journal.warp(ledger.slot - before)
+        return result
+
+    node.methods["simWarpSlots"] = warp_journaled
+    return node, journal
 
 
 def check_markets(markets: Markets, genesis: Genesis) -> None:
@@ -240,6 +298,7 @@ class Running:
     _server: _Server
     _serve_task: asyncio.Task[None]
     _slot_task: asyncio.Task[None]
+    journal: Journal | None = None
 
     async def stop(self) -> None:
         self._slot_task.cancel()
@@ -247,6 +306,8 @@ class Running:
         with contextlib.suppress(asyncio.CancelledError):
             await self._slot_task
         await self._serve_task
+        if self.journal is not None:
+            self.journal.close()
 
 
 async def _advance_slots(node: Node, slot_ms: int) -> None:
@@ -271,7 +332,7 @@ async def start(
     seed: int | None = None,
 ) -> Running:
     """Starts the node on settings.sim_host:settings.sim_port (0 picks a free port)."""
-    node = build_node(settings, markets=markets, unix_start=unix_start, seed=seed)
+    node, journal = build_node(settings, markets=markets, unix_start=unix_start, seed=seed)
     family = socket.AF_INET6 if ":" in settings.sim_host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
     # without it every response waits ~40 ms for a delayed ACK (Nagle).
@@ -282,7 +343,7 @@ async def start(
     sock.setblocking(False)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        RpcApp(node),
+        RpcApp(node, journal),
         lifespan="off",
         log_config=None,
         log_level="warning",
@@ -302,7 +363,7 @@ async def start(
         await asyncio.sleep(0.005)
     slot_task = asyncio.create_task(_advance_slots(node, settings.sim_slot_ms))
     host = f"[{settings.sim_host}]" if ":" in settings.sim_host else settings.sim_host
-    return Running(port, f"http://{host}:{port}", node, server, serve_task, slot_task)
+    return Running(port, f"http://{host}:{port}", node, server, serve_task, slot_task, journal)
 
 
 async def _wait_for_shutdown_signal() -> None:
