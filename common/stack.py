@@ -1,28 +1,58 @@
-"""Runs every process of the engine as subprocesses, in dependency order (what `make run` does).
+"""Runs and supervises every process of the engine, in dependency order (what `make run` does).
 
-    python -m common.stack            # start everything, print the URL, stop all on Ctrl-C / SIGTERM
+    python -m common.stack            # start everything, print the URL, keep it up until Ctrl-C / SIGTERM
 
-The end-to-end tests and the benchmark use `Stack` directly, with their own ports and databases.
+Supervision: a child that exits, for whatever reason (a crash, SIGKILL, the OOM killer), is started
+again after a backoff (SUPERVISOR_BACKOFF_MS, doubled on each restart up to SUPERVISOR_BACKOFF_MAX_MS,
+back to the start once the child stayed up SUPERVISOR_STABLE_S). Every exit and restart is a JSON log
+line, and restarts are counted (`orderengine_supervisor_restarts_total{process}` on
+SUPERVISOR_METRICS_PORT). Only Ctrl-C or SIGTERM stops the engine: each child then gets SIGTERM, in
+reverse start order, and SUPERVISOR_GRACE_S to finish before SIGKILL. Children run in their own
+process group (a terminal's Ctrl-C reaches the supervisor alone, which stops them in order) and, on
+Linux, get SIGTERM if the supervisor itself dies.
+
+The key: only the executor's environment carries PRIVATE_KEY / KEYPAIR_PATH (`KEY_VARIABLES`); every
+other child's environment has them removed (they read `.env` themselves, and skip those names there).
+
+On CHAIN=sim without SIM_DATA_DIR, the simulated chain gets a directory of its own for the run (its
+journal), so a restarted chain keeps every transaction it landed; the directory goes at the end.
+
+The end-to-end tests and the benchmark use `Stack` directly (start, stop_proc, start_proc, wait_ready,
+stop), with their own ports and databases.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client import Counter
 
 from common.healthcheck import serving
-from common.settings import REPO_ROOT, Settings, load_settings
+from common.settings import KEY_VARIABLES, REPO_ROOT, Settings, load_settings
+
+log = logging.getLogger("supervisor")
+
+RESTARTS = Counter(
+    "orderengine_supervisor_restarts_total",
+    "Children of `make run` started again by the supervisor after they exited, by process.",
+    ["process"],
+)
+POLL_S = 0.1  # how often the supervisor looks for exited children
 
 
 def free_port() -> int:
@@ -37,6 +67,34 @@ class Proc:
     module: str
     popen: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    started_at: float = 0.0  # time.monotonic() of the last start
+    restarts: int = 0  # started again by `supervise` after it exited
+    backoff_s: float = 0.0  # the delay before the last restart (0: none since it was stable)
+    restart_at: float | None = None  # when `supervise` starts it again
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to send the child SIGTERM when its parent dies (PR_SET_PDEATHSIG),
+    so a supervisor killed with SIGKILL leaves no orphans. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the forked child
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
+
+
+def _exit_text(returncode: int) -> dict[str, object]:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return {"exit_code": returncode, "signal": signal.Signals(-returncode).name}
+    return {"exit_code": returncode}
 
 
 @dataclass
@@ -47,6 +105,7 @@ class Stack:
     log_dir: Path | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
     python: str = sys.executable
+    sim_dir: Path | None = field(default=None, init=False)  # the chain's journal, made for this run
 
     def __post_init__(self) -> None:
         self.settings: Settings = load_settings({**os.environ, **self.env}, dotenv=REPO_ROOT / ".env")
@@ -67,28 +126,47 @@ class Stack:
     def url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
 
-    def child_env(self) -> dict[str, str]:
+    def child_env(self, name: str | None = None) -> dict[str, str]:
+        """The environment of child `name`: this process's, overlaid by `env`, without the wallet
+        key's variables unless `name` is the executor."""
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        if name != "executor":
+            for variable in KEY_VARIABLES:
+                env.pop(variable, None)
+        if name == "simchain" and not self.settings.sim_data_dir:
+            env["SIM_DATA_DIR"] = str(self._sim_data_dir())
         return env
+
+    def _sim_data_dir(self) -> Path:
+        """The simulated chain's journal directory for this run (removed by `stop`)."""
+        if self.sim_dir is None:
+            self.sim_dir = Path(tempfile.mkdtemp(prefix="oe-simchain-"))
+        return self.sim_dir
 
     def start_proc(self, name: str) -> None:
         proc = self.procs[name]
-        if self.log_dir is None:
-            proc.popen = subprocess.Popen(
-                [self.python, "-m", proc.module], cwd=REPO_ROOT, env=self.child_env()
-            )
-            return
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        proc.log_path = self.log_dir / f"{name}.log"
-        with open(proc.log_path, "ab") as out:  # the child keeps its own descriptor
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            proc.log_path = self.log_dir / f"{name}.log"
+            out = open(proc.log_path, "ab")  # closed below: the child keeps its own descriptor
+        try:
             proc.popen = subprocess.Popen(
                 [self.python, "-m", proc.module],
                 cwd=REPO_ROOT,
-                env=self.child_env(),
+                env=self.child_env(name),
                 stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=None if out is None else subprocess.STDOUT,
+                # its own process group: a terminal's Ctrl-C reaches the supervisor only, which
+                # stops the children in order
+                process_group=0,
+                preexec_fn=_die_with_parent(),
             )
+        finally:
+            if out is not None:
+                out.close()
+        proc.started_at = time.monotonic()
 
     async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
         s = self.settings
@@ -136,46 +214,133 @@ class Stack:
         self.start_proc(name)
         await self.wait_ready(name)
 
-    def stop_proc(self, name: str, kill: bool = False, timeout: float = 15.0) -> None:
+    def stop_proc(self, name: str, kill: bool = False, timeout: float | None = None) -> None:
+        """SIGTERM (SIGKILL with `kill`) to one child; SIGKILL if it has not exited after `timeout`
+        seconds (default SUPERVISOR_GRACE_S)."""
         proc = self.procs[name].popen
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
-            proc.wait(timeout)
+            proc.wait(self.settings.supervisor_grace_s if timeout is None else timeout)
         except subprocess.TimeoutExpired:
+            log.warning("process did not stop in time; killing it", extra={"child": name})
             proc.kill()
             proc.wait()
 
     def stop(self) -> None:
+        """Stops every child in reverse start order, then removes this run's chain journal."""
         for name in reversed(list(self.procs)):
+            self.procs[name].restart_at = None
             self.stop_proc(name)
+        if self.sim_dir is not None:
+            shutil.rmtree(self.sim_dir, ignore_errors=True)
+            self.sim_dir = None
+
+    def restarts(self) -> dict[str, int]:
+        """How many times `supervise` started each child again."""
+        return {name: proc.restarts for name, proc in self.procs.items()}
+
+    def _backoff(self, proc: Proc, uptime_s: float) -> float:
+        s = self.settings
+        if uptime_s >= s.supervisor_stable_s or proc.backoff_s == 0:
+            return s.supervisor_backoff_ms / 1000
+        return min(proc.backoff_s * 2, s.supervisor_backoff_max_ms / 1000)
+
+    def check_children(self) -> None:
+        """One supervision step: a child found exited is scheduled to start again after its
+        backoff; a child whose time has come is started again."""
+        now = time.monotonic()
+        for name, proc in self.procs.items():
+            if proc.restart_at is not None:
+                if now < proc.restart_at:
+                    continue
+                proc.restart_at = None
+                try:
+                    self.start_proc(name)
+                except OSError as exc:  # fork failed (no memory, too many processes): try again
+                    proc.backoff_s = self._backoff(proc, 0.0)
+                    proc.restart_at = now + proc.backoff_s
+                    log.error("process could not be started", extra={"child": name, "error": str(exc)})
+                    continue
+                proc.restarts += 1
+                RESTARTS.labels(name).inc()
+                assert proc.popen is not None
+                log.warning(
+                    "process restarted",
+                    extra={"child": name, "pid": proc.popen.pid, "restarts": proc.restarts},
+                )
+                continue
+            popen = proc.popen
+            if popen is None or popen.poll() is None:
+                continue
+            uptime = now - proc.started_at
+            proc.backoff_s = self._backoff(proc, uptime)
+            proc.restart_at = now + proc.backoff_s
+            log.error(
+                "process exited; restarting it",
+                extra={
+                    "child": name,
+                    "pid": popen.pid,
+                    **_exit_text(popen.returncode),
+                    "uptime_s": round(uptime, 3),
+                    "restart_in_s": round(proc.backoff_s, 3),
+                    "restarts": proc.restarts,
+                },
+            )
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Keeps every child running until `stop` is set."""
+        while not stop.is_set():
+            try:
+                self.check_children()
+            except Exception:  # noqa: BLE001 - the supervisor outlives its own mistakes
+                log.exception("supervision step failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_S)
 
 
-async def _main() -> None:
+async def _main() -> int:
+    from common.log import setup_logging
+    from common.metrics import start_exporter
+
     stack = Stack()
-    print(f"starting the engine on CHAIN={stack.settings.chain} …", flush=True)
+    settings = stack.settings
+    setup_logging("supervisor", settings.log_level)
+    start_exporter(settings, "supervisor")
+    log.info("starting the engine", extra={"chain": settings.chain, "processes": list(stack.procs)})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    code = 0
     try:
-        await stack.start()
-        print(f"\n  order engine ready: {stack.url}\n  (Ctrl-C stops every process)\n", flush=True)
-        while not stop.is_set():
-            for proc in stack.procs.values():
-                if proc.popen is not None and proc.popen.poll() is not None:
-                    print(f"{proc.name} exited with code {proc.popen.returncode}; stopping", flush=True)
-                    stop.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+        boot = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({boot, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not boot.done():  # Ctrl-C during start-up
+            boot.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await boot
+        else:
+            try:
+                boot.result()
+            except (RuntimeError, TimeoutError) as exc:  # a child died or hung before it was ready
+                log.error("the engine could not start: %s", exc)
+                return 1
+            log.info("engine ready", extra={"url": stack.url})
+            print(f"\n  order engine ready: {stack.url}\n  (Ctrl-C stops every process)\n", flush=True)
+            await stack.supervise(stop)
     finally:
-        print("stopping …", flush=True)
+        log.info("stopping every process", extra={"grace_s": settings.supervisor_grace_s})
         stack.stop()
+        log.info("stopped", extra={"restarts": stack.restarts()})
+    return code
 
 
 def main(argv: Mapping[str, str] | None = None) -> None:
-    asyncio.run(_main())
+    raise SystemExit(asyncio.run(_main()))
 
 
 if __name__ == "__main__":

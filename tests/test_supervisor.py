@@ -1,0 +1,103 @@
+"""`python -m common.stack` (what `make run` runs) as a user runs it: it keeps every child up, gives
+the wallet key to the executor alone, and stops everything on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from solders.keypair import Keypair
+
+from common.settings import KEY_VARIABLES
+from common.stack import free_port
+from tests.stackutil import supervised_engine
+
+pytestmark = [pytest.mark.e2e]
+
+PROCESSES = {"simchain", "persistence", "router", "executor", "worker", "gateway"}
+
+
+def _environ(pid: int) -> dict[bytes, bytes]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(e.partition(b"=")[::2] for e in raw.split(b"\0") if e)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_only_the_executor_receives_the_key_and_sigterm_stops_every_child(tmp_path: Path) -> None:
+    keypair = Keypair()
+    secret = str(keypair).encode()
+    # KEYPAIR_PATH is never read here (PRIVATE_KEY wins); it is set to see that it too stays away
+    with supervised_engine(
+        tmp_path, PRIVATE_KEY=str(keypair), KEYPAIR_PATH=str(tmp_path / "unused.json")
+    ) as engine:
+        children = engine.children()
+        assert set(children) == PROCESSES, children
+        for name, pid in children.items():
+            environ = _environ(pid)
+            if name == "executor":
+                assert environ[b"PRIVATE_KEY"] == secret
+                assert environ[b"KEYPAIR_PATH"] == str(tmp_path / "unused.json").encode()
+            else:
+                assert not {k.decode() for k in environ} & KEY_VARIABLES, name
+                assert not any(secret in v for v in environ.values()), name
+        # and the executor signs with exactly that key
+        (serving,) = [e for e in engine.log_lines("executor") if e["msg"] == "executor serving"]
+        assert serving["wallet"] == str(keypair.pubkey())
+        assert secret.decode() not in engine.log_path.read_text()
+
+        assert engine.stop() == 0
+        assert not [name for name, pid in children.items() if _alive(pid)]
+    stopped = [e["msg"] for e in engine.log_lines()]
+    assert "stopping every process" in stopped and stopped[-1] == "stopped"
+
+
+def test_a_killed_child_is_restarted_counted_and_the_engine_serves(tmp_path: Path) -> None:
+    port = free_port()
+    with supervised_engine(
+        tmp_path, SUPERVISOR_METRICS_PORT=str(port), SUPERVISOR_BACKOFF_MS="100"
+    ) as engine:
+        for victim in ("router", "gateway"):
+            old = engine.children()[victim]
+            os.kill(old, signal.SIGKILL)
+            engine.wait_restarted(victim, old)
+        exits = [e for e in engine.log_lines() if e["msg"] == "process exited; restarting it"]
+        assert [(e["child"], e["signal"]) for e in exits] == [("router", "SIGKILL"), ("gateway", "SIGKILL")]
+        restarted = [e["child"] for e in engine.log_lines() if e["msg"] == "process restarted"]
+        assert restarted == ["router", "gateway"]
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        for victim in ("router", "gateway"):
+            assert f'orderengine_supervisor_restarts_total{{process="{victim}"}} 1.0' in metrics
+        assert 'orderengine_supervisor_restarts_total{process="executor"}' not in metrics
+
+        # the restarted gateway and router serve an order to the end
+        body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.1", "slippageBps": 300}
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=engine.url, timeout=10) as client:
+            while True:
+                try:
+                    r = client.post("/api/orders/execute", json=body, headers={"Idempotency-Key": "sup-1"})
+                    if r.status_code == 202:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the restarted gateway never accepted the order"
+                time.sleep(0.2)
+            order_id = r.json()["orderId"]
+            while (status := client.get(f"/api/orders/{order_id}").json()["status"]) not in (
+                "confirmed",
+                "failed",
+            ):
+                assert time.monotonic() < deadline, status
+                time.sleep(0.2)
+        assert status == "confirmed"
