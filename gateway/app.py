@@ -34,9 +34,10 @@ from common.grpc_client import open_channel
 from common.markets import Markets, load_markets
 from common.settings import REPO_ROOT, Settings
 from gateway.fanout import Feeds, grpc_reader
+from gateway.guard import EdgeGuardMiddleware, OrderLimits, owner_id, owner_of, require_api_keys
 from gateway.hub import EventHub
 from gateway.openapi import openapi_document
-from gateway.ratelimit import RateLimitMiddleware
+from gateway.ratelimit import RateLimitMiddleware, TokenBuckets
 from gateway.sockets import SocketRegistry
 from gateway.validation import ApiError, OrderRequest, check_idempotency_key, is_order_id, parse_order_request
 from gateway.views import order_json
@@ -82,6 +83,7 @@ class EdgeState:
     sockets: SocketRegistry
     backlog: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    limits: OrderLimits | None = None  # MAX_ORDER_AMOUNT, DAILY_NOTIONAL_CAP (gateway.guard)
 
 
 def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
@@ -115,12 +117,45 @@ def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
     return ApiError(500, "internal", "internal error")
 
 
-async def submit_order(state: EdgeState, req: OrderRequest, idempotency_key: str) -> tuple[str, bool]:
-    """Creates the order (committed in Postgres first) and queues its job. Returns (id, created)."""
+async def submit_order(
+    state: EdgeState, req: OrderRequest, idempotency_key: str, owner: str = ""
+) -> tuple[str, bool]:
+    """Creates the order (committed in Postgres first) for `owner` (gateway.guard; "" = none) and
+    queues its job. Returns (id, created)."""
     if state.backlog >= state.settings.queue_max_depth:
         raise ApiError(
             503, "overloaded", "too many orders in flight; retry shortly", headers={"Retry-After": "1"}
         )
+    limits = state.limits
+    counted = 0
+    mint = req.token_in.mint
+    if limits is not None:
+        limits.check_amount(mint, req.amount_in)
+        try:
+            counted = await limits.take_daily(owner, mint, req.amount_in, idempotency_key)
+        except aioredis.RedisError:
+            raise ApiError(503, "unavailable", "retry shortly", headers={"Retry-After": "1"}) from None
+        if counted < 0:
+            raise ApiError(
+                429,
+                "daily_limit_exceeded",
+                f"this API key's daily limit for {req.token_in.symbol or mint} is reached",
+                "amount",
+                headers={"Retry-After": str(limits.seconds_to_midnight())},
+            )
+    try:
+        order_id, created = await _create_and_queue(state, req, idempotency_key, owner)
+    except BaseException:
+        if counted > 0 and limits is not None:
+            with contextlib.suppress(aioredis.RedisError):
+                await limits.give_back(owner, mint, req.amount_in, idempotency_key)
+        raise
+    return order_id, created
+
+
+async def _create_and_queue(
+    state: EdgeState, req: OrderRequest, idempotency_key: str, owner: str
+) -> tuple[str, bool]:
     spec = orders_pb2.OrderSpec(
         input_mint=req.token_in.mint,
         output_mint=req.token_out.mint,
@@ -136,6 +171,7 @@ async def submit_order(state: EdgeState, req: OrderRequest, idempotency_key: str
         order_id=str(uuid.uuid4()),
         idempotency_key=idempotency_key,
         request_hash=req.canonical_hash() if idempotency_key else "",
+        owner=owner,
     )
     try:
         response = await state.orders.CreateOrder(request, timeout=RPC_TIMEOUT_S)
@@ -188,7 +224,7 @@ async def execute_order(request: Request) -> Response:
         key = check_idempotency_key(request.headers.get("idempotency-key"))
         body = await read_json_body(request, state.settings.max_body_bytes)
         req = parse_order_request(body, state.markets, state.settings.default_slippage_bps)
-        order_id, _created = await submit_order(state, req, key)
+        order_id, _created = await submit_order(state, req, key, owner_of(request.scope))
     except ApiError as err:
         return error_response(err)
     return OrjsonResponse(
@@ -204,7 +240,8 @@ async def get_order(request: Request) -> Response:
         return error_response(ApiError(404, "not_found", "no such order", "orderId"))
     try:
         order = await state.orders.GetOrder(
-            orders_pb2.GetOrderRequest(order_id=order_id, with_events=True), timeout=RPC_TIMEOUT_S
+            orders_pb2.GetOrderRequest(order_id=order_id, with_events=True, owner=owner_of(request.scope)),
+            timeout=RPC_TIMEOUT_S,
         )
     except grpc.aio.AioRpcError as exc:
         err = grpc_to_api(exc)
@@ -236,6 +273,7 @@ async def list_orders(request: Request) -> Response:
                     limit=int(limit_raw),
                     cursor=cursor,
                     status=lifecycle.VALUES.get(status_raw, orders_pb2.ORDER_STATUS_UNSPECIFIED),
+                    owner=owner_of(request.scope),
                 ),
                 timeout=RPC_TIMEOUT_S,
             )
@@ -329,6 +367,7 @@ class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
         self.app = app
         self.keys = [k.encode() for k in keys]
+        self.owners = [owner_id(k) for k in keys]
 
     def _match(self, scope: Scope) -> int | None:
         """The index of the configured key the request presents, or None."""
@@ -364,7 +403,9 @@ class ApiKeyMiddleware:
             return
         match = self._match(scope)
         if match is not None:
-            scope.setdefault("state", {})["api_key_id"] = match  # the client, for the rate limit
+            state = scope.setdefault("state", {})
+            state["api_key_id"] = match  # the client, for the rate limit
+            state["owner"] = self.owners[match]  # whose orders it sees (gateway.guard)
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -405,10 +446,19 @@ class SecurityHeadersMiddleware:
 def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
     from gateway.ws import order_socket
 
+    require_api_keys(settings)
+    # One token bucket per client, shared by HTTP requests and WebSocket `execute` messages.
+    buckets = (
+        TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
+        if settings.rate_limit_per_s > 0
+        else None
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         market_data = markets or load_markets(settings.markets_path)
         redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+        limits = OrderLimits.from_settings(settings, market_data, redis)  # ConfigError: before any I/O
         keys = jobs.Keys(settings.redis_prefix)
         channel = open_channel(settings.persistence_addr, settings, "gateway")
         stub = orders_pb2_grpc.OrdersStub(channel)
@@ -419,6 +469,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
             await jobs.ensure_group(redis, keys)
         sockets = SocketRegistry(settings)
         state = EdgeState(settings, market_data, redis, keys, stub, channel, hub, sockets)
+        state.limits = limits if limits.max_amount or limits.daily_cap else None
         state.tasks.append(asyncio.create_task(_watch_backlog(state), name="backlog"))
         state.tasks.append(asyncio.create_task(sockets.run(), name="ws-ticker"))
         app.state.edge = state
@@ -462,17 +513,18 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
             )
         )
     middleware += [
+        Middleware(EdgeGuardMiddleware, settings=settings),
         Middleware(ApiKeyMiddleware, keys=settings.api_keys),
-        Middleware(
-            RateLimitMiddleware, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
-        ),
+        Middleware(RateLimitMiddleware, buckets=buckets),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
+    app.state.rate_buckets = buckets
+    return app
 
 
 def cancelling() -> bool:

@@ -48,9 +48,12 @@ def client_of(scope: Scope) -> str:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, rate_per_s: float, burst: int) -> None:
+    """`buckets`: the gateway's one set of buckets, shared with WebSocket `execute` messages
+    (gateway.ws); None = no limit."""
+
+    def __init__(self, app: ASGIApp, buckets: TokenBuckets | None) -> None:
         self.app = app
-        self.buckets = TokenBuckets(rate_per_s, burst) if rate_per_s > 0 else None
+        self.buckets = buckets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

@@ -44,6 +44,7 @@ class NewOrder:
     spec: Spec
     idempotency_key: str | None
     request_hash: str | None
+    owner: str = ""  # the API key's id at the edge; "" = none
 
 
 @dataclass(frozen=True)

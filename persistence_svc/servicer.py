@@ -207,7 +207,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
     ) -> orders_pb2.Order:
         order_id = validation.parse_uuid(request.order_id, "order_id")
         async with _database():
-            order, events = await store.get_order(self.pool, order_id, request.with_events)
+            order, events = await store.get_order(
+                self.pool, order_id, request.with_events, validation.parse_owner(request.owner)
+            )
         return order_message(order, events)
 
     async def ListOrders(
@@ -220,7 +222,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         if request.status != orders_pb2.ORDER_STATUS_UNSPECIFIED:
             status = validation.parse_status(request.status, "status")
         async with _database():
-            orders, next_cursor = await store.list_orders(self.pool, limit, request.cursor, status)
+            orders, next_cursor = await store.list_orders(
+                self.pool, limit, request.cursor, status, validation.parse_owner(request.owner)
+            )
         return orders_pb2.ListOrdersResponse(
             orders=[order_message(o) for o in orders], next_cursor=next_cursor
         )

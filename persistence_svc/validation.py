@@ -27,6 +27,7 @@ MAX_JSON_BYTES = 64 * 1024
 MAX_SIGNED_TX_BYTES = 64 * 1024
 MAX_KEY_CHARS = 255
 MAX_HASH_CHARS = 255
+MAX_OWNER_CHARS = 64
 MAX_SYMBOL_CHARS = 32
 MAX_REASON_CHARS = 4096
 EXECUTION_STATES = ("signed", "sent", "landed", "failed", "expired")
@@ -139,7 +140,16 @@ def parse_create_order(request: orders_pb2.CreateOrderRequest, new_id: uuid.UUID
     request_hash = _text(request.request_hash, "request_hash", MAX_HASH_CHARS) or None
     if key is not None and request_hash is None:
         raise InvalidArgument("is required with an idempotency_key", field="request_hash")
-    return NewOrder(order_id, bool(request.order_id), spec, key, request_hash)
+    owner = parse_owner(request.owner)
+    return NewOrder(order_id, bool(request.order_id), spec, key, request_hash, owner)
+
+
+def parse_owner(value: str) -> str:
+    """An order owner: at most MAX_OWNER_CHARS printable ASCII characters ("" = none)."""
+    owner = _text(value, "owner", MAX_OWNER_CHARS)
+    if not all(33 <= ord(c) <= 126 for c in owner):
+        raise InvalidArgument("must be printable ASCII without spaces", field="owner")
+    return owner
 
 
 def parse_update(update: orders_pb2.OrderUpdate, prefix: str) -> Update:

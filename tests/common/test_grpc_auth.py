@@ -51,6 +51,10 @@ def test_only_the_worker_appends_and_only_the_executor_records() -> None:
     assert allowed("gateway", "/orderengine.v1.Orders/CreateOrder")
     assert not allowed("worker", "/orderengine.v1.Orders/CreateOrder")
     assert not allowed("gateway", "/orderengine.v1.Executor/Execute")
+    # a method nobody listed is admin's alone; reflection is for any known identity
+    assert not allowed("worker", "/orderengine.v1.Orders/DropEverything")
+    assert allowed("admin", "/orderengine.v1.Orders/DropEverything")
+    assert allowed("worker", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
 
 
 @pytest.fixture
