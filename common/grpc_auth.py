@@ -40,6 +40,7 @@ _ORDERS = "/orderengine.v1.Orders/"
 # method → the identities allowed to call it ("admin" may call everything).
 ALLOWED: Mapping[str, frozenset[str]] = {
     _ORDERS + "CreateOrder": frozenset({"gateway"}),
+    _ORDERS + "CreateOrders": frozenset({"gateway"}),
     _ORDERS + "GetOrder": frozenset({"gateway", "worker", "executor"}),
     _ORDERS + "ListOrders": frozenset({"gateway", "worker"}),
     _ORDERS + "ListEvents": frozenset({"gateway", "worker"}),
@@ -52,6 +53,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "/orderengine.v1.Router/Quote": frozenset({"worker", "gateway"}),
     "/orderengine.v1.Router/QuoteStream": frozenset({"worker", "gateway"}),
     "/orderengine.v1.Executor/Execute": frozenset({"worker"}),
+    "/orderengine.v1.Executor/ExecuteStream": frozenset({"worker"}),
 }
 # A method of our own services missing from ALLOWED is for `admin` only (deny by default: a new
 # method must be given its callers here); other services' methods (server reflection) are open to

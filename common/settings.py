@@ -199,6 +199,7 @@ class Settings:
     expiry_margin_blocks: int = _setting("EXPIRY_MARGIN_BLOCKS", 10, _int(0, 10_000))
     priority_fee_max_micro_lamports: int = _setting("PRIORITY_FEE_MAX", 1_000_000, _int(0, 10**12))
     priority_fee_percentile: int = _setting("PRIORITY_FEE_PERCENTILE", 75, _int(0, 100))
+    executor_quote_tolerance_bps: int = _setting("EXECUTOR_QUOTE_TOLERANCE_BPS", 100, _int(0, 10_000))
 
     sim_host: str = _setting("SIM_HOST", "127.0.0.1", _str)
     sim_port: int = _setting("SIM_PORT", 8899, _int(0, 65535))

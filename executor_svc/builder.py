@@ -339,6 +339,11 @@ class TxBuilder:
         # address → (the bytes decoded, the decoded value): decoding once per version of an account
         self._decoded: dict[Pubkey, tuple[bytes, Any]] = {}
 
+    @property
+    def chain(self) -> ChainClient:
+        """The chain client whose per-slot account cache the build reads (shared with the checks)."""
+        return self._chain
+
     # -- reading pools ----------------------------------------------------------------------------
 
     def _decode(self, address: Pubkey, account: AccountData, decoder: Any, program: Pubkey) -> Any:

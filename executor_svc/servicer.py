@@ -25,7 +25,7 @@ from solders.transaction import VersionedTransaction
 
 from common.chain import ChainError
 from common.dex.spl_token import ASSOCIATED_TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
-from common.errors import LIVE_EXECUTION_KEY, InvalidArgument, NotFound
+from common.errors import LIVE_EXECUTION_KEY, InvalidArgument, NotFound, Unavailable
 from common.log import order_id_var
 from common.markets import VENUES, Markets
 from common.settings import Settings
@@ -38,6 +38,7 @@ from executor_svc.builder import (
     associated_token_address,
     describe_transaction_error,
 )
+from executor_svc.checks import FreshQuoter, check_min_outs, check_order
 from executor_svc.sender import (
     UNSENDABLE_RPC_CODES,
     Expired,
@@ -189,6 +190,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self._markets = markets
         self._wallet = wallet
         self._programs = {venue: markets.program_id(venue) for venue in markets.programs}
+        self._quoter = FreshQuoter(builder.chain, self._programs)
+        self._quote_tolerance_bps = settings.executor_quote_tolerance_bps
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}
 
@@ -253,12 +256,33 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
 
     # -- the attempt ----------------------------------------------------------------------------
 
+    async def _stored_order(self, order_id: str) -> orders_pb2.Order:
+        """The order as persistence stored it (NotFound, or Unavailable when it cannot be read)."""
+        try:
+            order: orders_pb2.Order = await self._orders.GetOrder(
+                orders_pb2.GetOrderRequest(order_id=order_id),
+                timeout=PERSISTENCE_TIMEOUT_S,
+                wait_for_ready=True,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("order not found", field="order_id") from None
+            raise Unavailable(f"cannot read the order (persistence {exc.code().name})") from None
+        return order
+
     async def _execute(self, plan: OrderPlan) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        # 0. Trust no caller's numbers (executor_svc/checks.py): the stored order must allow this
+        #    attempt, before anything is built or signed.
+        order = await self._stored_order(plan.order_id)
+        check_order(plan, order)
         # 1. Build, simulate, sign, without reading anything first: a fresh order has nothing stored,
         #    and persistence refuses to store a second live execution of an order, naming the live
         #    one instead (step 2), so nothing stored can be overlooked.
         yield Update(stage=Stage.STAGE_BUILDING)
         try:
+            # the floors come from the same per-slot pool state the build reads next
+            fresh = await self._quoter.quote(plan)
+            check_min_outs(plan.legs, fresh, order.spec.slippage_bps, self._quote_tolerance_bps)
             built = await self._builder.build(plan)
         except (BuildFailed, ChainError) as exc:
             # A stored execution that landed or may still land outranks a failed build: a resumed

@@ -144,6 +144,9 @@ async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
         REBROADCAST_MS="200",
         RPC_TIMEOUT_S="5",
         LOG_LEVEL="debug",
+        # these tests send min-outs of 1 to reach the paths after the checks; the checks' own
+        # tests are in test_checks.py
+        EXECUTOR_QUOTE_TOLERANCE_BPS="10000",
     )
     # a known key, so the tests can look for it in logs
     running = await executor_server.serve(settings, KeySettings(private_key=str(SECRET)))
@@ -426,7 +429,8 @@ async def test_a_fresh_order_is_built_without_reading_stored_executions(stack: S
     finally:
         servicer._orders = real
     assert updates[-1].stage == Stage.STAGE_CONFIRMED
-    assert counting.calls == {"RecordExecution": 2}  # signed, landed: nothing read first
+    # the stored order (executor_svc/checks.py); signed, landed: no stored execution read first
+    assert counting.calls == {"GetOrder": 1, "RecordExecution": 2}
 
 
 async def test_two_executors_racing_on_one_order_send_one_swap(stack: Stack) -> None:

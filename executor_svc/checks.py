@@ -1,0 +1,133 @@
+"""The executor trusts no caller's numbers: before it builds (and so before it signs), an attempt
+is checked against the order as persistence stored it and against the executor's own quote.
+
+- the order must exist and not be terminal (FAILED_PRECONDITION: a confirmed or failed order is
+  never executed again);
+- the request's pair and amount must be the stored order's (INVALID_ARGUMENT);
+- each leg's `min_amount_out` must be at least the executor's fresh quote of that leg minus the
+  order's slippage (FAILED_PRECONDITION: retryable, the worker quotes again). The fresh quote is
+  computed from the same per-slot pool state the builder reads (one getMultipleAccounts per slot
+  for every order in it, no call per order), with the router's own exact math. The router quoted
+  from a snapshot up to a refresh interval older than the executor's, and in that time other swaps
+  move the pools either way, so the floor gives the caller QUOTE_TOLERANCE_BPS (a setting,
+  EXECUTOR_QUOTE_TOLERANCE_BPS) below the slippage floor: a caller can take at most the slippage
+  the trader accepted plus that tolerance, never the whole swap (min-out 1 is refused).
+
+Each check is a small pure function (`check_order`, `min_out_floor`, `check_min_outs`), so a
+batched executor can run them over many requests at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from solders.pubkey import Pubkey
+
+from common import lifecycle
+from common.chain import AccountData, ChainClient
+from common.dex import meteora_dlmm as dlmm
+from common.dex.errors import LayoutError, QuoteError
+from common.errors import FailedPrecondition, InvalidArgument
+from executor_svc.builder import LegPlan, OrderPlan
+from orderengine.v1 import orders_pb2
+from router_svc.pools import CLOCK_SYSVAR, Clock, Snapshot, decode_clock, decode_pool, wanted_bin_arrays
+from router_svc.quotes import quote_pool
+
+BPS = 10_000
+
+
+def check_order(plan: OrderPlan, order: orders_pb2.Order) -> None:
+    """The stored order allows this attempt: not terminal, same pair, same amount."""
+    status = lifecycle.name_of(order.status)
+    if lifecycle.is_terminal(status):
+        raise FailedPrecondition(f"the order is {status}; nothing is executed again", field="order_id")
+    spec = order.spec
+    if str(plan.input_mint) != spec.input_mint:
+        raise InvalidArgument("is not the stored order's input mint", field="input_mint")
+    if str(plan.output_mint) != spec.output_mint:
+        raise InvalidArgument("is not the stored order's output mint", field="output_mint")
+    if plan.amount_in != spec.amount_in:
+        raise InvalidArgument(f"is not the stored order's amount ({spec.amount_in})", field="amount_in")
+
+
+def min_out_floor(fresh_out: int, slippage_bps: int, tolerance_bps: int) -> int:
+    """The lowest min-out accepted for a leg the executor quotes at `fresh_out`: the quote minus
+    the order's slippage (rounded down, as the router rounds), minus the tolerance."""
+    after_slippage = fresh_out * (BPS - slippage_bps) // BPS
+    return after_slippage * (BPS - tolerance_bps) // BPS
+
+
+def check_min_outs(
+    legs: Sequence[LegPlan], fresh_outs: Sequence[int], slippage_bps: int, tolerance_bps: int
+) -> None:
+    """Every leg's min-out is at least its floor (FAILED_PRECONDITION names the leg)."""
+    for i, (leg, fresh) in enumerate(zip(legs, fresh_outs, strict=True)):
+        floor = min_out_floor(fresh, slippage_bps, tolerance_bps)
+        if leg.min_amount_out < floor:
+            raise FailedPrecondition(
+                f"{leg.min_amount_out} is below the executor's floor {floor} (its quote {fresh} less "
+                f"{slippage_bps} bps slippage and {tolerance_bps} bps tolerance)",
+                field=f"route.legs[{i}].min_amount_out",
+            )
+
+
+class FreshQuoter:
+    """Quotes each leg of a plan from the chain client's per-slot account cache (shared with the
+    builder): a pool's account and the Clock first, then what the pool names (config, vaults,
+    mints; reserves, mints, bin arrays), each read at most once per slot for all orders."""
+
+    def __init__(self, chain: ChainClient, programs: dict[str, Pubkey]) -> None:
+        self._chain = chain
+        self._programs = programs
+
+    async def quote(self, plan: OrderPlan) -> list[int]:
+        """The amount out of each leg on the current state (0 where the pool cannot quote it)."""
+        first = [CLOCK_SYSVAR, *(leg.pool for leg in plan.legs)]
+        slot, accounts = await self._chain.get_multiple_accounts(first)
+        found: dict[Pubkey, AccountData | None] = dict(zip(first, accounts, strict=True))
+        needed: list[Pubkey] = []
+        for leg in plan.legs:
+            needed += self._dependencies(leg, found[leg.pool])
+        if needed:
+            _, more = await self._chain.get_multiple_accounts(needed)
+            found.update(zip(needed, more, strict=True))
+        clock_account = found[CLOCK_SYSVAR]
+        clock = (
+            decode_clock(clock_account.data, slot)
+            if clock_account is not None
+            else Clock(slot, 0, int(time.time()))
+        )
+        snapshot = Snapshot(slot, clock, [], {}, time.monotonic())
+        outs: list[int] = []
+        for leg in plan.legs:
+            try:
+                state = decode_pool(leg.venue, leg.pool, self._programs[leg.venue], found)
+            except (LayoutError, QuoteError, KeyError, ValueError):
+                outs.append(0)  # the build fails on it anyway, with its own reason
+                continue
+            quote = quote_pool(state, snapshot, str(plan.input_mint), leg.amount_in)
+            outs.append(0 if quote.error else quote.amount_out)
+        return outs
+
+    def _dependencies(self, leg: LegPlan, account: AccountData | None) -> list[Pubkey]:
+        if account is None:
+            return []
+        program = self._programs[leg.venue]
+        try:
+            if leg.venue == "raydium_cpmm":
+                from common.dex import raydium_cpmm as cpmm
+
+                pool = cpmm.decode_pool_state(leg.pool, account.owner, account.data, program)
+                return [
+                    pool.amm_config,
+                    pool.token_0_vault,
+                    pool.token_1_vault,
+                    pool.token_0_mint,
+                    pool.token_1_mint,
+                ]
+            pair = dlmm.decode_lb_pair(leg.pool, account.owner, account.data, program)
+        except LayoutError:
+            return []
+        arrays = [dlmm.bin_array_pda(program, leg.pool, i) for i in sorted(wanted_bin_arrays(pair))]
+        return [pair.reserve_x, pair.reserve_y, pair.token_x_mint, pair.token_y_mint, *arrays]

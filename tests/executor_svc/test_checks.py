@@ -1,0 +1,160 @@
+"""The executor checks each attempt against the stored order and its own fresh quote before it
+signs anything (executor_svc/checks.py): the pure checks, then the real executor refusing a
+terminal order, another amount or pair, and a min-out of 1, with nothing stored, sent or swapped."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+from solders.pubkey import Pubkey
+
+from common.errors import FailedPrecondition, InvalidArgument
+from executor_svc.builder import LegPlan, OrderPlan
+from executor_svc.checks import FreshQuoter, check_min_outs, check_order, min_out_floor
+from orderengine.v1 import executor_pb2, orders_pb2
+from tests.executor_svc import test_execute
+from tests.executor_svc.test_execute import SOL, Stack, stages
+
+stack = test_execute.stack  # the real executor, persistence and simulated chain (a fixture)
+
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+POOL = Pubkey.from_string("11111111111111111111111111111112")
+Stage = executor_pb2.ExecutionUpdate.Stage
+
+
+def plan_of(
+    amount_in: int = 1_000, input_mint: str = SOL, output_mint: str = USDC, min_out: int = 90
+) -> OrderPlan:
+    leg = LegPlan("raydium_cpmm", POOL, amount_in, min_out)
+    return OrderPlan(
+        str(uuid.uuid4()),
+        1,
+        Pubkey.from_string(input_mint),
+        Pubkey.from_string(output_mint),
+        amount_in,
+        (leg,),
+    )
+
+
+def order_of(status: int = orders_pb2.ORDER_STATUS_ROUTING, amount_in: int = 1_000) -> orders_pb2.Order:
+    spec = orders_pb2.OrderSpec(input_mint=SOL, output_mint=USDC, amount_in=amount_in, slippage_bps=100)
+    return orders_pb2.Order(order_id=str(uuid.uuid4()), spec=spec, status=status)
+
+
+def test_check_order() -> None:
+    check_order(plan_of(), order_of())
+    for status in (orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED):
+        with pytest.raises(FailedPrecondition):
+            check_order(plan_of(), order_of(status))
+    with pytest.raises(InvalidArgument) as bad:
+        check_order(plan_of(amount_in=1_001), order_of())
+    assert bad.value.field == "amount_in"
+    with pytest.raises(InvalidArgument) as bad:
+        check_order(plan_of(input_mint=USDC, output_mint=SOL), order_of())
+    assert bad.value.field == "input_mint"
+
+
+def test_min_out_floor_rounds_like_the_router() -> None:
+    assert min_out_floor(10_000, 100, 0) == 9_900
+    assert min_out_floor(10_001, 100, 0) == 9_900  # floor(10_001 * 0.99) = 9_900
+    assert min_out_floor(10_000, 100, 100) == 9_801
+    assert min_out_floor(10_000, 100, 10_000) == 0
+    check_min_outs(plan_of(min_out=9_801).legs, [10_000], 100, 100)
+    with pytest.raises(FailedPrecondition) as low:
+        check_min_outs(plan_of(min_out=9_800).legs, [10_000], 100, 100)
+    assert low.value.field == "route.legs[0].min_amount_out"
+    with pytest.raises(FailedPrecondition):
+        check_min_outs(plan_of(min_out=1).legs, [10_000], 100, 100)
+
+
+# ------------------------------------------------------------------------------------------------
+# the real executor
+
+
+async def strict(stack: Stack) -> None:
+    """The stack's executor with the default tolerance (test_execute's fixture turns the floor off)."""
+    stack.running.servicer._quote_tolerance_bps = 100
+
+
+async def refused(stack: Stack, request: executor_pb2.ExecuteRequest) -> grpc.aio.AioRpcError:
+    sends = stack.running.chain.calls.get("sendTransaction", 0)
+    simulations = stack.running.chain.calls.get("simulateTransaction", 0)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.execute(request)
+    # nothing built, signed, stored, sent or swapped
+    assert stack.running.chain.calls.get("simulateTransaction", 0) == simulations
+    assert stack.running.chain.calls.get("sendTransaction", 0) == sends
+    try:
+        assert await stack.executions(request.order_id) == []
+    except grpc.aio.AioRpcError as exc:  # an order persistence does not know has none
+        assert exc.code() == grpc.StatusCode.NOT_FOUND
+    assert await stack.swaps(request.order_id) == []
+    return err.value
+
+
+async def test_a_terminal_order_is_refused(stack: Stack) -> None:
+    await strict(stack)
+    order_id = await stack.order("SOL", "USDC", 10**8)
+    failed = orders_pb2.NewEvent(
+        order_id=order_id,
+        seq=2,
+        status=orders_pb2.ORDER_STATUS_FAILED,
+        update=orders_pb2.OrderUpdate(failure_reason="test"),
+    )
+    result = await stack.orders.AppendEvents(orders_pb2.AppendEventsRequest(events=[failed]))
+    assert result.results[0].code == 0
+    err = await refused(
+        stack, stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**8, 1)])
+    )
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "failed" in (err.details() or "")
+
+
+async def test_another_amount_or_an_unknown_order_is_refused(stack: Stack) -> None:
+    await strict(stack)
+    order_id = await stack.order("SOL", "USDC", 10**8)
+    err = await refused(
+        stack, stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 2 * 10**8, 1)])
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "amount_in" in (err.details() or "")
+    err = await refused(
+        stack, stack.request(order_id, "USDC", "SOL", [("raydium_cpmm", "SOL/USDC", 10**8, 1)])
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    unknown = str(uuid.uuid4())
+    err = await refused(
+        stack, stack.request(unknown, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**8, 1)])
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("venue", ["raydium_cpmm", "meteora_dlmm"])
+async def test_a_min_out_below_the_fresh_quote_is_refused_and_the_floor_is_accepted(
+    stack: Stack, venue: str
+) -> None:
+    await strict(stack)
+    order_id = await stack.order("SOL", "USDC", 10**8)
+    err = await refused(stack, stack.request(order_id, "SOL", "USDC", [(venue, "SOL/USDC", 10**8, 1)]))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "route.legs[0].min_amount_out" in (err.details() or "")
+
+    # the executor's own floor (its quote less the order's 100 bps and the tolerance) is accepted
+    request = stack.request(order_id, "SOL", "USDC", [(venue, "SOL/USDC", 10**8, 1)])
+    pool = Pubkey.from_string(request.route.legs[0].pool)
+    plan = OrderPlan(
+        order_id,
+        1,
+        Pubkey.from_string(SOL),
+        Pubkey.from_string(USDC),
+        10**8,
+        (LegPlan(venue, pool, 10**8, 1),),
+    )
+    programs = {v: stack.markets.program_id(v) for v in stack.markets.programs}
+    (fresh,) = await FreshQuoter(stack.chain, programs).quote(plan)
+    assert fresh > 0
+    request.route.legs[0].min_amount_out = min_out_floor(fresh, 100, 0)  # what the router would ask
+    updates = await stack.execute(request)
+    assert stages(updates)[-1] == Stage.STAGE_CONFIRMED, updates[-1]
+    assert updates[-1].amount_out >= request.route.legs[0].min_amount_out
