@@ -55,6 +55,7 @@ class Running:
         try:
             await self.service.stop(self.settings.grpc_grace_s if grace is None else grace)
         finally:
+            await self.servicer.close()
             await self.channel.close()
             await self.chain.close()
 

@@ -25,7 +25,7 @@ from solders.transaction import VersionedTransaction
 
 from common.chain import ChainError
 from common.dex.spl_token import ASSOCIATED_TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
-from common.errors import LIVE_EXECUTION_KEY, InvalidArgument, NotFound, Unavailable
+from common.errors import RETRYABLE_CODES, DomainError, InvalidArgument, NotFound, Unavailable
 from common.log import order_id_var
 from common.markets import VENUES, Markets
 from common.settings import Settings
@@ -39,6 +39,7 @@ from executor_svc.builder import (
     describe_transaction_error,
 )
 from executor_svc.checks import FreshQuoter, check_min_outs, check_order
+from executor_svc.records import ExecutionRecorder, RecordRefused
 from executor_svc.sender import (
     UNSENDABLE_RPC_CODES,
     Expired,
@@ -161,19 +162,6 @@ def _failed(reason: str, retryable: bool) -> Any:
     return Update(stage=Stage.STAGE_FAILED, reason=reason, retryable=retryable)
 
 
-def live_execution(exc: grpc.aio.AioRpcError) -> orders_pb2.Execution | None:
-    """The live execution a refused RecordExecution names (FAILED_PRECONDITION + trailers), if any."""
-    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-        return None
-    for key, value in exc.trailing_metadata() or ():
-        if key == LIVE_EXECUTION_KEY and isinstance(value, bytes):
-            try:
-                return orders_pb2.Execution.FromString(value)
-            except Exception:  # noqa: BLE001 - a malformed trailer is treated as absent
-                return None
-    return None
-
-
 class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     def __init__(
         self,
@@ -187,6 +175,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self._builder = builder
         self._sender = sender
         self._orders = orders
+        self._recorder = ExecutionRecorder(orders)
         self._markets = markets
         self._wallet = wallet
         self._programs = {venue: markets.program_id(venue) for venue in markets.programs}
@@ -200,6 +189,72 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         request: executor_pb2.ExecuteRequest,
         context: grpc.aio.ServicerContext[executor_pb2.ExecuteRequest, executor_pb2.ExecutionUpdate],
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        async for update in self._run(request):
+            yield update
+
+    async def ExecuteStream(
+        self,
+        request_iterator: AsyncIterator[executor_pb2.ExecuteRequest],
+        context: grpc.aio.ServicerContext[executor_pb2.ExecuteRequest, executor_pb2.ExecutionUpdate],
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        """Many orders on one stream: each request runs concurrently as Execute would; its updates
+        are tagged with its order_id and attempt. Updates ready together are written together.
+        When the caller goes away its requests are cancelled (stored transactions stay stored: the
+        next attempt resumes them)."""
+        out: asyncio.Queue[executor_pb2.ExecutionUpdate | None] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(request: executor_pb2.ExecuteRequest) -> None:
+            try:
+                async for update in self._run(request):
+                    update.order_id, update.attempt = request.order_id, request.attempt
+                    out.put_nowait(update)
+            except DomainError as exc:
+                out.put_nowait(
+                    Update(
+                        stage=Stage.STAGE_FAILED,
+                        order_id=request.order_id,
+                        attempt=request.attempt,
+                        reason=exc.client_message(),
+                        retryable=exc.code in RETRYABLE_CODES,
+                        code=exc.code.value[0],
+                    )
+                )
+            except Exception:  # noqa: BLE001 - one order's crash is that order's alone
+                log.exception("execution crashed", extra={"order_id": request.order_id})
+                out.put_nowait(
+                    Update(
+                        stage=Stage.STAGE_FAILED,
+                        order_id=request.order_id,
+                        attempt=request.attempt,
+                        reason="executor error: internal",
+                        retryable=True,
+                        code=grpc.StatusCode.INTERNAL.value[0],
+                    )
+                )
+
+        async def read() -> None:
+            async for request in request_iterator:
+                task = asyncio.create_task(one(request))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            while running:  # the caller closed its side: finish what it asked for
+                await asyncio.gather(*running, return_exceptions=True)
+            out.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                update = await out.get()
+                if update is None:
+                    break
+                yield update
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+
+    async def _run(self, request: executor_pb2.ExecuteRequest) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         plan = validate_request(request, self._markets)
         token = order_id_var.set(plan.order_id)
         try:
@@ -223,6 +278,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             except ValueError:  # the generator was finished in another context
                 pass
 
+    async def close(self) -> None:
+        await self._recorder.stop()
+
     # -- persistence ----------------------------------------------------------------------------
 
     async def _list_executions(self, order_id: str) -> list[orders_pb2.Execution]:
@@ -239,19 +297,16 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         record.state = state
         record.ClearField("created_at_us")
         record.ClearField("updated_at_us")
-        stored: orders_pb2.Execution = await self._orders.RecordExecution(
-            record, timeout=PERSISTENCE_TIMEOUT_S, wait_for_ready=True
-        )
-        return stored
+        return await self._recorder.record(record)
 
     async def _record_best_effort(self, execution: orders_pb2.Execution, state: str) -> None:
         try:
             await self._record(execution, state)
-        except grpc.aio.AioRpcError as exc:
+        except RecordRefused as exc:
             # Not fatal: a later attempt looks the signature up on chain again.
             log.warning(
                 "cannot record execution state",
-                extra={"state": state, "code": exc.code().name, "signature": execution.signature},
+                extra={"state": state, "code": exc.code.name, "signature": execution.signature},
             )
 
     # -- the attempt ----------------------------------------------------------------------------
@@ -317,15 +372,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             try:
                 await self._record(execution, "signed")
                 break
-            except grpc.aio.AioRpcError as exc:
-                live = live_execution(exc)
+            except RecordRefused as exc:
+                live = exc.live if exc.code == grpc.StatusCode.FAILED_PRECONDITION else None
                 if live is None:
-                    if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    if exc.code == grpc.StatusCode.NOT_FOUND:
                         raise NotFound("order not found", field="order_id") from None
                     log.warning(
-                        "cannot store the signed transaction; not sending", extra={"code": exc.code().name}
+                        "cannot store the signed transaction; not sending", extra={"code": exc.code.name}
                     )
-                    reason = f"cannot store the signed transaction (persistence {exc.code().name})"
+                    reason = f"cannot store the signed transaction (persistence {exc.code.name})"
                     yield _failed(f"{reason}; nothing was sent", True)
                     return
             resumed = False

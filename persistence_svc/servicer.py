@@ -6,6 +6,7 @@ A database that cannot be reached answers UNAVAILABLE, which callers may retry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -21,9 +22,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from common import lifecycle
 from common.errors import LIVE_EXECUTION_KEY, DomainError, FailedPrecondition, InvalidArgument, Unavailable
 from common.log import order_id_var
-from orderengine.v1 import orders_pb2, orders_pb2_grpc
+from orderengine.v1 import orders_pb2, orders_pb2_grpc, types_pb2
 from persistence_svc import store, validation
-from persistence_svc.models import EventInput, EventRow, ExecutionRow, OrderRow, from_us, to_us
+from persistence_svc.models import EventInput, EventRow, ExecutionRow, NewOrder, OrderRow, from_us, to_us
 from persistence_svc.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,12 @@ LIST_DEFAULT, LIST_MAX = 50, 200
 UNFINISHED_DEFAULT, UNFINISHED_MAX = 100, 1000
 PURGE_INTERVAL_S = 600.0
 MAX_BATCH = 10_000
+MAX_CREATE_BATCH = 1000
 _INT4_MAX = 2**31 - 1
 _MAX_US = to_us(datetime(9999, 1, 1, tzinfo=UTC))
+
+
+MAX_EXECUTIONS_PER_CALL = 1000
 
 
 @asynccontextmanager
@@ -82,6 +87,7 @@ def order_message(order: OrderRow, events: list[EventRow] | None = None) -> orde
         status=lifecycle.to_proto(order.status),
         attempts=order.attempts,
         route_json=order.route_json,
+        route=types_pb2.Route.FromString(order.route_proto) if order.route_proto else None,
         amount_out=order.amount_out,
         tx_hash=order.tx_hash,
         dex=order.dex,
@@ -132,12 +138,51 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         new = validation.parse_create_order(request, uuid.uuid4())
         order_id_var.set(str(new.order_id))
         async with _database():
-            outcome = await store.create_order(self.pool, new)
+            (outcome,) = await store.create_orders(self.pool, [new])
             await self._purge_keys_when_due()
+        if isinstance(outcome, DomainError):
+            raise outcome
         if outcome.first_event is not None:
             _count([outcome.first_event])
             await self.publisher.publish([outcome.first_event])
         return orders_pb2.CreateOrderResponse(order=order_message(outcome.order), created=outcome.created)
+
+    async def CreateOrders(
+        self,
+        request: orders_pb2.CreateOrdersRequest,
+        context: grpc.aio.ServicerContext[orders_pb2.CreateOrdersRequest, orders_pb2.CreateOrdersResponse],
+    ) -> orders_pb2.CreateOrdersResponse:
+        """CreateOrder for a batch: one statement and one commit for the batch (store.create_orders),
+        then one publish of every new order's first event. Each member gets the code and message
+        CreateOrder would have given it; one member's failure is that member's alone."""
+        if len(request.orders) > MAX_CREATE_BATCH:
+            raise InvalidArgument(f"must hold at most {MAX_CREATE_BATCH} orders", field="orders")
+        results = [orders_pb2.CreateOrderResult() for _ in request.orders]
+        valid: list[tuple[int, NewOrder]] = []
+        for index, raw in enumerate(request.orders):
+            try:
+                valid.append((index, validation.parse_create_order(raw, uuid.uuid4())))
+            except DomainError as exc:
+                results[index].code = _code(exc.code)
+                results[index].message = exc.client_message()
+        async with _database():
+            outcomes = await store.create_orders(self.pool, [new for _, new in valid])
+            await self._purge_keys_when_due()
+        first_events: list[EventRow] = []
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            result = results[index]
+            if isinstance(outcome, DomainError):
+                result.code = _code(outcome.code)
+                result.message = outcome.client_message()
+                continue
+            result.order.CopyFrom(order_message(outcome.order))
+            result.created = outcome.created
+            if outcome.first_event is not None:
+                first_events.append(outcome.first_event)
+        if first_events:
+            _count(first_events)
+            await self.publisher.publish(first_events)
+        return orders_pb2.CreateOrdersResponse(results=results)
 
     async def _purge_keys_when_due(self) -> None:
         """Expired idempotency keys already count as absent; deleting them is housekeeping done
@@ -259,6 +304,35 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
                     field="signature",
                 ) from None
         return execution_message(stored)
+
+    async def RecordExecutions(
+        self,
+        request: orders_pb2.RecordExecutionsRequest,
+        context: grpc.aio.ServicerContext[
+            orders_pb2.RecordExecutionsRequest, orders_pb2.RecordExecutionsResponse
+        ],
+    ) -> orders_pb2.RecordExecutionsResponse:
+        """RecordExecution for a batch: one call for many orders; each member is decided on its own
+        (concurrently on the pool), and one member's refusal is that member's alone."""
+        if len(request.executions) > MAX_EXECUTIONS_PER_CALL:
+            raise InvalidArgument(f"at most {MAX_EXECUTIONS_PER_CALL} per call", field="executions")
+        results = await asyncio.gather(*(self._record_one(e) for e in request.executions))
+        return orders_pb2.RecordExecutionsResponse(results=results)
+
+    async def _record_one(self, request: orders_pb2.Execution) -> orders_pb2.RecordExecutionResult:
+        try:
+            execution = validation.parse_execution(request)
+            async with _database():
+                stored = await store.record_execution(self.pool, execution)
+        except store.LiveExecution as exc:
+            return orders_pb2.RecordExecutionResult(
+                code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                message=f"signature: execution {exc.live.signature} is {exc.live.state}; resume it",
+                live=execution_message(exc.live),
+            )
+        except DomainError as exc:
+            return orders_pb2.RecordExecutionResult(code=exc.code.value[0], message=exc.client_message())
+        return orders_pb2.RecordExecutionResult(execution=execution_message(stored))
 
     async def ListExecutions(
         self,

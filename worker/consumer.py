@@ -27,6 +27,7 @@ from common.settings import Settings
 from orderengine.v1 import executor_pb2_grpc, orders_pb2, orders_pb2_grpc, router_pb2_grpc
 from worker.driver import ORDERS_INFLIGHT, QUEUE_WAIT_SECONDS, LiveExecution, OrderDriver, Superseded
 from worker.events import AppendRejected, EventWriter
+from worker.executor_link import ExecutorLink
 from worker.reconciler import Reconciler
 from worker.throttle import OrderThrottle
 
@@ -74,6 +75,7 @@ class Worker:
         self.orders = orders_pb2_grpc.OrdersStub(self._channels["orders"])
         self.router = router_pb2_grpc.RouterStub(self._channels["router"])
         self.executor = executor_pb2_grpc.ExecutorStub(self._channels["executor"])
+        self.executor_link = ExecutorLink(self.executor)
         self.events = EventWriter(self.orders)
         self.reconciler = Reconciler(self)
         self.slots = asyncio.Semaphore(settings.worker_concurrency)
@@ -132,6 +134,7 @@ class Worker:
             await asyncio.wait(left, timeout=5.0)
         await self.reconciler.stop()
         await self.events.stop()
+        await self.executor_link.close()
         for channel in self._channels.values():
             await channel.close()
         await self.redis.aclose()

@@ -25,6 +25,7 @@ from common.metrics import LATENCY_BUCKETS
 from gateway.views import quotes_json, route_from_json, route_json
 from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
 from worker.events import AppendRejected
+from worker.executor_link import LinkBroken
 
 if TYPE_CHECKING:
     from worker.consumer import Worker
@@ -250,22 +251,24 @@ class OrderDriver:
         reconnects = 0
         while True:
             try:
-                call = self.w.executor.Execute(request, timeout=EXECUTE_TIMEOUT_S, wait_for_ready=True)
-                async for update in call:
-                    outcome = await self.on_update(attempt, update)
-                    if outcome is not None:
-                        return outcome
+                async with asyncio.timeout(EXECUTE_TIMEOUT_S):
+                    async for update in self.w.executor_link.execute(request):
+                        if update.code:
+                            retryable = update.retryable
+                            return Outcome(False, f"execution refused: {update.reason}", retryable)
+                        outcome = await self.on_update(attempt, update)
+                        if outcome is not None:
+                            return outcome
                 return Outcome(False, "executor ended the stream without a result", True)
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and reconnects < 20:
+            except LinkBroken as exc:
+                if reconnects < 20:
                     # the executor restarted: ask again for the same attempt; it resumes
                     reconnects += 1
                     await asyncio.sleep(min(0.1 * 2**reconnects, 2.0) * (0.5 + random.random()))
                     continue
-                if code == grpc.StatusCode.INVALID_ARGUMENT:
-                    return Outcome(False, f"execution refused: {exc.details()}", False)
-                return Outcome(False, f"executor error: {code.name.lower()}", True)
+                return Outcome(False, f"executor error: {exc.code.name.lower()}", True)
+            except TimeoutError:
+                return Outcome(False, "executor error: deadline_exceeded", True)
 
     async def on_update(self, attempt: int, update: executor_pb2.ExecutionUpdate) -> Outcome | None:
         spec = self.order.spec

@@ -95,6 +95,9 @@ class ExecutionUpdate(_message.Message):
     DEX_FIELD_NUMBER: _builtins.int
     RESUMED_FIELD_NUMBER: _builtins.int
     NOTHING_LIVE_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
     stage: Global___ExecutionUpdate.Stage.ValueType
     signature: _builtins.str
     """SUBMITTED, CONFIRMED"""
@@ -116,6 +119,12 @@ class ExecutionUpdate(_message.Message):
     """the attempt resumed a stored transaction"""
     nothing_live: _builtins.bool
     """FAILED of a settle_only request: no stored swap can land"""
+    order_id: _builtins.str
+    """ExecuteStream: the request this update belongs to"""
+    attempt: _builtins.int
+    """ExecuteStream: the request's attempt"""
+    code: _builtins.int
+    """ExecuteStream FAILED: the gRPC status code of a refusal, 0 = none"""
     def __init__(
         self,
         *,
@@ -130,10 +139,13 @@ class ExecutionUpdate(_message.Message):
         dex: _builtins.str = ...,
         resumed: _builtins.bool = ...,
         nothing_live: _builtins.bool = ...,
+        order_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        code: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "dex", b"dex", "last_valid_block_height", b"last_valid_block_height", "nothing_live", b"nothing_live", "reason", b"reason", "resumed", b"resumed", "retryable", b"retryable", "signature", b"signature", "slot", b"slot", "stage", b"stage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempt", b"attempt", "code", b"code", "dex", b"dex", "last_valid_block_height", b"last_valid_block_height", "nothing_live", b"nothing_live", "order_id", b"order_id", "reason", b"reason", "resumed", b"resumed", "retryable", b"retryable", "signature", b"signature", "slot", b"slot", "stage", b"stage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -38,6 +38,12 @@ class ExecutorStub:
     same (order_id, attempt): a stored transaction is resumed, never signed anew
     while it may still land.
     """
+    ExecuteStream: _grpc.StreamStreamMultiCallable[_executor_pb2.ExecuteRequest, _executor_pb2.ExecutionUpdate]
+    """The hot path: one long-lived stream per worker carrying many orders. Each request runs as
+    Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
+    FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
+    and `code` set to the gRPC status Execute would have returned.
+    """
 
 @_typing.type_check_only
 class ExecutorAsyncStub(ExecutorStub):
@@ -48,6 +54,12 @@ class ExecutorAsyncStub(ExecutorStub):
     """Drives one attempt of one order to a terminal update. Safe to call again for the
     same (order_id, attempt): a stored transaction is resumed, never signed anew
     while it may still land.
+    """
+    ExecuteStream: _aio.StreamStreamMultiCallable[_executor_pb2.ExecuteRequest, _executor_pb2.ExecutionUpdate]  # type: ignore[assignment]
+    """The hot path: one long-lived stream per worker carrying many orders. Each request runs as
+    Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
+    FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
+    and `code` set to the gRPC status Execute would have returned.
     """
 
 class ExecutorServicer(metaclass=_abc_1.ABCMeta):
@@ -62,6 +74,18 @@ class ExecutorServicer(metaclass=_abc_1.ABCMeta):
         """Drives one attempt of one order to a terminal update. Safe to call again for the
         same (order_id, attempt): a stored transaction is resumed, never signed anew
         while it may still land.
+        """
+
+    @_abc_1.abstractmethod
+    def ExecuteStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_executor_pb2.ExecuteRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_executor_pb2.ExecutionUpdate], _abc.AsyncIterator[_executor_pb2.ExecutionUpdate]]:
+        """The hot path: one long-lived stream per worker carrying many orders. Each request runs as
+        Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
+        FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
+        and `code` set to the gRPC status Execute would have returned.
         """
 
 def add_ExecutorServicer_to_server(servicer: ExecutorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,55 +22,68 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from orderengine.v1 import types_pb2 as orderengine_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borderengine/v1/orders.proto\x12\x0eorderengine.v1\"\xbb\x01\n\tOrderSpec\x12\x12\n\ninput_mint\x18\x01 \x01(\t\x12\x13\n\x0boutput_mint\x18\x02 \x01(\t\x12\x11\n\tamount_in\x18\x03 \x01(\x04\x12\x14\n\x0cslippage_bps\x18\x04 \x01(\r\x12\x16\n\x0einput_decimals\x18\x05 \x01(\r\x12\x17\n\x0foutput_decimals\x18\x06 \x01(\r\x12\x14\n\x0cinput_symbol\x18\x07 \x01(\t\x12\x15\n\routput_symbol\x18\x08 \x01(\t\"\xe3\x02\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x19.orderengine.v1.OrderSpec\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x12\n\nroute_json\x18\x05 \x01(\t\x12\x12\n\namount_out\x18\x06 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x07 \x01(\t\x12\x0b\n\x03\x64\x65x\x18\x08 \x01(\t\x12\x16\n\x0e\x65xecuted_price\x18\t \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\n \x01(\t\x12\x15\n\rcreated_at_us\x18\x0b \x01(\x03\x12\x15\n\rupdated_at_us\x18\x0c \x01(\x03\x12\x10\n\x08last_seq\x18\r \x01(\r\x12*\n\x06\x65vents\x18\x0e \x03(\x0b\x32\x1a.orderengine.v1.OrderEvent\"z\n\nOrderEvent\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\x11\n\tdata_json\x18\x04 \x01(\t\x12\r\n\x05\x61t_us\x18\x05 \x01(\x03\"\x9d\x02\n\x0bOrderUpdate\x12\x15\n\x08\x61ttempts\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x17\n\nroute_json\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x17\n\namount_out\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x14\n\x07tx_hash\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x10\n\x03\x64\x65x\x18\x05 \x01(\tH\x04\x88\x01\x01\x12\x1b\n\x0e\x65xecuted_price\x18\x06 \x01(\tH\x05\x88\x01\x01\x12\x1b\n\x0e\x66\x61ilure_reason\x18\x07 \x01(\tH\x06\x88\x01\x01\x42\x0b\n\t_attemptsB\r\n\x0b_route_jsonB\r\n\x0b_amount_outB\n\n\x08_tx_hashB\x06\n\x04_dexB\x11\n\x0f_executed_priceB\x11\n\x0f_failure_reason\"\x96\x01\n\x08NewEvent\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\x11\n\tdata_json\x18\x04 \x01(\t\x12+\n\x06update\x18\x05 \x01(\x0b\x32\x1b.orderengine.v1.OrderUpdate\"\x8d\x01\n\x12\x43reateOrderRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.orderengine.v1.OrderSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x14\n\x0crequest_hash\x18\x03 \x01(\t\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\"L\n\x13\x43reateOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.orderengine.v1.Order\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"?\n\x13\x41ppendEventsRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.orderengine.v1.NewEvent\"w\n\x0c\x41ppendResult\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12)\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x1a.orderengine.v1.OrderEvent\"E\n\x14\x41ppendEventsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.orderengine.v1.AppendResult\"G\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bwith_events\x18\x02 \x01(\x08\x12\r\n\x05owner\x18\x03 \x01(\t\"n\n\x11ListOrdersRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\r\n\x05owner\x18\x04 \x01(\t\"P\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.orderengine.v1.Order\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"8\n\x11ListEventsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\r\"@\n\x12ListEventsResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.orderengine.v1.OrderEvent\"\xc5\x01\n\tExecution\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x11\n\tsigned_tx\x18\x04 \x01(\x0c\x12\x1f\n\x17last_valid_block_height\x18\x05 \x01(\x04\x12\x11\n\tblockhash\x18\x06 \x01(\t\x12\r\n\x05state\x18\x07 \x01(\t\x12\x15\n\rcreated_at_us\x18\x08 \x01(\x03\x12\x15\n\rupdated_at_us\x18\t \x01(\x03\")\n\x15ListExecutionsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"G\n\x16ListExecutionsResponse\x12-\n\nexecutions\x18\x01 \x03(\x0b\x32\x19.orderengine.v1.Execution\"C\n\x1bListUnfinishedOrdersRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x15\n\rolder_than_us\x18\x02 \x01(\x03*\xcb\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x18\n\x14ORDER_STATUS_ROUTING\x10\x02\x12\x19\n\x15ORDER_STATUS_BUILDING\x10\x03\x12\x1a\n\x16ORDER_STATUS_SUBMITTED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x05\x12\x17\n\x13ORDER_STATUS_FAILED\x10\x06\x32\x81\x06\n\x06Orders\x12V\n\x0b\x43reateOrder\x12\".orderengine.v1.CreateOrderRequest\x1a#.orderengine.v1.CreateOrderResponse\x12\x43\n\x0b\x41ppendEvent\x12\x18.orderengine.v1.NewEvent\x1a\x1a.orderengine.v1.OrderEvent\x12Y\n\x0c\x41ppendEvents\x12#.orderengine.v1.AppendEventsRequest\x1a$.orderengine.v1.AppendEventsResponse\x12\x42\n\x08GetOrder\x12\x1f.orderengine.v1.GetOrderRequest\x1a\x15.orderengine.v1.Order\x12S\n\nListOrders\x12!.orderengine.v1.ListOrdersRequest\x1a\".orderengine.v1.ListOrdersResponse\x12S\n\nListEvents\x12!.orderengine.v1.ListEventsRequest\x1a\".orderengine.v1.ListEventsResponse\x12G\n\x0fRecordExecution\x12\x19.orderengine.v1.Execution\x1a\x19.orderengine.v1.Execution\x12_\n\x0eListExecutions\x12%.orderengine.v1.ListExecutionsRequest\x1a&.orderengine.v1.ListExecutionsResponse\x12g\n\x14ListUnfinishedOrders\x12+.orderengine.v1.ListUnfinishedOrdersRequest\x1a\".orderengine.v1.ListOrdersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borderengine/v1/orders.proto\x12\x0eorderengine.v1\x1a\x1aorderengine/v1/types.proto\"\xbb\x01\n\tOrderSpec\x12\x12\n\ninput_mint\x18\x01 \x01(\t\x12\x13\n\x0boutput_mint\x18\x02 \x01(\t\x12\x11\n\tamount_in\x18\x03 \x01(\x04\x12\x14\n\x0cslippage_bps\x18\x04 \x01(\r\x12\x16\n\x0einput_decimals\x18\x05 \x01(\r\x12\x17\n\x0foutput_decimals\x18\x06 \x01(\r\x12\x14\n\x0cinput_symbol\x18\x07 \x01(\t\x12\x15\n\routput_symbol\x18\x08 \x01(\t\"\x89\x03\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x19.orderengine.v1.OrderSpec\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x12\n\nroute_json\x18\x05 \x01(\t\x12\x12\n\namount_out\x18\x06 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x07 \x01(\t\x12\x0b\n\x03\x64\x65x\x18\x08 \x01(\t\x12\x16\n\x0e\x65xecuted_price\x18\t \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\n \x01(\t\x12\x15\n\rcreated_at_us\x18\x0b \x01(\x03\x12\x15\n\rupdated_at_us\x18\x0c \x01(\x03\x12\x10\n\x08last_seq\x18\r \x01(\r\x12*\n\x06\x65vents\x18\x0e \x03(\x0b\x32\x1a.orderengine.v1.OrderEvent\x12$\n\x05route\x18\x0f \x01(\x0b\x32\x15.orderengine.v1.Route\"z\n\nOrderEvent\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\x11\n\tdata_json\x18\x04 \x01(\t\x12\r\n\x05\x61t_us\x18\x05 \x01(\x03\"\xc3\x02\n\x0bOrderUpdate\x12\x15\n\x08\x61ttempts\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x17\n\nroute_json\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x17\n\namount_out\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x14\n\x07tx_hash\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x10\n\x03\x64\x65x\x18\x05 \x01(\tH\x04\x88\x01\x01\x12\x1b\n\x0e\x65xecuted_price\x18\x06 \x01(\tH\x05\x88\x01\x01\x12\x1b\n\x0e\x66\x61ilure_reason\x18\x07 \x01(\tH\x06\x88\x01\x01\x12$\n\x05route\x18\x08 \x01(\x0b\x32\x15.orderengine.v1.RouteB\x0b\n\t_attemptsB\r\n\x0b_route_jsonB\r\n\x0b_amount_outB\n\n\x08_tx_hashB\x06\n\x04_dexB\x11\n\x0f_executed_priceB\x11\n\x0f_failure_reason\"\x96\x01\n\x08NewEvent\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\x11\n\tdata_json\x18\x04 \x01(\t\x12+\n\x06update\x18\x05 \x01(\x0b\x32\x1b.orderengine.v1.OrderUpdate\"\x8d\x01\n\x12\x43reateOrderRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.orderengine.v1.OrderSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x14\n\x0crequest_hash\x18\x03 \x01(\t\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\"L\n\x13\x43reateOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.orderengine.v1.Order\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"I\n\x13\x43reateOrdersRequest\x12\x32\n\x06orders\x18\x01 \x03(\x0b\x32\".orderengine.v1.CreateOrderRequest\"i\n\x11\x43reateOrderResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12$\n\x05order\x18\x03 \x01(\x0b\x32\x15.orderengine.v1.Order\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x08\"J\n\x14\x43reateOrdersResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.orderengine.v1.CreateOrderResult\"?\n\x13\x41ppendEventsRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.orderengine.v1.NewEvent\"w\n\x0c\x41ppendResult\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12)\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x1a.orderengine.v1.OrderEvent\"E\n\x14\x41ppendEventsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.orderengine.v1.AppendResult\"G\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bwith_events\x18\x02 \x01(\x08\x12\r\n\x05owner\x18\x03 \x01(\t\"n\n\x11ListOrdersRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\r\n\x05owner\x18\x04 \x01(\t\"P\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.orderengine.v1.Order\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"8\n\x11ListEventsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\r\"@\n\x12ListEventsResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.orderengine.v1.OrderEvent\"\xc5\x01\n\tExecution\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x11\n\tsigned_tx\x18\x04 \x01(\x0c\x12\x1f\n\x17last_valid_block_height\x18\x05 \x01(\x04\x12\x11\n\tblockhash\x18\x06 \x01(\t\x12\r\n\x05state\x18\x07 \x01(\t\x12\x15\n\rcreated_at_us\x18\x08 \x01(\x03\x12\x15\n\rupdated_at_us\x18\t \x01(\x03\")\n\x15ListExecutionsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"G\n\x16ListExecutionsResponse\x12-\n\nexecutions\x18\x01 \x03(\x0b\x32\x19.orderengine.v1.Execution\"C\n\x1bListUnfinishedOrdersRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x15\n\rolder_than_us\x18\x02 \x01(\x03\"H\n\x17RecordExecutionsRequest\x12-\n\nexecutions\x18\x01 \x03(\x0b\x32\x19.orderengine.v1.Execution\"\x8d\x01\n\x15RecordExecutionResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\texecution\x18\x03 \x01(\x0b\x32\x19.orderengine.v1.Execution\x12\'\n\x04live\x18\x04 \x01(\x0b\x32\x19.orderengine.v1.Execution\"R\n\x18RecordExecutionsResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.orderengine.v1.RecordExecutionResult*\xcb\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x18\n\x14ORDER_STATUS_ROUTING\x10\x02\x12\x19\n\x15ORDER_STATUS_BUILDING\x10\x03\x12\x1a\n\x16ORDER_STATUS_SUBMITTED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x05\x12\x17\n\x13ORDER_STATUS_FAILED\x10\x06\x32\xc3\x07\n\x06Orders\x12V\n\x0b\x43reateOrder\x12\".orderengine.v1.CreateOrderRequest\x1a#.orderengine.v1.CreateOrderResponse\x12Y\n\x0c\x43reateOrders\x12#.orderengine.v1.CreateOrdersRequest\x1a$.orderengine.v1.CreateOrdersResponse\x12\x43\n\x0b\x41ppendEvent\x12\x18.orderengine.v1.NewEvent\x1a\x1a.orderengine.v1.OrderEvent\x12Y\n\x0c\x41ppendEvents\x12#.orderengine.v1.AppendEventsRequest\x1a$.orderengine.v1.AppendEventsResponse\x12\x42\n\x08GetOrder\x12\x1f.orderengine.v1.GetOrderRequest\x1a\x15.orderengine.v1.Order\x12S\n\nListOrders\x12!.orderengine.v1.ListOrdersRequest\x1a\".orderengine.v1.ListOrdersResponse\x12S\n\nListEvents\x12!.orderengine.v1.ListEventsRequest\x1a\".orderengine.v1.ListEventsResponse\x12G\n\x0fRecordExecution\x12\x19.orderengine.v1.Execution\x1a\x19.orderengine.v1.Execution\x12\x65\n\x10RecordExecutions\x12\'.orderengine.v1.RecordExecutionsRequest\x1a(.orderengine.v1.RecordExecutionsResponse\x12_\n\x0eListExecutions\x12%.orderengine.v1.ListExecutionsRequest\x1a&.orderengine.v1.ListExecutionsResponse\x12g\n\x14ListUnfinishedOrders\x12+.orderengine.v1.ListUnfinishedOrdersRequest\x1a\".orderengine.v1.ListOrdersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=2416
-  _globals['_ORDERSTATUS']._serialized_end=2619
-  _globals['_ORDERSPEC']._serialized_start=48
-  _globals['_ORDERSPEC']._serialized_end=235
-  _globals['_ORDER']._serialized_start=238
-  _globals['_ORDER']._serialized_end=593
-  _globals['_ORDEREVENT']._serialized_start=595
-  _globals['_ORDEREVENT']._serialized_end=717
-  _globals['_ORDERUPDATE']._serialized_start=720
-  _globals['_ORDERUPDATE']._serialized_end=1005
-  _globals['_NEWEVENT']._serialized_start=1008
-  _globals['_NEWEVENT']._serialized_end=1158
-  _globals['_CREATEORDERREQUEST']._serialized_start=1161
-  _globals['_CREATEORDERREQUEST']._serialized_end=1302
-  _globals['_CREATEORDERRESPONSE']._serialized_start=1304
-  _globals['_CREATEORDERRESPONSE']._serialized_end=1380
-  _globals['_APPENDEVENTSREQUEST']._serialized_start=1382
-  _globals['_APPENDEVENTSREQUEST']._serialized_end=1445
-  _globals['_APPENDRESULT']._serialized_start=1447
-  _globals['_APPENDRESULT']._serialized_end=1566
-  _globals['_APPENDEVENTSRESPONSE']._serialized_start=1568
-  _globals['_APPENDEVENTSRESPONSE']._serialized_end=1637
-  _globals['_GETORDERREQUEST']._serialized_start=1639
-  _globals['_GETORDERREQUEST']._serialized_end=1710
-  _globals['_LISTORDERSREQUEST']._serialized_start=1712
-  _globals['_LISTORDERSREQUEST']._serialized_end=1822
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1824
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1904
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1906
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1962
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1964
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=2028
-  _globals['_EXECUTION']._serialized_start=2031
-  _globals['_EXECUTION']._serialized_end=2228
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=2230
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=2271
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=2273
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=2344
-  _globals['_LISTUNFINISHEDORDERSREQUEST']._serialized_start=2346
-  _globals['_LISTUNFINISHEDORDERSREQUEST']._serialized_end=2413
-  _globals['_ORDERS']._serialized_start=2622
-  _globals['_ORDERS']._serialized_end=3391
+  _globals['_ORDERSTATUS']._serialized_start=3080
+  _globals['_ORDERSTATUS']._serialized_end=3283
+  _globals['_ORDERSPEC']._serialized_start=76
+  _globals['_ORDERSPEC']._serialized_end=263
+  _globals['_ORDER']._serialized_start=266
+  _globals['_ORDER']._serialized_end=659
+  _globals['_ORDEREVENT']._serialized_start=661
+  _globals['_ORDEREVENT']._serialized_end=783
+  _globals['_ORDERUPDATE']._serialized_start=786
+  _globals['_ORDERUPDATE']._serialized_end=1109
+  _globals['_NEWEVENT']._serialized_start=1112
+  _globals['_NEWEVENT']._serialized_end=1262
+  _globals['_CREATEORDERREQUEST']._serialized_start=1265
+  _globals['_CREATEORDERREQUEST']._serialized_end=1406
+  _globals['_CREATEORDERRESPONSE']._serialized_start=1408
+  _globals['_CREATEORDERRESPONSE']._serialized_end=1484
+  _globals['_CREATEORDERSREQUEST']._serialized_start=1486
+  _globals['_CREATEORDERSREQUEST']._serialized_end=1559
+  _globals['_CREATEORDERRESULT']._serialized_start=1561
+  _globals['_CREATEORDERRESULT']._serialized_end=1666
+  _globals['_CREATEORDERSRESPONSE']._serialized_start=1668
+  _globals['_CREATEORDERSRESPONSE']._serialized_end=1742
+  _globals['_APPENDEVENTSREQUEST']._serialized_start=1744
+  _globals['_APPENDEVENTSREQUEST']._serialized_end=1807
+  _globals['_APPENDRESULT']._serialized_start=1809
+  _globals['_APPENDRESULT']._serialized_end=1928
+  _globals['_APPENDEVENTSRESPONSE']._serialized_start=1930
+  _globals['_APPENDEVENTSRESPONSE']._serialized_end=1999
+  _globals['_GETORDERREQUEST']._serialized_start=2001
+  _globals['_GETORDERREQUEST']._serialized_end=2072
+  _globals['_LISTORDERSREQUEST']._serialized_start=2074
+  _globals['_LISTORDERSREQUEST']._serialized_end=2184
+  _globals['_LISTORDERSRESPONSE']._serialized_start=2186
+  _globals['_LISTORDERSRESPONSE']._serialized_end=2266
+  _globals['_LISTEVENTSREQUEST']._serialized_start=2268
+  _globals['_LISTEVENTSREQUEST']._serialized_end=2324
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=2326
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=2390
+  _globals['_EXECUTION']._serialized_start=2393
+  _globals['_EXECUTION']._serialized_end=2590
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=2592
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=2633
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=2635
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=2706
+  _globals['_LISTUNFINISHEDORDERSREQUEST']._serialized_start=2708
+  _globals['_LISTUNFINISHEDORDERSREQUEST']._serialized_end=2775
+  _globals['_RECORDEXECUTIONSREQUEST']._serialized_start=2777
+  _globals['_RECORDEXECUTIONSREQUEST']._serialized_end=2849
+  _globals['_RECORDEXECUTIONRESULT']._serialized_start=2852
+  _globals['_RECORDEXECUTIONRESULT']._serialized_end=2993
+  _globals['_RECORDEXECUTIONSRESPONSE']._serialized_start=2995
+  _globals['_RECORDEXECUTIONSRESPONSE']._serialized_end=3077
+  _globals['_ORDERS']._serialized_start=3286
+  _globals['_ORDERS']._serialized_end=4249
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from orderengine.v1 import types_pb2 as _types_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -104,6 +105,7 @@ class Order(_message.Message):
     UPDATED_AT_US_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     status: Global___OrderStatus.ValueType
     attempts: _builtins.int
@@ -126,6 +128,10 @@ class Order(_message.Message):
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderEvent]:
         """filled by GetOrder"""
 
+    @_builtins.property
+    def route(self) -> _types_pb2.Route:
+        """the chosen route, typed (unset before routing); what the worker resumes"""
+
     def __init__(
         self,
         *,
@@ -143,10 +149,11 @@ class Order(_message.Message):
         updated_at_us: _builtins.int = ...,
         last_seq: _builtins.int = ...,
         events: _abc.Iterable[Global___OrderEvent] | None = ...,
+        route: _types_pb2.Route | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_out", b"amount_out", "attempts", b"attempts", "created_at_us", b"created_at_us", "dex", b"dex", "events", b"events", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "last_seq", b"last_seq", "order_id", b"order_id", "route_json", b"route_json", "spec", b"spec", "status", b"status", "tx_hash", b"tx_hash", "updated_at_us", b"updated_at_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_out", b"amount_out", "attempts", b"attempts", "created_at_us", b"created_at_us", "dex", b"dex", "events", b"events", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "last_seq", b"last_seq", "order_id", b"order_id", "route", b"route", "route_json", b"route_json", "spec", b"spec", "status", b"status", "tx_hash", b"tx_hash", "updated_at_us", b"updated_at_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -197,6 +204,7 @@ class OrderUpdate(_message.Message):
     DEX_FIELD_NUMBER: _builtins.int
     EXECUTED_PRICE_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     attempts: _builtins.int
     route_json: _builtins.str
     amount_out: _builtins.int
@@ -204,6 +212,10 @@ class OrderUpdate(_message.Message):
     dex: _builtins.str
     executed_price: _builtins.str
     failure_reason: _builtins.str
+    @_builtins.property
+    def route(self) -> _types_pb2.Route:
+        """the chosen route, typed (stored beside route_json's display form)"""
+
     def __init__(
         self,
         *,
@@ -214,10 +226,11 @@ class OrderUpdate(_message.Message):
         dex: _builtins.str | None = ...,
         executed_price: _builtins.str | None = ...,
         failure_reason: _builtins.str | None = ...,
+        route: _types_pb2.Route | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__amount_out: _TypeAlias = _typing.Literal["amount_out"]  # noqa: Y015
     _WhichOneofArgType__amount_out: _TypeAlias = _typing.Literal["_amount_out", b"_amount_out"]  # noqa: Y015
@@ -344,6 +357,84 @@ class CreateOrderResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateOrderResponse: _TypeAlias = CreateOrderResponse  # noqa: Y015
+
+@_typing.final
+class CreateOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateOrderRequest]:
+        """at most 1000"""
+
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___CreateOrderRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrdersRequest: _TypeAlias = CreateOrdersRequest  # noqa: Y015
+
+@_typing.final
+class CreateOrderResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """a grpc.StatusCode value, 0 = OK"""
+    message: _builtins.str
+    """the status details CreateOrder would have returned"""
+    created: _builtins.bool
+    """when code = 0: false for an idempotent repeat"""
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """when code = 0"""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        order: Global___Order | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "created", b"created", "message", b"message", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrderResult: _TypeAlias = CreateOrderResult  # noqa: Y015
+
+@_typing.final
+class CreateOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateOrderResult]:
+        """one per request member, in order"""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___CreateOrderResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrdersResponse: _TypeAlias = CreateOrdersResponse  # noqa: Y015
 
 @_typing.final
 class AppendEventsRequest(_message.Message):
@@ -652,3 +743,78 @@ class ListUnfinishedOrdersRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListUnfinishedOrdersRequest: _TypeAlias = ListUnfinishedOrdersRequest  # noqa: Y015
+
+@_typing.final
+class RecordExecutionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Execution]: ...
+    def __init__(
+        self,
+        *,
+        executions: _abc.Iterable[Global___Execution] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executions", b"executions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordExecutionsRequest: _TypeAlias = RecordExecutionsRequest  # noqa: Y015
+
+@_typing.final
+class RecordExecutionResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    LIVE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """a grpc.StatusCode value, 0 = OK"""
+    message: _builtins.str
+    @_builtins.property
+    def execution(self) -> Global___Execution:
+        """the stored row when code = 0"""
+
+    @_builtins.property
+    def live(self) -> Global___Execution:
+        """FAILED_PRECONDITION: the live execution to resume instead"""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        execution: Global___Execution | None = ...,
+        live: Global___Execution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["execution", b"execution", "live", b"live"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "execution", b"execution", "live", b"live", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordExecutionResult: _TypeAlias = RecordExecutionResult  # noqa: Y015
+
+@_typing.final
+class RecordExecutionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordExecutionResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RecordExecutionResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordExecutionsResponse: _TypeAlias = RecordExecutionsResponse  # noqa: Y015

@@ -40,6 +40,11 @@ class OrdersStub:
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.CreateOrderRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_orders__pb2.CreateOrderResponse.FromString,
                 _registered_method=True)
+        self.CreateOrders = channel.unary_unary(
+                '/orderengine.v1.Orders/CreateOrders',
+                request_serializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponse.FromString,
+                _registered_method=True)
         self.AppendEvent = channel.unary_unary(
                 '/orderengine.v1.Orders/AppendEvent',
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.NewEvent.SerializeToString,
@@ -70,6 +75,11 @@ class OrdersStub:
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.Execution.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_orders__pb2.Execution.FromString,
                 _registered_method=True)
+        self.RecordExecutions = channel.unary_unary(
+                '/orderengine.v1.Orders/RecordExecutions',
+                request_serializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.FromString,
+                _registered_method=True)
         self.ListExecutions = channel.unary_unary(
                 '/orderengine.v1.Orders/ListExecutions',
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.ListExecutionsRequest.SerializeToString,
@@ -90,6 +100,16 @@ class OrdersServicer:
         """Creates an order and its first event (seq 1, pending). With an idempotency key,
         a repeat with the same request_hash returns the existing order (created = false);
         with another request_hash it fails with ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOrders(self, request, context):
+        """CreateOrder for many orders in one call, one statement and one commit (the gateway's
+        micro-batches). Each member gets its own result, with the code and message CreateOrder would
+        have returned for it; members that repeat an idempotency key of the same owner are the same
+        order (or ALREADY_EXISTS with another request_hash), exactly as concurrent CreateOrders are.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +158,14 @@ class OrdersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordExecutions(self, request, context):
+        """RecordExecution for many executions in one call (the executor's batches); each gets its own
+        result with the code RecordExecution would have returned, and the live execution it names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListExecutions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -158,6 +186,11 @@ def add_OrdersServicer_to_server(servicer, server):
                     servicer.CreateOrder,
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.CreateOrderRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_orders__pb2.CreateOrderResponse.SerializeToString,
+            ),
+            'CreateOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOrders,
+                    request_deserializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponse.SerializeToString,
             ),
             'AppendEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.AppendEvent,
@@ -188,6 +221,11 @@ def add_OrdersServicer_to_server(servicer, server):
                     servicer.RecordExecution,
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.Execution.FromString,
                     response_serializer=orderengine_dot_v1_dot_orders__pb2.Execution.SerializeToString,
+            ),
+            'RecordExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordExecutions,
+                    request_deserializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.SerializeToString,
             ),
             'ListExecutions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListExecutions,
@@ -228,6 +266,33 @@ class Orders:
             '/orderengine.v1.Orders/CreateOrder',
             orderengine_dot_v1_dot_orders__pb2.CreateOrderRequest.SerializeToString,
             orderengine_dot_v1_dot_orders__pb2.CreateOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.Orders/CreateOrders',
+            orderengine_dot_v1_dot_orders__pb2.CreateOrdersRequest.SerializeToString,
+            orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -390,6 +455,33 @@ class Orders:
             '/orderengine.v1.Orders/RecordExecution',
             orderengine_dot_v1_dot_orders__pb2.Execution.SerializeToString,
             orderengine_dot_v1_dot_orders__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.Orders/RecordExecutions',
+            orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.SerializeToString,
+            orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,12 @@ class OrdersStub:
     a repeat with the same request_hash returns the existing order (created = false);
     with another request_hash it fails with ALREADY_EXISTS.
     """
+    CreateOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CreateOrdersRequest, _orders_pb2.CreateOrdersResponse]
+    """CreateOrder for many orders in one call, one statement and one commit (the gateway's
+    micro-batches). Each member gets its own result, with the code and message CreateOrder would
+    have returned for it; members that repeat an idempotency key of the same owner are the same
+    order (or ALREADY_EXISTS with another request_hash), exactly as concurrent CreateOrders are.
+    """
     AppendEvent: _grpc.UnaryUnaryMultiCallable[_orders_pb2.NewEvent, _orders_pb2.OrderEvent]
     """Appends one event. FAILED_PRECONDITION for an illegal transition, NOT_FOUND for an
     unknown order, ABORTED when seq is taken by a different event.
@@ -53,6 +59,10 @@ class OrdersStub:
     execution of the same order is signed, sent or landed; the trailing metadata
     "live-execution-bin" then holds that execution (a serialized Execution) to resume instead.
     """
+    RecordExecutions: _grpc.UnaryUnaryMultiCallable[_orders_pb2.RecordExecutionsRequest, _orders_pb2.RecordExecutionsResponse]
+    """RecordExecution for many executions in one call (the executor's batches); each gets its own
+    result with the code RecordExecution would have returned, and the live execution it names.
+    """
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListExecutionsRequest, _orders_pb2.ListExecutionsResponse]
     ListUnfinishedOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListUnfinishedOrdersRequest, _orders_pb2.ListOrdersResponse]
     """Orders not yet confirmed or failed, oldest first (for recovery)."""
@@ -66,6 +76,12 @@ class OrdersAsyncStub(OrdersStub):
     """Creates an order and its first event (seq 1, pending). With an idempotency key,
     a repeat with the same request_hash returns the existing order (created = false);
     with another request_hash it fails with ALREADY_EXISTS.
+    """
+    CreateOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.CreateOrdersRequest, _orders_pb2.CreateOrdersResponse]  # type: ignore[assignment]
+    """CreateOrder for many orders in one call, one statement and one commit (the gateway's
+    micro-batches). Each member gets its own result, with the code and message CreateOrder would
+    have returned for it; members that repeat an idempotency key of the same owner are the same
+    order (or ALREADY_EXISTS with another request_hash), exactly as concurrent CreateOrders are.
     """
     AppendEvent: _aio.UnaryUnaryMultiCallable[_orders_pb2.NewEvent, _orders_pb2.OrderEvent]  # type: ignore[assignment]
     """Appends one event. FAILED_PRECONDITION for an illegal transition, NOT_FOUND for an
@@ -81,6 +97,10 @@ class OrdersAsyncStub(OrdersStub):
     stored one's state forward. A new execution is refused with FAILED_PRECONDITION while another
     execution of the same order is signed, sent or landed; the trailing metadata
     "live-execution-bin" then holds that execution (a serialized Execution) to resume instead.
+    """
+    RecordExecutions: _aio.UnaryUnaryMultiCallable[_orders_pb2.RecordExecutionsRequest, _orders_pb2.RecordExecutionsResponse]  # type: ignore[assignment]
+    """RecordExecution for many executions in one call (the executor's batches); each gets its own
+    result with the code RecordExecution would have returned, and the live execution it names.
     """
     ListExecutions: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListExecutionsRequest, _orders_pb2.ListExecutionsResponse]  # type: ignore[assignment]
     ListUnfinishedOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListUnfinishedOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
@@ -98,6 +118,18 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
         """Creates an order and its first event (seq 1, pending). With an idempotency key,
         a repeat with the same request_hash returns the existing order (created = false);
         with another request_hash it fails with ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateOrders(
+        self,
+        request: _orders_pb2.CreateOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.CreateOrdersResponse, _abc.Awaitable[_orders_pb2.CreateOrdersResponse]]:
+        """CreateOrder for many orders in one call, one statement and one commit (the gateway's
+        micro-batches). Each member gets its own result, with the code and message CreateOrder would
+        have returned for it; members that repeat an idempotency key of the same owner are the same
+        order (or ALREADY_EXISTS with another request_hash), exactly as concurrent CreateOrders are.
         """
 
     @_abc_1.abstractmethod
@@ -149,6 +181,16 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
         stored one's state forward. A new execution is refused with FAILED_PRECONDITION while another
         execution of the same order is signed, sent or landed; the trailing metadata
         "live-execution-bin" then holds that execution (a serialized Execution) to resume instead.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordExecutions(
+        self,
+        request: _orders_pb2.RecordExecutionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.RecordExecutionsResponse, _abc.Awaitable[_orders_pb2.RecordExecutionsResponse]]:
+        """RecordExecution for many executions in one call (the executor's batches); each gets its own
+        result with the code RecordExecution would have returned, and the live execution it names.
         """
 
     @_abc_1.abstractmethod

@@ -321,26 +321,26 @@ async def test_execution_is_stored_before_the_first_send(stack: Stack) -> None:
 
 async def test_store_failure_means_nothing_is_sent(stack: Stack) -> None:
     order_id = await stack.order("SOL", "USDC", 10**7)
-    servicer = stack.running.servicer
-    real = servicer._orders
+    recorder = stack.running.servicer._recorder
+    real = recorder._stub
 
     class FailingRecord:
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        async def RecordExecution(self, request: Any, **options: Any) -> Any:  # noqa: N802
+        async def RecordExecutions(self, request: Any, **options: Any) -> Any:  # noqa: N802
             raise grpc.aio.AioRpcError(
                 grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "database unavailable"
             )
 
     sends_before = stack.running.chain.calls.get("sendTransaction", 0)
-    servicer._orders = FailingRecord()  # type: ignore[assignment]
+    recorder._stub = FailingRecord()  # type: ignore[assignment]
     try:
         updates = await stack.execute(
             stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
         )
     finally:
-        servicer._orders = real
+        recorder._stub = real
     assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_FAILED]
     assert updates[-1].retryable is True and "nothing was sent" in updates[-1].reason
     assert stack.running.chain.calls.get("sendTransaction", 0) == sends_before
@@ -419,18 +419,18 @@ class CountingOrders:
 async def test_a_fresh_order_is_built_without_reading_stored_executions(stack: Stack) -> None:
     order_id = await stack.order("SOL", "USDC", 10**7)
     servicer = stack.running.servicer
-    real = servicer._orders
+    real, real_recorder = servicer._orders, servicer._recorder._stub
     counting = CountingOrders(real)
-    servicer._orders = counting  # type: ignore[assignment]
+    servicer._orders = servicer._recorder._stub = counting  # type: ignore[assignment]
     try:
         updates = await stack.execute(
             stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
         )
     finally:
-        servicer._orders = real
+        servicer._orders, servicer._recorder._stub = real, real_recorder
     assert updates[-1].stage == Stage.STAGE_CONFIRMED
     # the stored order (executor_svc/checks.py); signed, landed: no stored execution read first
-    assert counting.calls == {"GetOrder": 1, "RecordExecution": 2}
+    assert counting.calls == {"GetOrder": 1, "RecordExecutions": 2}
 
 
 async def test_two_executors_racing_on_one_order_send_one_swap(stack: Stack) -> None:
@@ -658,3 +658,29 @@ async def test_concurrent_orders_share_blockhash_statuses_and_pool_reads(stack: 
     assert made("getMultipleAccounts") <= 3
     assert made("getSignatureStatuses") < n  # batched: fewer calls than orders
     assert chain.http_requests < 4 * n  # calls made together travel as JSON-RPC batches
+
+
+async def test_execute_stream_carries_many_orders_and_refusals_on_one_call(stack: Stack) -> None:
+    """ExecuteStream: several orders (and a refused request) on one call, each update tagged with
+    its order and attempt, each request ending with exactly one CONFIRMED or FAILED."""
+    ids = [await stack.order("SOL", "USDC", 10**7) for _ in range(4)]
+    requests = [stack.request(oid, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)]) for oid in ids]
+    bad = stack.request(str(uuid.uuid4()), "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    bad.amount_in = 1  # the legs no longer sum to amount_in: refused before anything is built
+
+    async def feed() -> AsyncIterator[executor_pb2.ExecuteRequest]:
+        for request in [*requests, bad]:
+            yield request
+
+    updates = [u async for u in stack.executor.ExecuteStream(feed())]
+    by_order: dict[str, list[executor_pb2.ExecutionUpdate]] = {}
+    for update in updates:
+        assert update.attempt == 1
+        by_order.setdefault(update.order_id, []).append(update)
+    assert set(by_order) == {*ids, bad.order_id}
+    for oid in ids:
+        assert stages(by_order[oid]) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
+        assert len(await stack.swaps(oid)) == 1
+    (refused,) = by_order[bad.order_id]
+    assert refused.stage == Stage.STAGE_FAILED and refused.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "route.legs" in refused.reason and not refused.retryable
