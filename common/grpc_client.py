@@ -39,6 +39,7 @@ _IDEMPOTENT_METHODS = {
         "AppendEvents",
         "RecordExecution",
         "CreateOrder",
+        "CreateOrders",
     ],
     "orderengine.v1.Router": ["Quote"],
 }

@@ -58,6 +58,7 @@ class Update:
     dex: str | None = None
     executed_price: str | None = None
     failure_reason: str | None = None
+    route_proto: bytes | None = None  # a serialized orderengine.v1.Route
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class OrderRow:
     created_at: datetime
     updated_at: datetime
     last_seq: int
+    route_proto: bytes = b""  # the chosen route, a serialized orderengine.v1.Route; b"" before routing
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -16,12 +17,20 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
+import orjson
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from common import lifecycle
-from common.errors import LIVE_EXECUTION_REFUSAL, Aborted, AlreadyExists, InvalidArgument, NotFound
+from common.errors import (
+    LIVE_EXECUTION_REFUSAL,
+    Aborted,
+    AlreadyExists,
+    DomainError,
+    InvalidArgument,
+    NotFound,
+)
 from persistence_svc.models import (
     AppendOutcome,
     CreateOutcome,
@@ -39,12 +48,14 @@ from persistence_svc.models import (
     utcnow,
 )
 
+log = logging.getLogger(__name__)
+
 IDEMPOTENCY_TTL = timedelta(hours=24)
 PURGE_BATCH = 1000
 
 _ORDER_COLUMNS = """id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
     input_symbol, output_symbol, status, attempts, route, amount_out, tx_hash, dex, executed_price,
-    failure_reason, created_at, updated_at, last_seq"""
+    failure_reason, created_at, updated_at, last_seq, route_proto"""
 _EVENT_COLUMNS = "order_id, seq, status, data, at"
 _EXECUTION_COLUMNS = """order_id, attempt, signature, signed_tx, last_valid_block_height, blockhash, state,
     created_at, updated_at"""
@@ -76,6 +87,7 @@ def _order_row(row: TupleRow) -> OrderRow:
         created_at,
         updated_at,
         last_seq,
+        route_proto,
     ) = row
     return OrderRow(
         order_id=order_id,
@@ -100,6 +112,7 @@ def _order_row(row: TupleRow) -> OrderRow:
         created_at=created_at,
         updated_at=updated_at,
         last_seq=last_seq,
+        route_proto=b"" if route_proto is None else bytes(route_proto),
     )
 
 
@@ -224,6 +237,204 @@ async def _same_order(conn: psycopg.AsyncConnection[TupleRow], new: NewOrder) ->
     if order.spec != new.spec:
         raise AlreadyExists("order_id already used for a different order")
     return order
+
+
+# --- a batch of new orders (CreateOrders) -------------------------------------------------------
+
+_CREATE_ROW_TYPE = """(i int, id uuid, input_mint text, output_mint text, amount_in numeric,
+     slippage_bps int, input_decimals int, output_decimals int, input_symbol text, output_symbol text,
+     key text, hash text, owner text)"""
+
+# The whole batch in one statement (autocommit: one round trip, one commit). Members whose id is
+# new claim their idempotency key (in (owner, key) order, so that concurrent batches lock keys in
+# one order and cannot deadlock each other; an expired key counts as absent); the keyless ones and
+# those whose claim took are inserted with their event 1 (pending) and its outbox row. Each input
+# row comes back with whether its id was new, its key claimed and its order inserted.
+_CREATE_BATCH = f"""
+WITH input AS (SELECT * FROM json_to_recordset(%(orders)s::json) AS u{_CREATE_ROW_TYPE}),
+fresh AS (SELECT u.* FROM input u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = u.id)),
+claimed AS (
+    INSERT INTO idempotency_keys AS k (owner, key, request_hash, order_id, created_at)
+    SELECT owner, key, hash, id, %(now)s FROM fresh WHERE key IS NOT NULL ORDER BY owner, key
+    ON CONFLICT (owner, key) DO UPDATE
+        SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id,
+            created_at = EXCLUDED.created_at
+        WHERE k.created_at < %(expired_before)s
+    RETURNING order_id
+),
+o AS (
+    INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
+                        output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
+                        created_at, updated_at, idempotency_key, request_hash, owner)
+    SELECT id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
+           input_symbol, output_symbol, 'pending', 0, 1, %(now)s, %(now)s, key, hash, owner
+    FROM fresh WHERE key IS NULL OR id IN (SELECT order_id FROM claimed)
+    ORDER BY id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+),
+e AS (
+    INSERT INTO order_events (order_id, seq, status, data, at)
+    SELECT id, 1, 'pending', '{{}}'::jsonb, %(now)s FROM o
+    RETURNING order_id, seq, at
+),
+x AS (INSERT INTO event_outbox (order_id, seq, at) SELECT order_id, seq, at FROM e)
+SELECT u.i, u.id IN (SELECT id FROM fresh), u.id IN (SELECT order_id FROM claimed),
+       u.id IN (SELECT id FROM o)
+FROM input u"""
+
+# The stored claim of each (owner, key) and the order it names (NULL columns when it is gone).
+_READ_CLAIMS = f"""
+SELECT q.i, k.request_hash, o.*
+FROM unnest(%s::int[], %s::text[], %s::text[]) AS q(i, owner, key)
+JOIN idempotency_keys k ON k.owner = q.owner AND k.key = q.key
+LEFT JOIN LATERAL (SELECT {_ORDER_COLUMNS} FROM orders WHERE orders.id = k.order_id) o ON true"""
+
+_UNCLAIM = """DELETE FROM idempotency_keys
+WHERE (owner, key, order_id) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::uuid[]))"""
+
+_BATCH_RETRIES = 3
+
+
+def _create_json(index: int, new: NewOrder) -> dict[str, Any]:
+    s = new.spec
+    return {
+        "i": index,
+        "id": str(new.order_id),
+        "input_mint": s.input_mint,
+        "output_mint": s.output_mint,
+        "amount_in": str(s.amount_in),
+        "slippage_bps": s.slippage_bps,
+        "input_decimals": s.input_decimals,
+        "output_decimals": s.output_decimals,
+        "input_symbol": s.input_symbol,
+        "output_symbol": s.output_symbol,
+        "key": new.idempotency_key,
+        "hash": new.request_hash,
+        "owner": new.owner,
+    }
+
+
+async def create_orders(
+    pool: AsyncConnectionPool, news: Sequence[NewOrder]
+) -> list[CreateOutcome | DomainError]:
+    """create_order for a batch: one outcome per member, in order, each exactly what create_order
+    gives (or raises) for that member alone.
+
+    The common case (fresh ids, keys new or expired) is one statement and one commit for the whole
+    batch. A member that repeats an earlier member's (owner, idempotency key) is resolved from the
+    stored claim once the batch is committed (same request_hash: the same order; another:
+    AlreadyExists), as a key claimed by another call is. The rare rest (an id already taken, a
+    batch statement Postgres refuses) goes through create_order one member at a time, so one
+    member's failure is that member's alone."""
+    outcomes: list[CreateOutcome | DomainError | None] = [None] * len(news)
+    batch: list[int] = []  # members in the batch statement
+    from_claim: list[int] = []  # members answered from their key's stored claim
+    one_by_one: list[int] = []  # members that go through create_order
+    seen_ids: set[uuid.UUID] = set()
+    seen_keys: set[tuple[str, str]] = set()
+    for i, new in enumerate(news):
+        key = None if new.idempotency_key is None else (new.owner, new.idempotency_key)
+        if key is not None and key in seen_keys:
+            from_claim.append(i)
+        elif new.order_id in seen_ids:
+            one_by_one.append(i)
+        else:
+            batch.append(i)
+            seen_ids.add(new.order_id)
+            if key is not None:
+                seen_keys.add(key)
+
+    if batch:
+        rows = await _run_batch(pool, news, batch)
+        if rows is None:  # refused as a whole: decide each member on its own
+            one_by_one = sorted([*one_by_one, *batch])
+        else:
+            now, decided = rows
+            unclaim: list[NewOrder] = []
+            for i, fresh, claimed, inserted in decided:
+                new = news[i]
+                if inserted:
+                    outcomes[i] = _created(new, now)
+                elif new.idempotency_key is not None and fresh and not claimed:
+                    from_claim.append(i)  # the key was claimed before: a repeat (or a reuse)
+                else:
+                    # The id was taken (a repeated client-chosen id): if the key was claimed for
+                    # it meanwhile, give the claim back; create_order decides, as for one order.
+                    if claimed:
+                        unclaim.append(new)
+                    one_by_one.append(i)
+            if unclaim:
+                async with pool.connection() as conn:
+                    await conn.execute(
+                        _UNCLAIM,
+                        (
+                            [n.owner for n in unclaim],
+                            [n.idempotency_key for n in unclaim],
+                            [n.order_id for n in unclaim],
+                        ),
+                    )
+
+    for i in sorted(one_by_one):
+        try:
+            outcomes[i] = await create_order(pool, news[i])
+        except DomainError as exc:
+            outcomes[i] = exc
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
+            log.exception("creating an order failed")
+            outcomes[i] = DomainError("internal error")
+
+    if from_claim:
+        for i, outcome in (await _from_claims(pool, news, sorted(from_claim))).items():
+            outcomes[i] = outcome
+    return [o if o is not None else Aborted("order changed concurrently; retry") for o in outcomes]
+
+
+async def _run_batch(
+    pool: AsyncConnectionPool, news: Sequence[NewOrder], members: list[int]
+) -> tuple[datetime, list[tuple[int, bool, bool, bool]]] | None:
+    """Runs the batch statement; returns its time and, per member, (index, id was new, key claimed,
+    order inserted); None when Postgres refuses the statement for something in a member's data.
+    A deadlock with another writer (only possible through the orders' ids) is retried."""
+    doc = orjson.dumps([_create_json(i, news[i]) for i in members]).decode()
+    for attempt in range(_BATCH_RETRIES):
+        now = utcnow()
+        params = {"orders": doc, "now": now, "expired_before": now - IDEMPOTENCY_TTL}
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute(_CREATE_BATCH, params)
+                return now, [(i, bool(f), bool(c), bool(n)) for i, f, c, n in await cur.fetchall()]
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            if attempt == _BATCH_RETRIES - 1:
+                raise
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
+            log.warning("batch of new orders refused; creating them one by one", exc_info=True)
+            return None
+    return None
+
+
+async def _from_claims(
+    pool: AsyncConnectionPool, news: Sequence[NewOrder], members: list[int]
+) -> dict[int, CreateOutcome | DomainError]:
+    """Members whose (owner, key) is claimed: the claimed order when the request_hash matches."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            _READ_CLAIMS,
+            (members, [news[i].owner for i in members], [news[i].idempotency_key for i in members]),
+        )
+        found = {row[0]: row for row in await cur.fetchall()}
+    result: dict[int, CreateOutcome | DomainError] = {}
+    for i in members:
+        row = found.get(i)
+        if row is None:  # purged between the claim and this read: the caller may retry
+            result[i] = Aborted("idempotency key changed concurrently; retry")
+        elif row[1] != news[i].request_hash:
+            result[i] = AlreadyExists("idempotency key reused with a different request")
+        elif row[2] is None:
+            result[i] = NotFound("the order of this idempotency key no longer exists")
+        else:
+            result[i] = CreateOutcome(_order_row(row[2:]), created=False, first_event=None)
+    return result
 
 
 async def _get_order(
@@ -359,9 +570,11 @@ _SET_ORDER_FIELDS = """
     tx_hash = COALESCE(u.tx_hash, o.tx_hash),
     dex = COALESCE(u.dex, o.dex),
     executed_price = COALESCE(u.executed_price, o.executed_price),
-    failure_reason = COALESCE(u.failure_reason, o.failure_reason)"""
+    failure_reason = COALESCE(u.failure_reason, o.failure_reason),
+    route_proto = COALESCE(u.route_proto, o.route_proto)"""
 _ROW_TYPE = """(i int, order_id uuid, seq int, status text, data jsonb, at_us bigint, attempts int,
-     route jsonb, amount_out numeric, tx_hash text, dex text, executed_price text, failure_reason text)"""
+     route jsonb, amount_out numeric, tx_hash text, dex text, executed_price text, failure_reason text,
+     route_proto bytea)"""
 _AT = "'epoch'::timestamptz + u.at_us * interval '1 microsecond'"
 
 # Executions whose swap landed or may still land. An order with one is never `failed`: its
@@ -433,6 +646,8 @@ def _json_row(index: int, event: EventInput, at: datetime, fields: dict[str, Any
     for name, value in fields.items():
         if name == "route_json":
             parts.append(f'"route":{value}')
+        elif name == "route_proto":  # bytea's hex input form, as a JSON string
+            parts.append(f'"route_proto":"\\\\x{value.hex()}"')
         elif name in ("attempts", "amount_out"):
             parts.append(f'"{name}":{int(value)}')
         else:

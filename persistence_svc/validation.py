@@ -18,7 +18,7 @@ from solders.signature import Signature
 
 from common import lifecycle
 from common.errors import InvalidArgument
-from orderengine.v1 import orders_pb2
+from orderengine.v1 import orders_pb2, types_pb2
 from persistence_svc.models import EventInput, ExecutionInput, NewOrder, Spec, Update, compact_json
 
 MAX_SEQ = 1_000_000
@@ -28,6 +28,7 @@ MAX_SIGNED_TX_BYTES = 64 * 1024
 MAX_KEY_CHARS = 255
 MAX_HASH_CHARS = 255
 MAX_OWNER_CHARS = 64
+MAX_ROUTE_LEGS = 8
 MAX_SYMBOL_CHARS = 32
 MAX_REASON_CHARS = 4096
 EXECUTION_STATES = ("signed", "sent", "landed", "failed", "expired")
@@ -178,7 +179,29 @@ def parse_update(update: orders_pb2.OrderUpdate, prefix: str) -> Update:
             raise InvalidArgument("must be a decimal string", field=f"{prefix}.executed_price")
     if update.HasField("failure_reason"):
         failure_reason = _text(update.failure_reason, f"{prefix}.failure_reason", MAX_REASON_CHARS)
-    return Update(attempts, route_json, amount_out, tx_hash, dex, executed_price, failure_reason)
+    route_proto = parse_route(update.route, f"{prefix}.route") if update.HasField("route") else None
+    return Update(attempts, route_json, amount_out, tx_hash, dex, executed_price, failure_reason, route_proto)
+
+
+def parse_route(route: types_pb2.Route, field: str) -> bytes:
+    """A chosen route (1..MAX_ROUTE_LEGS legs, totals that are the legs' sums), serialized for the
+    route_proto column."""
+    if not 1 <= len(route.legs) <= MAX_ROUTE_LEGS:
+        raise InvalidArgument(f"must have 1 to {MAX_ROUTE_LEGS} legs", field=f"{field}.legs")
+    for i, leg in enumerate(route.legs):
+        where = f"{field}.legs[{i}]"
+        if not _NAME.match(leg.venue):
+            raise InvalidArgument("must be a venue name such as raydium_cpmm", field=f"{where}.venue")
+        _pubkey(leg.pool, f"{where}.pool")
+        if leg.amount_in <= 0:
+            raise InvalidArgument("must be greater than zero", field=f"{where}.amount_in")
+        if leg.min_amount_out > leg.amount_out:
+            raise InvalidArgument("must not exceed amount_out", field=f"{where}.min_amount_out")
+    if route.amount_out != sum(leg.amount_out for leg in route.legs):
+        raise InvalidArgument("must be the sum of the legs' amount_out", field=f"{field}.amount_out")
+    if route.min_amount_out != sum(leg.min_amount_out for leg in route.legs):
+        raise InvalidArgument("must be the sum of the legs' min_amount_out", field=f"{field}.min_amount_out")
+    return route.SerializeToString(deterministic=True)
 
 
 def parse_new_event(event: orders_pb2.NewEvent, prefix: str = "") -> EventInput:
