@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test install protos check-protos bench bench-quotes lint clean
+.PHONY: run market test install protos check-protos bench bench-quotes lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
@@ -17,6 +17,12 @@ install: $(STAMP)
 ## Start every process on the simulated chain (CHAIN=sim by default); Ctrl-C stops them all.
 run: $(STAMP)
 	$(PY) -m common.stack
+
+## A market on a real cluster from a wallet holding only SOL: a test token, a Raydium CPMM pool and a
+## Meteora DLMM pair with liquidity, written to MARKETS_FILE. Needs SOLANA_RPC_URL and KEYPAIR_PATH.
+## make market CHAIN=devnet SOLANA_RPC_URL=https://api.devnet.solana.com KEYPAIR_PATH=… MARKETS_FILE=…
+market: $(STAMP)
+	$(PY) -m executor_svc.market
 
 ## Run the whole test suite against the local Redis and Postgres.
 test: $(STAMP)
