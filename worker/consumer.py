@@ -23,11 +23,12 @@ import redis.asyncio as aioredis
 from common import jobs, lifecycle
 from common.grpc_client import open_channel
 from common.log import order_id_var
+from common.redis_client import open_redis
 from common.settings import Settings
 from orderengine.v1 import executor_pb2_grpc, orders_pb2, orders_pb2_grpc, router_pb2_grpc
 from worker.driver import ORDERS_INFLIGHT, QUEUE_WAIT_SECONDS, LiveExecution, OrderDriver, Superseded
 from worker.events import AppendRejected, EventWriter
-from worker.executor_link import ExecutorLink
+from worker.links import ExecutorLink, RouterLink
 from worker.reconciler import Reconciler
 from worker.throttle import OrderThrottle
 
@@ -66,7 +67,7 @@ class Worker:
         self.settings = settings
         self.keys = jobs.Keys(settings.redis_prefix)
         self.name = settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
-        self.redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+        self.redis = open_redis(settings)
         self._channels = {
             "orders": open_channel(settings.persistence_addr, settings, "worker"),
             "router": open_channel(settings.router_addr, settings, "worker"),
@@ -76,6 +77,7 @@ class Worker:
         self.router = router_pb2_grpc.RouterStub(self._channels["router"])
         self.executor = executor_pb2_grpc.ExecutorStub(self._channels["executor"])
         self.executor_link = ExecutorLink(self.executor)
+        self.router_link = RouterLink(self.router)
         self.events = EventWriter(self.orders)
         self.reconciler = Reconciler(self)
         self.slots = asyncio.Semaphore(settings.worker_concurrency)
@@ -135,6 +137,7 @@ class Worker:
         await self.reconciler.stop()
         await self.events.stop()
         await self.executor_link.close()
+        await self.router_link.close()
         for channel in self._channels.values():
             await channel.close()
         await self.redis.aclose()

@@ -25,7 +25,7 @@ from common.metrics import LATENCY_BUCKETS
 from gateway.views import quotes_json, route_from_json, route_json
 from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
 from worker.events import AppendRejected
-from worker.executor_link import LinkBroken
+from worker.links import LinkBroken, QuoteFailed
 
 if TYPE_CHECKING:
     from worker.consumer import Worker
@@ -182,7 +182,7 @@ class OrderDriver:
                 await self.w.backoff(attempt - 1)
             self.quote_at = time.perf_counter()
             try:
-                quote = await self.w.router.Quote(
+                quote = await self.quote(
                     router_pb2.QuoteRequest(
                         request_id=f"{self.order.order_id}:{attempt}",
                         input_mint=spec.input_mint,
@@ -190,14 +190,11 @@ class OrderDriver:
                         amount_in=spec.amount_in,
                         slippage_bps=spec.slippage_bps,
                         order_id=self.order.order_id,
-                    ),
-                    # a router restarting is waited for (up to the deadline), not counted as an attempt
-                    timeout=QUOTE_TIMEOUT_S,
-                    wait_for_ready=True,
+                    )
                 )
-            except grpc.aio.AioRpcError as exc:
-                reason = TRANSIENT_ROUTER_CODES.get(exc.code())
-                detail = exc.details() or ""
+            except QuoteFailed as exc:
+                reason = TRANSIENT_ROUTER_CODES.get(exc.code)
+                detail = exc.message
                 data: dict[str, Any] = {"attempt": attempt, "error": f"{reason or 'quote refused'}: {detail}"}
                 if retry_of:
                     data["retryOf"] = retry_of
@@ -234,6 +231,24 @@ class OrderDriver:
                 await self.fail(outcome.reason, attempt)
                 return
             retry_of = outcome.reason
+
+    async def quote(self, request: router_pb2.QuoteRequest) -> router_pb2.QuoteResponse:
+        """A quote over the worker's router stream. A router restarting is waited for (up to
+        QUOTE_TIMEOUT_S), not counted as an attempt."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUOTE_TIMEOUT_S
+        pause = 0.05
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await self.w.router_link.quote(request)
+            except TimeoutError:
+                raise QuoteFailed(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer in time") from None
+            except LinkBroken as exc:
+                if loop.time() + pause >= deadline:
+                    raise QuoteFailed(exc.code, "the router stream broke") from None
+            await asyncio.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 1.0)
 
     async def execute(self, attempt: int, route: Any, settle_only: bool = False) -> Outcome:
         """Runs one attempt through the executor; reconnects (same attempt) if the executor dies.
