@@ -100,6 +100,10 @@ def test_the_gateway_sits_behind_haproxy(config: dict[str, Any]) -> None:
     cfg = (REPO / "deploy/compose/haproxy.cfg").read_text()
     assert "server-template gateway" in cfg and "gateway:3000" in cfg and "resolvers docker" in cfg
     assert "uri /healthz" in cfg and "timeout tunnel" in cfg
+    # the gateway trusts X-Forwarded-For (its rate limit is per client address) because the
+    # balancer replaces whatever a client sent
+    assert "http-request del-header X-Forwarded-For" in cfg and "option forwardfor" in cfg
+    assert config["services"]["gateway"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
     assert "lb-healthz" in " ".join(lb["healthcheck"]["test"])
 
 
