@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: run market test install protos check-protos bench bench-quotes lint clean
+.PHONY: run market test install protos check-protos bench bench-ws bench-quotes lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
@@ -44,6 +44,11 @@ N    ?= 1000
 RATE ?= 200
 bench: $(STAMP)
 	$(PY) -m bench.bench_e2e --orders $(N) --rate $(RATE)
+
+## N WebSockets on one gateway follow a late-joined order (catch-up) and a live one; prints missing
+## events, fan-out spread per status, gateway RSS and CPU. make bench-ws N=5000
+bench-ws: $(STAMP)
+	$(PY) -m bench.bench_ws --subscribers $(N)
 
 bench-quotes: $(STAMP)
 	$(PY) -m bench.bench_quotes

@@ -76,6 +76,7 @@ class Connection:
         self.wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
         self.close_request: tuple[int, str, str] | None = None  # (code, reason, metric label)
         self.writer_task: asyncio.Task[None] | None = None
+        self.abort_task: asyncio.Task[None] | None = None
         self.closed = False
         self.tokens = float(MESSAGES_PER_SECOND)
         self.refilled = time.monotonic()
@@ -162,6 +163,21 @@ class Connection:
         elif not self.out and now - self.last_sent >= self.ping_interval_s:
             self.push(PING)
 
+    def writer_done(self, task: asyncio.Task[None]) -> None:
+        """A writer that failed (not cancelled, not a lost peer) leaves no socket without a sender."""
+        if task.cancelled() or self.closed:
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, (OSError, WebSocketDisconnect, RuntimeError)):
+            log.error("websocket writer failed", exc_info=exc)
+            self.closed = True
+            self.abort_task = asyncio.create_task(self._abort(), name="ws-abort")
+
+    async def _abort(self) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.send_timeout_s):
+                await self.ws.close(code=1011, reason="internal error")
+
     # --- subscription -------------------------------------------------------------------------
     async def owns(self, order_id: str) -> bool:
         """With API_KEYS a key follows only its own orders: another key's is an unknown order."""
@@ -215,7 +231,8 @@ class Connection:
             if self.close_request is not None:
                 code, reason, label = self.close_request
                 while out:  # what was queued before the close (never the slow consumer's backlog)
-                    await self._send(send, out.popleft())
+                    self.sending_since = time.monotonic()
+                    await send(out.popleft())
                 WS_CLOSED.labels(label).inc()
                 async with asyncio.timeout(self.send_timeout_s):
                     await self.ws.close(code=code, reason=reason)
@@ -227,17 +244,12 @@ class Connection:
                 self.wakeup = None
                 continue
             while out and self.close_request is None:
-                await self._send(send, out.popleft())
+                self.sending_since = time.monotonic()  # the ticker drops a send stuck too long
+                await send(out.popleft())
                 if self.credit:
                     self.credit -= 1
-            self.last_sent = time.monotonic()
-
-    async def _send(self, send: Any, message: dict[str, Any]) -> None:
-        self.sending_since = time.monotonic()
-        try:
-            await send(message)
-        finally:
             self.sending_since = 0.0
+            self.last_sent = time.monotonic()
 
     def allow_message(self) -> bool:
         now = time.monotonic()
@@ -334,10 +346,10 @@ async def order_socket(ws: WebSocket) -> None:
     conn = Connection(ws, state)
     sockets.add(conn, client)
     WS_CONNECTIONS.inc()
-    receiver: asyncio.Task[str] | None = None
     try:
         await ws.accept()
         writer = conn.writer_task = asyncio.create_task(conn.writer(), name="ws-writer")
+        writer.add_done_callback(conn.writer_done)
         first = ws.query_params.get("orderId")
         if first is not None:
             after_raw = ws.query_params.get("afterSeq", "0")
@@ -347,13 +359,11 @@ async def order_socket(ws: WebSocket) -> None:
                 await conn.send_error("invalid_after_seq", "afterSeq must be an integer ≥ 0", "afterSeq")
             else:
                 await conn.subscribe(first, int(after_raw))
+        # Receiving needs no task of its own: whatever ends the socket (the client's close, a close
+        # frame from the writer, uvicorn's keepalive timeout) ends in a disconnect message here.
         while True:
-            receiver = asyncio.create_task(ws.receive_text(), name="ws-receive")
-            done, _ = await asyncio.wait({receiver, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if writer in done:
-                break
             try:
-                text = receiver.result()
+                text = await ws.receive_text()
             except (WebSocketDisconnect, RuntimeError, KeyError):
                 break
             await conn.handle(text)
@@ -363,8 +373,7 @@ async def order_socket(ws: WebSocket) -> None:
         WS_CONNECTIONS.dec()
         for order_id in list(conn.subs):
             conn.unsubscribe(order_id)
-        for task in (conn.writer_task, receiver):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        if conn.writer_task is not None:
+            conn.writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await conn.writer_task
