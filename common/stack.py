@@ -75,7 +75,9 @@ class Proc:
 
 def _die_with_parent() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to send the child SIGTERM when its parent dies (PR_SET_PDEATHSIG),
-    so a supervisor killed with SIGKILL leaves no orphans. None elsewhere."""
+    so a supervisor killed with SIGKILL leaves no orphans. None elsewhere. Linux ties this to the
+    parent *thread*: start children from a thread that lives as long as they should (the event
+    loop's, as `Stack` does)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -311,7 +313,7 @@ async def _main() -> int:
     log.info("starting the engine", extra={"chain": settings.chain, "processes": list(stack.procs)})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal went away
         loop.add_signal_handler(sig, stop.set)
     code = 0
     try:
