@@ -211,6 +211,14 @@ def test_key_and_markets_are_read_only_mounts_and_the_key_reaches_only_the_execu
     assert without["KEYPAIR_PATH"] == "", "CHAIN=sim without a key file: an ephemeral wallet"
 
 
+def test_the_simulated_chain_keeps_its_ledger_across_restarts(config: dict[str, Any]) -> None:
+    simchain = config["services"]["simchain"]
+    data_dir = simchain["environment"]["SIM_DATA_DIR"]
+    (volume,) = [v for v in simchain["volumes"] if v["type"] == "volume"]
+    assert volume["source"] == "simchain-data" and data_dir.startswith(volume["target"] + "/")
+    assert "deploy" not in simchain and "simchain" not in SCALED  # one chain, never replicated
+
+
 def members(config: dict[str, Any], network: str) -> set[str]:
     return {n for n, s in config["services"].items() if network in (s.get("networks") or {})}
 
