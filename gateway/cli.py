@@ -317,7 +317,9 @@ async def follow(
     client: Client, order_id: str, display: Display, out_symbol: str, timeout_s: float
 ) -> dict[str, Any]:
     """Follows the order on the WebSocket until its terminal event, which it returns. A dropped
-    socket is reopened with afterSeq = the last seq seen: nothing is missed, nothing repeated."""
+    socket — or one the gateway closed over a limit (1013, 4429), or a subscription it ended
+    (`catchup_failed`) — is reopened after a growing backoff with afterSeq = the last seq seen:
+    nothing is missed, nothing repeated."""
     last_seq = 0
     attempt = 0
     async with asyncio.timeout(timeout_s):
@@ -326,7 +328,6 @@ async def follow(
                 async with websockets.connect(
                     client.ws_url(order_id, last_seq), open_timeout=HTTP_TIMEOUT_S, max_size=4 * 1024 * 1024
                 ) as ws:
-                    attempt = 0
                     async for raw in ws:
                         msg = json.loads(raw)
                         kind = msg.get("type")
@@ -337,6 +338,7 @@ async def follow(
                             if not isinstance(seq, int) or seq <= last_seq:
                                 continue  # never shown twice
                             last_seq = seq
+                            attempt = 0  # served again: the backoff starts over
                             display.status_event(msg, out_symbol)
                             if msg.get("status") in lifecycle.TERMINAL:
                                 return dict(msg)
@@ -344,6 +346,11 @@ async def follow(
                             if msg.get("code") == "unknown_order":
                                 raise CliError(EXIT_BAD_INPUT, "no such order", "orderId", "unknown_order")
                             display.note(f"engine: {msg.get('message')}")
+                            if msg.get("code") == "catchup_failed" and msg.get("orderId") == order_id:
+                                break  # the subscription ended: reconnect and resume by seq
+                attempt += 1
+                delay = min(5.0, 0.25 * 2 ** min(attempt, 5)) * (0.5 + random.random() / 2)
+                await asyncio.sleep(delay)
             except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError):
                 # (a TimeoutError here is the socket's open timing out; the overall deadline is
                 # raised by asyncio.timeout above, outside this loop)

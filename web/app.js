@@ -13,13 +13,18 @@ import { OrderForm, TokenBook } from './js/form.js';
 import { STATUSES } from './js/format.js';
 import { HistoryTable, fillStatusFilter } from './js/history.js';
 import { OrderCard } from './js/order-card.js';
-import { OrderSocket } from './js/socket.js';
+import { OrderSocket, backoffDelay } from './js/socket.js';
 
 const FOLLOWED_KEY = 'orderengine.followed'; // sessionStorage: cards survive a reload of the tab
 const MAX_CARDS = 30; // older finished cards are dropped beyond this
 const EXECUTE_TIMEOUT_MS = 8000; // no answer to `execute` by then → retry by POST, same key
 const SUBSCRIBE_CHECK_MS = 2000; // no event after `accepted` by then → subscribe explicitly
 const AUTH_CLOSE_CODES = new Set([1008, 4001, 4401, 4403]);
+// Errors that end one subscription but not the socket: follow the order again from its last seq,
+// after a backoff (the engine could not read the order's history for now, or this socket follows
+// as many orders as it may). Limits on sockets close the socket instead (1013, 4429), and
+// OrderSocket reconnects with backoff and resubscribes every order by seq.
+const RESUBSCRIBE_CODES = new Set(['catchup_failed', 'too_many_subscriptions']);
 
 const els = {
   cluster: byId('cluster'),
@@ -238,6 +243,17 @@ function subscribe(card) {
   card.subscribed = socket.send({ action: 'subscribe', orderId: card.orderId, afterSeq: card.lastSeq });
 }
 
+/** Follow `card` again from its last contiguous seq, after a growing, jittered pause. */
+function scheduleResubscribe(card) {
+  card.subscribed = false;
+  card.resubscribeAttempt = (card.resubscribeAttempt ?? 0) + 1;
+  const delay = backoffDelay(card.resubscribeAttempt - 1);
+  clearTimeout(card.resubscribeTimer);
+  card.resubscribeTimer = setTimeout(() => {
+    if (state.cards.get(card.orderId) === card && !card.subscribed) subscribe(card);
+  }, delay);
+}
+
 /** After every (re)connect: each unfinished order continues from its last seq. */
 function resubscribeAll() {
   for (const card of state.cards.values()) {
@@ -258,7 +274,10 @@ function handleSocketMessage(msg) {
       break;
     case 'subscribed': {
       const card = state.cards.get(msg.orderId);
-      if (card) card.el.dataset.subscribed = 'true';
+      if (card) {
+        card.el.dataset.subscribed = 'true';
+        card.resubscribeAttempt = 0;
+      }
       break;
     }
     case 'error':
@@ -278,7 +297,12 @@ function handleSocketError(msg) {
   });
   const card = msg.orderId ? state.cards.get(msg.orderId) : null;
   if (card) {
-    if (!card.isTerminal) card.showNote(err.message);
+    if (card.isTerminal) return;
+    if (RESUBSCRIBE_CODES.has(err.code)) {
+      scheduleResubscribe(card);
+      return;
+    }
+    card.showNote(err.message);
     return;
   }
   if (/unauth|api.?key|permission|forbidden/i.test(err.code)) {

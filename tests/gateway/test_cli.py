@@ -209,3 +209,45 @@ async def test_follow_resumes_after_a_dropped_socket_without_repeats() -> None:
     assert asked_after == [0, 2]
     assert [json.loads(line)["seq"] for line in out.getvalue().splitlines()] == [1, 2, 3, 4, 5]
     assert final["status"] == "confirmed"
+
+
+async def test_follow_resumes_by_seq_after_a_limit_close_and_an_ended_subscription() -> None:
+    """The gateway first refuses the socket (4429: too many for this client), then ends the
+    subscription after one event (catchup_failed); the CLI reconnects each time, after a backoff,
+    from the last seq it showed, and ends with every event shown once."""
+    order_id = "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+    asked_after: list[int] = []
+
+    def event(seq: int, status: str) -> str:
+        doc = {"type": "status", "orderId": order_id, "seq": seq, "status": status, "data": {}}
+        return json.dumps({**doc, "at": f"2026-01-01T00:00:0{seq}.000Z"})
+
+    async def handler(ws: websockets.ServerConnection) -> None:
+        after = int(parse_qs(urlparse(ws.request.path).query)["afterSeq"][0])
+        asked_after.append(after)
+        if len(asked_after) == 1:
+            await ws.close(4429, "too many sockets for this client: reconnect later")
+            return
+        if len(asked_after) == 2:
+            await ws.send(event(1, "pending"))
+            error = {"type": "error", "code": "catchup_failed", "orderId": order_id, "afterSeq": 1}
+            await ws.send(json.dumps({**error, "message": "could not read; resubscribe with afterSeq"}))
+            await asyncio.sleep(5)  # the socket stays open: the CLI must act on the error itself
+            return
+        for seq, status in enumerate(LIFECYCLE, 1):
+            if seq > after:
+                await ws.send(event(seq, status))
+        await asyncio.sleep(1)
+
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = cli.Client(f"http://127.0.0.1:{port}", None)
+        out = io.StringIO()
+        display = cli.Display(out, io.StringIO(), as_json=True)
+        try:
+            final = await cli.follow(client, order_id, display, "USDC", timeout_s=4)
+        finally:
+            await client.aclose()
+    assert asked_after == [0, 0, 1]
+    assert [json.loads(line)["seq"] for line in out.getvalue().splitlines()] == [1, 2, 3, 4, 5]
+    assert final["status"] == "confirmed"

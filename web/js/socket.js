@@ -12,6 +12,10 @@ const BACKOFF_CAP_MS = 15000;
 // Once the server has shown that it pings, a socket silent for this long is
 // presumed dead (a half-open TCP connection never fires `close` by itself).
 const SILENCE_LIMIT_MS = 60000;
+// The gateway closes a socket over its limits at once: 1013 (the gateway is full), 4429 (this
+// client holds too many sockets). The socket did open, so the backoff would start over each time;
+// instead it keeps growing until the gateway serves a message again.
+const LIMIT_CLOSE_CODES = new Set([1013, 4429]);
 
 /** Exponential backoff with "equal jitter": half fixed, half random. */
 export function backoffDelay(attempt, base = BACKOFF_BASE_MS, cap = BACKOFF_CAP_MS) {
@@ -50,6 +54,7 @@ export class OrderSocket {
     this.retryAt = null;
     this.serverPings = false;
     this.lastMessageAt = 0;
+    this.refusals = 0; // consecutive closes for a limit, see LIMIT_CLOSE_CODES
     this.watchdog = setInterval(() => this.checkSilence(), 5000);
   }
 
@@ -96,11 +101,16 @@ export class OrderSocket {
         this.send({ action: 'pong' });
         return;
       }
+      this.refusals = 0;
       this.handlers.onMessage(msg);
     });
     ws.addEventListener('close', (event) => {
       if (ws !== this.ws) return;
       this.ws = null;
+      if (LIMIT_CLOSE_CODES.has(event.code)) {
+        this.refusals += 1;
+        this.attempt = this.refusals;
+      }
       this.handlers.onClose(event);
       this.scheduleReconnect();
     });
