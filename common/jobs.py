@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -63,6 +64,22 @@ async def enqueue(redis: aioredis.Redis, keys: Keys, order_id: str, spec: bytes 
         fields["spec"] = spec
     entry = await redis.xadd(keys.stream, fields)  # type: ignore[arg-type]
     return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+async def enqueue_many(redis: aioredis.Redis, keys: Keys, orders: Sequence[tuple[str, bytes]]) -> list[str]:
+    """`enqueue` for a batch of (order_id, spec): one pipelined round trip (no MULTI: each XADD
+    stands alone; a retried batch is harmless: several deliveries of one order are, see
+    worker.consumer). Returns the entry ids, in order."""
+    if not orders:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for order_id, spec in orders:
+            fields: dict[str, str | bytes] = {"order_id": order_id}
+            if spec:
+                fields["spec"] = spec
+            pipe.xadd(keys.stream, fields)  # type: ignore[arg-type]
+        entries = await pipe.execute()
+    return [e.decode() if isinstance(e, bytes) else str(e) for e in entries]
 
 
 async def backlog(redis: aioredis.Redis, keys: Keys) -> int:

@@ -175,6 +175,8 @@ class Settings:
     trusted_hosts: tuple[str, ...] = _setting("TRUSTED_HOSTS", (), _csv)
     max_order_amount: tuple[tuple[str, str], ...] = _setting("MAX_ORDER_AMOUNT", (), _token_amounts)
     daily_notional_cap: tuple[tuple[str, str], ...] = _setting("DAILY_NOTIONAL_CAP", (), _token_amounts)
+    create_batch_ms: float = _setting("CREATE_BATCH_MS", 1.0, _float(0, 100))
+    create_batch_max: int = _setting("CREATE_BATCH_MAX", 256, _int(1, 1000))
 
     worker_concurrency: int = _setting("WORKER_CONCURRENCY", 10, _int(1, 10000))
     worker_name: str = _setting("WORKER_NAME", "", _str)

@@ -34,6 +34,7 @@ from common.grpc_client import open_channel
 from common.markets import Markets, load_markets
 from common.settings import REPO_ROOT, Settings
 from gateway.fanout import Feeds, grpc_reader
+from gateway.batcher import BatchFailed, OrderBatcher
 from gateway.guard import EdgeGuardMiddleware, OrderLimits, owner_id, owner_of, require_api_keys
 from gateway.hub import EventHub
 from gateway.openapi import openapi_document
@@ -85,10 +86,17 @@ class EdgeState:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     limits: OrderLimits | None = None  # MAX_ORDER_AMOUNT, DAILY_NOTIONAL_CAP (gateway.guard)
 
+    batcher: OrderBatcher | None = None  # new orders in micro-batches (gateway.batcher)
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
-    code = exc.code()
-    detail = exc.details() or ""
+    return status_to_api(exc.code(), exc.details() or "")
+
+
+def status_to_api(code: grpc.StatusCode, detail: str) -> ApiError:
+    """A persistence status (a call's, or one batch member's) as the API's error."""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         field_name = detail.split(":", 1)[0] if ":" in detail else None
         return ApiError(422, "invalid_argument", detail, field_name)
@@ -174,24 +182,21 @@ async def _create_and_queue(
         owner=owner,
     )
     try:
-        response = await state.orders.CreateOrder(request, timeout=RPC_TIMEOUT_S)
-    except grpc.aio.AioRpcError as exc:
-        raise grpc_to_api(exc) from None
-    order_id = response.order.order_id
-    ORDERS_ACCEPTED.labels("true" if response.created else "false").inc()
-    if response.created:
+    # Committed (one CreateOrders for the micro-batch) and queued (one XADD pipeline) before it
+    # returns; a Redis outage leaves the committed order to the worker's recovery scan.
+    assert state.batcher is not None
+        result = await state.batcher.create(request)
+    except BatchFailed as exc:
+        if exc.error is None:
+            raise ApiError(500, "internal", "internal error") from None
+        raise grpc_to_api(exc.error) from None
+    if result.code != 0:
+        raise status_to_api(_STATUS_CODES.get(result.code, grpc.StatusCode.UNKNOWN), result.message)
+    order_id = result.order.order_id
+    ORDERS_ACCEPTED.labels("true" if result.created else "false").inc()
+    if result.created:
         state.backlog += 1
-        for attempt in range(3):
-            try:
-                await jobs.enqueue(state.redis, state.keys, order_id, spec.SerializeToString())
-                break
-            except aioredis.RedisError:
-                if attempt == 2:
-                    # Committed in Postgres: the worker's recovery scan re-queues it.
-                    log.warning("could not queue order; left for recovery", extra={"order_id": order_id})
-                else:
-                    await asyncio.sleep(0.05 * (attempt + 1))
-    return order_id, response.created
+    return order_id, result.created
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
@@ -471,6 +476,14 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         state = EdgeState(settings, market_data, redis, keys, stub, channel, hub, sockets)
         state.limits = limits if limits.max_amount or limits.daily_cap else None
         state.tasks.append(asyncio.create_task(_watch_backlog(state), name="backlog"))
+        state.batcher = OrderBatcher(
+            stub,
+            redis,
+            keys,
+            max_wait_s=settings.create_batch_ms / 1000,
+            max_size=settings.create_batch_max,
+            timeout_s=RPC_TIMEOUT_S,
+        )
         state.tasks.append(asyncio.create_task(sockets.run(), name="ws-ticker"))
         app.state.edge = state
         try:
@@ -482,6 +495,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await hub.stop()
+            await state.batcher.close()
             await feeds.aclose()
             await channel.close()
             await redis.aclose()
