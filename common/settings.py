@@ -167,6 +167,8 @@ class Settings:
     http_port: int = _setting("HTTP_PORT", 3000, _int(0, 65535))
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 16384, _int(256, 10_000_000))
     queue_max_depth: int = _setting("QUEUE_MAX_DEPTH", 20000, _int(1, 10_000_000))
+    create_batch_ms: float = _setting("CREATE_BATCH_MS", 1.0, _float(0, 100))
+    create_batch_max: int = _setting("CREATE_BATCH_MAX", 256, _int(1, 1000))
     default_slippage_bps: int = _setting("DEFAULT_SLIPPAGE_BPS", 50, _int(1, 5000))
     api_keys: tuple[str, ...] = _setting("API_KEYS", (), _csv, secret=True)
     rate_limit_per_s: float = _setting("RATE_LIMIT_PER_S", 0.0, _float(0, 1_000_000))
@@ -175,8 +177,6 @@ class Settings:
     trusted_hosts: tuple[str, ...] = _setting("TRUSTED_HOSTS", (), _csv)
     max_order_amount: tuple[tuple[str, str], ...] = _setting("MAX_ORDER_AMOUNT", (), _token_amounts)
     daily_notional_cap: tuple[tuple[str, str], ...] = _setting("DAILY_NOTIONAL_CAP", (), _token_amounts)
-    create_batch_ms: float = _setting("CREATE_BATCH_MS", 1.0, _float(0, 100))
-    create_batch_max: int = _setting("CREATE_BATCH_MAX", 256, _int(1, 1000))
 
     worker_concurrency: int = _setting("WORKER_CONCURRENCY", 10, _int(1, 10000))
     worker_name: str = _setting("WORKER_NAME", "", _str)

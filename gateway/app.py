@@ -33,8 +33,8 @@ from common import jobs, lifecycle
 from common.grpc_client import open_channel
 from common.markets import Markets, load_markets
 from common.settings import REPO_ROOT, Settings
-from gateway.fanout import Feeds, grpc_reader
 from gateway.batcher import BatchFailed, OrderBatcher
+from gateway.fanout import Feeds, grpc_reader
 from gateway.guard import EdgeGuardMiddleware, OrderLimits, owner_id, owner_of, require_api_keys
 from gateway.hub import EventHub
 from gateway.openapi import openapi_document
@@ -85,11 +85,11 @@ class EdgeState:
     backlog: int = 0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     limits: OrderLimits | None = None  # MAX_ORDER_AMOUNT, DAILY_NOTIONAL_CAP (gateway.guard)
-
     batcher: OrderBatcher | None = None  # new orders in micro-batches (gateway.batcher)
 
 
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
 
 def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
     return status_to_api(exc.code(), exc.details() or "")
@@ -181,10 +181,10 @@ async def _create_and_queue(
         request_hash=req.canonical_hash() if idempotency_key else "",
         owner=owner,
     )
-    try:
     # Committed (one CreateOrders for the micro-batch) and queued (one XADD pipeline) before it
     # returns; a Redis outage leaves the committed order to the worker's recovery scan.
     assert state.batcher is not None
+    try:
         result = await state.batcher.create(request)
     except BatchFailed as exc:
         if exc.error is None:
@@ -475,7 +475,6 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         sockets = SocketRegistry(settings)
         state = EdgeState(settings, market_data, redis, keys, stub, channel, hub, sockets)
         state.limits = limits if limits.max_amount or limits.daily_cap else None
-        state.tasks.append(asyncio.create_task(_watch_backlog(state), name="backlog"))
         state.batcher = OrderBatcher(
             stub,
             redis,
@@ -484,6 +483,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
             max_size=settings.create_batch_max,
             timeout_s=RPC_TIMEOUT_S,
         )
+        state.tasks.append(asyncio.create_task(_watch_backlog(state), name="backlog"))
         state.tasks.append(asyncio.create_task(sockets.run(), name="ws-ticker"))
         app.state.edge = state
         try:
@@ -494,8 +494,8 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
             for task in state.tasks:  # let each finish its cancellation before the clients close
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await hub.stop()
             await state.batcher.close()
+            await hub.stop()
             await feeds.aclose()
             await channel.close()
             await redis.aclose()
