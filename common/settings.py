@@ -153,6 +153,14 @@ class Settings:
         "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/orderengine", _url("postgresql", "postgres")
     )
     db_pool_size: int = _setting("DB_POOL_SIZE", 8, _int(1, 200))
+    db_statement_timeout_ms: int = _setting("DB_STATEMENT_TIMEOUT_MS", 10_000, _int(0, 3_600_000))
+    db_lock_timeout_ms: int = _setting("DB_LOCK_TIMEOUT_MS", 5_000, _int(0, 3_600_000))
+    db_idle_in_transaction_timeout_ms: int = _setting(
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 30_000, _int(0, 3_600_000)
+    )
+    db_connect_timeout_s: int = _setting("DB_CONNECT_TIMEOUT_S", 5, _int(1, 600))
+    redis_connect_timeout_s: float = _setting("REDIS_CONNECT_TIMEOUT_S", 2.0, _float(0.1, 600))
+    redis_socket_timeout_s: float = _setting("REDIS_SOCKET_TIMEOUT_S", 5.0, _float(2.0, 600))
     outbox_relay_interval_ms: int = _setting("OUTBOX_RELAY_INTERVAL_MS", 1000, _int(0, 3_600_000))
     outbox_relay_age_ms: int = _setting("OUTBOX_RELAY_AGE_MS", 2000, _int(0, 3_600_000))
 

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from common import jobs, lifecycle
 from common.grpc_client import open_channel
 from common.markets import Markets, load_markets
+from common.redis_client import open_redis
 from common.settings import REPO_ROOT, Settings
 from gateway.batcher import BatchFailed, OrderBatcher
 from gateway.fanout import Feeds, grpc_reader
@@ -462,7 +463,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         market_data = markets or load_markets(settings.markets_path)
-        redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+        redis = open_redis(settings)
         limits = OrderLimits.from_settings(settings, market_data, redis)  # ConfigError: before any I/O
         keys = jobs.Keys(settings.redis_prefix)
         channel = open_channel(settings.persistence_addr, settings, "gateway")

@@ -27,6 +27,29 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = int.from_bytes(b"oe-migr", "big")
 _MIGRATION_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 APPLICATION_NAME = "orderengine-persistence"
+# seconds a connection attempt of the start-up steps (create, migrate) may take
+CONNECT_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class SessionTimeouts:
+    """Limits every pooled connection runs under, so no query, lock wait or forgotten transaction
+    holds a connection (or a row) for ever: statement_timeout, lock_timeout and
+    idle_in_transaction_session_timeout (milliseconds, 0 = none) and connect_timeout (seconds).
+    A statement or lock wait cut short is an OperationalError, which the servicer answers with
+    UNAVAILABLE (retryable). Migrations run on their own connection, without these."""
+
+    statement_ms: int = 10_000
+    lock_ms: int = 5_000
+    idle_in_transaction_ms: int = 30_000
+    connect_s: int = 5
+
+    def connection_kwargs(self) -> dict[str, object]:
+        options = (
+            f"-c statement_timeout={self.statement_ms} -c lock_timeout={self.lock_ms} "
+            f"-c idle_in_transaction_session_timeout={self.idle_in_transaction_ms}"
+        )
+        return {"options": options, "connect_timeout": self.connect_s}
 
 
 class MigrationError(RuntimeError):
@@ -65,7 +88,9 @@ async def ensure_database(url: str, wait_s: float = 30.0) -> None:
     delay = 0.2
     while True:
         try:
-            conn = await psycopg.AsyncConnection.connect(url, application_name=APPLICATION_NAME)
+            conn = await psycopg.AsyncConnection.connect(
+                url, application_name=APPLICATION_NAME, connect_timeout=CONNECT_TIMEOUT_S
+            )
         except psycopg.OperationalError as exc:
             if await _create_if_missing(url):
                 continue
@@ -86,7 +111,10 @@ async def _create_if_missing(url: str) -> bool:
         return False
     try:
         admin = await psycopg.AsyncConnection.connect(
-            make_conninfo(url, dbname="postgres"), autocommit=True, application_name=APPLICATION_NAME
+            make_conninfo(url, dbname="postgres"),
+            autocommit=True,
+            application_name=APPLICATION_NAME,
+            connect_timeout=CONNECT_TIMEOUT_S,
         )
     except psycopg.OperationalError:
         return False
@@ -107,7 +135,7 @@ async def apply_migrations(url: str, migrations: list[Migration] | None = None) 
     todo = load_migrations() if migrations is None else migrations
     applied_now: list[int] = []
     async with await psycopg.AsyncConnection.connect(
-        url, autocommit=True, application_name=APPLICATION_NAME
+        url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=CONNECT_TIMEOUT_S
     ) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
@@ -143,8 +171,10 @@ async def apply_migrations(url: str, migrations: list[Migration] | None = None) 
     return applied_now
 
 
-async def open_pool(url: str, size: int) -> AsyncConnectionPool:
-    """The process's one pool: `size` autocommit connections; writes use explicit transactions."""
+async def open_pool(url: str, size: int, timeouts: SessionTimeouts | None = None) -> AsyncConnectionPool:
+    """The process's one pool: `size` autocommit connections, each under `timeouts`; writes use
+    explicit transactions."""
+    limits = (timeouts or SessionTimeouts()).connection_kwargs()
     pool = AsyncConnectionPool(
         url,
         min_size=size,
@@ -152,7 +182,7 @@ async def open_pool(url: str, size: int) -> AsyncConnectionPool:
         open=False,
         name="persistence",
         timeout=10.0,
-        kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
+        kwargs={"autocommit": True, "application_name": APPLICATION_NAME, **limits},
     )
     await pool.open(wait=True, timeout=30.0)
     return pool

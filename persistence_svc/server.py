@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from common.grpc_server import GrpcService, run_service, start_grpc_service
+from common.redis_client import open_redis
 from common.settings import Settings
 from orderengine.v1 import orders_pb2_grpc
 from persistence_svc import db
@@ -62,10 +63,14 @@ async def serve(settings: Settings) -> Running:
     and starts the gRPC server on settings.persistence_addr (port 0 picks a free port)."""
     await db.ensure_database(settings.database_url)
     await db.apply_migrations(settings.database_url)
-    pool = await db.open_pool(settings.database_url, settings.db_pool_size)
-    redis = aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=30
+    timeouts = db.SessionTimeouts(
+        settings.db_statement_timeout_ms,
+        settings.db_lock_timeout_ms,
+        settings.db_idle_in_transaction_timeout_ms,
+        settings.db_connect_timeout_s,
     )
+    pool = await db.open_pool(settings.database_url, settings.db_pool_size, timeouts)
+    redis = open_redis(settings, health_check_interval=30)
     try:
         publisher = RedisPublisher(redis, settings.redis_prefix)
         outbox = Outbox(
