@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: run market test install protos check-protos bench bench-ws bench-quotes lint clean
+.PHONY: run market test install protos check-protos bench bench-sweep bench-ws bench-quotes lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
@@ -38,12 +38,19 @@ lint: $(STAMP)
 protos: $(STAMP)
 	PYTHON=$(PY) bash scripts/protos.sh
 
-## Submit N orders at a chosen rate through the whole stack and print throughput and latency.
-## make bench N=2000 RATE=200
+## Submit N orders at a chosen rate through the whole stack (its own); print offered/achieved rates,
+## latency percentiles, orders without a final status, and CPU ms per order for every process.
+## make bench N=2000 RATE=100 [ARGS="--env CONFIRM_POLL_MS=10"]   (ARGS: any bench_e2e option)
 N    ?= 1000
 RATE ?= 200
+ARGS ?=
 bench: $(STAMP)
-	$(PY) -m bench.bench_e2e --orders $(N) --rate $(RATE)
+	$(PY) -m bench.bench_e2e --orders $(N) --rate $(RATE) $(ARGS)
+
+## Step the offered rate up on one stack until latency stops being bounded; a table per step and
+## the saturation point. make bench-sweep [ARGS="--rates 50,100,200 --step-seconds 10"]
+bench-sweep: $(STAMP)
+	$(PY) -m bench.bench_e2e --sweep $(ARGS)
 
 ## N WebSockets on one gateway follow a late-joined order (catch-up) and a live one; prints missing
 ## events, fan-out spread per status, gateway RSS and CPU. make bench-ws N=5000
