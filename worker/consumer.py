@@ -30,6 +30,7 @@ from worker.driver import ORDERS_INFLIGHT, QUEUE_WAIT_SECONDS, LiveExecution, Or
 from worker.events import AppendRejected, EventWriter
 from worker.links import ExecutorLink, RouterLink
 from worker.reconciler import Reconciler
+from worker.redis_batch import RedisBatcher
 from worker.throttle import OrderThrottle
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Worker:
         self.executor_link = ExecutorLink(self.executor)
         self.router_link = RouterLink(self.router)
         self.events = EventWriter(self.orders)
+        self.batch = RedisBatcher(self.redis)
         self.reconciler = Reconciler(self)
         self.slots = asyncio.Semaphore(settings.worker_concurrency)
         self.throttle = OrderThrottle(self.redis, settings.redis_prefix, settings.orders_per_minute)
@@ -136,6 +138,7 @@ class Worker:
             await asyncio.wait(left, timeout=5.0)
         await self.reconciler.stop()
         await self.events.stop()
+        await self.batch.stop()
         await self.executor_link.close()
         await self.router_link.close()
         for channel in self._channels.values():
@@ -218,10 +221,11 @@ class Worker:
         self.inflight[order_id] = asyncio.create_task(job(), name=f"order-{order_id}")
 
     async def _ack(self, entry: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.keys.stream, jobs.GROUP, entry)
-            pipe.xdel(self.keys.stream, entry)
-            await pipe.execute()
+        """Acknowledges and deletes a finished job (in the batcher's next pipeline, in this order)."""
+        await asyncio.gather(
+            self.batch.command("XACK", self.keys.stream, jobs.GROUP, entry),
+            self.batch.command("XDEL", self.keys.stream, entry),
+        )
 
     async def handle(self, order_id: str, entry: str, spec: orders_pb2.OrderSpec | None = None) -> None:
         token = order_id_var.set(order_id)
@@ -232,7 +236,7 @@ class Worker:
                 await self.dead_letter(entry, order_id, "job has no order id")
                 return
             ttl = self.settings.order_lock_ttl_ms
-            if not await self.redis.set(lock, f"{self.name}:{entry}", nx=True, px=ttl):
+            if not await self.batch.command("SET", lock, f"{self.name}:{entry}", "NX", "PX", ttl):
                 # another worker drives it right now; this delivery is a duplicate
                 await self._ack(entry)
                 return
@@ -287,7 +291,7 @@ class Worker:
         script = (
             "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
         )
-        await self.redis.eval(script, 1, lock, f"{self.name}:{entry}")
+        await self.batch.command("EVAL", script, 1, lock, f"{self.name}:{entry}")
 
     async def _keep(self, lock: str, entry: str) -> None:
         """Renews the order lock and keeps the stream entry's idle time low while driving."""

@@ -22,7 +22,7 @@ from common import lifecycle
 from common.amounts import format_amount, format_price
 from common.errors import LIVE_EXECUTION_REFUSAL
 from common.metrics import LATENCY_BUCKETS
-from gateway.views import quotes_json, route_from_json, route_json
+from gateway.views import quotes_json, route_json
 from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
 from worker.events import AppendRejected
 from worker.links import LinkBroken, QuoteFailed
@@ -165,11 +165,11 @@ class OrderDriver:
         spec = self.order.spec
         attempt = self.order.attempts
         retry_of = ""
-        if self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED) and self.order.route_json:
+        executing = self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED)
+        if executing and self.order.HasField("route"):
             # A previous driver died mid-execution: resume that attempt (the executor finds the
             # stored transaction and follows it instead of signing anew).
-            route = route_from_json(json.loads(self.order.route_json)["route"])
-            outcome = await self.execute(attempt, route)
+            outcome = await self.execute(attempt, self.order.route)
             if outcome.terminal:
                 return
             retry_of = outcome.reason
@@ -221,7 +221,9 @@ class OrderDriver:
                 S.ORDER_STATUS_ROUTING,
                 data,
                 orders_pb2.OrderUpdate(
-                    attempts=attempt, route_json=json.dumps(routing, separators=(",", ":"))
+                    attempts=attempt,
+                    route_json=json.dumps(routing, separators=(",", ":")),
+                    route=quote.route,
                 ),
             )
             outcome = await self.execute(attempt, quote.route)

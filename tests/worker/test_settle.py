@@ -8,6 +8,7 @@ with the amounts that landed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -21,7 +22,7 @@ from tests.engine import Engine, engine
 from tests.worker.test_driver import NAMES, sim_faults, submit, wait_terminal
 from worker.consumer import Worker
 
-LAG_SLOTS = 300  # 6 s at 20 ms slots: longer than three attempts, shorter than the test's patience
+LAG_SLOTS = 1_000_000  # the status node sees nothing new until the test lets it catch up
 
 
 @pytest.fixture
@@ -64,6 +65,15 @@ async def test_a_swap_seen_late_by_a_lagging_node_ends_confirmed_never_failed(la
     try:
         await sim_faults(eng, statusLagSlots=LAG_SLOTS)
         oid = await submit(eng, orders)
+        # The status node shows nothing new until every attempt has been tried and the worker
+        # would have failed the order; then it catches up and the landed swap becomes visible.
+        async with asyncio.timeout(60):
+            while (await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=oid))).attempts < 3:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the last attempt's failure reaches the worker: settling, not failing
+        mid = await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=oid, with_events=True))
+        assert mid.status not in (orders_pb2.ORDER_STATUS_FAILED, orders_pb2.ORDER_STATUS_CONFIRMED)
+        await sim_faults(eng, statusLagSlots=0)
         order = await wait_terminal(orders, oid, timeout=60)
         names = [NAMES[e.status] for e in order.events]
         assert names[-1] == "confirmed", names
