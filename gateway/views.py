@@ -52,23 +52,6 @@ def route_json(route: types_pb2.Route, out_decimals: int) -> dict[str, Any]:
     }
 
 
-def route_from_json(doc: dict[str, Any]) -> types_pb2.Route:
-    """The inverse of route_json, for resuming an order from its stored route."""
-    legs = [
-        types_pb2.RouteLeg(
-            venue=leg["venue"],
-            pool=leg["pool"],
-            amount_in=int(leg["amountInRaw"]),
-            amount_out=int(leg["amountOutRaw"]),
-            min_amount_out=int(leg["minAmountOutRaw"]),
-        )
-        for leg in doc["legs"]
-    ]
-    return types_pb2.Route(
-        legs=legs, amount_out=int(doc["amountOutRaw"]), min_amount_out=int(doc["minAmountOutRaw"])
-    )
-
-
 def event_json(event: orders_pb2.OrderEvent) -> dict[str, Any]:
     """The WebSocket message of an event (the same shape persistence publishes on Redis)."""
     return {
