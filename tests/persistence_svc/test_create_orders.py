@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import psycopg
@@ -14,9 +14,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from orderengine.v1 import orders_pb2, types_pb2
-from orderengine.v1.orders_pb2_grpc import OrdersAsyncStub
 from tests.persistence_svc.conftest import make_spec
 from tests.persistence_svc.test_servicer import count, create, event, expect_error
+
+if TYPE_CHECKING:
+    from orderengine.v1.orders_pb2_grpc import OrdersAsyncStub
 
 S = orders_pb2
 OK = grpc.StatusCode.OK.value[0]
@@ -280,7 +282,9 @@ async def test_route_in_a_batch_of_events(stub: OrdersAsyncStub) -> None:
         (lambda r: setattr(r, "min_amount_out", 1), "update.route.min_amount_out"),
     ],
 )
-async def test_invalid_route_is_refused_naming_the_field(stub: OrdersAsyncStub, change: Any, field: str) -> None:
+async def test_invalid_route_is_refused_naming_the_field(
+    stub: OrdersAsyncStub, change: Any, field: str
+) -> None:
     order = await create(stub)
     bad = route()
     change(bad)
