@@ -53,6 +53,9 @@ _PROTECTED = {  # answers of every route that API_KEYS and the rate limit guard
 _UNAVAILABLE = {
     "503": _error("the engine is overloaded or a dependency is down; retry later", retry_after=True),
 }
+_HOST = {  # gateway/guard.py: every route but /healthz
+    "400": _error("the Host header is not one of TRUSTED_HOSTS (error.code invalid_host)"),
+}
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
@@ -231,13 +234,26 @@ PATHS: dict[str, Any] = {
             "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("OrderRequest")}}},
             "responses": {
                 "202": _json(_ref("OrderAccepted"), "accepted: follow it on wsUrl"),
-                "400": _error("the body is not a JSON object, or the Idempotency-Key is malformed"),
+                "400": _error(
+                    "the body is not a JSON object, the Idempotency-Key is malformed, or the Host is "
+                    "not one of TRUSTED_HOSTS"
+                ),
+                "403": _error(
+                    "the request carries an Origin that is neither the gateway's own nor one of "
+                    "CORS_ORIGINS (error.code forbidden_origin)"
+                ),
                 "413": _error("the body is larger than MAX_BODY_BYTES"),
+                "415": _error("the body is not sent as application/json (error.code unsupported_media_type)"),
                 "422": _error(
-                    "a field is invalid (named in error.field), or the Idempotency-Key was used "
-                    "for another order"
+                    "a field is invalid (named in error.field), the Idempotency-Key was used for "
+                    "another order, or the amount is above MAX_ORDER_AMOUNT (amount_too_large)"
                 ),
                 **_PROTECTED,
+                "429": _error(
+                    "this client's rate limit (RATE_LIMIT_PER_S) is exceeded (rate_limited), or this "
+                    "API key's DAILY_NOTIONAL_CAP for the input token is reached (daily_limit_exceeded)",
+                    retry_after=True,
+                ),
                 **_UNAVAILABLE,
             },
         }
@@ -271,6 +287,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("OrderPage"), "a page of orders"),
                 "422": _error("limit, status or cursor is invalid"),
+                **_HOST,
                 **_PROTECTED,
                 **_UNAVAILABLE,
             },
@@ -290,7 +307,8 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _json(_ref("Order"), "the order"),
-                "404": _error("no such order"),
+                "404": _error("no such order (or an order of another API key)"),
+                **_HOST,
                 **_PROTECTED,
                 **_UNAVAILABLE,
             },
@@ -301,7 +319,7 @@ PATHS: dict[str, Any] = {
             "operationId": "getMarkets",
             "summary": "Tokens and venues of this cluster",
             "security": [],
-            "responses": {"200": _json(_ref("Markets"), "the markets")},
+            "responses": {"200": _json(_ref("Markets"), "the markets"), **_HOST},
         }
     },
     "/healthz": {
@@ -320,7 +338,7 @@ PATHS: dict[str, Any] = {
             "operationId": "openapi",
             "summary": "This document",
             "security": [],
-            "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+            "responses": {"200": _json({"type": "object"}, "the OpenAPI document"), **_HOST},
         }
     },
     "/js/lifecycle.js": {
@@ -332,7 +350,8 @@ PATHS: dict[str, Any] = {
                 "200": {
                     "description": "generated from the engine's lifecycle module",
                     "content": {"text/javascript": {"schema": {"type": "string"}}},
-                }
+                },
+                **_HOST,
             },
         }
     },

@@ -45,6 +45,7 @@ MAX_MESSAGE_BYTES = 16 * 1024
 MESSAGES_PER_SECOND = 50
 CLOSE_IDLE = 4000
 CLOSE_SLOW_CONSUMER = 4008
+CLOSE_UNSUPPORTED_DATA = 1003
 PING = text_message({"type": "ping"})
 
 WS_CONNECTIONS = Gauge("orderengine_gateway_ws_connections", "WebSocket connections open.")
@@ -364,7 +365,10 @@ async def order_socket(ws: WebSocket) -> None:
         while True:
             try:
                 text = await ws.receive_text()
-            except (WebSocketDisconnect, RuntimeError, KeyError):
+            except KeyError:  # a binary frame: this API speaks JSON text (RFC 6455: 1003)
+                conn.request_close(CLOSE_UNSUPPORTED_DATA, "text frames only", "binary_frame")
+                continue
+            except (WebSocketDisconnect, RuntimeError):
                 break
             await conn.handle(text)
     finally:
