@@ -295,6 +295,8 @@ def report(r: dict[str, Any], client_pid: int) -> None:
     print("latency ms (orders sent in the window)     p50     p95     p99     max")
     print(f"  accept (execute → accepted)       {_ms(r['accept_ms'])}")
     print(f"  submit → confirmed/failed         {_ms(r['e2e_ms'])}")
+    for stage, values in (r.get("stages_ms") or {}).items():
+        print(f"    {stage:<31} {_ms(values)}")
     ms = per_order_ms(r)
     notes = r.get("cpu_notes") or {}
     print(f"CPU ms per order ({r['completed_in_window']} orders completed in the window)")
@@ -325,7 +327,9 @@ def report(r: dict[str, Any], client_pid: int) -> None:
     print(
         f"client: {r['sockets']} sockets ({r['sockets_opened']} opened in all), send lag max "
         f"{r['lag_max_ms']:.1f} ms, in flight {r['inflight_start']} → {r['inflight_end']} over the "
-        f"window, sockets closed by the server {r['socket_closes'] or 0}, resubscribed {r['resubscribed']}"
+        f"window, sockets closed by the server {r['socket_closes'] or 0}, resubscribed {r['resubscribed']}, "
+        f"events out of seq order {r['seq_errors']}"
+        + (f", orders not sent (every socket full) {r['overrun']}" if r["overrun"] else "")
     )
 
 

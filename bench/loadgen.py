@@ -38,14 +38,33 @@ from typing import Any
 import orjson
 
 from bench.wsclient import WsClient
-from common.lifecycle import FAILED, TERMINAL
+from common.lifecycle import BUILDING, FAILED, PENDING, ROUTING, SUBMITTED, TERMINAL
 
 PONG = orjson.dumps({"action": "pong"})
 RESUBSCRIBE_PER_S = 40.0
+# where the time of an order goes: from the first arrival of one status to the first of the next
+STAGES = (
+    ("execute → pending", "", PENDING),
+    ("pending → routing", PENDING, ROUTING),
+    ("routing → building", ROUTING, BUILDING),
+    ("building → submitted", BUILDING, SUBMITTED),
+    ("submitted → final", SUBMITTED, "final"),
+)
 
 
 class Order:
-    __slots__ = ("sent", "accepted", "done", "seq", "status", "order_id", "error", "reason", "in_window")
+    __slots__ = (
+        "sent",
+        "accepted",
+        "done",
+        "seq",
+        "status",
+        "order_id",
+        "error",
+        "reason",
+        "in_window",
+        "stamps",
+    )
 
     def __init__(self, sent: float, in_window: bool) -> None:
         self.sent = sent
@@ -57,6 +76,7 @@ class Order:
         self.error = ""  # the execute was answered with this error code (or lost with its socket)
         self.reason = ""  # a failed order's reason
         self.in_window = in_window
+        self.stamps: dict[str, float] = {}  # status → when it first arrived
 
 
 class Conn:
@@ -114,6 +134,7 @@ class LoadGen:
         self.recovering: asyncio.Task[None] | None = None
         self.last_progress = time.perf_counter()
         self.overrun = 0  # orders not sent: every socket at its subscription limit
+        self.seq_errors = 0  # status events that were not the next seq of their order
 
     # --- sockets ------------------------------------------------------------------------------------
     async def open_conn(self) -> Conn:
@@ -186,10 +207,17 @@ class LoadGen:
             order = conn.following.get(msg.get("orderId"))
             if order is None:
                 return
-            order.seq = msg.get("seq", order.seq)
+            now = time.perf_counter()
+            seq = msg.get("seq")
+            if seq != order.seq + 1:
+                self.seq_errors += 1
+            if isinstance(seq, int) and seq > order.seq:
+                order.seq = seq
             status = msg.get("status")
+            if status not in order.stamps:
+                order.stamps[status] = now
             if status in TERMINAL:
-                now = time.perf_counter()
+                order.stamps["final"] = now
                 del conn.following[order.order_id]
                 order.done = now
                 order.status = status
@@ -297,6 +325,7 @@ class LoadGen:
         self.closes.clear()
         self.resubscribed = 0
         self.overrun = 0
+        self.seq_errors = 0
         t0 = time.perf_counter() + 0.02
         window_at = t0 + warmup_s
         window_start = 0.0
@@ -363,6 +392,15 @@ class LoadGen:
         errors = Counter(o.error for o in step if o.error)
         reasons = Counter(o.reason for o in step if o.status == FAILED)
         missing = [o.order_id for o in step if o.order_id and not o.done]
+        stages = {}
+        for name, start, end in STAGES:
+            spans = []
+            for o in windowed:
+                t1 = o.stamps.get(end)
+                t0 = o.stamps.get(start) if start else o.sent
+                if t0 is not None and t1 is not None:
+                    spans.append((t1 - t0) * 1000)
+            stages[name] = percentiles(spans)
         unanswered = sum(1 for o in step if not o.order_id and not o.done)
         return {
             "event": "result",
@@ -383,6 +421,9 @@ class LoadGen:
             "unanswered": unanswered,
             "accept_ms": percentiles([(o.accepted - o.sent) * 1000 for o in windowed if o.accepted]),
             "e2e_ms": percentiles([(o.done - o.sent) * 1000 for o in windowed if o.status]),
+            "stages_ms": stages,
+            "seq_errors": self.seq_errors,
+            "overrun": self.overrun,
             "inflight_start": inflight_start,
             "inflight_end": inflight_end,
             "lag_max_ms": lag_max * 1000,

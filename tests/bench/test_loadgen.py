@@ -1,0 +1,57 @@
+"""The load generator against a real stack: a socket that drops mid-run has its orders followed
+again from their last seq, so every order still gets its final status, once, in seq order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bench.loadgen import LoadGen
+from common.stack import Stack
+from tests.stackutil import running_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+BODY = orjson.dumps(
+    {"action": "execute", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.25", "slippageBps": 100}
+)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(Path(tmp_path_factory.mktemp("loadgen-logs")), LOG_LEVEL="warning") as s:
+        yield s
+
+
+async def test_a_dropped_socket_is_followed_again_and_no_order_loses_its_final_status(stack: Stack) -> None:
+    url = stack.url.replace("http://", "ws://") + "/api/orders/ws"
+    gen = LoadGen(url, {}, BODY, per_socket=100, hard_limit=200, socket_rate=10)
+    events: list[str] = []
+    dropped = False
+
+    def emit(doc: dict[str, Any]) -> None:
+        nonlocal dropped
+        events.append(doc["event"])
+        if doc["event"] == "window_start" and not dropped:
+            # by now the first socket has orders in flight: drop it as a network would
+            conn = next(c for c in gen.active if c.following)
+            assert conn.ws is not None
+            conn.ws.abort()
+            dropped = True
+
+    try:
+        result = await gen.run_step(rate=20, orders=30, warmup_s=0.6, drain_s=20, emit=emit)
+    finally:
+        await gen.close()
+    assert events == ["window_start", "window_end"]
+    assert dropped and result["socket_closes"] == {"1006": 1}
+    assert result["resubscribed"] > 0
+    lost = sum(n for code, n in result["rejected"].items() if code.startswith("lost"))
+    assert result["confirmed"] + lost == 30, result
+    assert result["missing"] == [] and result["unanswered"] == 0
+    assert result["seq_errors"] == 0
+    assert result["accept_ms"] is not None and result["e2e_ms"] is not None
