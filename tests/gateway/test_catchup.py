@@ -116,9 +116,7 @@ async def test_200_sockets_joining_one_order_cause_one_persistence_read(
                 channel = open_channel(eng.settings.persistence_addr)
                 try:
                     await orders_pb2_grpc.OrdersStub(channel).AppendEvent(
-                        orders_pb2.NewEvent(
-                            order_id=order_id, seq=4, status=orders_pb2.ORDER_STATUS_FAILED
-                        )
+                        orders_pb2.NewEvent(order_id=order_id, seq=4, status=orders_pb2.ORDER_STATUS_FAILED)
                     )
                 finally:
                     await channel.close()
@@ -183,9 +181,7 @@ async def test_a_catchup_read_that_keeps_failing_ends_in_an_error_and_resubscrib
                 # client does, with a pause: the gateway's channel reconnects with its own backoff)
                 async with asyncio.timeout(30):
                     while True:
-                        await ws.send(
-                            json.dumps({"action": "subscribe", "orderId": order_id, "afterSeq": 1})
-                        )
+                        await ws.send(json.dumps({"action": "subscribe", "orderId": order_id, "afterSeq": 1}))
                         messages = await follow(ws, order_id, 3)
                         if messages[0]["type"] == "subscribed":
                             break

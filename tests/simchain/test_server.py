@@ -153,7 +153,12 @@ async def test_set_faults_and_latency(http: httpx.AsyncClient, chain: Running) -
 async def test_settings_faults_apply_at_start() -> None:
     running = await start(sim_settings(SIM_FAIL_RATE="0.5", SIM_DROP_RATE="0.25", SIM_LATENCY_MS="3"), seed=1)
     try:
-        assert running.node.faults.to_json() == {"latencyMs": 3, "failRate": 0.5, "dropRate": 0.25, "statusLagSlots": 0}
+        assert running.node.faults.to_json() == {
+            "latencyMs": 3,
+            "failRate": 0.5,
+            "dropRate": 0.25,
+            "statusLagSlots": 0,
+        }
     finally:
         await running.stop()
 
