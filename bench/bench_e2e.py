@@ -59,6 +59,7 @@ MODULES = {
     "persistence_svc": "persistence",
     "simchain": "simchain",
 }
+PCTS = ("p50", "p95", "p99", "max")
 SWEEP_RATES = (50, 100, 200, 300, 400, 600, 800, 1000, 1200, 1500, 2000, 3000)
 
 
@@ -78,6 +79,8 @@ class LoadClient:
             str(args.per_socket),
             "--socket-rate",
             str(args.socket_rate),
+            "--client",
+            args.client,
         ]
         if args.api_key:
             cmd += ["--api-key", args.api_key]
@@ -292,11 +295,12 @@ def report(r: dict[str, Any], client_pid: int) -> None:
         + (f" (looked up: {detail})" if missing else "")
         + (f"; executes never answered: {r['unanswered']}" if r["unanswered"] else "")
     )
-    print("latency ms (orders sent in the window)     p50     p95     p99     max")
-    print(f"  accept (execute → accepted)       {_ms(r['accept_ms'])}")
-    print(f"  submit → confirmed/failed         {_ms(r['e2e_ms'])}")
+    print(f"{'latency ms (orders sent in the window)':<37}" + "".join(f"{p:>8}" for p in PCTS))
+    accept = "POST → 202" if r["http_connections"] else "execute → accepted"
+    print(f"  {f'accept ({accept})':<35}{_ms(r['accept_ms'])}")
+    print(f"  {'submit → confirmed/failed':<35}{_ms(r['e2e_ms'])}")
     for stage, values in (r.get("stages_ms") or {}).items():
-        print(f"    {stage:<31} {_ms(values)}")
+        print(f"    {stage:<33}{_ms(values)}")
     ms = per_order_ms(r)
     notes = r.get("cpu_notes") or {}
     print(f"CPU ms per order ({r['completed_in_window']} orders completed in the window)")
@@ -329,6 +333,8 @@ def report(r: dict[str, Any], client_pid: int) -> None:
         f"{r['lag_max_ms']:.1f} ms, in flight {r['inflight_start']} → {r['inflight_end']} over the "
         f"window, sockets closed by the server {r['socket_closes'] or 0}, resubscribed {r['resubscribed']}, "
         f"events out of seq order {r['seq_errors']}"
+        + (f", unexplained WS errors {r['ws_errors']}" if r["ws_errors"] else "")
+        + (f", HTTP connections {r['http_connections']}" if r["http_connections"] else "")
         + (f", orders not sent (every socket full) {r['overrun']}" if r["overrun"] else "")
     )
 
@@ -424,6 +430,13 @@ def main() -> None:
     parser.add_argument("--pair", default="SOL,USDC,0.5", help="tokenIn,tokenOut,amount")
     parser.add_argument("--per-socket", type=int, default=100, help="orders per socket before it retires")
     parser.add_argument("--socket-rate", type=float, default=10.0, help="executes per second per socket")
+    parser.add_argument(
+        "--client",
+        choices=("ws", "http"),
+        default="ws",
+        help="ws: orders sent as WS execute messages (default); http: POST /api/orders/execute over "
+        "a keep-alive pool, followed with WS subscribe",
+    )
     parser.add_argument("--concurrency", default="64", help="WORKER_CONCURRENCY of the started stack")
     parser.add_argument(
         "--env",

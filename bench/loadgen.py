@@ -34,9 +34,11 @@ import sys
 import time
 from collections import Counter, deque
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
+from bench.httpclient import HttpConn, post_request
 from bench.wsclient import WsClient
 from common.lifecycle import BUILDING, FAILED, PENDING, ROUTING, SUBMITTED, TERMINAL
 
@@ -44,7 +46,7 @@ PONG = orjson.dumps({"action": "pong"})
 RESUBSCRIBE_PER_S = 40.0
 # where the time of an order goes: from the first arrival of one status to the first of the next
 STAGES = (
-    ("execute → pending", "", PENDING),
+    ("submit → pending", "", PENDING),
     ("pending → routing", PENDING, ROUTING),
     ("routing → building", ROUTING, BUILDING),
     ("building → submitted", BUILDING, SUBMITTED),
@@ -115,10 +117,22 @@ class LoadGen:
         per_socket: int,
         hard_limit: int,
         socket_rate: float,
+        http_request: bytes = b"",
+        max_http: int = 256,
     ) -> None:
         self.url = url
         self.headers = headers
         self.body = body
+        # with `http_request` (a prebuilt POST /api/orders/execute), orders are posted over a pool of
+        # keep-alive connections and followed with `subscribe` on the WebSockets
+        self.http_request = http_request
+        self.max_http = max_http
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.http_idle: list[HttpConn] = []
+        self.http_conns: set[HttpConn] = set()
+        self.http_waiting: deque[Order] = deque()
+        self.http_opening = 0
         self.per_socket = per_socket
         self.hard_limit = max(per_socket, hard_limit)
         self.socket_rate = socket_rate
@@ -135,6 +149,7 @@ class LoadGen:
         self.last_progress = time.perf_counter()
         self.overrun = 0  # orders not sent: every socket at its subscription limit
         self.seq_errors = 0  # status events that were not the next seq of their order
+        self.ws_errors: Counter[str] = Counter()  # error messages no request of ours explains
 
     # --- sockets ------------------------------------------------------------------------------------
     async def open_conn(self) -> Conn:
@@ -149,6 +164,10 @@ class LoadGen:
         return conn
 
     async def resize(self, rate: float) -> None:
+        if self.http_request:
+            more = min(self.max_http, max(4, math.ceil(rate * 0.02))) - len(self.http_conns)
+            for _ in range(more):
+                self._grow_http()
         want = max(2, math.ceil(rate / self.socket_rate))
         if len(self.active) < want:
             self.active += await asyncio.gather(*(self.open_conn() for _ in range(want - len(self.active))))
@@ -199,6 +218,66 @@ class LoadGen:
                 return conn
         return None
 
+    # --- orders over HTTP ----------------------------------------------------------------------------
+    def _grow_http(self) -> None:
+        if len(self.http_conns) + self.http_opening < self.max_http:
+            self.http_opening += 1
+            asyncio.get_running_loop().create_task(self._open_http())
+
+    async def _open_http(self) -> None:
+        try:
+            conn = await HttpConn.connect(self.host, self.port, self._http_idle, self._http_lost)
+        except (OSError, TimeoutError):
+            if not self.http_conns:  # nothing will ever take them
+                while self.http_waiting:
+                    self._ended(self.http_waiting.popleft(), "connect_failed")
+            return
+        finally:
+            self.http_opening -= 1
+        self.http_conns.add(conn)
+        self._http_idle(conn)
+
+    def _http_idle(self, conn: HttpConn) -> None:
+        if self.http_waiting:
+            self._post(conn, self.http_waiting.popleft())
+        else:
+            self.http_idle.append(conn)
+
+    def _http_lost(self, conn: HttpConn) -> None:
+        self.http_conns.discard(conn)
+        if conn in self.http_idle:
+            self.http_idle.remove(conn)
+        if self.http_waiting:
+            self._grow_http()
+
+    def _post(self, conn: HttpConn, order: Order) -> None:
+        conn.send(self.http_request, lambda status, body: self._posted(order, status, body))
+
+    def _posted(self, order: Order, status: int, body: bytes) -> None:
+        if status != 202:
+            code = "lost (connection closed)" if status == 0 else f"http_{status}"
+            try:
+                error = orjson.loads(body).get("error") if body else None
+                code = str(error["code"]) if isinstance(error, dict) else code
+            except (orjson.JSONDecodeError, AttributeError, KeyError):
+                pass
+            self._ended(order, code)
+            return
+        order.accepted = time.perf_counter()
+        order.order_id = orjson.loads(body)["orderId"]
+        follower = self.pick()
+        if follower is None or follower.ws is None:
+            self.orphan(order)
+            return
+        follower.sent += 1
+        follower.following[order.order_id] = order
+        follower.ws.send_text(orjson.dumps({"action": "subscribe", "orderId": order.order_id, "afterSeq": 0}))
+
+    def _ended(self, order: Order, error: str) -> None:
+        order.error = error
+        order.done = time.perf_counter()
+        self.inflight -= 1
+
     # --- messages from the server -------------------------------------------------------------------
     def on_text(self, conn: Conn, payload: bytes) -> None:
         msg = orjson.loads(payload)
@@ -240,15 +319,15 @@ class LoadGen:
             code = str(msg.get("code", "error"))
             if order_id is None:  # the answer to an execute
                 if conn.pending:
-                    order = conn.pending.popleft()
-                    order.error = code
-                    order.done = time.perf_counter()
-                    self.inflight -= 1
+                    self._ended(conn.pending.popleft(), code)
                     if conn.retired:
                         self.maybe_close(conn)
+                else:
+                    self.ws_errors[code] += 1
                 return
             order = conn.following.get(order_id)
             if order is None:
+                self.ws_errors[code] += 1
                 return
             if code == "unknown_order":
                 del conn.following[order_id]
@@ -326,6 +405,7 @@ class LoadGen:
         self.resubscribed = 0
         self.overrun = 0
         self.seq_errors = 0
+        self.ws_errors.clear()
         t0 = time.perf_counter() + 0.02
         window_at = t0 + warmup_s
         window_start = 0.0
@@ -345,9 +425,17 @@ class LoadGen:
                 continue
             lag_max = max(lag_max, now - due)
             i += 1
-            conn = self.pick()
             order = Order(now, due >= window_at)
             step.append(order)
+            if self.http_request:
+                self.inflight += 1
+                if self.http_idle:
+                    self._post(self.http_idle.pop(), order)
+                else:
+                    self.http_waiting.append(order)
+                    self._grow_http()
+                continue
+            conn = self.pick()
             if conn is None or conn.ws is None:
                 self.overrun += 1
                 order.error = "client_overrun"
@@ -423,6 +511,8 @@ class LoadGen:
             "e2e_ms": percentiles([(o.done - o.sent) * 1000 for o in windowed if o.status]),
             "stages_ms": stages,
             "seq_errors": self.seq_errors,
+            "ws_errors": dict(self.ws_errors),
+            "http_connections": len(self.http_conns),
             "overrun": self.overrun,
             "inflight_start": inflight_start,
             "inflight_end": inflight_end,
@@ -434,6 +524,8 @@ class LoadGen:
         }
 
     async def close(self) -> None:
+        for http in list(self.http_conns):
+            http.close()
         for conn in [*self.active, *self.retiring]:
             conn.retired = True
             if conn.successor is not None:
@@ -460,7 +552,23 @@ async def serve(args: argparse.Namespace) -> None:
         }
     )
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    gen = LoadGen(args.url, headers, body, args.per_socket, args.max_subscriptions, args.socket_rate)
+    http_request = b""
+    if args.client == "http":
+        parts = urlsplit(args.url)
+        post = orjson.dumps({k: v for k, v in orjson.loads(body).items() if k != "action"})
+        http_request = post_request(
+            parts.hostname or "127.0.0.1", parts.port or 80, "/api/orders/execute", post, headers
+        )
+    gen = LoadGen(
+        args.url,
+        headers,
+        body,
+        args.per_socket,
+        args.max_subscriptions,
+        args.socket_rate,
+        http_request=http_request,
+        max_http=args.max_connections,
+    )
     loop = asyncio.get_running_loop()
     emit({"event": "ready", "pid": os.getpid()})
     try:
@@ -492,6 +600,13 @@ def main() -> None:
         "--max-subscriptions", type=int, default=200, help="the gateway's WS_MAX_SUBSCRIPTIONS"
     )
     parser.add_argument("--socket-rate", type=float, default=10.0, help="executes per second per socket")
+    parser.add_argument(
+        "--client",
+        choices=("ws", "http"),
+        default="ws",
+        help="ws: WS execute; http: POST /api/orders/execute (keep-alive pool), then WS subscribe",
+    )
+    parser.add_argument("--max-connections", type=int, default=256, help="HTTP connections at most")
     args = parser.parse_args()
     if len(args.pair.split(",")) != 3:
         parser.error(f"--pair expects tokenIn,tokenOut,amount, got {args.pair!r}")

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bench.httpclient import post_request
 from bench.loadgen import LoadGen
 from common.stack import Stack
 from tests.stackutil import running_stack
@@ -55,3 +56,33 @@ async def test_a_dropped_socket_is_followed_again_and_no_order_loses_its_final_s
     assert result["missing"] == [] and result["unanswered"] == 0
     assert result["seq_errors"] == 0
     assert result["accept_ms"] is not None and result["e2e_ms"] is not None
+
+
+async def test_orders_posted_over_http_are_followed_to_their_final_status(stack: Stack) -> None:
+    url = stack.url.replace("http://", "ws://") + "/api/orders/ws"
+    port = int(stack.url.rpartition(":")[2])
+    post = orjson.dumps({k: v for k, v in orjson.loads(BODY).items() if k != "action"})
+    request = post_request("127.0.0.1", port, "/api/orders/execute", post, {})
+    gen = LoadGen(url, {}, BODY, per_socket=100, hard_limit=200, socket_rate=10, http_request=request)
+    try:
+        result = await gen.run_step(rate=20, orders=20, warmup_s=0.3, drain_s=20, emit=lambda doc: None)
+    finally:
+        await gen.close()
+    assert result["confirmed"] == 20 and result["rejected"] == {}, result
+    assert result["missing"] == [] and result["unanswered"] == 0 and result["seq_errors"] == 0
+    assert result["http_connections"] >= 1
+    assert result["accept_ms"] is not None and result["e2e_ms"] is not None
+
+
+async def test_an_invalid_order_posted_over_http_is_counted_as_rejected_with_its_code(stack: Stack) -> None:
+    url = stack.url.replace("http://", "ws://") + "/api/orders/ws"
+    port = int(stack.url.rpartition(":")[2])
+    post = orjson.dumps({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "-1"})
+    request = post_request("127.0.0.1", port, "/api/orders/execute", post, {})
+    gen = LoadGen(url, {}, BODY, per_socket=100, hard_limit=200, socket_rate=10, http_request=request)
+    try:
+        result = await gen.run_step(rate=20, orders=4, warmup_s=0.1, drain_s=5, emit=lambda doc: None)
+    finally:
+        await gen.close()
+    assert result["accepted"] == 0 and sum(result["rejected"].values()) == 4, result
+    assert all(code.startswith("invalid") for code in result["rejected"]), result
