@@ -150,7 +150,7 @@ def test_persistence_exports_events_by_status(stack: Stack, orders: list[str]) -
     m = scrape(stack, "persistence")
     for status in ("pending", "routing", "building", "submitted", "confirmed"):
         assert value(m, "orderengine_persistence_events_total", status=status) == 2, status
-    assert handled(m, "Orders", "CreateOrder") == 2
+    assert handled(m, "Orders", "CreateOrders") == 2  # the gateway's micro-batches: one POST each here
     assert handled(m, "Orders", "GetOrder", "NOT_FOUND") >= 1
     assert handled(m, "Orders", "AppendEvents") >= 1
 
