@@ -367,7 +367,7 @@ def cpu_table(results: list[dict[str, Any]]) -> None:
         print(f"{r['rate']:8g} " + "".join(f"{ms[n]:12.2f}" if n in ms else f"{'-':>12}" for n in names))
 
 
-def sweep(target: Target, client: LoadClient, args: argparse.Namespace) -> int:
+def sweep(target: Target, client: LoadClient, args: argparse.Namespace) -> tuple[int, list[dict[str, Any]]]:
     rates = [float(x) for x in args.rates.split(",")] if args.rates else list(SWEEP_RATES)
     print(
         f"sweep: {len(rates)} steps of {args.warmup:g} s warm-up + {args.step_seconds:g} s measured; "
@@ -408,7 +408,7 @@ def sweep(target: Target, client: LoadClient, args: argparse.Namespace) -> int:
         print(f"saturated at {saturated[0]['rate']:g} orders/s offered: {'; '.join(saturated[1])}")
     else:
         print("not saturated at the highest step offered")
-    return 0
+    return 0, results
 
 
 def main() -> None:
@@ -423,6 +423,7 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=10.0, help="measured seconds per step")
     parser.add_argument("--p99-limit-ms", type=float, default=500.0, help="a sweep step's p99 bound")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds without progress to give up")
+    parser.add_argument("--json", default="", help="also write every step's raw figures to this file")
     parser.add_argument("--url", default="", help="a running engine; default: start one")
     parser.add_argument("--api-key", default="", help="for an engine with API_KEYS")
     parser.add_argument("--database-url", default="", help="with --url: the engine's database")
@@ -470,7 +471,7 @@ def main() -> None:
         target.meter.pids["client"] = client.pid
         try:
             if args.sweep:
-                code = sweep(target, client, args)
+                code, results = sweep(target, client, args)
             else:
                 command = {
                     "rate": args.rate,
@@ -481,6 +482,11 @@ def main() -> None:
                 result = run_step(target, client, command)
                 report(result, client.pid)
                 code = 0 if not result["missing"] and not result["unanswered"] else 1
+                results = [result]
+            if args.json:
+                for r in results:
+                    r["cpu_ms_per_order"] = per_order_ms(r)
+                Path(args.json).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
         finally:
             client.close()
     raise SystemExit(code)

@@ -58,12 +58,13 @@ async def test_a_dropped_socket_is_followed_again_and_no_order_loses_its_final_s
     assert result["accept_ms"] is not None and result["e2e_ms"] is not None
 
 
-async def test_orders_posted_over_http_are_followed_to_their_final_status(stack: Stack) -> None:
+async def test_posted_orders_are_followed_on_rotating_sockets_to_their_final_status(stack: Stack) -> None:
     url = stack.url.replace("http://", "ws://") + "/api/orders/ws"
     port = int(stack.url.rpartition(":")[2])
     post = orjson.dumps({k: v for k, v in orjson.loads(BODY).items() if k != "action"})
     request = post_request("127.0.0.1", port, "/api/orders/execute", post, {})
-    gen = LoadGen(url, {}, BODY, per_socket=100, hard_limit=200, socket_rate=10, http_request=request)
+    # 4 orders per socket: the two follower sockets are retired and replaced as the run goes
+    gen = LoadGen(url, {}, BODY, per_socket=4, hard_limit=8, socket_rate=10, http_request=request)
     try:
         result = await gen.run_step(rate=20, orders=20, warmup_s=0.3, drain_s=20, emit=lambda doc: None)
     finally:
@@ -71,6 +72,7 @@ async def test_orders_posted_over_http_are_followed_to_their_final_status(stack:
     assert result["confirmed"] == 20 and result["rejected"] == {}, result
     assert result["missing"] == [] and result["unanswered"] == 0 and result["seq_errors"] == 0
     assert result["http_connections"] >= 1
+    assert result["sockets_opened"] >= 5 and result["socket_closes"] == {}, result
     assert result["accept_ms"] is not None and result["e2e_ms"] is not None
 
 
