@@ -42,6 +42,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _ORDERS + "CreateOrder": frozenset({"gateway"}),
     _ORDERS + "CreateOrders": frozenset({"gateway"}),
     _ORDERS + "GetOrder": frozenset({"gateway", "worker", "executor"}),
+    _ORDERS + "GetOrders": frozenset({"worker", "executor"}),
     _ORDERS + "ListOrders": frozenset({"gateway", "worker"}),
     _ORDERS + "ListEvents": frozenset({"gateway", "worker"}),
     _ORDERS + "AppendEvent": frozenset({"worker"}),

@@ -31,7 +31,15 @@ from common.dex.errors import LayoutError, QuoteError
 from common.errors import FailedPrecondition, InvalidArgument
 from executor_svc.builder import LegPlan, OrderPlan
 from orderengine.v1 import orders_pb2
-from router_svc.pools import CLOCK_SYSVAR, Clock, Snapshot, decode_clock, decode_pool, wanted_bin_arrays
+from router_svc.pools import (
+    CLOCK_SYSVAR,
+    Clock,
+    PoolStateT,
+    Snapshot,
+    decode_clock,
+    decode_pool,
+    wanted_bin_arrays,
+)
 from router_svc.quotes import quote_pool
 
 BPS = 10_000
@@ -80,6 +88,7 @@ class FreshQuoter:
     def __init__(self, chain: ChainClient, programs: dict[str, Pubkey]) -> None:
         self._chain = chain
         self._programs = programs
+        self._decodes: dict[Pubkey, tuple[tuple[AccountData | None, ...], PoolStateT]] = {}
 
     async def quote(self, plan: OrderPlan) -> list[int]:
         """The amount out of each leg on the current state (0 where the pool cannot quote it)."""
@@ -87,8 +96,10 @@ class FreshQuoter:
         slot, accounts = await self._chain.get_multiple_accounts(first)
         found: dict[Pubkey, AccountData | None] = dict(zip(first, accounts, strict=True))
         needed: list[Pubkey] = []
+        deps: dict[Pubkey, list[Pubkey]] = {}
         for leg in plan.legs:
-            needed += self._dependencies(leg, found[leg.pool])
+            deps[leg.pool] = self._dependencies(leg, found[leg.pool])
+            needed += deps[leg.pool]
         if needed:
             _, more = await self._chain.get_multiple_accounts(needed)
             found.update(zip(needed, more, strict=True))
@@ -102,13 +113,27 @@ class FreshQuoter:
         outs: list[int] = []
         for leg in plan.legs:
             try:
-                state = decode_pool(leg.venue, leg.pool, self._programs[leg.venue], found)
+                state = self._decoded(leg, [leg.pool, *deps[leg.pool]], found)
             except (LayoutError, QuoteError, KeyError, ValueError):
                 outs.append(0)  # the build fails on it anyway, with its own reason
                 continue
             quote = quote_pool(state, snapshot, str(plan.input_mint), leg.amount_in)
             outs.append(0 if quote.error else quote.amount_out)
         return outs
+
+    def _decoded(
+        self, leg: LegPlan, keys: list[Pubkey], found: dict[Pubkey, AccountData | None]
+    ) -> PoolStateT:
+        """The pool decoded from `found`, reused while the chain client serves the very same
+        account objects (its per-slot cache): one decode per pool per slot, not one per order."""
+        accounts = tuple(found.get(k) for k in keys)
+        cached = self._decodes.get(leg.pool)
+        if cached is not None and len(cached[0]) == len(accounts):
+            if all(a is b for a, b in zip(cached[0], accounts, strict=True)):
+                return cached[1]
+        state = decode_pool(leg.venue, leg.pool, self._programs[leg.venue], found)
+        self._decodes[leg.pool] = (accounts, state)
+        return state
 
     def _dependencies(self, leg: LegPlan, account: AccountData | None) -> list[Pubkey]:
         if account is None:

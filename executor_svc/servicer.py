@@ -39,7 +39,7 @@ from executor_svc.builder import (
     describe_transaction_error,
 )
 from executor_svc.checks import FreshQuoter, check_min_outs, check_order
-from executor_svc.records import ExecutionRecorder, RecordRefused
+from executor_svc.records import ExecutionRecorder, OrderReader, RecordRefused
 from executor_svc.sender import (
     UNSENDABLE_RPC_CODES,
     Expired,
@@ -176,6 +176,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self._sender = sender
         self._orders = orders
         self._recorder = ExecutionRecorder(orders)
+        self._reader = OrderReader(orders)
         self._markets = markets
         self._wallet = wallet
         self._programs = {venue: markets.program_id(venue) for venue in markets.programs}
@@ -280,6 +281,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
 
     async def close(self) -> None:
         await self._recorder.stop()
+        await self._reader.stop()
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -314,11 +316,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     async def _stored_order(self, order_id: str) -> orders_pb2.Order:
         """The order as persistence stored it (NotFound, or Unavailable when it cannot be read)."""
         try:
-            order: orders_pb2.Order = await self._orders.GetOrder(
-                orders_pb2.GetOrderRequest(order_id=order_id),
-                timeout=PERSISTENCE_TIMEOUT_S,
-                wait_for_ready=True,
-            )
+            order = await self._reader.get(order_id)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound("order not found", field="order_id") from None

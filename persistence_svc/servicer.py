@@ -257,6 +257,18 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
             )
         return order_message(order, events)
 
+    async def GetOrders(
+        self,
+        request: orders_pb2.GetOrdersRequest,
+        context: grpc.aio.ServicerContext[orders_pb2.GetOrdersRequest, orders_pb2.GetOrdersResponse],
+    ) -> orders_pb2.GetOrdersResponse:
+        if len(request.order_ids) > MAX_EXECUTIONS_PER_CALL:
+            raise InvalidArgument(f"at most {MAX_EXECUTIONS_PER_CALL} per call", field="order_ids")
+        ids = [validation.parse_uuid(oid, f"order_ids[{i}]") for i, oid in enumerate(request.order_ids)]
+        async with _database():
+            orders = await store.get_orders(self.pool, ids)
+        return orders_pb2.GetOrdersResponse(orders=[order_message(o) for o in orders])
+
     async def ListOrders(
         self,
         request: orders_pb2.ListOrdersRequest,

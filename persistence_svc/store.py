@@ -478,6 +478,17 @@ async def get_order(
         return order, events
 
 
+async def get_orders(pool: AsyncConnectionPool, order_ids: Sequence[uuid.UUID]) -> list[OrderRow]:
+    """The orders among `order_ids` that exist (one statement for the whole batch)."""
+    if not order_ids:
+        return []
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ANY(%s)", (list(order_ids),)
+        )
+        return [_order_row(r) for r in await cur.fetchall()]
+
+
 def encode_cursor(order: OrderRow) -> str:
     raw = json.dumps({"t": to_us(order.created_at), "id": str(order.order_id)}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

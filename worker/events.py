@@ -8,12 +8,12 @@ concurrent calls the throughput is many events per round trip and commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 
 import grpc
 
+from common.batching import MicroBatcher
 from common.errors import RETRYABLE_CODES
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
@@ -39,27 +39,24 @@ class EventWriter:
         retry_for_s: float = 120.0,
     ) -> None:
         self._stub = stub
-        self._queue: asyncio.Queue[tuple[orders_pb2.NewEvent, asyncio.Future[orders_pb2.OrderEvent]]] = (
-            asyncio.Queue()
+        self._batcher: MicroBatcher[orders_pb2.NewEvent, orders_pb2.OrderEvent] = MicroBatcher(
+            "event-writer", self._flush, max_batch=max_batch, flushers=flushers
         )
-        self._max_batch = max_batch
-        self._flushers = flushers
         self._retry_for_s = retry_for_s
-        self._tasks: list[asyncio.Task[None]] = []
-        self.batches = 0
-        self.events = 0
+
+    @property
+    def batches(self) -> int:
+        return self._batcher.flushes
+
+    @property
+    def events(self) -> int:
+        return self._batcher.items
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"event-writer-{i}") for i in range(self._flushers)
-        ]
+        self._batcher.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._batcher.stop()
 
     async def append(self, event: orders_pb2.NewEvent) -> orders_pb2.OrderEvent:
         """Appends one event; retries transient failures (appends are idempotent by seq) until
@@ -68,10 +65,8 @@ class EventWriter:
         deadline = loop.time() + self._retry_for_s
         delay = 0.05
         while True:
-            future: asyncio.Future[orders_pb2.OrderEvent] = loop.create_future()
-            await self._queue.put((event, future))
             try:
-                return await future
+                return await self._batcher.submit(event)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRYABLE_CODES or loop.time() > deadline:
                     raise
@@ -79,35 +74,14 @@ class EventWriter:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
 
-    async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            request = orders_pb2.AppendEventsRequest(events=[ev for ev, _ in batch])
-            try:
-                response = await self._stub.AppendEvents(request, timeout=10.0, wait_for_ready=True)
-            except grpc.aio.AioRpcError as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            except asyncio.CancelledError:
-                for _, future in batch:
-                    if not future.done():
-                        future.cancel()
-                raise
-            self.batches += 1
-            self.events += len(batch)
-            for (_, future), result in zip(batch, response.results, strict=False):
-                if future.done():
-                    continue
-                if result.code == 0:
-                    future.set_result(result.event)
-                else:
-                    code = _CODES.get(result.code, grpc.StatusCode.UNKNOWN)
-                    future.set_exception(AppendRejected(code, result.message))
-            for _, future in batch[len(response.results) :]:
-                if not future.done():
-                    future.set_exception(AppendRejected(grpc.StatusCode.INTERNAL, "no result for event"))
+    async def _flush(self, batch: list[orders_pb2.NewEvent]) -> list[orders_pb2.OrderEvent | BaseException]:
+        request = orders_pb2.AppendEventsRequest(events=batch)
+        response = await self._stub.AppendEvents(request, timeout=10.0, wait_for_ready=True)
+        results: list[orders_pb2.OrderEvent | BaseException] = []
+        for result in response.results:
+            if result.code == 0:
+                results.append(result.event)
+            else:
+                code = _CODES.get(result.code, grpc.StatusCode.UNKNOWN)
+                results.append(AppendRejected(code, result.message))
+        return results

@@ -538,6 +538,48 @@ class GetOrderRequest(_message.Message):
 Global___GetOrderRequest: _TypeAlias = GetOrderRequest  # noqa: Y015
 
 @_typing.final
+class GetOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """at most 1000"""
+
+    def __init__(
+        self,
+        *,
+        order_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_ids", b"order_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrdersRequest: _TypeAlias = GetOrdersRequest  # noqa: Y015
+
+@_typing.final
+class GetOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrdersResponse: _TypeAlias = GetOrdersResponse  # noqa: Y015
+
+@_typing.final
 class ListOrdersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -60,6 +60,11 @@ class OrdersStub:
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.GetOrderRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_orders__pb2.Order.FromString,
                 _registered_method=True)
+        self.GetOrders = channel.unary_unary(
+                '/orderengine.v1.Orders/GetOrders',
+                request_serializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersResponse.FromString,
+                _registered_method=True)
         self.ListOrders = channel.unary_unary(
                 '/orderengine.v1.Orders/ListOrders',
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
@@ -136,6 +141,13 @@ class OrdersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOrders(self, request, context):
+        """Many orders by id in one call (without events); unknown ids are simply absent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListOrders(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -206,6 +218,11 @@ def add_OrdersServicer_to_server(servicer, server):
                     servicer.GetOrder,
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.GetOrderRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'GetOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrders,
+                    request_deserializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersResponse.SerializeToString,
             ),
             'ListOrders': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOrders,
@@ -374,6 +391,33 @@ class Orders:
             '/orderengine.v1.Orders/GetOrder',
             orderengine_dot_v1_dot_orders__pb2.GetOrderRequest.SerializeToString,
             orderengine_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.Orders/GetOrders',
+            orderengine_dot_v1_dot_orders__pb2.GetOrdersRequest.SerializeToString,
+            orderengine_dot_v1_dot_orders__pb2.GetOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

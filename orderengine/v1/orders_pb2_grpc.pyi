@@ -51,6 +51,8 @@ class OrdersStub:
     AppendEvents: _grpc.UnaryUnaryMultiCallable[_orders_pb2.AppendEventsRequest, _orders_pb2.AppendEventsResponse]
     """Appends many events in one transaction; each gets its own result."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]
+    GetOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrdersRequest, _orders_pb2.GetOrdersResponse]
+    """Many orders by id in one call (without events); unknown ids are simply absent."""
     ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]
     ListEvents: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListEventsRequest, _orders_pb2.ListEventsResponse]
     RecordExecution: _grpc.UnaryUnaryMultiCallable[_orders_pb2.Execution, _orders_pb2.Execution]
@@ -90,6 +92,8 @@ class OrdersAsyncStub(OrdersStub):
     AppendEvents: _aio.UnaryUnaryMultiCallable[_orders_pb2.AppendEventsRequest, _orders_pb2.AppendEventsResponse]  # type: ignore[assignment]
     """Appends many events in one transaction; each gets its own result."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
+    GetOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrdersRequest, _orders_pb2.GetOrdersResponse]  # type: ignore[assignment]
+    """Many orders by id in one call (without events); unknown ids are simply absent."""
     ListOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
     ListEvents: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListEventsRequest, _orders_pb2.ListEventsResponse]  # type: ignore[assignment]
     RecordExecution: _aio.UnaryUnaryMultiCallable[_orders_pb2.Execution, _orders_pb2.Execution]  # type: ignore[assignment]
@@ -156,6 +160,14 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_pb2.GetOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]: ...
+
+    @_abc_1.abstractmethod
+    def GetOrders(
+        self,
+        request: _orders_pb2.GetOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.GetOrdersResponse, _abc.Awaitable[_orders_pb2.GetOrdersResponse]]:
+        """Many orders by id in one call (without events); unknown ids are simply absent."""
 
     @_abc_1.abstractmethod
     def ListOrders(

@@ -419,18 +419,18 @@ class CountingOrders:
 async def test_a_fresh_order_is_built_without_reading_stored_executions(stack: Stack) -> None:
     order_id = await stack.order("SOL", "USDC", 10**7)
     servicer = stack.running.servicer
-    real, real_recorder = servicer._orders, servicer._recorder._stub
+    real = servicer._orders
     counting = CountingOrders(real)
-    servicer._orders = servicer._recorder._stub = counting  # type: ignore[assignment]
+    servicer._orders = servicer._recorder._stub = servicer._reader._stub = counting  # type: ignore[assignment]
     try:
         updates = await stack.execute(
             stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
         )
     finally:
-        servicer._orders, servicer._recorder._stub = real, real_recorder
+        servicer._orders = servicer._recorder._stub = servicer._reader._stub = real
     assert updates[-1].stage == Stage.STAGE_CONFIRMED
-    # the stored order (executor_svc/checks.py); signed, landed: no stored execution read first
-    assert counting.calls == {"GetOrder": 1, "RecordExecutions": 2}
+    # the stored order, in a batch (executor_svc/checks.py); signed, landed: no stored execution read
+    assert counting.calls == {"GetOrders": 1, "RecordExecutions": 2}
 
 
 async def test_two_executors_racing_on_one_order_send_one_swap(stack: Stack) -> None:

@@ -1,0 +1,94 @@
+"""Group commit for calls that cross a process boundary: many callers, one round trip per flush.
+
+A caller submits one item and awaits its own result. `flushers` tasks take whatever has queued up
+(up to `max_batch`) and hand it to `flush`, which returns one result (or exception) per item, in
+order. An idle batcher sends an item at once (no timer, no added latency); under load, items queue
+while a flush is on the wire and leave together with the next one. A flush that raises fails every
+item of that batch with the same error, as each would have failed alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class MicroBatcher(Generic[T, R]):
+    def __init__(
+        self,
+        name: str,
+        flush: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
+        max_batch: int = 500,
+        flushers: int = 2,
+    ) -> None:
+        self.name = name
+        self._flush = flush
+        self._max_batch = max_batch
+        self._flushers = flushers
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.flushes = 0
+        self.items = 0
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"{self.name}-{i}") for i in range(self._flushers)
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            future.cancel()
+
+    async def submit(self, item: T) -> R:
+        """The item's own result (or its own exception) once its batch has been flushed."""
+        self.start()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            live = [(item, future) for item, future in batch if not future.done()]
+            if not live:
+                continue
+            try:
+                results = await self._flush([item for item, _ in live])
+            except asyncio.CancelledError:
+                for _, future in live:
+                    future.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - handed to every member of the batch
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.flushes += 1
+            self.items += len(live)
+            for index, (_, future) in enumerate(live):
+                if future.done():
+                    continue
+                if index >= len(results):
+                    future.set_exception(RuntimeError(f"{self.name}: no result for this item"))
+                    continue
+                result = results[index]
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
