@@ -250,6 +250,8 @@ def saturation(r: dict[str, Any], p99_limit_ms: float) -> list[str]:
     """Why a step is not a sustained rate (empty: it is)."""
     reasons = []
     rate = float(r["rate"])
+    if r["sent_rate"] < 0.95 * rate:
+        reasons.append(f"the client sent only {r['sent_rate']:.0f}/s")
     if r["achieved"] < 0.9 * rate:
         reasons.append(f"achieved {r['achieved']:.0f}/s < 90 % of offered")
     e2e = r.get("e2e_ms")
@@ -417,7 +419,9 @@ def main() -> None:
     )
     parser.add_argument("--orders", type=int, default=1000, help="orders in a single run")
     parser.add_argument("--rate", type=float, default=200.0, help="orders per second offered")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of each run not measured")
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="seconds of each run not measured (2; a sweep step 3)"
+    )
     parser.add_argument("--sweep", action="store_true", help="step the rate up until saturation")
     parser.add_argument("--rates", default="", help="the sweep's offered rates, e.g. 50,100,200")
     parser.add_argument("--step-seconds", type=float, default=10.0, help="measured seconds per step")
@@ -447,6 +451,8 @@ def main() -> None:
         help="a setting for the started stack (repeatable), e.g. --env CONFIRM_POLL_MS=10",
     )
     args = parser.parse_args()
+    if args.warmup is None:
+        args.warmup = 3.0 if args.sweep else 2.0
     if len(str(args.pair).split(",")) != 3:
         parser.error(f"--pair expects tokenIn,tokenOut,amount, got {args.pair!r}")
     if args.rate <= 0 or args.orders < 1:

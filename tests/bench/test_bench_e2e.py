@@ -84,6 +84,7 @@ def _result(**changes: object) -> dict[str, object]:
     base: dict[str, object] = {
         "rate": 100.0,
         "achieved": 99.0,
+        "sent_rate": 100.0,
         "e2e_ms": [20.0, 30.0, 40.0, 50.0],
         "inflight_start": 5,
         "inflight_end": 7,
@@ -100,6 +101,7 @@ def _result(**changes: object) -> dict[str, object]:
 def test_a_step_is_saturated_by_rate_latency_backlog_or_losses() -> None:
     assert saturation(_result(), 500) == []
     assert "achieved 80/s < 90 % of offered" in saturation(_result(achieved=80.0), 500)
+    assert "the client sent only 90/s" in saturation(_result(sent_rate=90.0), 500)
     assert "p99 40 ms > 25 ms" in saturation(_result(), 25)
     assert "backlog grew by 40" in saturation(_result(inflight_end=45), 500)
     assert "3 rejected" in saturation(_result(rejected={"overloaded": 3}), 500)
