@@ -32,6 +32,10 @@ def main() -> None:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         ws_max_size=64 * 1024,
+        # No permessage-deflate: each status is serialized once and the same bytes go to every
+        # socket that follows the order (gateway/fanout.py); compressing them per socket would cost
+        # CPU per socket per event, for messages of a few hundred bytes.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=10,
         lifespan="on",
     )

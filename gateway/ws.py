@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 import grpc
@@ -77,6 +78,8 @@ class Connection:
         self.wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
         self.close_request: tuple[int, str, str] | None = None  # (code, reason, metric label)
         self.writer_task: asyncio.Task[None] | None = None
+        # a send begun by push() that must wait for the transport: (its coroutine, what it awaits)
+        self.pending: tuple[Coroutine[Any, Any, None], Any] | None = None
         self.abort_task: asyncio.Task[None] | None = None
         self.closed = False
         self.tokens = float(MESSAGES_PER_SECOND)
@@ -88,10 +91,31 @@ class Connection:
 
     # --- the outgoing queue (Sink of gateway.fanout) -------------------------------------------------
     def push(self, message: dict[str, Any]) -> None:
-        """Queues an ASGI send message; never blocks. A consumer WS_QUEUE_SIZE behind is closed."""
+        """Sends or queues an ASGI send message; never blocks. A consumer WS_QUEUE_SIZE behind is
+        closed.
+
+        Fast path: when nothing is queued and the writer is idle, the send starts here, at once
+        (a fan-out of one event to 5,000 sockets then costs no task switch per socket). It
+        completes here unless the transport pushes back (a full write buffer); then the writer
+        task finishes it, and everything after it waits in the queue, in order."""
         if self.close_request is not None or self.closed:
             return
         out = self.out
+        wakeup = self.wakeup
+        if out is None and self.pending is None and wakeup is not None and not wakeup.done():
+            coro = self.ws.send(message)
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                self.last_sent = time.monotonic()
+                return
+            except Exception:  # noqa: BLE001 - the peer is gone; the receive side ends the socket
+                self.closed = True
+                return
+            self.pending = (coro, yielded)  # pushed back: the writer waits for the transport
+            self.sending_since = time.monotonic()
+            wakeup.set_result(None)
+            return
         if out is None:
             out = self.out = deque()
         elif len(out) - self.credit >= self.queue_size:
@@ -228,6 +252,12 @@ class Connection:
         loop = asyncio.get_running_loop()
         send = self.ws.send
         while True:
+            if self.pending is not None:
+                coro, yielded = self.pending
+                self.pending = None
+                await _finish(coro, yielded)
+                self.sending_since = 0.0
+                self.last_sent = time.monotonic()
             out = self.out
             if self.close_request is not None:
                 code, reason, label = self.close_request
@@ -333,6 +363,24 @@ class Connection:
             }
         )
         await self.subscribe(order_id, 0, owned=True)
+
+
+async def _finish(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    """Drives to its end a coroutine that was started by hand (`coro.send(None)`) and suspended on
+    `yielded` — what a Task would do had it started it: wait for the future, then resume."""
+    try:
+        while True:
+            if isinstance(yielded, asyncio.Future):
+                yielded._asyncio_future_blocking = False
+                await asyncio.wait({yielded})
+            else:
+                await asyncio.sleep(0)  # a bare yield
+            yielded = coro.send(None)
+    except StopIteration:
+        return
+    except asyncio.CancelledError:
+        coro.close()
+        raise
 
 
 async def order_socket(ws: WebSocket) -> None:
