@@ -84,10 +84,21 @@ def open_channel(address: str, settings: Settings | None = None, identity: str =
     """An insecure channel to every replica behind `address`, with keepalive, round_robin and the
     retry policy above, whose every call presents the service token of `identity` from `settings`
     (common.grpc_auth; None: the defaults, i.e. the development tokens of CHAIN=sim)."""
-    from common.grpc_auth import client_interceptors, client_token
+    from common.grpc_auth import TokenChannel, client_token
 
-    return grpc.aio.insecure_channel(
-        target(address),
-        options=channel_options(),
-        interceptors=client_interceptors(client_token(settings, identity)),
-    )
+    token = client_token(settings, identity)
+    return TokenChannel(grpc.aio.insecure_channel(target(address), options=channel_options()), token)
+
+
+def open_stream_channel(
+    address: str, settings: Settings | None = None, identity: str = "admin"
+) -> tuple[grpc.aio.Channel, tuple[tuple[str, str]]]:
+    """A channel for long-lived streams, and the metadata each stream call must carry.
+
+    No client interceptors: grpc.aio runs an intercepted stream's every message through extra
+    tasks, a real cost on a stream that carries every order of a worker. The stream's call puts
+    the token in its metadata itself, once."""
+    from common.grpc_auth import call_metadata, client_token
+
+    channel = grpc.aio.insecure_channel(target(address), options=channel_options())
+    return channel, call_metadata(client_token(settings, identity))

@@ -21,7 +21,7 @@ import grpc
 import redis.asyncio as aioredis
 
 from common import jobs, lifecycle
-from common.grpc_client import open_channel
+from common.grpc_client import open_channel, open_stream_channel
 from common.log import order_id_var
 from common.redis_client import open_redis
 from common.settings import Settings
@@ -77,8 +77,13 @@ class Worker:
         self.orders = orders_pb2_grpc.OrdersStub(self._channels["orders"])
         self.router = router_pb2_grpc.RouterStub(self._channels["router"])
         self.executor = executor_pb2_grpc.ExecutorStub(self._channels["executor"])
-        self.executor_link = ExecutorLink(self.executor)
-        self.router_link = RouterLink(self.router)
+        # the hot path's two long-lived streams, on channels of their own without interceptors
+        router_stream, router_auth = open_stream_channel(settings.router_addr, settings, "worker")
+        executor_stream, executor_auth = open_stream_channel(settings.executor_addr, settings, "worker")
+        self._channels["router-stream"] = router_stream
+        self._channels["executor-stream"] = executor_stream
+        self.executor_link = ExecutorLink(executor_pb2_grpc.ExecutorStub(executor_stream), executor_auth)
+        self.router_link = RouterLink(router_pb2_grpc.RouterStub(router_stream), router_auth)
         self.events = EventWriter(self.orders)
         self.batch = RedisBatcher(self.redis)
         self.reconciler = Reconciler(self)

@@ -127,12 +127,14 @@ class StreamLink(Generic[Req, Resp]):
 class ExecutorLink(StreamLink[executor_pb2.ExecuteRequest, executor_pb2.ExecutionUpdate]):
     """Executor.ExecuteStream: every order's execution requests and updates on one stream."""
 
-    def __init__(self, stub: executor_pb2_grpc.ExecutorAsyncStub) -> None:
+    def __init__(
+        self, stub: executor_pb2_grpc.ExecutorAsyncStub, metadata: tuple[tuple[str, str], ...]
+    ) -> None:
         # Long-lived by design: no deadline on the stream itself; each order's wait is bounded by
         # the driver (EXECUTE_TIMEOUT_S).
         super().__init__(
             "executor",
-            lambda: stub.ExecuteStream(wait_for_ready=True),  # deadline-exempt: long-lived stream
+            lambda: stub.ExecuteStream(metadata=metadata, wait_for_ready=True),  # deadline-exempt: long-lived
             lambda update: update.order_id,
         )
 
@@ -162,10 +164,10 @@ class RouterLink(StreamLink[router_pb2.QuoteRequest, router_pb2.QuoteStreamRespo
     """Router.QuoteStream: every order's quotes on one stream (the router quotes them from the same
     per-slot pool snapshot)."""
 
-    def __init__(self, stub: router_pb2_grpc.RouterAsyncStub) -> None:
+    def __init__(self, stub: router_pb2_grpc.RouterAsyncStub, metadata: tuple[tuple[str, str], ...]) -> None:
         super().__init__(
             "router",
-            lambda: stub.QuoteStream(wait_for_ready=True),  # deadline-exempt: long-lived stream
+            lambda: stub.QuoteStream(metadata=metadata, wait_for_ready=True),  # deadline-exempt: long-lived
             lambda response: response.request_id,
         )
 
