@@ -34,6 +34,7 @@ from prometheus_client import Counter
 
 from common import lifecycle
 from gateway.views import event_json
+from gateway.wsproto import text_frame
 from orderengine.v1 import orders_pb2
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ CATCHUP_READS = Counter(
     "History reads for WebSocket catch-up (one per order, shared by its subscribers), by outcome.",
     ["outcome"],
 )
+FRAME = "orderengine.frame"  # key of an event's prebuilt frame in its ASGI message (ignored by ASGI)
 MAX_PENDING = 1000  # events held beyond a gap while it is filled; more ends the feed's subscriptions
 MAX_FILL_READS = 5  # reads in a row that still leave a gap end the feed's subscriptions
 READ_TIMEOUT_S = 5.0  # one attempt; the whole retry loop is bounded by retry_budget_s
@@ -59,14 +61,16 @@ _FINAL_CODES = frozenset(
 
 class Event:
     """One status event of an order: its seq, whether it ends the order, and the ASGI message that
-    sends it (`{"type": "websocket.send", "text": …}`), built once and shared by every socket."""
+    sends it (`{"type": "websocket.send", "text": …}`), built once and shared by every socket —
+    with the WebSocket frame that carries it (`FRAME`), for sockets that can take it as it is
+    (gateway/wsproto.py)."""
 
     __slots__ = ("seq", "terminal", "message")
 
     def __init__(self, seq: int, terminal: bool, text: str) -> None:
         self.seq = seq
         self.terminal = terminal
-        self.message: dict[str, Any] = {"type": "websocket.send", "text": text}
+        self.message: dict[str, Any] = {"type": "websocket.send", "text": text, FRAME: text_frame(text)}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], text: str) -> Event | None:

@@ -11,6 +11,7 @@ from common.log import setup_logging
 from common.markets import load_markets
 from common.metrics import start_exporter
 from common.settings import load_settings
+from gateway import wsproto
 from gateway.app import create_app
 
 
@@ -26,7 +27,7 @@ def main() -> None:
         port=settings.http_port,
         loop="uvloop",
         http="httptools" if _has_httptools() else "h11",
-        ws="websockets-sansio",
+        ws=wsproto.PROTOCOL,  # websockets-sansio, plus the fan-out's frame writer
         log_config=None,
         access_log=False,
         ws_ping_interval=20.0,

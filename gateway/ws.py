@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -34,10 +34,11 @@ from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.app import RPC_TIMEOUT_S, EdgeState, grpc_to_api, submit_order
-from gateway.fanout import Subscription, text_message
+from gateway.fanout import FRAME, Subscription, text_message
 from gateway.guard import owner_of
 from gateway.ratelimit import client_of
 from gateway.validation import ApiError, check_idempotency_key, is_order_id, parse_order_request
+from gateway.wsproto import EXTENSION
 from orderengine.v1 import orders_pb2
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Connection:
         self.wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
         self.close_request: tuple[int, str, str] | None = None  # (code, reason, metric label)
         self.writer_task: asyncio.Task[None] | None = None
+        # writes an event's prebuilt frame at once, when the server offers it (gateway/wsproto.py)
+        self.write_frame: Callable[[bytes], bool] | None = ws.scope.get("extensions", {}).get(EXTENSION)
         # a send begun by push() that must wait for the transport: (its coroutine, what it awaits)
         self.pending: tuple[Coroutine[Any, Any, None], Any] | None = None
         self.abort_task: asyncio.Task[None] | None = None
@@ -103,6 +106,10 @@ class Connection:
         out = self.out
         wakeup = self.wakeup
         if out is None and self.pending is None and wakeup is not None and not wakeup.done():
+            frame = message.get(FRAME)
+            if frame is not None and self.write_frame is not None and self.write_frame(frame):
+                self.last_sent = time.monotonic()
+                return
             coro = self.ws.send(message)
             try:
                 yielded = coro.send(None)

@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from common.grpc_client import open_channel
 from common.settings import Settings
 from common.stack import free_port
+from gateway import wsproto
 from gateway.app import create_app
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from persistence_svc.server import serve as serve_persistence
@@ -42,13 +43,12 @@ def persistence_reads() -> float:
 
 @asynccontextmanager
 async def gateway(settings: Settings) -> AsyncIterator[str]:
-    """A gateway on `settings`; yields its WebSocket URL."""
+    """A gateway on `settings`, served as `python -m gateway` serves it (its frame writer: live
+    events go out as prebuilt frames; test_ws.py covers plain websockets-sansio); yields its URL."""
     port = free_port()
     app = create_app(dataclasses.replace(settings, http_port=port))
     server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, ws="websockets-sansio", log_config=None, lifespan="on"
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, ws=wsproto.PROTOCOL, log_config=None, lifespan="on")
     )
     task = asyncio.create_task(server.serve())
     try:
