@@ -379,6 +379,10 @@ def openapi_document() -> dict[str, Any]:
         "security": [{}, {"bearer": []}, {"apiKey": []}],
         "x-websocket": {
             "/api/orders/ws": "follow orders (subscribe/unsubscribe with afterSeq) and submit them "
-            "(execute); see the README. With API_KEYS: the key as for HTTP, or ?apiKey=.",
+            "(execute); see the README. With API_KEYS: the key as for HTTP, or ?apiKey=. One JSON "
+            "object per message. An error about one order names it (orderId): unknown_order, "
+            "catchup_failed (resubscribe from its afterSeq), too_many_subscriptions. Close codes: "
+            "4000 idle, 4008 slow consumer (resubscribe with afterSeq), 4429 too many sockets for "
+            "this client or rate limited, 1013 gateway full (reconnect later).",
         },
     }
