@@ -1,7 +1,7 @@
 """The engine's one Solana JSON-RPC client (used by router_svc and executor_svc).
 
-`ChainClient` wraps solana-py's `AsyncClient` (one per process, one pooled HTTP session) and adds
-what a trading engine needs at the chain boundary (DESIGN.md, "Performance"):
+`ChainClient` is one per process, over one pooled keep-alive HTTP client (common.rpc_http), and
+adds what a trading engine needs at the chain boundary (DESIGN.md, "Performance"):
 
 - every call has a deadline; HTTP 429, 5xx and connection errors of reads are retried with
   exponential backoff and full jitter (`sendTransaction` is only ever retried with the identical
@@ -12,13 +12,13 @@ what a trading engine needs at the chain boundary (DESIGN.md, "Performance"):
   `getRecentPrioritizationFees` per slot, and every caller of `signature_status` that waits within
   the same few milliseconds shares one `getSignatureStatuses` call of up to 256 signatures;
 - HTTP requests are few: at most `max_posts` are in flight, and calls made meanwhile leave
-  together as one JSON-RPC batch (an HTTP request through httpx costs ~0.5 ms of CPU, a call
+  together as one JSON-RPC batch (an HTTP request costs CPU per request, a call
   inside a batch ~25 us). An idle client sends each call at once. `batch_max=1` turns batching
   off (some providers refuse batch requests): every call is then its own request object.
 
-Requests are serialized with orjson and posted through the AsyncClient's provider (its pooled
-httpx session, `make_request_unparsed`), because solana-py has no batch API; responses are parsed
-and validated here. Nothing here knows about orders or DEXes.
+Requests are serialized with orjson and posted by common.rpc_http (a general HTTP library costs
+~0.5 ms of CPU per request; solana-py has no batch API anyway); responses are parsed and validated
+here. Nothing here knows about orders or DEXes.
 """
 
 from __future__ import annotations
@@ -35,10 +35,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-import httpx2
 import orjson
-from solana.exceptions import SolanaRpcException
-from solana.rpc.async_api import AsyncClient
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -46,6 +43,7 @@ from solders.transaction import VersionedTransaction
 
 from common.b58 import b58encode
 from common.metrics import chain_rpc_attempt, chain_rpc_done, chain_rpc_failed
+from common.rpc_http import HttpError, RpcHttpClient
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -311,18 +309,6 @@ class _Pending:
     future: asyncio.Future[Any]
 
 
-class _RawBody:
-    """A request body already serialized (satisfies solana-py's JsonRpcRequestSerializer)."""
-
-    __slots__ = ("_text",)
-
-    def __init__(self, content: bytes) -> None:
-        self._text = content.decode()
-
-    def to_json(self) -> str:
-        return self._text
-
-
 def _unwrap(method: str, item: Any) -> Any:
     """The result of one JSON-RPC response object, or the ChainError it carries."""
     if not isinstance(item, dict):
@@ -573,13 +559,7 @@ class ChainClient:
         self._slot_ttl_s = slot_ttl_s
         self._blockhash_ttl_s = blockhash_ttl_s
         self._block_height_ttl_s = block_height_ttl_s
-        self._client = AsyncClient(
-            rpc_url,
-            timeout=timeout_s,
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            max_transport_retries=0,  # retries are decided here, per method
-        )
+        self._http = RpcHttpClient(rpc_url, max_connections=max_connections)
         self._batch_max = max(1, batch_max)
         self._max_posts = max(1, max_posts)
         self._queue: collections.deque[_Pending] = collections.deque()
@@ -634,7 +614,7 @@ class ChainClient:
             task.cancel()
         if self._posts:
             await asyncio.gather(*self._posts, return_exceptions=True)
-        await self._client.close()
+        await self._http.close()
 
     async def __aenter__(self) -> ChainClient:
         return self
@@ -698,14 +678,14 @@ class ChainClient:
         try:
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    # solana-py's provider: its pooled session, error wrapping and headers
-                    text = await self._client._provider.make_request_unparsed(_RawBody(content))
+                    response = await self._http.post(content)
             except TimeoutError:
                 raise ChainError(f"{methods}: timed out after {self.timeout_s:g} s", retryable=True) from None
-            except SolanaRpcException as exc:
-                raise self._transport_error(methods, exc.__cause__) from None
-            except httpx2.HTTPError as exc:
+            except HttpError as exc:
                 raise self._transport_error(methods, exc) from None
+            if not 200 <= response.status < 300:
+                raise self._status_error(methods, response.status, response.retry_after)
+            text = response.body
             try:
                 decoded = orjson.loads(text)
             except orjson.JSONDecodeError:
@@ -742,35 +722,34 @@ class ChainClient:
                 p.future.set_exception(err)
 
     @staticmethod
-    def _transport_error(method: str, cause: BaseException | None) -> ChainError:
-        if isinstance(cause, httpx2.HTTPStatusError):
-            status = cause.response.status_code
-            if status == 429:
-                err = ChainError(
-                    f"{method}: rate limited by the RPC node (HTTP 429)", retryable=True, rpc_code=429
-                )
-                retry_after = cause.response.headers.get("retry-after", "")
-                err.data = {"retry_after": float(retry_after)} if retry_after.isdigit() else None
-                err._retry_in_client = True
-                err.maybe_delivered = False
-                return err
-            if status >= 500:
-                err = ChainError(f"{method}: RPC node error (HTTP {status})", retryable=True)
-                err._retry_in_client = True
-                return err
-            err = ChainError(f"{method}: RPC node refused the request (HTTP {status})", retryable=False)
+    def _status_error(method: str, status: int, retry_after: str) -> ChainError:
+        if status == 429:
+            err = ChainError(
+                f"{method}: rate limited by the RPC node (HTTP 429)", retryable=True, rpc_code=429
+            )
+            err.data = {"retry_after": float(retry_after)} if retry_after.isdigit() else None
+            err._retry_in_client = True
             err.maybe_delivered = False
             return err
-        if isinstance(cause, httpx2.TimeoutException):
-            err = ChainError(f"{method}: timed out", retryable=True)
-            err.maybe_delivered = not isinstance(cause, httpx2.ConnectTimeout | httpx2.PoolTimeout)
-            return err
-        if isinstance(cause, httpx2.TransportError):
-            err = ChainError(f"{method}: cannot reach the RPC node ({type(cause).__name__})", retryable=True)
+        if status >= 500:
+            err = ChainError(f"{method}: RPC node error (HTTP {status})", retryable=True)
             err._retry_in_client = True
-            err.maybe_delivered = not isinstance(cause, httpx2.ConnectError | httpx2.ConnectTimeout)
             return err
-        return ChainError(f"{method}: RPC request failed ({type(cause).__name__})", retryable=True)
+        err = ChainError(f"{method}: RPC node refused the request (HTTP {status})", retryable=False)
+        err.maybe_delivered = False
+        return err
+
+    @staticmethod
+    def _transport_error(method: str, cause: HttpError) -> ChainError:
+        if cause.connect:
+            err = ChainError(f"{method}: cannot reach the RPC node ({cause.message})", retryable=True)
+            err._retry_in_client = True
+            err.maybe_delivered = False
+            return err
+        err = ChainError(f"{method}: RPC request failed ({cause.message})", retryable=True)
+        err._retry_in_client = True
+        err.maybe_delivered = cause.maybe_delivered
+        return err
 
     def _backoff(self, attempt: int, err: ChainError) -> float:
         cap = min(self._backoff_max_s, self._backoff_base_s * (2**attempt))
