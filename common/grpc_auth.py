@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -209,54 +209,82 @@ def call_metadata(token: str) -> tuple[tuple[str, str]]:
     return ((METADATA_KEY, f"Bearer {token}"),)
 
 
-def _with_token(details: grpc.aio.ClientCallDetails, token: str) -> grpc.aio.ClientCallDetails:
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    metadata[METADATA_KEY] = f"Bearer {token}"
-    return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-    )
+Meta = tuple[tuple[str, str | bytes], ...]
 
 
-class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Awaitable[Any]], client_call_details: Any, request: Any
-    ) -> Any:
-        return await continuation(_with_token(client_call_details, self.token), request)
+def _merged(metadata: Any, token_metadata: Meta) -> Meta:
+    return token_metadata if not metadata else (*tuple(metadata), *token_metadata)
 
 
-class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, token: str) -> None:
-        self.token = token
+class _UnaryUnary:
+    def __init__(self, inner: Any, token_metadata: Meta) -> None:
+        self._inner, self._md = inner, token_metadata
 
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Awaitable[Any]], client_call_details: Any, request: Any
-    ) -> Any:
-        return await continuation(_with_token(client_call_details, self.token), request)
+    def __call__(self, request: Any, *, metadata: Any = None, **options: Any) -> Any:
+        return self._inner(request, metadata=_merged(metadata, self._md), **options)
 
 
-class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
-    def __init__(self, token: str) -> None:
-        self.token = token
+class _UnaryStream:
+    def __init__(self, inner: Any, token_metadata: Meta) -> None:
+        self._inner, self._md = inner, token_metadata
 
-    async def intercept_stream_unary(
-        self, continuation: Callable[..., Awaitable[Any]], client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(_with_token(client_call_details, self.token), request_iterator)
+    def __call__(self, request: Any, *, metadata: Any = None, **options: Any) -> Any:
+        return self._inner(request, metadata=_merged(metadata, self._md), **options)
 
 
-class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
-    def __init__(self, token: str) -> None:
-        self.token = token
+class _StreamUnary:
+    def __init__(self, inner: Any, token_metadata: Meta) -> None:
+        self._inner, self._md = inner, token_metadata
 
-    async def intercept_stream_stream(
-        self, continuation: Callable[..., Awaitable[Any]], client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(_with_token(client_call_details, self.token), request_iterator)
+    def __call__(self, request_iterator: Any = None, metadata: Any = None, **options: Any) -> Any:
+        return self._inner(request_iterator, metadata=_merged(metadata, self._md), **options)
 
 
-def client_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
-    """Interceptors that put `token` on every call of a channel, whatever its shape."""
-    return [_UnaryUnary(token), _UnaryStream(token), _StreamUnary(token), _StreamStream(token)]
+class _StreamStream:
+    def __init__(self, inner: Any, token_metadata: Meta) -> None:
+        self._inner, self._md = inner, token_metadata
+
+    def __call__(self, request_iterator: Any = None, metadata: Any = None, **options: Any) -> Any:
+        return self._inner(request_iterator, metadata=_merged(metadata, self._md), **options)
+
+
+class TokenChannel(grpc.aio.Channel):
+    """A channel whose every call carries `authorization: Bearer <token>`.
+
+    Not a client interceptor: grpc.aio runs each intercepted call through extra tasks and wrapper
+    calls (about 0.1-0.3 ms of CPU per unary call measured here), while this adds one Python call
+    that appends the token to the call's metadata. Everything else is the wrapped channel's."""
+
+    def __init__(self, inner: grpc.aio.Channel, token: str) -> None:
+        self._inner = inner
+        self._md: Meta = call_metadata(token)
+
+    async def __aenter__(self) -> TokenChannel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._inner.close()
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._inner.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._inner.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._inner.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._inner.channel_ready()
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _UnaryUnary(self._inner.unary_unary(method, *args, **kwargs), self._md)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _UnaryStream(self._inner.unary_stream(method, *args, **kwargs), self._md)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _StreamUnary(self._inner.stream_unary(method, *args, **kwargs), self._md)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _StreamStream(self._inner.stream_stream(method, *args, **kwargs), self._md)
