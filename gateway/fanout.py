@@ -35,7 +35,7 @@ from prometheus_client import Counter
 from common import lifecycle
 from gateway.views import event_json
 from gateway.wsproto import text_frame
-from orderengine.v1 import orders_pb2
+from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class UnknownOrder(Exception):
 Reader = Callable[[str], Awaitable[list[Event]]]
 
 
-def grpc_reader(stub: Any) -> Reader:
+def grpc_reader(stub: orders_pb2_grpc.OrdersAsyncStub) -> Reader:
     """Reads an order's whole history through `Orders.GetOrder` (raises grpc.aio.AioRpcError)."""
 
     async def read(order_id: str) -> list[Event]:

@@ -61,7 +61,7 @@ async def gateway(settings: Settings) -> AsyncIterator[str]:
         await task
 
 
-async def order_with_events(eng: Engine, statuses: list[int]) -> str:
+async def order_with_events(eng: Engine, statuses: list[orders_pb2.OrderStatus.ValueType]) -> str:
     """An order whose events (after seq 1, pending) have the given statuses, written directly."""
     channel = open_channel(eng.settings.persistence_addr)
     try:
