@@ -3,8 +3,10 @@
 A caller submits one item and awaits its own result. `flushers` tasks take whatever has queued up
 (up to `max_batch`) and hand it to `flush`, which returns one result (or exception) per item, in
 order. An idle batcher sends an item at once (no timer, no added latency); under load, items queue
-while a flush is on the wire and leave together with the next one. A flush that raises fails every
-item of that batch with the same error, as each would have failed alone.
+while a flush is on the wire and leave together with the next one. With `linger_s`, a flusher that
+takes an item first waits up to that long for the batch to fill (up to `max_batch`) before it sends
+(the gateway's CREATE_BATCH_MS). A flush that raises fails every item of that batch with the same
+error, as each would have failed alone.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ class MicroBatcher(Generic[T, R]):
         flush: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
         max_batch: int = 500,
         flushers: int = 2,
+        linger_s: float = 0.0,
     ) -> None:
         self.name = name
         self._flush = flush
         self._max_batch = max_batch
         self._flushers = flushers
+        self._linger_s = linger_s
+        self._full = asyncio.Event()  # a lingering flusher's batch is full
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.flushes = 0
@@ -57,11 +62,18 @@ class MicroBatcher(Generic[T, R]):
         self.start()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))
+        if self._linger_s > 0 and self._queue.qsize() >= self._max_batch - 1:
+            self._full.set()
         return await future
 
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
+            if self._linger_s > 0 and self._queue.qsize() < self._max_batch - 1:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._linger_s):
+                        await self._full.wait()
             batch = [first]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())

@@ -1,0 +1,53 @@
+"""MicroBatcher's linger (the gateway's CREATE_BATCH_MS): a batch waits for more items up to the
+linger, and leaves at once when it is full."""
+
+from __future__ import annotations
+
+import asyncio
+
+from common.batching import MicroBatcher
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def flush(self, items: list[int]) -> list[int]:
+        self.batches.append(list(items))
+        return [i * 10 for i in items]
+
+
+async def test_without_linger_an_idle_batcher_sends_at_once() -> None:
+    rec = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher("t", rec.flush, max_batch=100, flushers=1)
+    first = asyncio.create_task(batcher.submit(1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert list(await asyncio.gather(first, batcher.submit(2))) == [10, 20]
+    assert rec.batches == [[1], [2]]
+    await batcher.stop()
+
+
+async def test_linger_lets_later_items_join_the_batch() -> None:
+    rec = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher("t", rec.flush, max_batch=100, flushers=1, linger_s=0.2)
+    first = asyncio.create_task(batcher.submit(1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert rec.batches == []  # still lingering
+    assert list(await asyncio.gather(first, batcher.submit(2))) == [10, 20]
+    assert rec.batches == [[1, 2]]
+    await batcher.stop()
+
+
+async def test_a_full_batch_leaves_without_waiting_for_the_linger() -> None:
+    rec = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher("t", rec.flush, max_batch=4, flushers=1, linger_s=60)
+    first = asyncio.create_task(batcher.submit(0))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    async with asyncio.timeout(10):  # far below the 60 s linger
+        results = await asyncio.gather(first, *(batcher.submit(i) for i in range(1, 8)))
+        assert results == [i * 10 for i in range(8)]
+        assert rec.batches == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        await batcher.stop()
