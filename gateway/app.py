@@ -30,13 +30,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common import jobs, lifecycle
+from common.grpc_auth import client_token
 from common.grpc_client import open_channel
 from common.markets import Markets, load_markets
 from common.redis_client import open_redis
 from common.settings import REPO_ROOT, Settings
 from gateway.batcher import BatchFailed, OrderBatcher
 from gateway.fanout import Feeds, grpc_reader
-from gateway.guard import EdgeGuardMiddleware, OrderLimits, owner_id, owner_of, require_api_keys
+from gateway.guard import EdgeGuardMiddleware, OrderLimits, owner_id, owner_of, require_api_keys, resolve_caps
 from gateway.hub import EventHub
 from gateway.openapi import openapi_document
 from gateway.ratelimit import RateLimitMiddleware, TokenBuckets
@@ -452,7 +453,13 @@ class SecurityHeadersMiddleware:
 def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
     from gateway.ws import order_socket
 
+    # Configuration errors stop the process here, with one line, not in the lifespan's traceback.
     require_api_keys(settings)
+    client_token(settings, "gateway")  # GRPC_TOKENS
+    if settings.max_order_amount or settings.daily_notional_cap:
+        limits_markets = markets or load_markets(settings.markets_path)
+        resolve_caps("MAX_ORDER_AMOUNT", settings.max_order_amount, limits_markets)
+        resolve_caps("DAILY_NOTIONAL_CAP", settings.daily_notional_cap, limits_markets)
     # One token bucket per client, shared by HTTP requests and WebSocket `execute` messages.
     buckets = (
         TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)

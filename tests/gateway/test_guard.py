@@ -27,8 +27,13 @@ def test_a_real_chain_refuses_to_start_without_api_keys() -> None:
     for chain in ("devnet", "mainnet-beta", "custom"):
         with pytest.raises(ConfigError, match=f"API_KEYS: required when CHAIN={chain}"):
             create_app(Settings(chain=chain))
-    create_app(Settings(chain="devnet", api_keys=(ONE,)))  # with a key it starts
+    with pytest.raises(ConfigError, match="GRPC_TOKENS: required when CHAIN=devnet"):
+        create_app(Settings(chain="devnet", api_keys=(ONE,)))  # and service tokens too
+    tokens = (("gateway", "gateway-token-0123456789"),)
+    create_app(Settings(chain="devnet", api_keys=(ONE,), grpc_tokens=tokens))  # with both it starts
     create_app(Settings())  # the simulated chain stays open by default
+    with pytest.raises(ConfigError, match="MAX_ORDER_AMOUNT: unknown token 'DOGE'"):
+        create_app(Settings(max_order_amount=(("DOGE", "5"),)))
 
 
 def test_owner_ids_do_not_reveal_the_key() -> None:
