@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 import grpc
@@ -182,6 +182,10 @@ class Feeds:
         self._feeds: dict[str, OrderFeed] = {}
         self._idle: OrderedDict[str, None] = OrderedDict()  # idle feeds, least recently used first
         self.reads = 0  # history reads started (for tests and the bench)
+        # (order, owner) pairs known to match (API_KEYS: a key follows only its own orders), and the
+        # checks in flight: one read per pair, however many of the key's sockets join the order
+        self._owned: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._owner_checks: dict[tuple[str, str], asyncio.Task[bool]] = {}
 
     def __len__(self) -> int:
         return len(self._feeds)
@@ -241,6 +245,26 @@ class Feeds:
             feed.waiting.append(sub)
             self._ensure_loader(feed)
         return sub
+
+    async def owned(self, order_id: str, owner: str, check: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
+        """Whether `owner` owns the order, by `check()` (True/False; raises what it cannot tell),
+        run once for every caller asking about the same pair at the same time; a yes is kept."""
+        key = (order_id, owner)
+        if key in self._owned:
+            self._owned.move_to_end(key)
+            return True
+        task = self._owner_checks.get(key)
+        if task is None:
+            task = self._owner_checks[key] = asyncio.create_task(check(), name="ws-owner-check")
+            task.add_done_callback(lambda done: self._owner_checked(key, done))
+        return await asyncio.shield(task)
+
+    def _owner_checked(self, key: tuple[str, str], task: asyncio.Task[bool]) -> None:
+        self._owner_checks.pop(key, None)
+        if not task.cancelled() and task.exception() is None and task.result():
+            self._owned[key] = None
+            while len(self._owned) > max(1000, 10 * self.cache_orders):
+                self._owned.popitem(last=False)
 
     def unsubscribe(self, sub: Subscription) -> None:
         if sub.ended:

@@ -216,18 +216,27 @@ class Connection:
         owner = owner_of(self.ws.scope)
         if not owner:
             return True
+
+        async def check() -> bool:
+            try:
+                await self.state.orders.GetOrder(
+                    orders_pb2.GetOrderRequest(order_id=order_id, owner=owner), timeout=RPC_TIMEOUT_S
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return False
+                raise
+            return True
+
         try:
-            await self.state.orders.GetOrder(
-                orders_pb2.GetOrderRequest(order_id=order_id, owner=owner), timeout=RPC_TIMEOUT_S
-            )
+            owned = await self.feeds.owned(order_id, owner, check)  # one read per (order, key)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                await self.send_error("unknown_order", "no such order", "orderId", order_id)
-            else:
-                err = grpc_to_api(exc)
-                await self.send_error(err.code, err.message, order_id=order_id)
+            err = grpc_to_api(exc)
+            await self.send_error(err.code, err.message, order_id=order_id)
             return False
-        return True
+        if not owned:
+            await self.send_error("unknown_order", "no such order", "orderId", order_id)
+        return owned
 
     async def subscribe(self, order_id: str, after_seq: int, owned: bool = False) -> None:
         old = self.subs.get(order_id)

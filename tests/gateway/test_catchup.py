@@ -22,6 +22,7 @@ from common.settings import Settings
 from common.stack import free_port
 from gateway import wsproto
 from gateway.app import create_app
+from gateway.guard import owner_id
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from persistence_svc.server import serve as serve_persistence
 from tests.conftest import SettingsFactory
@@ -124,6 +125,35 @@ async def test_200_sockets_joining_one_order_cause_one_persistence_read(
                     live = await asyncio.gather(*(follow(ws, order_id, 4) for ws in sockets))
                 assert all(seqs(messages) == [4] for messages in live)
                 assert persistence_reads() - before == 1
+            finally:
+                await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def test_with_api_keys_200_sockets_of_one_key_cost_one_ownership_check_and_one_read(
+    make_settings: SettingsFactory,
+) -> None:
+    async with engine(make_settings(API_KEYS="key-a,key-b"), router=False, executor=False) as eng:
+        channel = open_channel(eng.settings.persistence_addr)
+        try:
+            stub = orders_pb2_grpc.OrdersStub(channel)
+            request = orders_pb2.CreateOrderRequest(spec=make_spec(), owner=owner_id("key-a"))
+            order_id = (await stub.CreateOrder(request)).order.order_id
+        finally:
+            await channel.close()
+        async with gateway(eng.settings) as url:
+            before = persistence_reads()
+            sockets = await asyncio.gather(
+                *(websockets.connect(f"{url}?apiKey=key-a&orderId={order_id}") for _ in range(200))
+            )
+            try:
+                async with asyncio.timeout(30):
+                    results = await asyncio.gather(*(follow(ws, order_id, 1) for ws in sockets))
+                assert all(seqs(messages) == [1] for messages in results)
+                assert persistence_reads() - before == 2  # the key's ownership, then the history
+                async with websockets.connect(f"{url}?apiKey=key-b&orderId={order_id}") as other:
+                    async with asyncio.timeout(10):
+                        (error,) = await follow(other, order_id, 1)
+                assert error["code"] == "unknown_order"  # another key's order is not there for it
             finally:
                 await asyncio.gather(*(ws.close() for ws in sockets))
 
