@@ -290,9 +290,15 @@ class Connection:
                 await self.wakeup
                 self.wakeup = None
                 continue
+            write_frame = self.write_frame
             while out and self.close_request is None:
-                self.sending_since = time.monotonic()  # the ticker drops a send stuck too long
-                await send(out.popleft())
+                message = out.popleft()
+                frame = message.get(FRAME)
+                # an event's prebuilt frame goes out at once while the transport takes data; any
+                # other message, or one the transport pushes back on, through ASGI (which waits)
+                if frame is None or write_frame is None or not write_frame(frame):
+                    self.sending_since = time.monotonic()  # the ticker drops a send stuck too long
+                    await send(message)
                 if self.credit:
                     self.credit -= 1
             self.sending_since = 0.0

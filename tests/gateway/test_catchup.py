@@ -12,17 +12,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import pytest
+import redis.asyncio as aioredis
 import uvicorn
 import websockets
 from prometheus_client import REGISTRY
 
 from common.grpc_client import open_channel
+from common.redis_names import events_channel
 from common.settings import Settings
 from common.stack import free_port
 from gateway import wsproto
 from gateway.app import create_app
 from gateway.guard import owner_id
+from gateway.views import event_json
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from persistence_svc.server import serve as serve_persistence
 from tests.conftest import SettingsFactory
@@ -156,6 +160,44 @@ async def test_with_api_keys_200_sockets_of_one_key_cost_one_ownership_check_and
                 assert error["code"] == "unknown_order"  # another key's order is not there for it
             finally:
                 await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def test_an_event_beyond_a_gap_waits_for_the_read_that_fills_it(
+    make_settings: SettingsFactory, redis_client: aioredis.Redis
+) -> None:
+    async with engine(make_settings(OUTBOX_RELAY_INTERVAL_MS="0"), router=False, executor=False) as eng:
+        order_id = await order_with_events(eng, [])
+        async with gateway(eng.settings) as url:
+            async with websockets.connect(f"{url}?orderId={order_id}") as ws:
+                async with asyncio.timeout(10):
+                    assert seqs(await follow(ws, order_id, 1)) == [1]
+                # seqs 2 and 3 are committed by a persistence process that cannot reach Redis:
+                # never published (and the relay is off), like a publish lost on the way
+                silent = await serve_persistence(
+                    dataclasses.replace(
+                        eng.settings,
+                        persistence_addr="127.0.0.1:0",
+                        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                    )
+                )
+                channel = open_channel(f"127.0.0.1:{silent.port}")
+                try:
+                    stub = orders_pb2_grpc.OrdersStub(channel)
+                    for seq, status in ((2, ROUTING), (3, BUILDING)):
+                        await stub.AppendEvent(orders_pb2.NewEvent(order_id=order_id, seq=seq, status=status))
+                    after_two = orders_pb2.ListEventsRequest(order_id=order_id, after_seq=2)
+                    (third,) = (await stub.ListEvents(after_two)).events
+                finally:
+                    await channel.close()
+                    await silent.stop(0)
+                before = persistence_reads()
+                # only seq 3 reaches Redis: the gateway must not deliver it before seq 2
+                await redis_client.publish(
+                    events_channel(eng.settings.redis_prefix), orjson.dumps(event_json(third))
+                )
+                async with asyncio.timeout(10):
+                    assert seqs(await follow(ws, order_id, 3)) == [2, 3]
+                assert persistence_reads() - before == 1  # the read that filled the gap
 
 
 @asynccontextmanager
