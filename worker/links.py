@@ -51,6 +51,7 @@ class StreamLink(Generic[Req, Resp]):
         self._call: grpc.aio.StreamStreamCall[Req, Resp] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._opening = asyncio.Lock()
+        self._writing = asyncio.Lock()
         self.streams_opened = 0
 
     async def responses(self, key: str, request: Req) -> AsyncIterator[Resp]:
@@ -61,8 +62,11 @@ class StreamLink(Generic[Req, Resp]):
         try:
             call = await self._open()
             try:
-                await call.write(request)
+                # grpc.aio allows one write in flight per call: writers take turns
+                async with self._writing:
+                    await call.write(request)
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+                log.warning(f"{self.name} stream write failed", extra={"error": type(exc).__name__})
                 self._broken(call)
                 code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.UNAVAILABLE
                 raise LinkBroken(code) from None
