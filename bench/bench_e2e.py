@@ -320,10 +320,10 @@ def report(r: dict[str, Any], client_pid: int) -> None:
         elif name in ENGINE:
             print(f"  {name:<12}        -   (not measured)")
     cpu: dict[str, float] = r["cpu_s"]
-    engine_s = sum(cpu.get(name, 0.0) for name in ENGINE)
     print(
-        f"  cores busy over the window: engine {engine_s / r['window_s']:.2f}, "
-        f"client {cpu.get('client', 0.0) / r['window_s']:.2f} (of {os.cpu_count()})"
+        f"  cores busy over the window: engine {cores(r, 'engine'):.2f}, "
+        f"client {cpu.get('client', 0.0) / r['window_s']:.2f}, "
+        f"the whole machine {cores(r, 'machine'):.2f} (of {os.cpu_count()})"
     )
     if "postgres (server)" in ms:
         print(
@@ -343,7 +343,7 @@ def report(r: dict[str, Any], client_pid: int) -> None:
 
 SWEEP_HEADER = (
     " offered     sent achieved  acc p50  acc p99  e2e p50  e2e p95  e2e p99  rej fail miss  backlog"
-    "  cpu ms/order (engine + client)"
+    "  cpu ms/order (engine + client)  cores busy (engine/machine)"
 )
 
 
@@ -356,8 +356,18 @@ def sweep_row(r: dict[str, Any]) -> str:
         f"{r['rate']:8g} {r['sent_rate']:8.1f} {r['achieved']:8.1f} {acc[0]:8.1f} {acc[2]:8.1f} "
         f"{e2e[0]:8.1f} {e2e[1]:8.1f} {e2e[2]:8.1f} {sum(r['rejected'].values()):4d} {r['failed']:4d} "
         f"{len(r['missing']) + r['unanswered']:4d} {backlog:+8d}  "
-        f"{ms['engine']:6.2f} + {ms.get('client', 0):.2f}"
+        f"{ms['engine']:6.2f} + {ms.get('client', 0):4.2f}"
+        f"               {cores(r, 'engine'):4.2f} / {cores(r, 'machine'):4.2f}"
     )
+
+
+def cores(r: dict[str, Any], what: str) -> float:
+    """Cores busy over the window: the engine's processes, or the whole machine's CPUs."""
+    if what == "machine":
+        busy = (r.get("cpu_notes") or {}).get("machine_busy_s")
+        return float(busy) / r["window_s"] if busy is not None else math.nan
+    cpu: dict[str, float] = r["cpu_s"]
+    return sum(cpu.get(name, 0.0) for name in ENGINE) / float(r["window_s"])
 
 
 def cpu_table(results: list[dict[str, Any]]) -> None:

@@ -51,6 +51,19 @@ def cpu_ticks(pid: int, children: bool = True) -> int | None:
     return ticks
 
 
+def machine_busy_ticks() -> int | None:
+    """Clock ticks every CPU of the machine spent busy (not idle, not waiting for I/O), from
+    /proc/stat: with other work on the machine, the engine's share is seen beside it."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    values = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(values) - values[3] - values[4]
+
+
 def child_pids(parent: int) -> list[int]:
     """Live children of `parent` (a scan of /proc)."""
     found = []
@@ -184,6 +197,7 @@ class Snapshot:
     ticks: dict[str, int]  # process name → clock ticks
     backends: dict[int, int]  # Postgres backend pid → clock ticks
     server: int | None  # the whole Postgres server's ticks
+    machine: int | None = None  # every CPU's busy ticks
 
 
 @dataclass
@@ -201,7 +215,7 @@ class CpuMeter:
                 ticks[name] = t
         backends = self.postgres.backend_ticks() if self.postgres is not None else {}
         server = self.postgres.server_ticks() if self.postgres is not None else None
-        return Snapshot(ticks, backends, server)
+        return Snapshot(ticks, backends, server, machine_busy_ticks())
 
     def between(self, start: Snapshot, end: Snapshot) -> tuple[dict[str, float], dict[str, object]]:
         """CPU seconds per process name from `start` to `end`, and notes (backends seen/gone)."""
@@ -211,6 +225,8 @@ class CpuMeter:
             if name in start.ticks and name in end.ticks
         }
         notes: dict[str, object] = {}
+        if start.machine is not None and end.machine is not None:
+            notes["machine_busy_s"] = (end.machine - start.machine) * TICK_S
         if self.postgres is not None and self.postgres.postmaster is not None:
             seconds["postgres"] = (
                 sum(t - start.backends.get(pid, 0) for pid, t in end.backends.items()) * TICK_S

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from bench.bench_e2e import ENGINE, per_order_ms, saturation
-from bench.cpu import PostgresProbe, cpu_ticks, listening_pid, redis_pid
+from bench.bench_e2e import ENGINE, cores, per_order_ms, saturation
+from bench.cpu import PostgresProbe, cpu_ticks, listening_pid, machine_busy_ticks, redis_pid
 from common.settings import REPO_ROOT
 from tests.conftest import REDIS_URL
 
@@ -49,6 +49,8 @@ def test_cpu_ticks_grow_with_work_and_a_gone_process_reads_none() -> None:
         pass
     after = cpu_ticks(os.getpid())
     assert after is not None and after > before
+    machine = machine_busy_ticks()
+    assert machine is not None and machine >= after - before
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert cpu_ticks(child.pid) is None
@@ -113,3 +115,5 @@ def test_cpu_per_order_totals_the_engine_and_leaves_the_whole_postgres_server_ou
     assert ms["gateway"] == 1.0 and ms["postgres"] == 0.5 and ms["client"] == 0.25
     assert ms["engine"] == 1.5
     assert ms["all"] == 1.75
+    assert cores(_result(window_s=2.0), "engine") == 0.75
+    assert cores(_result(window_s=2.0, cpu_notes={"machine_busy_s": 3.0}), "machine") == 1.5
