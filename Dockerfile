@@ -19,6 +19,8 @@ WORKDIR /app
 COPY common ./common
 COPY orderengine ./orderengine
 COPY gateway ./gateway
+COPY worker ./worker
+COPY cli ./cli
 COPY router_svc ./router_svc
 COPY executor_svc ./executor_svc
 COPY persistence_svc ./persistence_svc

@@ -21,11 +21,11 @@ import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from starlette.routing import Route
 
+from cli import commands as cli
 from common.grpc_auth import client_token
 from common.markets import load_markets
 from common.settings import load_settings
 from common.stack import Stack
-from gateway import cli
 from gateway.app import create_app
 from tests.jsdeps import node_tools
 from tests.stackutil import running_stack

@@ -7,8 +7,10 @@ read-only mounts (the key into the executor only), and the networks isolate the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +235,20 @@ def test_networks_isolate_the_executor_and_postgres(config: dict[str, Any]) -> N
     # Redis: the services that use it, and nothing on the edge
     assert members(config, "backend") >= {"redis", "gateway", "worker", "persistence"}
     assert "lb" not in members(config, "backend")
+
+
+def test_the_image_holds_every_package_a_service_runs() -> None:
+    """Every `python -m <package>` of the compose file (and the CLI, run with `docker compose run`)
+    is copied into the image and installed by pyproject: a package moved out of another one (the
+    worker out of the gateway, the CLI beside the other clients) must not leave the image behind."""
+    compose = (REPO / "docker-compose.yml").read_text()
+    run = set(re.findall(r'\["python", "-m", "([a-z_]+)"\]', compose))
+    assert {"gateway", "worker", "router_svc", "executor_svc", "persistence_svc", "simchain"} <= run
+    copied = set(re.findall(r"^COPY ([a-z_]+) \./\1$", (REPO / "Dockerfile").read_text(), re.MULTILINE))
+    with (REPO / "pyproject.toml").open("rb") as f:
+        installed = {
+            p.rstrip("*") for p in tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+        }
+    for package in sorted(run | {"cli", "common", "orderengine"}):
+        assert package in copied, f"the Dockerfile does not COPY {package}/"
+        assert package in installed, f"pyproject's packages do not include {package}*"

@@ -1,4 +1,4 @@
-"""`python -m gateway.cli` against the whole engine (subprocesses, simulated chain), and its resume
+"""`python -m cli` against the whole engine (subprocesses, simulated chain), and its resume
 logic against a WebSocket server that drops the connection."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import httpx
 import pytest
 import websockets
 
+from cli import commands as cli
 from common.stack import Stack, free_port
-from gateway import cli
 from tests.stackutil import running_stack
 
 pytestmark = pytest.mark.e2e
@@ -154,7 +154,7 @@ def test_an_unreachable_engine_exits_3() -> None:
 
 def test_the_module_runs_as_a_script(stack: Stack) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "execute", "SOL", "USDC", "0.1", "--json", "--url", stack.url],
+        [sys.executable, "-m", "cli", "execute", "SOL", "USDC", "0.1", "--json", "--url", stack.url],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,9 +1,9 @@
-"""`python -m gateway.cli`: submit and follow orders, and read history, from a terminal or a script.
+"""`python -m cli`: submit and follow orders, and read history, from a terminal or a script.
 
-    python -m gateway.cli execute SOL USDC 1.5 --slippage-bps 100     # live progress until it ends
-    python -m gateway.cli execute SOL USDC 1.5 --json                  # one JSON line per event
-    python -m gateway.cli orders list --status confirmed --limit 20
-    python -m gateway.cli orders show <order id>
+    python -m cli execute SOL USDC 1.5 --slippage-bps 100     # live progress until it ends
+    python -m cli execute SOL USDC 1.5 --json                  # one JSON line per event
+    python -m cli orders list --status confirmed --limit 20
+    python -m cli orders show <order id>
 
 Every command takes --url (default http://127.0.0.1:3000), --api-key and --json.
 
@@ -485,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.cli",
+        prog="python -m cli",
         description="Submit market orders to the order engine and follow them live; read order history.",
         epilog="exit codes: 0 confirmed / ok, 1 order failed, 2 bad input, 3 engine unreachable or timed out",
     )
@@ -551,7 +551,3 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         return asyncio.run(run(args, out or sys.stdout, err or sys.stderr))
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
