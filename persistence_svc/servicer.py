@@ -6,7 +6,6 @@ A database that cannot be reached answers UNAVAILABLE, which callers may retry.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -24,7 +23,16 @@ from common.errors import LIVE_EXECUTION_KEY, DomainError, FailedPrecondition, I
 from common.log import order_id_var
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, types_pb2
 from persistence_svc import store, validation
-from persistence_svc.models import EventInput, EventRow, ExecutionRow, NewOrder, OrderRow, from_us, to_us
+from persistence_svc.models import (
+    EventInput,
+    EventRow,
+    ExecutionInput,
+    ExecutionRow,
+    NewOrder,
+    OrderRow,
+    from_us,
+    to_us,
+)
 from persistence_svc.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,28 @@ _MAX_US = to_us(datetime(9999, 1, 1, tzinfo=UTC))
 MAX_EXECUTIONS_PER_CALL = 1000
 
 
+def _record_result(outcome: ExecutionRow | Exception) -> orders_pb2.RecordExecutionResult:
+    """One member's RecordExecutions result: the row, or the code RecordExecution would answer."""
+    if isinstance(outcome, store.LiveExecution):
+        return orders_pb2.RecordExecutionResult(
+            code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
+            message=f"signature: execution {outcome.live.signature} is {outcome.live.state}; resume it",
+            live=execution_message(outcome.live),
+        )
+    if isinstance(outcome, DomainError):
+        return orders_pb2.RecordExecutionResult(code=outcome.code.value[0], message=outcome.client_message())
+    if isinstance(outcome, (psycopg.OperationalError, PoolTimeout)):
+        return orders_pb2.RecordExecutionResult(
+            code=grpc.StatusCode.UNAVAILABLE.value[0], message="database unavailable"
+        )
+    if isinstance(outcome, Exception):
+        log.error("recording an execution failed", extra={"error": type(outcome).__name__})
+        return orders_pb2.RecordExecutionResult(
+            code=grpc.StatusCode.INTERNAL.value[0], message="internal error"
+        )
+    return orders_pb2.RecordExecutionResult(execution=execution_message(outcome))
+
+
 @asynccontextmanager
 async def _database() -> AsyncIterator[None]:
     """Database outages become UNAVAILABLE (retryable), without the driver's text."""
@@ -83,6 +113,9 @@ def order_message(order: OrderRow, events: list[EventRow] | None = None) -> orde
             output_decimals=s.output_decimals,
             input_symbol=s.input_symbol,
             output_symbol=s.output_symbol,
+            quoted_route=types_pb2.Route.FromString(s.quoted_route) if s.quoted_route else None,
+            quote_id=s.quote_id,
+            max_price_impact_bps=s.max_price_impact_bps,
         ),
         status=lifecycle.to_proto(order.status),
         attempts=order.attempts,
@@ -328,23 +361,20 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         (concurrently on the pool), and one member's refusal is that member's alone."""
         if len(request.executions) > MAX_EXECUTIONS_PER_CALL:
             raise InvalidArgument(f"at most {MAX_EXECUTIONS_PER_CALL} per call", field="executions")
-        results = await asyncio.gather(*(self._record_one(e) for e in request.executions))
-        return orders_pb2.RecordExecutionsResponse(results=results)
-
-    async def _record_one(self, request: orders_pb2.Execution) -> orders_pb2.RecordExecutionResult:
-        try:
-            execution = validation.parse_execution(request)
-            async with _database():
-                stored = await store.record_execution(self.pool, execution)
-        except store.LiveExecution as exc:
-            return orders_pb2.RecordExecutionResult(
-                code=grpc.StatusCode.FAILED_PRECONDITION.value[0],
-                message=f"signature: execution {exc.live.signature} is {exc.live.state}; resume it",
-                live=execution_message(exc.live),
-            )
-        except DomainError as exc:
-            return orders_pb2.RecordExecutionResult(code=exc.code.value[0], message=exc.client_message())
-        return orders_pb2.RecordExecutionResult(execution=execution_message(stored))
+        results: list[orders_pb2.RecordExecutionResult | None] = [None] * len(request.executions)
+        valid: list[tuple[int, ExecutionInput]] = []
+        for i, message in enumerate(request.executions):
+            try:
+                valid.append((i, validation.parse_execution(message)))
+            except DomainError as exc:
+                results[i] = orders_pb2.RecordExecutionResult(
+                    code=exc.code.value[0], message=exc.client_message()
+                )
+        async with _database():
+            outcomes = await store.record_executions(self.pool, [e for _, e in valid])
+        for (i, _), outcome in zip(valid, outcomes, strict=True):
+            results[i] = _record_result(outcome)
+        return orders_pb2.RecordExecutionsResponse(results=[r for r in results if r is not None])
 
     async def ListExecutions(
         self,

@@ -55,7 +55,8 @@ PURGE_BATCH = 1000
 
 _ORDER_COLUMNS = """id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
     input_symbol, output_symbol, status, attempts, route, amount_out, tx_hash, dex, executed_price,
-    failure_reason, created_at, updated_at, last_seq, route_proto"""
+    failure_reason, created_at, updated_at, last_seq, route_proto, quoted_route, quote_id,
+    max_price_impact_bps"""
 _EVENT_COLUMNS = "order_id, seq, status, data, at"
 _EXECUTION_COLUMNS = """order_id, attempt, signature, signed_tx, last_valid_block_height, blockhash, state,
     created_at, updated_at"""
@@ -88,6 +89,9 @@ def _order_row(row: TupleRow) -> OrderRow:
         updated_at,
         last_seq,
         route_proto,
+        quoted_route,
+        quote_id,
+        max_price_impact_bps,
     ) = row
     return OrderRow(
         order_id=order_id,
@@ -100,6 +104,9 @@ def _order_row(row: TupleRow) -> OrderRow:
             output_decimals=output_decimals,
             input_symbol=input_symbol,
             output_symbol=output_symbol,
+            quoted_route=b"" if quoted_route is None else bytes(quoted_route),
+            quote_id=quote_id,
+            max_price_impact_bps=max_price_impact_bps,
         ),
         status=status,
         attempts=attempts,
@@ -144,10 +151,12 @@ _INSERT_ORDER = """
 WITH o AS (
     INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
-                        created_at, updated_at, idempotency_key, request_hash, owner)
+                        created_at, updated_at, idempotency_key, request_hash, owner, quoted_route,
+                        quote_id, max_price_impact_bps)
     VALUES (%(id)s, %(input_mint)s, %(output_mint)s, %(amount_in)s, %(slippage_bps)s, %(input_decimals)s,
             %(output_decimals)s, %(input_symbol)s, %(output_symbol)s, 'pending', 0, 1,
-            %(now)s, %(now)s, %(key)s, %(hash)s, %(owner)s)
+            %(now)s, %(now)s, %(key)s, %(hash)s, %(owner)s, %(quoted_route)s, %(quote_id)s,
+            %(max_price_impact_bps)s)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, created_at
 ),
@@ -179,6 +188,9 @@ async def create_order(pool: AsyncConnectionPool, new: NewOrder) -> CreateOutcom
         "hash": new.request_hash,
         "expired_before": now - IDEMPOTENCY_TTL,
         "owner": new.owner,
+        "quoted_route": new.spec.quoted_route or None,
+        "quote_id": new.spec.quote_id,
+        "max_price_impact_bps": new.spec.max_price_impact_bps,
     }
     async with pool.connection() as conn:
         if new.idempotency_key is None:
@@ -243,7 +255,7 @@ async def _same_order(conn: psycopg.AsyncConnection[TupleRow], new: NewOrder) ->
 
 _CREATE_ROW_TYPE = """(i int, id uuid, input_mint text, output_mint text, amount_in numeric,
      slippage_bps int, input_decimals int, output_decimals int, input_symbol text, output_symbol text,
-     key text, hash text, owner text)"""
+     key text, hash text, owner text, quoted_route text, quote_id text, max_price_impact_bps int)"""
 
 # The whole batch in one statement (autocommit: one round trip, one commit). Members whose id is
 # new claim their idempotency key (in (owner, key) order, so that concurrent batches lock keys in
@@ -265,9 +277,11 @@ claimed AS (
 o AS (
     INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
-                        created_at, updated_at, idempotency_key, request_hash, owner)
+                        created_at, updated_at, idempotency_key, request_hash, owner, quoted_route,
+                        quote_id, max_price_impact_bps)
     SELECT id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
-           input_symbol, output_symbol, 'pending', 0, 1, %(now)s, %(now)s, key, hash, owner
+           input_symbol, output_symbol, 'pending', 0, 1, %(now)s, %(now)s, key, hash, owner,
+           decode(quoted_route, 'base64'), quote_id, max_price_impact_bps
     FROM fresh WHERE key IS NULL OR id IN (SELECT order_id FROM claimed)
     ORDER BY id
     ON CONFLICT (id) DO NOTHING
@@ -312,6 +326,9 @@ def _create_json(index: int, new: NewOrder) -> dict[str, Any]:
         "key": new.idempotency_key,
         "hash": new.request_hash,
         "owner": new.owner,
+        "quoted_route": base64.b64encode(s.quoted_route).decode() if s.quoted_route else None,
+        "quote_id": s.quote_id,
+        "max_price_impact_bps": s.max_price_impact_bps,
     }
 
 
@@ -871,6 +888,82 @@ async def record_execution(pool: AsyncConnectionPool, execution: ExecutionInput)
         if existing.order_id != execution.order_id:
             raise AlreadyExists("signature is recorded for another order", field="signature")
         return existing
+
+
+# The common case of a batch in one statement each: new signed transactions inserted (unless the
+# signature is known or the order has a live execution: the unique index decides, as for one), and
+# state moves of stored ones. Whatever a statement leaves is decided member by member, as alone.
+_INSERT_SIGNED_MANY = f"""
+INSERT INTO executions ({_EXECUTION_COLUMNS})
+SELECT u.order_id, u.attempt, u.signature, u.signed_tx, u.lvbh, u.blockhash, 'signed', %(now)s, %(now)s
+FROM unnest(%(order_id)s::uuid[], %(attempt)s::int[], %(signature)s::text[], %(signed_tx)s::bytea[],
+            %(lvbh)s::numeric[], %(blockhash)s::text[])
+     AS u(order_id, attempt, signature, signed_tx, lvbh, blockhash)
+WHERE EXISTS (SELECT 1 FROM orders AS o WHERE o.id = u.order_id)
+ON CONFLICT DO NOTHING
+RETURNING {_EXECUTION_COLUMNS}"""
+
+_MOVE_STATE_MANY = f"""
+UPDATE executions AS x SET state = u.state, updated_at = %(now)s
+FROM unnest(%(order_id)s::uuid[], %(signature)s::text[], %(state)s::text[]) AS u(order_id, signature, state)
+WHERE x.signature = u.signature AND x.order_id = u.order_id
+  AND x.state NOT IN ('landed', 'failed', 'expired')
+  AND (x.state = 'signed' OR u.state <> 'signed')
+RETURNING {", ".join("x." + c.strip() for c in _EXECUTION_COLUMNS.split(","))}"""
+
+
+async def record_executions(
+    pool: AsyncConnectionPool, executions: Sequence[ExecutionInput]
+) -> list[ExecutionRow | Exception]:
+    """record_execution for a batch: one statement for the new signed transactions and one for the
+    state moves (autocommit: each its own commit); members either statement leaves (a repeat, a
+    refusal, an unknown order, two members of one order) are decided one by one, exactly as alone.
+    Returns the stored row or the exception record_execution would have raised, per member."""
+    results: list[ExecutionRow | Exception | None] = [None] * len(executions)
+    signed = [i for i, e in enumerate(executions) if e.state == "signed"]
+    moves = [i for i, e in enumerate(executions) if e.state != "signed"]
+    now = utcnow()
+    async with pool.connection() as conn:
+        if signed:
+            cur = await conn.execute(
+                _INSERT_SIGNED_MANY,
+                {
+                    "now": now,
+                    "order_id": [executions[i].order_id for i in signed],
+                    "attempt": [executions[i].attempt for i in signed],
+                    "signature": [executions[i].signature for i in signed],
+                    "signed_tx": [executions[i].signed_tx for i in signed],
+                    "lvbh": [Decimal(executions[i].last_valid_block_height) for i in signed],
+                    "blockhash": [executions[i].blockhash for i in signed],
+                },
+            )
+            stored = {row.signature: row for row in map(_execution_row, await cur.fetchall())}
+            for i in signed:
+                row = stored.pop(executions[i].signature, None)
+                if row is not None:
+                    results[i] = row
+        if moves:
+            cur = await conn.execute(
+                _MOVE_STATE_MANY,
+                {
+                    "now": now,
+                    "order_id": [executions[i].order_id for i in moves],
+                    "signature": [executions[i].signature for i in moves],
+                    "state": [executions[i].state for i in moves],
+                },
+            )
+            moved = {row.signature: row for row in map(_execution_row, await cur.fetchall())}
+            for i in moves:
+                row = moved.get(executions[i].signature)
+                if row is not None and row.state == executions[i].state:
+                    results[i] = row
+    for i, result in enumerate(results):
+        if result is None:
+            try:
+                results[i] = await record_execution(pool, executions[i])
+            except Exception as exc:  # noqa: BLE001 - this member's own outcome
+                results[i] = exc
+    return [r for r in results if r is not None]
 
 
 async def _live_execution(conn: psycopg.AsyncConnection[TupleRow], execution: ExecutionInput) -> ExecutionRow:
