@@ -39,6 +39,17 @@ GRPC_HANDLED = Counter(
     "gRPC calls completed by this server, by method and status code.",
     ["grpc_service", "grpc_method", "grpc_code"],
 )
+GRPC_STARTED = Counter(
+    "orderengine_grpc_server_started_total",
+    "gRPC calls started on this server, by method: a long-lived stream counts here when it opens, and "
+    "in handled_total only when it ends (started - handled = calls in progress).",
+    ["grpc_service", "grpc_method"],
+)
+GRPC_MSG_SENT = Counter(
+    "orderengine_grpc_server_msg_sent_total",
+    "Messages sent on server-streamed responses, by method (the traffic of a long-lived stream).",
+    ["grpc_service", "grpc_method"],
+)
 GRPC_SECONDS = Histogram(
     "orderengine_grpc_server_handling_seconds",
     "Time from a call's arrival to its last response, by method.",
@@ -133,12 +144,20 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | N
 class _CallMetrics:
     """The labelled children of one method, looked up once (not on every call)."""
 
-    __slots__ = ("service", "method", "seconds", "handled")
+    __slots__ = ("service", "method", "seconds", "handled", "started", "_sent")
 
     def __init__(self, full_method: str) -> None:
         self.service, self.method = _split_method(full_method)
         self.seconds = GRPC_SECONDS.labels(self.service, self.method)
+        self.started = GRPC_STARTED.labels(self.service, self.method)
         self.handled: dict[str, Any] = {}
+        self._sent: Any = None
+
+    def sent(self) -> Any:
+        """The streamed-messages counter, made only for methods that stream their responses."""
+        if self._sent is None:
+            self._sent = GRPC_MSG_SENT.labels(self.service, self.method)
+        return self._sent
 
     def done(self, code: str, started: float) -> None:
         self.seconds.observe(time.perf_counter() - started)
@@ -176,6 +195,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_unary(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
                 started = time.perf_counter()
+                metrics.started.inc()
                 try:
                     response = await inner_uu(request, context)
                 except BaseException as exc:
@@ -191,12 +211,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         def streaming(
             inner: Callable[[In, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]],
         ) -> Callable[[In, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+            sent = metrics.sent()
+
             async def wrapped(
                 request: In, context: grpc.aio.ServicerContext[Req, Resp]
             ) -> AsyncIterator[Resp]:
                 started = time.perf_counter()
+                metrics.started.inc()
                 try:
                     async for item in inner(request, context):
+                        sent.inc()
                         yield item
                 except BaseException as exc:
                     metrics.done(_code_of(context, exc), started)
@@ -222,6 +246,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 request_iter: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
             ) -> Resp:
                 started = time.perf_counter()
+                metrics.started.inc()
                 try:
                     response = await inner_su(request_iter, context)
                 except BaseException as exc:

@@ -97,6 +97,16 @@ def handled(samples: Samples, service: str, method: str, code: str = "OK") -> fl
     )
 
 
+def started(samples: Samples, service: str, method: str) -> float:
+    labels = {"grpc_service": f"orderengine.v1.{service}", "grpc_method": method}
+    return value(samples, "orderengine_grpc_server_started_total", **labels)
+
+
+def streamed(samples: Samples, service: str, method: str) -> float:
+    labels = {"grpc_service": f"orderengine.v1.{service}", "grpc_method": method}
+    return value(samples, "orderengine_grpc_server_msg_sent_total", **labels)
+
+
 def test_gateway_exports_queue_depth_and_accepted_orders(stack: Stack, orders: list[str]) -> None:
     m = scrape(stack, "gateway")
     assert value(m, "orderengine_gateway_queue_backlog") >= 0
@@ -123,8 +133,15 @@ def test_router_exports_quote_latency_and_grpc_calls(stack: Stack, orders: list[
     assert value(m, "orderengine_router_quote_seconds_count") == 3
     assert value(m, "orderengine_router_quotes_total", outcome="ok") == 2
     assert value(m, "orderengine_router_quotes_total", outcome="invalid") == 1
-    assert handled(m, "Router", "Quote") == 2
+    # the worker quotes over its long-lived QuoteStream: open (started, not yet handled), one answer
+    # sent per order
+    assert started(m, "Router", "QuoteStream") >= 1
+    assert not any(name.endswith("handled_total") and ("grpc_method", "QuoteStream") in lb for name, lb in m)
+    assert streamed(m, "Router", "QuoteStream") == 2
+    # the one unary Quote is the refused one
+    assert started(m, "Router", "Quote") == 1
     assert handled(m, "Router", "Quote", "INVALID_ARGUMENT") == 1  # the code the error interceptor chose
+    assert not any(("grpc_method", "Quote") in lb and ("grpc_code", "OK") in lb for _, lb in m)
     assert (
         value(
             m,
@@ -132,14 +149,18 @@ def test_router_exports_quote_latency_and_grpc_calls(stack: Stack, orders: list[
             grpc_service="orderengine.v1.Router",
             grpc_method="Quote",
         )
-        == 3
+        == 1
     )
     assert value(m, "orderengine_chain_rpc_calls_total", method="getMultipleAccounts") >= 1
 
 
 def test_executor_exports_chain_rpc_calls_and_execute_streams(stack: Stack, orders: list[str]) -> None:
     m = scrape(stack, "executor")
-    assert handled(m, "Executor", "Execute") == 2
+    # the worker executes over one long-lived ExecuteStream: at least the submitted and the confirmed
+    # update of each order went out on it; nothing used the unary Execute
+    assert started(m, "Executor", "ExecuteStream") >= 1
+    assert streamed(m, "Executor", "ExecuteStream") >= 2 * len(orders)
+    assert not any(("grpc_method", "Execute") in labels for _, labels in m)
     for method in ("sendTransaction", "getSignatureStatuses", "getLatestBlockhash"):
         assert value(m, "orderengine_chain_rpc_calls_total", method=method) >= 1, method
         assert value(m, "orderengine_chain_rpc_seconds_count", method=method) >= 1, method
