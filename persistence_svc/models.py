@@ -35,6 +35,9 @@ class Spec:
     output_decimals: int
     input_symbol: str
     output_symbol: str
+    quoted_route: bytes = b""  # execute-by-quote: a serialized orderengine.v1.Route; b"" = route it
+    quote_id: str = ""
+    max_price_impact_bps: int = 0  # 0 = no bound
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ MAX_SIGNED_TX_BYTES = 64 * 1024
 MAX_KEY_CHARS = 255
 MAX_HASH_CHARS = 255
 MAX_OWNER_CHARS = 64
+MAX_QUOTE_ID_CHARS = 64
 MAX_ROUTE_LEGS = 8
 MAX_SYMBOL_CHARS = 32
 MAX_REASON_CHARS = 4096
@@ -135,6 +136,9 @@ def parse_create_order(request: orders_pb2.CreateOrderRequest, new_id: uuid.UUID
         output_decimals=s.output_decimals,
         input_symbol=_text(s.input_symbol, "spec.input_symbol", MAX_SYMBOL_CHARS),
         output_symbol=_text(s.output_symbol, "spec.output_symbol", MAX_SYMBOL_CHARS),
+        quoted_route=_quoted_route(s),
+        quote_id=_text(s.quote_id, "spec.quote_id", MAX_QUOTE_ID_CHARS),
+        max_price_impact_bps=_max_impact(s.max_price_impact_bps),
     )
     order_id = parse_uuid(request.order_id, "order_id") if request.order_id else new_id
     key = _text(request.idempotency_key, "idempotency_key", MAX_KEY_CHARS) or None
@@ -143,6 +147,28 @@ def parse_create_order(request: orders_pb2.CreateOrderRequest, new_id: uuid.UUID
         raise InvalidArgument("is required with an idempotency_key", field="request_hash")
     owner = parse_owner(request.owner)
     return NewOrder(order_id, bool(request.order_id), spec, key, request_hash, owner)
+
+
+def _quoted_route(s: orders_pb2.OrderSpec) -> bytes:
+    """The route an execute-by-quote order must take: a valid route that spends exactly the order's
+    amount with a min-out on every leg (b"" when the order is routed by the worker)."""
+    if not s.HasField("quoted_route"):
+        if s.quote_id:
+            raise InvalidArgument("is required with a quote_id", field="spec.quoted_route")
+        return b""
+    route = s.quoted_route
+    serialized = parse_route(route, "spec.quoted_route")
+    if sum(leg.amount_in for leg in route.legs) != s.amount_in:
+        raise InvalidArgument("must spend exactly spec.amount_in", field="spec.quoted_route")
+    if any(leg.min_amount_out == 0 for leg in route.legs):
+        raise InvalidArgument("every leg needs a min_amount_out above zero", field="spec.quoted_route")
+    return serialized
+
+
+def _max_impact(value: int) -> int:
+    if value > 10_000:
+        raise InvalidArgument("must be between 0 and 10000", field="spec.max_price_impact_bps")
+    return value
 
 
 def parse_owner(value: str) -> str:

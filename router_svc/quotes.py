@@ -43,6 +43,8 @@ class Leg:
     amount_in: int
     amount_out: int
     min_amount_out: int
+    price_impact_bps: int = 0
+    fee: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,11 @@ class RouteChoice:
     legs: list[Leg]
     amount_out: int
     min_amount_out: int
+
+    @property
+    def price_impact_bps(self) -> int:
+        """The largest leg's impact: how far the route moves the pool it moves most."""
+        return max((leg.price_impact_bps for leg in self.legs), default=0)
 
 
 class NoRoute(Exception):
@@ -167,7 +174,15 @@ def choose_route(
         raise NoRoute(f"no venue can quote this amount ({reasons})", not_found=False)
     best_q, best_p = ok[0]
     legs = [
-        Leg(best_q.venue, best_q.pool, amount_in, best_q.amount_out, min_out(best_q.amount_out, slippage_bps))
+        Leg(
+            best_q.venue,
+            best_q.pool,
+            amount_in,
+            best_q.amount_out,
+            min_out(best_q.amount_out, slippage_bps),
+            best_q.price_impact_bps,
+            best_q.fee,
+        )
     ]
     if len(ok) >= 2 and best_q.price_impact_bps >= split_min_impact_bps:
         second_q, second_p = ok[1]
@@ -178,8 +193,24 @@ def choose_route(
         if a_in > 0 and b_in > 0 and total > best_q.amount_out + gain_floor:
             out_a, out_b = f_a(a_in), f_b(b_in)
             legs = [
-                Leg(best_q.venue, best_q.pool, a_in, out_a, min_out(out_a, slippage_bps)),
-                Leg(second_q.venue, second_q.pool, b_in, out_b, min_out(out_b, slippage_bps)),
+                Leg(
+                    best_q.venue,
+                    best_q.pool,
+                    a_in,
+                    out_a,
+                    min_out(out_a, slippage_bps),
+                    _impact_bps(best_p, input_mint, a_in, out_a),
+                    _swap(best_p, snap, input_mint, a_in)[1],
+                ),
+                Leg(
+                    second_q.venue,
+                    second_q.pool,
+                    b_in,
+                    out_b,
+                    min_out(out_b, slippage_bps),
+                    _impact_bps(second_p, input_mint, b_in, out_b),
+                    _swap(second_p, snap, input_mint, b_in)[1],
+                ),
             ]
     amount_out = sum(leg.amount_out for leg in legs)
     return RouteChoice(quotes, legs, amount_out, sum(leg.min_amount_out for leg in legs))

@@ -84,11 +84,15 @@ def to_response(request_id: str, choice: RouteChoice, slot: int) -> router_pb2.Q
                     amount_in=leg.amount_in,
                     amount_out=leg.amount_out,
                     min_amount_out=leg.min_amount_out,
+                    price_impact_bps=leg.price_impact_bps,
+                    fee=leg.fee,
                 )
                 for leg in choice.legs
             ],
             amount_out=choice.amount_out,
             min_amount_out=choice.min_amount_out,
+            price_impact_bps=choice.price_impact_bps,
+            fee=sum(leg.fee for leg in choice.legs),
         ),
     )
 

@@ -57,6 +57,9 @@ class OrderSpec(_message.Message):
     OUTPUT_DECIMALS_FIELD_NUMBER: _builtins.int
     INPUT_SYMBOL_FIELD_NUMBER: _builtins.int
     OUTPUT_SYMBOL_FIELD_NUMBER: _builtins.int
+    QUOTED_ROUTE_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    MAX_PRICE_IMPACT_BPS_FIELD_NUMBER: _builtins.int
     input_mint: _builtins.str
     output_mint: _builtins.str
     amount_in: _builtins.int
@@ -67,6 +70,16 @@ class OrderSpec(_message.Message):
     input_symbol: _builtins.str
     """may be empty for an unnamed mint"""
     output_symbol: _builtins.str
+    quote_id: _builtins.str
+    """the quote it executes, "" for none"""
+    max_price_impact_bps: _builtins.int
+    """The price-impact guard: a route whose price_impact_bps exceeds this fails the order; 0 = none."""
+    @_builtins.property
+    def quoted_route(self) -> _types_pb2.Route:
+        """Execute-by-quote (POST /api/orders/execute {"quoteId"}): the worker executes exactly this route
+        with its min-out, and does not route. Unset for an order the worker routes itself.
+        """
+
     def __init__(
         self,
         *,
@@ -78,10 +91,13 @@ class OrderSpec(_message.Message):
         output_decimals: _builtins.int = ...,
         input_symbol: _builtins.str = ...,
         output_symbol: _builtins.str = ...,
+        quoted_route: _types_pb2.Route | None = ...,
+        quote_id: _builtins.str = ...,
+        max_price_impact_bps: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quoted_route", b"quoted_route"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "input_decimals", b"input_decimals", "input_mint", b"input_mint", "input_symbol", b"input_symbol", "output_decimals", b"output_decimals", "output_mint", b"output_mint", "output_symbol", b"output_symbol", "slippage_bps", b"slippage_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "input_decimals", b"input_decimals", "input_mint", b"input_mint", "input_symbol", b"input_symbol", "max_price_impact_bps", b"max_price_impact_bps", "output_decimals", b"output_decimals", "output_mint", b"output_mint", "output_symbol", b"output_symbol", "quote_id", b"quote_id", "quoted_route", b"quoted_route", "slippage_bps", b"slippage_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aorderengine/v1/types.proto\x12\x0eorderengine.v1\"f\n\x08RouteLeg\x12\r\n\x05venue\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x11\n\tamount_in\x18\x03 \x01(\x04\x12\x12\n\namount_out\x18\x04 \x01(\x04\x12\x16\n\x0emin_amount_out\x18\x05 \x01(\x04\"[\n\x05Route\x12&\n\x04legs\x18\x01 \x03(\x0b\x32\x18.orderengine.v1.RouteLeg\x12\x12\n\namount_out\x18\x02 \x01(\x04\x12\x16\n\x0emin_amount_out\x18\x03 \x01(\x04\"\x86\x01\n\nVenueQuote\x12\r\n\x05venue\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x11\n\tamount_in\x18\x03 \x01(\x04\x12\x12\n\namount_out\x18\x04 \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\x05 \x01(\x04\x12\x18\n\x10price_impact_bps\x18\x06 \x01(\r\x12\r\n\x05\x65rror\x18\x07 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aorderengine/v1/types.proto\x12\x0eorderengine.v1\"\x8d\x01\n\x08RouteLeg\x12\r\n\x05venue\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x11\n\tamount_in\x18\x03 \x01(\x04\x12\x12\n\namount_out\x18\x04 \x01(\x04\x12\x16\n\x0emin_amount_out\x18\x05 \x01(\x04\x12\x18\n\x10price_impact_bps\x18\x06 \x01(\r\x12\x0b\n\x03\x66\x65\x65\x18\x07 \x01(\x04\"\x82\x01\n\x05Route\x12&\n\x04legs\x18\x01 \x03(\x0b\x32\x18.orderengine.v1.RouteLeg\x12\x12\n\namount_out\x18\x02 \x01(\x04\x12\x16\n\x0emin_amount_out\x18\x03 \x01(\x04\x12\x18\n\x10price_impact_bps\x18\x04 \x01(\r\x12\x0b\n\x03\x66\x65\x65\x18\x05 \x01(\x04\"\x86\x01\n\nVenueQuote\x12\r\n\x05venue\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x11\n\tamount_in\x18\x03 \x01(\x04\x12\x12\n\namount_out\x18\x04 \x01(\x04\x12\x0b\n\x03\x66\x65\x65\x18\x05 \x01(\x04\x12\x18\n\x10price_impact_bps\x18\x06 \x01(\r\x12\r\n\x05\x65rror\x18\x07 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTELEG']._serialized_start=46
-  _globals['_ROUTELEG']._serialized_end=148
-  _globals['_ROUTE']._serialized_start=150
-  _globals['_ROUTE']._serialized_end=241
-  _globals['_VENUEQUOTE']._serialized_start=244
-  _globals['_VENUEQUOTE']._serialized_end=378
+  _globals['_ROUTELEG']._serialized_start=47
+  _globals['_ROUTELEG']._serialized_end=188
+  _globals['_ROUTE']._serialized_start=191
+  _globals['_ROUTE']._serialized_end=321
+  _globals['_VENUEQUOTE']._serialized_start=324
+  _globals['_VENUEQUOTE']._serialized_end=458
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,8 @@ class RouteLeg(_message.Message):
     AMOUNT_IN_FIELD_NUMBER: _builtins.int
     AMOUNT_OUT_FIELD_NUMBER: _builtins.int
     MIN_AMOUNT_OUT_FIELD_NUMBER: _builtins.int
+    PRICE_IMPACT_BPS_FIELD_NUMBER: _builtins.int
+    FEE_FIELD_NUMBER: _builtins.int
     venue: _builtins.str
     """"raydium_cpmm" | "meteora_dlmm" """
     pool: _builtins.str
@@ -41,6 +43,10 @@ class RouteLeg(_message.Message):
     """quoted output, base units of the output mint"""
     min_amount_out: _builtins.int
     """the slippage floor sent on chain for this leg"""
+    price_impact_bps: _builtins.int
+    """how far this leg moves its pool: shortfall against spot after fees"""
+    fee: _builtins.int
+    """the pool's trade fee for this leg, base units of the input mint"""
     def __init__(
         self,
         *,
@@ -49,10 +55,12 @@ class RouteLeg(_message.Message):
         amount_in: _builtins.int = ...,
         amount_out: _builtins.int = ...,
         min_amount_out: _builtins.int = ...,
+        price_impact_bps: _builtins.int = ...,
+        fee: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "min_amount_out", b"min_amount_out", "pool", b"pool", "venue", b"venue"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "fee", b"fee", "min_amount_out", b"min_amount_out", "pool", b"pool", "price_impact_bps", b"price_impact_bps", "venue", b"venue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -67,10 +75,16 @@ class Route(_message.Message):
     LEGS_FIELD_NUMBER: _builtins.int
     AMOUNT_OUT_FIELD_NUMBER: _builtins.int
     MIN_AMOUNT_OUT_FIELD_NUMBER: _builtins.int
+    PRICE_IMPACT_BPS_FIELD_NUMBER: _builtins.int
+    FEE_FIELD_NUMBER: _builtins.int
     amount_out: _builtins.int
     """sum of the legs' quoted outputs"""
     min_amount_out: _builtins.int
     """sum of the legs' floors"""
+    price_impact_bps: _builtins.int
+    """the largest leg's price impact (what maxPriceImpactBps bounds)"""
+    fee: _builtins.int
+    """sum of the legs' fees, base units of the input mint"""
     @_builtins.property
     def legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteLeg]: ...
     def __init__(
@@ -79,10 +93,12 @@ class Route(_message.Message):
         legs: _abc.Iterable[Global___RouteLeg] | None = ...,
         amount_out: _builtins.int = ...,
         min_amount_out: _builtins.int = ...,
+        price_impact_bps: _builtins.int = ...,
+        fee: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_out", b"amount_out", "legs", b"legs", "min_amount_out", b"min_amount_out"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_out", b"amount_out", "fee", b"fee", "legs", b"legs", "min_amount_out", b"min_amount_out", "price_impact_bps", b"price_impact_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

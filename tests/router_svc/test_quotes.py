@@ -114,3 +114,22 @@ def test_price_impact_grows_with_size() -> None:
     small = quote_pool(snap.pools[0], snap, str(SOL), 10**7)
     large = quote_pool(snap.pools[0], snap, str(SOL), 20 * 10**9)
     assert small.price_impact_bps <= 1 < large.price_impact_bps
+
+
+def test_each_leg_carries_its_own_price_impact_and_fee() -> None:
+    snap = snapshot(Fraction(150), Fraction(150), cpmm_sol=200, dlmm_sol=200)
+    amount = 40 * 10**9
+    split = choose_route(snap, str(SOL), str(USDC), amount, 100)
+    assert len(split.legs) == 2
+    fresh = Snapshot(snap.slot, snap.clock, snap.pools, {}, 0)
+    for leg in split.legs:
+        pool = next(p for p in snap.pools if str(p.address) == leg.pool)
+        alone = quote_pool(pool, fresh, str(SOL), leg.amount_in)
+        assert (leg.price_impact_bps, leg.fee) == (alone.price_impact_bps, alone.fee)
+        assert leg.fee > 0
+    # the route's impact is the largest leg's, and a split moves each pool less than one pool alone
+    assert split.price_impact_bps == max(leg.price_impact_bps for leg in split.legs)
+    single_best = max(q.price_impact_bps for q in split.quotes if not q.error)
+    assert 0 < split.price_impact_bps < single_best
+    one = choose_route(snap, str(SOL), str(USDC), 10**6, 100)
+    assert one.legs[0].fee == next(q.fee for q in one.quotes if q.pool == one.legs[0].pool)
