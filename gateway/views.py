@@ -39,6 +39,8 @@ def route_json(route: types_pb2.Route, out_decimals: int) -> dict[str, Any]:
             "amountInRaw": str(leg.amount_in),
             "amountOutRaw": str(leg.amount_out),
             "minAmountOutRaw": str(leg.min_amount_out),
+            "priceImpactBps": leg.price_impact_bps,
+            "feeRaw": str(leg.fee),
         }
         for leg in route.legs
     ]
@@ -49,6 +51,8 @@ def route_json(route: types_pb2.Route, out_decimals: int) -> dict[str, Any]:
         "amountOutRaw": str(route.amount_out),
         "minAmountOut": format_amount(route.min_amount_out, out_decimals),
         "minAmountOutRaw": str(route.min_amount_out),
+        "priceImpactBps": route.price_impact_bps,
+        "feeRaw": str(route.fee),
     }
 
 
@@ -88,6 +92,8 @@ def order_json(
         "amountIn": format_amount(spec.amount_in, spec.input_decimals),
         "amountInRaw": str(spec.amount_in),
         "slippageBps": spec.slippage_bps,
+        "maxPriceImpactBps": spec.max_price_impact_bps or None,
+        "quoteId": spec.quote_id or None,
         "quotes": quotes,
         "route": route,
         "amountOut": format_amount(order.amount_out, spec.output_decimals) if confirmed else None,

@@ -8,7 +8,6 @@ means another driver owns the order (Superseded). Every event goes through the s
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
 from common import lifecycle
@@ -120,7 +120,7 @@ class OrderDriver:
             order_id=self.order.order_id,
             seq=self.seq + 1,
             status=status,
-            data_json=json.dumps(data, separators=(",", ":")),
+            data_json=orjson.dumps(data).decode(),
             update=update,
         )
         try:
@@ -181,6 +181,17 @@ class OrderDriver:
             if retry_of:
                 await self.w.backoff(attempt - 1)
             self.quote_at = time.perf_counter()
+            if spec.HasField("quoted_route"):
+                # Execute-by-quote: exactly the quoted route with its min-outs, never routed anew
+                # (the executor still checks each leg against its own fresh quote).
+                outcome = await self.execute_quoted(attempt, retry_of)
+                if outcome.terminal:
+                    return
+                if not outcome.retryable:
+                    await self.fail(outcome.reason, attempt)
+                    return
+                retry_of = outcome.reason
+                continue
             try:
                 quote = await self.quote(
                     router_pb2.QuoteRequest(
@@ -209,7 +220,7 @@ class OrderDriver:
             data = {"attempt": attempt, **routing, "slot": quote.slot}
             if retry_of:
                 data["retryOf"] = retry_of
-            log.info(
+            log.debug(
                 "routed",
                 extra={
                     "attempt": attempt,
@@ -222,10 +233,17 @@ class OrderDriver:
                 data,
                 orders_pb2.OrderUpdate(
                     attempts=attempt,
-                    route_json=json.dumps(routing, separators=(",", ":")),
+                    route_json=orjson.dumps(routing).decode(),
                     route=quote.route,
                 ),
             )
+            limit = spec.max_price_impact_bps
+            if limit and quote.route.price_impact_bps > limit:
+                await self.fail(
+                    f"price impact {quote.route.price_impact_bps} bps exceeds maxPriceImpactBps {limit}",
+                    attempt,
+                )
+                return
             outcome = await self.execute(attempt, quote.route)
             if outcome.terminal:
                 return
@@ -233,6 +251,22 @@ class OrderDriver:
                 await self.fail(outcome.reason, attempt)
                 return
             retry_of = outcome.reason
+
+    async def execute_quoted(self, attempt: int, retry_of: str) -> Outcome:
+        """One attempt of an execute-by-quote order: its `routing` event names the quote and carries
+        the quoted route (no venue was asked again), then the route runs as quoted."""
+        spec = self.order.spec
+        route = spec.quoted_route
+        routing = {"quotes": [], "route": route_json(route, spec.output_decimals), "quoteId": spec.quote_id}
+        data: dict[str, Any] = {"attempt": attempt, **routing}
+        if retry_of:
+            data["retryOf"] = retry_of
+        await self.append(
+            S.ORDER_STATUS_ROUTING,
+            data,
+            orders_pb2.OrderUpdate(attempts=attempt, route_json=orjson.dumps(routing).decode(), route=route),
+        )
+        return await self.execute(attempt, route)
 
     async def quote(self, request: router_pb2.QuoteRequest) -> router_pb2.QuoteResponse:
         """A quote over the worker's router stream. A router restarting is waited for (up to
