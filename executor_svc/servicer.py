@@ -392,15 +392,16 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             return
 
         # 3. Send, then follow.
-        log.info(
-            "transaction signed",
-            extra={
-                "signature": execution.signature,
-                "last_valid_block_height": built.last_valid_block_height,
-                "cu_limit": built.compute_unit_limit,
-                "cu_price": built.compute_unit_price,
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):  # a per-order line: built only when it is shown
+            log.debug(
+                "transaction signed",
+                extra={
+                    "signature": execution.signature,
+                    "last_valid_block_height": built.last_valid_block_height,
+                    "cu_limit": built.compute_unit_limit,
+                    "cu_price": built.compute_unit_price,
+                },
+            )
         async for update in self._send_and_follow(plan, execution, resumed=False):
             yield update
 
@@ -600,17 +601,18 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             if len(venues) == 1 and sum(r.endswith(" swap") for r in roles.values()) == 1
             else "split"
         )
-        log.info(
-            "swap confirmed",
-            extra={
-                "signature": execution.signature,
-                "slot": info.slot,
-                "amount_in": amounts.amount_in,
-                "amount_out": amounts.amount_out,
-                "dex": dex,
-                "resumed": resumed,
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):  # a per-order line: built only when it is shown
+            log.debug(
+                "swap confirmed",
+                extra={
+                    "signature": execution.signature,
+                    "slot": info.slot,
+                    "amount_in": amounts.amount_in,
+                    "amount_out": amounts.amount_out,
+                    "dex": dex,
+                    "resumed": resumed,
+                },
+            )
         yield Update(
             stage=Stage.STAGE_CONFIRMED,
             signature=execution.signature,

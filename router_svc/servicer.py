@@ -145,21 +145,23 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         elapsed = (time.perf_counter() - started) * 1000
         if len(self.latencies_ms) < 100_000:
             self.latencies_ms.append(elapsed)
-        log.info(
-            "route chosen",
-            extra={
-                "slot": snap.slot,
-                "amount_in": request.amount_in,
-                "quotes": [
-                    {"venue": q.venue, "pool": q.pool, "out": q.amount_out, "error": q.error or None}
-                    for q in choice.quotes
-                ],
-                "legs": [
-                    {"venue": leg.venue, "in": leg.amount_in, "out": leg.amount_out} for leg in choice.legs
-                ],
-                "quote_ms": round(elapsed, 3),
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):  # a per-order line: built only when it is shown
+            log.debug(
+                "route chosen",
+                extra={
+                    "slot": snap.slot,
+                    "amount_in": request.amount_in,
+                    "quotes": [
+                        {"venue": q.venue, "pool": q.pool, "out": q.amount_out, "error": q.error or None}
+                        for q in choice.quotes
+                    ],
+                    "legs": [
+                        {"venue": leg.venue, "in": leg.amount_in, "out": leg.amount_out}
+                        for leg in choice.legs
+                    ],
+                    "quote_ms": round(elapsed, 3),
+                },
+            )
         return to_response(request.request_id, choice, snap.slot)
 
     async def Quote(

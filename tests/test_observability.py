@@ -27,7 +27,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ports = {f"{s.upper()}_METRICS_PORT": str(free_port()) for s in SERVICES}
-    with running_stack(tmp_path_factory.mktemp("observability-logs"), **ports) as s:
+    # per-order lines below the final one are DEBUG (issue 9): read them all here
+    with running_stack(tmp_path_factory.mktemp("observability-logs"), LOG_LEVEL="debug", **ports) as s:
         yield s
 
 

@@ -53,7 +53,7 @@ class WorkerProcess:
             "WORKER_GRACE_S": "1",
             "CLAIM_IDLE_MS": "1000",
             "RETRY_BASE_MS": "50",
-            "LOG_LEVEL": "info",
+            "LOG_LEVEL": "debug",  # per-order lines before the last are DEBUG
         }
         self.log = log
         with open(log, "wb") as out:
