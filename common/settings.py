@@ -237,6 +237,9 @@ class Settings:
     executor_metrics_port: int = _setting("EXECUTOR_METRICS_PORT", 0, _int(0, 65535))
     persistence_metrics_port: int = _setting("PERSISTENCE_METRICS_PORT", 0, _int(0, 65535))
     supervisor_metrics_port: int = _setting("SUPERVISOR_METRICS_PORT", 0, _int(0, 65535))
+    # under `make run` only: a process whose *_METRICS_PORT is unset gets base + its place in
+    # common.stack.METRICS_SERVICES (9101-9106); 0 = no exporter unless its own port is set
+    metrics_port_base: int = _setting("METRICS_PORT_BASE", 9101, _int(0, 65530))
 
     supervisor_backoff_ms: int = _setting("SUPERVISOR_BACKOFF_MS", 200, _int(0, 600_000))
     supervisor_backoff_max_ms: int = _setting("SUPERVISOR_BACKOFF_MAX_MS", 10_000, _int(0, 3_600_000))

@@ -17,6 +17,10 @@ other child's environment has them removed (they read `.env` themselves, and ski
 On CHAIN=sim without SIM_DATA_DIR, the simulated chain gets a directory of its own for the run (its
 journal), so a restarted chain keeps every transaction it landed; the directory goes at the end.
 
+Metrics are on: a process whose <SERVICE>_METRICS_PORT is not set (environment or `.env`) serves
+Prometheus metrics on METRICS_PORT_BASE + its place in METRICS_SERVICES (9101-9106 by default; a
+default port already taken is left off, with a warning); the URLs are printed with the engine's.
+
 The end-to-end tests and the benchmark use `Stack` directly (start, stop_proc, start_proc, wait_ready,
 stop), with their own ports and databases.
 """
@@ -43,7 +47,7 @@ import httpx
 from prometheus_client import Counter
 
 from common.healthcheck import serving
-from common.settings import KEY_VARIABLES, REPO_ROOT, Settings, load_settings
+from common.settings import KEY_VARIABLES, REPO_ROOT, Settings, load_settings, read_dotenv
 
 log = logging.getLogger("supervisor")
 
@@ -53,6 +57,8 @@ RESTARTS = Counter(
     ["process"],
 )
 POLL_S = 0.1  # how often the supervisor looks for exited children
+# the processes with a Prometheus exporter, in the order of their default ports under `make run`
+METRICS_SERVICES = ("gateway", "worker", "router", "executor", "persistence", "supervisor")
 
 
 def free_port() -> int:
@@ -302,13 +308,68 @@ class Stack:
                 await asyncio.wait_for(stop.wait(), POLL_S)
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def default_metrics_ports(environ: Mapping[str, str], dotenv: Path) -> dict[str, str]:
+    """`make run`'s metrics ports: the <SERVICE>_METRICS_PORT variables to give the children (and
+    the supervisor) whose port the environment and `.env` leave unset: METRICS_PORT_BASE + the
+    service's place in METRICS_SERVICES. A default port already taken is left off, with a warning."""
+    given = {**read_dotenv(dotenv), **environ}
+    settings = load_settings(environ, dotenv=dotenv)
+    if settings.metrics_port_base == 0:
+        return {}
+    ports: dict[str, str] = {}
+    for place, service in enumerate(METRICS_SERVICES):
+        variable = f"{service.upper()}_METRICS_PORT"
+        if given.get(variable, "").strip():
+            continue  # set: the user's choice, 0 included
+        port = settings.metrics_port_base + place
+        if not _port_free(settings.metrics_host, port):
+            log.warning(
+                "default metrics port taken; this process serves no metrics",
+                extra={"child": service, "port": port, "setting": variable},
+            )
+            continue
+        ports[variable] = str(port)
+    return ports
+
+
+def metrics_urls(settings: Settings) -> dict[str, str]:
+    """Service → its /metrics URL, for the services whose exporter port is set."""
+    host = settings.metrics_host
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if ":" in host else host
+    return {
+        service: f"http://{shown}:{settings.metrics_port(service)}/metrics"
+        for service in METRICS_SERVICES
+        if settings.metrics_port(service) > 0
+    }
+
+
+def _banner(stack: Stack) -> str:
+    lines = ["", f"  order engine ready: {stack.url}"]
+    urls = metrics_urls(stack.settings)
+    if urls:
+        lines.append("  Prometheus metrics:")
+        lines += [f"    {service:<12} {url}" for service, url in urls.items()]
+    lines += ["  (Ctrl-C stops every process)", ""]
+    return "\n".join(lines)
+
+
 async def _main() -> int:
     from common.log import setup_logging
     from common.metrics import start_exporter
 
-    stack = Stack()
+    dotenv = REPO_ROOT / ".env"
+    setup_logging("supervisor", load_settings(dotenv=dotenv).log_level)
+    stack = Stack(env=default_metrics_ports(os.environ, dotenv))
     settings = stack.settings
-    setup_logging("supervisor", settings.log_level)
     start_exporter(settings, "supervisor")
     log.info("starting the engine", extra={"chain": settings.chain, "processes": list(stack.procs)})
     loop = asyncio.get_running_loop()
@@ -331,8 +392,8 @@ async def _main() -> int:
             except (RuntimeError, TimeoutError) as exc:  # a child died or hung before it was ready
                 log.error("the engine could not start: %s", exc)
                 return 1
-            log.info("engine ready", extra={"url": stack.url})
-            print(f"\n  order engine ready: {stack.url}\n  (Ctrl-C stops every process)\n", flush=True)
+            log.info("engine ready", extra={"url": stack.url, "metrics": metrics_urls(settings)})
+            print(_banner(stack), flush=True)
             await stack.supervise(stop)
     finally:
         log.info("stopping every process", extra={"grace_s": settings.supervisor_grace_s})

@@ -39,6 +39,8 @@ def stack_env(database_url: str, prefix: str, **extra: str) -> dict[str, str]:
         "SIM_PORT": str(free_port()),
         "LOG_LEVEL": "info",
         "SOLANA_RPC_URL": "",
+        # no default metrics ports under the supervisor (tests run side by side); a test sets its own
+        "METRICS_PORT_BASE": "0",
     }
     env.update(extra)
     return env

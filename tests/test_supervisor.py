@@ -4,7 +4,9 @@ the wallet key to the executor alone, and stops everything on SIGTERM."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from solders.keypair import Keypair
 
 from common.settings import KEY_VARIABLES
-from common.stack import free_port
+from common.stack import METRICS_SERVICES, default_metrics_ports, free_port
 from tests.stackutil import supervised_engine
 
 pytestmark = [pytest.mark.e2e]
@@ -62,11 +64,72 @@ def test_only_the_executor_receives_the_key_and_sigterm_stops_every_child(tmp_pa
     assert "stopping every process" in stopped and stopped[-1] == "stopped"
 
 
+def free_block(n: int) -> int:
+    """The first of `n` consecutive free ports."""
+    for _ in range(50):
+        first = free_port()
+        if first + n <= 65536 and all(_free(p) for p in range(first + 1, first + n)):
+            return first
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_metrics_ports_default_to_a_range_a_set_port_wins_and_a_taken_one_is_left_off(
+    tmp_path: Path,
+) -> None:
+    base = free_block(len(METRICS_SERVICES))
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("ROUTER_METRICS_PORT=7001\nEXECUTOR_METRICS_PORT=\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + METRICS_SERVICES.index("persistence")))
+        ports = default_metrics_ports({"METRICS_PORT_BASE": str(base), "WORKER_METRICS_PORT": "0"}, dotenv)
+    assert ports == {
+        "GATEWAY_METRICS_PORT": str(base),  # worker (0: off) and router (.env) are set: not touched
+        "EXECUTOR_METRICS_PORT": str(base + 3),  # empty in .env counts as unset
+        "SUPERVISOR_METRICS_PORT": str(base + 5),  # persistence's port was taken: left off
+    }
+    assert default_metrics_ports({"METRICS_PORT_BASE": "0"}, dotenv) == {}
+
+
 def test_a_killed_child_is_restarted_counted_and_the_engine_serves(tmp_path: Path) -> None:
-    port = free_port()
+    base = free_block(len(METRICS_SERVICES))
+    gateway_port = free_port()  # a port set for one service wins over the default range
     with supervised_engine(
-        tmp_path, SUPERVISOR_METRICS_PORT=str(port), SUPERVISOR_BACKOFF_MS="100"
+        tmp_path,
+        METRICS_PORT_BASE=str(base),
+        GATEWAY_METRICS_PORT=str(gateway_port),
+        SUPERVISOR_BACKOFF_MS="100",
     ) as engine:
+        # metrics are on by default: every process's URL is printed at start and serves Prometheus text
+        deadline = time.monotonic() + 10
+        while "(Ctrl-C stops every process)" not in (banner := engine.log_path.read_text()):
+            assert time.monotonic() < deadline, "no banner"
+            time.sleep(0.05)
+        printed = dict(re.findall(r"^ {4}(\w+) +(http://\S+/metrics)$", banner, re.M))
+        assert printed == {
+            service: f"http://127.0.0.1:{gateway_port if service == 'gateway' else base + place}/metrics"
+            for place, service in enumerate(METRICS_SERVICES)
+        }
+        own = {  # a family each process defines itself: the port is that process's
+            "gateway": "orderengine_gateway_orders_accepted_total counter",
+            "worker": "orderengine_worker_order_events_total counter",
+            "router": "orderengine_router_quotes_total counter",
+            "executor": "orderengine_chain_rpc_calls_total counter",
+            "persistence": "orderengine_persistence_events_total counter",
+            "supervisor": "orderengine_supervisor_restarts_total counter",
+        }
+        for service, url in printed.items():
+            text = httpx.get(url, timeout=5).text
+            assert f"# TYPE {own[service]}" in text, service
+        port = base + METRICS_SERVICES.index("supervisor")
         for victim in ("router", "gateway"):
             old = engine.children()[victim]
             os.kill(old, signal.SIGKILL)
