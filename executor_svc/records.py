@@ -32,10 +32,10 @@ class RecordRefused(Exception):
 class ExecutionRecorder:
     """RecordExecution's rules, many executions per RecordExecutions call."""
 
-    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub) -> None:
+    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub, linger_s: float = 0.0) -> None:
         self._stub = stub
         self._batcher: MicroBatcher[orders_pb2.Execution, orders_pb2.Execution] = MicroBatcher(
-            "recorder", self._flush
+            "recorder", self._flush, linger_s=linger_s
         )
 
     async def record(self, execution: orders_pb2.Execution) -> orders_pb2.Execution:
@@ -70,9 +70,11 @@ class OrderReader:
     """GetOrder for many orders per GetOrders call. Raises grpc.aio.AioRpcError as GetOrder would
     (NOT_FOUND for an unknown order, the call's own code when it failed)."""
 
-    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub) -> None:
+    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub, linger_s: float = 0.0) -> None:
         self._stub = stub
-        self._batcher: MicroBatcher[str, orders_pb2.Order] = MicroBatcher("order-reader", self._flush)
+        self._batcher: MicroBatcher[str, orders_pb2.Order] = MicroBatcher(
+            "order-reader", self._flush, linger_s=linger_s
+        )
 
     async def get(self, order_id: str) -> orders_pb2.Order:
         return await self._batcher.submit(order_id)

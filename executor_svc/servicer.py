@@ -175,8 +175,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self._builder = builder
         self._sender = sender
         self._orders = orders
-        self._recorder = ExecutionRecorder(orders)
-        self._reader = OrderReader(orders)
+        self._recorder = ExecutionRecorder(orders, linger_s=settings.batch_linger_ms / 1000)
+        self._reader = OrderReader(orders, linger_s=settings.batch_linger_ms / 1000)
         self._markets = markets
         self._wallet = wallet
         self._programs = {venue: markets.program_id(venue) for venue in markets.programs}

@@ -84,8 +84,9 @@ class Worker:
         self._channels["executor-stream"] = executor_stream
         self.executor_link = ExecutorLink(executor_pb2_grpc.ExecutorStub(executor_stream), executor_auth)
         self.router_link = RouterLink(router_pb2_grpc.RouterStub(router_stream), router_auth)
-        self.events = EventWriter(self.orders)
-        self.batch = RedisBatcher(self.redis)
+        linger_s = settings.batch_linger_ms / 1000
+        self.events = EventWriter(self.orders, linger_s=linger_s)
+        self.batch = RedisBatcher(self.redis, linger_s=linger_s)
         self.reconciler = Reconciler(self)
         self.slots = asyncio.Semaphore(settings.worker_concurrency)
         self.throttle = OrderThrottle(self.redis, settings.redis_prefix, settings.orders_per_minute)

@@ -37,10 +37,11 @@ class EventWriter:
         max_batch: int = 500,
         flushers: int = 2,
         retry_for_s: float = 120.0,
+        linger_s: float = 0.0,
     ) -> None:
         self._stub = stub
         self._batcher: MicroBatcher[orders_pb2.NewEvent, orders_pb2.OrderEvent] = MicroBatcher(
-            "event-writer", self._flush, max_batch=max_batch, flushers=flushers
+            "event-writer", self._flush, max_batch=max_batch, flushers=flushers, linger_s=linger_s
         )
         self._retry_for_s = retry_for_s
 

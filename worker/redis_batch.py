@@ -18,10 +18,10 @@ from common.batching import MicroBatcher
 
 
 class RedisBatcher:
-    def __init__(self, redis: aioredis.Redis, max_batch: int = 1000) -> None:
+    def __init__(self, redis: aioredis.Redis, max_batch: int = 1000, linger_s: float = 0.0) -> None:
         self._redis = redis
         self._batcher: MicroBatcher[tuple[Any, ...], Any] = MicroBatcher(
-            "redis-batcher", self._flush, max_batch=max_batch, flushers=1
+            "redis-batcher", self._flush, max_batch=max_batch, flushers=1, linger_s=linger_s
         )
 
     async def command(self, *args: Any) -> Any:
