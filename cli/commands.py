@@ -40,6 +40,18 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 HTTP_TIMEOUT_S = 10.0
 
 
+def next_step(status: str) -> str:
+    """The status an order in `status` waits for on its way to confirmed, read from the lifecycle:
+    the first later status it may move to, other than failed ("" before any event: pending)."""
+    if not status:
+        return lifecycle.PENDING
+    if status not in lifecycle.STATUSES:
+        return "the next step"
+    allowed = lifecycle.TRANSITIONS.get(status, frozenset())
+    later = lifecycle.STATUSES[lifecycle.STATUSES.index(status) + 1 :]
+    return next((s for s in later if s in allowed and s != lifecycle.FAILED), "the next step")
+
+
 class CliError(Exception):
     """Ends the command with `exit_code`; `error` is the engine's error object when there is one."""
 
@@ -289,13 +301,8 @@ class Display:
         frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
         i = 0
         while True:
-            nxt = {
-                "": "pending",
-                "pending": "routing",
-                "routing": "building",
-                "building": "submitted",
-                "submitted": "confirmation",
-            }.get(self.status, "the next step")
+            nxt = next_step(self.status)
+            nxt = "confirmation" if nxt == lifecycle.CONFIRMED else nxt
             waited = time.monotonic() - self.waiting_since
             self.out.write(f"\r  {frames[i % len(frames)]} waiting for {nxt}… {waited:4.1f} s\x1b[K")
             self.out.flush()

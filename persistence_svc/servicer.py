@@ -42,8 +42,7 @@ EVENTS = Counter(
     "Order events committed, by status: orders entering each status (pending = orders created).",
     ["status"],
 )
-_STATUSES = ("pending", "routing", "building", "submitted", "confirmed", "failed")
-_EVENTS = {s: EVENTS.labels(s) for s in _STATUSES}
+_EVENTS = {s: EVENTS.labels(s) for s in lifecycle.STATUSES}
 
 
 def _count(events: list[EventRow]) -> None:

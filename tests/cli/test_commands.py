@@ -77,11 +77,13 @@ def test_json_prints_one_line_per_event(stack: Stack) -> None:
 
 
 def test_a_failed_order_exits_1_with_its_reason(stack: Stack) -> None:
-    # more SOL than the wallet has
+    # more SOL than the wallet has (and than the pools can take: the price-impact guard may stop it first)
     code, out, _ = run_cli("execute", "SOL", "USDC", "100000000", "--url", stack.url)
     assert code == 1, out
     assert "  ✗ failed" in out and "Failed in" in out
-    assert "reason" in out and "InsufficientFunds" in out
+    order_id = out.split()[1].rstrip(":")
+    reason = httpx.get(f"{stack.url}/api/orders/{order_id}", timeout=10).json()["failureReason"]
+    assert reason and f"  reason      {reason}\n" in out
 
 
 @pytest.mark.parametrize(
@@ -145,6 +147,11 @@ def test_argument_errors_exit_2() -> None:
         cli.main(["orders", "list", "--limit", "0"])
     assert exited.value.code == 2
     assert run_cli("orders", "list", "--url", "ftp://x")[0] == 2
+
+
+def test_the_spinner_names_the_next_step_of_a_market_order() -> None:
+    assert [cli.next_step(s) for s in ["", *LIFECYCLE[:-1]]] == LIFECYCLE
+    assert cli.next_step("confirmed") == cli.next_step("failed") == "the next step"
 
 
 def test_an_unreachable_engine_exits_3() -> None:
