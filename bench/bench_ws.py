@@ -38,9 +38,6 @@ from typing import Any, cast
 import httpx
 import orjson
 
-TERMINAL = ("confirmed", "failed")
-
-
 # --- the lean client (runs in several processes) ------------------------------------------------
 
 
@@ -294,10 +291,12 @@ def place_order(client: httpx.Client) -> str:
 
 
 def wait_final(client: httpx.Client, order_id: str, timeout: float = 60) -> dict[str, Any]:
+    from common import lifecycle  # here: the lean client processes do not load the engine's modules
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         order: dict[str, Any] = client.get(f"/api/orders/{order_id}").json()
-        if order["status"] in TERMINAL:
+        if order["status"] in lifecycle.TERMINAL:
             return order
         time.sleep(0.05)
     raise TimeoutError(f"order {order_id} did not end within {timeout:g} s")
