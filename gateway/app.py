@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import uuid
@@ -40,11 +41,20 @@ from gateway.fanout import Feeds, grpc_reader
 from gateway.guard import EdgeGuardMiddleware, OrderLimits, owner_id, owner_of, require_api_keys, resolve_caps
 from gateway.hub import EventHub
 from gateway.openapi import openapi_document
+from gateway.quotes import QuoteBook, ask_router, check_price_impact, parse_quote_request, quote_json
 from gateway.ratelimit import RateLimitMiddleware, TokenBuckets
 from gateway.sockets import SocketRegistry
-from gateway.validation import ApiError, OrderRequest, check_idempotency_key, is_order_id, parse_order_request
+from gateway.validation import (
+    ApiError,
+    OrderRequest,
+    check_idempotency_key,
+    is_order_id,
+    parse_max_price_impact,
+    parse_order_request,
+    parse_quote_id,
+)
 from gateway.views import order_json
-from orderengine.v1 import orders_pb2, orders_pb2_grpc
+from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,8 @@ class EdgeState:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     limits: OrderLimits | None = None  # MAX_ORDER_AMOUNT, DAILY_NOTIONAL_CAP (gateway.guard)
     batcher: OrderBatcher | None = None  # new orders in micro-batches (gateway.batcher)
+    router: router_pb2_grpc.RouterAsyncStub | None = None  # POST /api/quotes (gateway.quotes)
+    quote_book: QuoteBook | None = None
 
 
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -175,10 +187,17 @@ async def _create_and_queue(
         output_decimals=req.token_out.decimals,
         input_symbol=req.token_in.symbol,
         output_symbol=req.token_out.symbol,
+        max_price_impact_bps=(
+            state.settings.max_price_impact_bps
+            if req.max_price_impact_bps is None
+            else req.max_price_impact_bps
+        ),
+        quoted_route=req.quoted_route,
+        quote_id=req.quote_id,
     )
     request = orders_pb2.CreateOrderRequest(
         spec=spec,
-        order_id=str(uuid.uuid4()),
+        order_id=req.order_id or str(uuid.uuid4()),
         idempotency_key=idempotency_key,
         request_hash=req.canonical_hash() if idempotency_key else "",
         owner=owner,
@@ -230,7 +249,7 @@ async def execute_order(request: Request) -> Response:
     try:
         key = check_idempotency_key(request.headers.get("idempotency-key"))
         body = await read_json_body(request, state.settings.max_body_bytes)
-        req = parse_order_request(body, state.markets, state.settings.default_slippage_bps)
+        req = await order_request(state, body, owner_of(request.scope))
         order_id, _created = await submit_order(state, req, key, owner_of(request.scope))
     except ApiError as err:
         return error_response(err)
@@ -238,6 +257,54 @@ async def execute_order(request: Request) -> Response:
         {"orderId": order_id, "status": "pending", "wsUrl": f"/api/orders/ws?orderId={order_id}"},
         status_code=202,
     )
+
+
+async def order_request(
+    state: EdgeState, body: Any, owner: str, extra_allowed: tuple[str, ...] = ()
+) -> OrderRequest:
+    """An order from a decoded execute body (HTTP or WS): a market order, or `{"quoteId"}`, the
+    caller's stored quote with its route (gateway.quotes)."""
+    if isinstance(body, dict) and "quoteId" in body:
+        quote_id = parse_quote_id(body, extra_allowed)
+        assert state.quote_book is not None
+        try:
+            stored = await state.quote_book.get(owner, quote_id, state.markets)
+        except aioredis.RedisError:
+            raise ApiError(503, "unavailable", "retry shortly", headers={"Retry-After": "1"}) from None
+        return stored.request
+    req = parse_order_request(
+        body, state.markets, state.settings.default_slippage_bps, ("maxPriceImpactBps", *extra_allowed)
+    )
+    impact = parse_max_price_impact(body)
+    return req if impact is None else dataclasses.replace(req, max_price_impact_bps=impact)
+
+
+async def quote_answer(state: EdgeState, body: Any, owner: str) -> dict[str, Any]:
+    """POST /api/quotes (and WS `quote`): asks the router, applies the price-impact guard, stores
+    the quote for the owner and returns its JSON."""
+    req = parse_quote_request(
+        body, state.markets, state.settings.default_slippage_bps, state.settings.max_price_impact_bps
+    )
+    assert state.router is not None and state.quote_book is not None and req.max_price_impact_bps
+    if state.limits is not None:
+        state.limits.check_amount(req.token_in.mint, req.amount_in)
+    response = await ask_router(state.router, req, RPC_TIMEOUT_S)
+    check_price_impact(response.route, req.max_price_impact_bps)
+    try:
+        stored = await state.quote_book.put(owner, req, response.route)
+    except aioredis.RedisError:
+        raise ApiError(503, "unavailable", "retry shortly", headers={"Retry-After": "1"}) from None
+    return quote_json(stored, response)
+
+
+async def create_quote(request: Request) -> Response:
+    state = state_of(request)
+    try:
+        body = await read_json_body(request, state.settings.max_body_bytes)
+        answer = await quote_answer(state, body, owner_of(request.scope))
+    except ApiError as err:
+        return error_response(err)
+    return OrjsonResponse(answer, status_code=201)
 
 
 async def get_order(request: Request) -> Response:
@@ -475,6 +542,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         keys = jobs.Keys(settings.redis_prefix)
         channel = open_channel(settings.persistence_addr, settings, "gateway")
         stub = orders_pb2_grpc.OrdersStub(channel)
+        router_channel = open_channel(settings.router_addr, settings, "gateway")
         feeds = Feeds(grpc_reader(stub), settings.ws_cache_orders, settings.ws_catchup_retry_s)
         hub = EventHub(redis, keys.events, feeds)
         await hub.start()
@@ -483,6 +551,8 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         sockets = SocketRegistry(settings)
         state = EdgeState(settings, market_data, redis, keys, stub, channel, hub, sockets)
         state.limits = limits if limits.max_amount or limits.daily_cap else None
+        state.router = router_pb2_grpc.RouterStub(router_channel)
+        state.quote_book = QuoteBook(redis, settings.redis_prefix, settings.quote_ttl_s)
         state.batcher = OrderBatcher(
             stub,
             redis,
@@ -506,10 +576,12 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
             await hub.stop()
             await feeds.aclose()
             await channel.close()
+            await router_channel.close()
             await redis.aclose()
 
     routes: list[Any] = [
         Route("/api/orders/execute", execute_order, methods=["POST"]),
+        Route("/api/quotes", create_quote, methods=["POST"]),
         Route("/api/orders", list_orders, methods=["GET"]),
         Route("/api/orders/{order_id}", get_order, methods=["GET"]),
         Route("/api/markets", get_markets, methods=["GET"]),

@@ -107,6 +107,79 @@ SCHEMAS: dict[str, Any] = {
                 "default": 50,
                 "description": "null or absent: DEFAULT_SLIPPAGE_BPS",
             },
+            "maxPriceImpactBps": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 10000,
+                "description": "the price-impact guard: a route that moves a pool further (its largest "
+                "leg's impact) is refused; absent: MAX_PRICE_IMPACT_BPS",
+            },
+        },
+    },
+    "QuoteExecution": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["quoteId"],
+        "properties": {
+            "quoteId": {
+                "type": "string",
+                "format": "uuid",
+                "description": "a quoteId from POST /api/quotes of the same API key, not expired: the "
+                "order executes exactly its route with its min-out; executing it again answers the "
+                "same order",
+            }
+        },
+    },
+    "Quote": {
+        "type": "object",
+        "required": [
+            "quoteId",
+            "expiresAt",
+            "tokenIn",
+            "tokenOut",
+            "amountIn",
+            "amountInRaw",
+            "slippageBps",
+            "maxPriceImpactBps",
+            "quotes",
+            "route",
+            "amountOut",
+            "amountOutRaw",
+            "minAmountOut",
+            "minAmountOutRaw",
+            "priceImpactBps",
+            "fee",
+            "feeRaw",
+            "slot",
+        ],
+        "properties": {
+            "quoteId": {"type": "string", "format": "uuid"},
+            "expiresAt": {"type": "string", "format": "date-time"},
+            "tokenIn": _ref("Token"),
+            "tokenOut": _ref("Token"),
+            "amountIn": _DECIMAL,
+            "amountInRaw": _RAW,
+            "slippageBps": {"type": "integer"},
+            "maxPriceImpactBps": {"type": "integer"},
+            "quotes": {
+                "type": "array",
+                "description": "one per venue and pool: amountOut, amountOutRaw, feeRaw (input token), "
+                "priceImpactBps, or error",
+                "items": {"type": "object"},
+            },
+            "route": {
+                "type": "object",
+                "description": "legs (venue, pool, amountInRaw, amountOutRaw, minAmountOutRaw, "
+                "priceImpactBps, feeRaw), dex, amountOut(Raw), minAmountOut(Raw), priceImpactBps, feeRaw",
+            },
+            "amountOut": _DECIMAL,
+            "amountOutRaw": _RAW,
+            "minAmountOut": _DECIMAL,
+            "minAmountOutRaw": _RAW,
+            "priceImpactBps": {"type": "integer", "minimum": 0},
+            "fee": _DECIMAL,
+            "feeRaw": {**_RAW, "description": "the pools' trade fees, base units of tokenIn"},
+            "slot": {"type": "integer", "minimum": 0},
         },
     },
     "OrderAccepted": {
@@ -168,6 +241,8 @@ SCHEMAS: dict[str, Any] = {
             "amountIn": _DECIMAL,
             "amountInRaw": _RAW,
             "slippageBps": {"type": "integer"},
+            "maxPriceImpactBps": {"type": ["integer", "null"]},
+            "quoteId": {"type": ["string", "null"], "description": "the quote the order executes"},
             "quotes": {"type": "array", "items": {"type": "object"}},
             "route": {"type": ["object", "null"]},
             "amountOut": {"type": ["string", "null"]},
@@ -215,7 +290,10 @@ PATHS: dict[str, Any] = {
     "/api/orders/execute": {
         "post": {
             "operationId": "executeOrder",
-            "summary": "Submit a market order",
+            "summary": "Submit a market order, or execute a quote",
+            "description": 'A market order\'s body (OrderRequest), or {"quoteId"} to execute exactly '
+            "the route of a quote from POST /api/quotes (an unknown, expired or another key's quote: "
+            "422 naming quoteId).",
             "parameters": [
                 {
                     "name": "Idempotency-Key",
@@ -231,7 +309,10 @@ PATHS: dict[str, Any] = {
                     },
                 }
             ],
-            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("OrderRequest")}}},
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": {"oneOf": [_ref("OrderRequest"), _ref("QuoteExecution")]}}},
+            },
             "responses": {
                 "202": _json(_ref("OrderAccepted"), "accepted: follow it on wsUrl"),
                 "400": _error(
@@ -254,6 +335,29 @@ PATHS: dict[str, Any] = {
                     "API key's DAILY_NOTIONAL_CAP for the input token is reached (daily_limit_exceeded)",
                     retry_after=True,
                 ),
+                **_UNAVAILABLE,
+            },
+        }
+    },
+    "/api/quotes": {
+        "post": {
+            "operationId": "createQuote",
+            "summary": "Quote an order: every venue, the route, price impact, min-out and fees",
+            "description": "The body of a market order. The answer's quoteId can be executed with "
+            'POST /api/orders/execute {"quoteId"} until expiresAt (QUOTE_TTL_S), by the same API key.',
+            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("OrderRequest")}}},
+            "responses": {
+                "201": _json(_ref("Quote"), "the quote, stored until expiresAt"),
+                "400": _error("the body is not a JSON object, or the Host is not one of TRUSTED_HOSTS"),
+                "403": _error("the request carries an Origin that is not allowed (forbidden_origin)"),
+                "413": _error("the body is larger than MAX_BODY_BYTES"),
+                "415": _error("the body is not sent as application/json (error.code unsupported_media_type)"),
+                "422": _error(
+                    "a field is invalid (named in error.field); no pool trades the pair (no_pool) or "
+                    "none can quote the amount (no_quote); the route's price impact is above "
+                    "maxPriceImpactBps (price_impact_too_high)"
+                ),
+                **_PROTECTED,
                 **_UNAVAILABLE,
             },
         }
@@ -379,7 +483,8 @@ def openapi_document() -> dict[str, Any]:
         "security": [{}, {"bearer": []}, {"apiKey": []}],
         "x-websocket": {
             "/api/orders/ws": "follow orders (subscribe/unsubscribe with afterSeq) and submit them "
-            "(execute); see the README. With API_KEYS: the key as for HTTP, or ?apiKey=. One JSON "
+            "(execute, also with a quoteId) and quote them (quote: an answer of type quote, as POST "
+            "/api/quotes); see the README. With API_KEYS: the key as for HTTP, or ?apiKey=. One JSON "
             "object per message. An error about one order names it (orderId): unknown_order, "
             "catchup_failed (resubscribe from its afterSeq), too_many_subscriptions. Close codes: "
             "4000 idle, 4008 slow consumer (resubscribe with afterSeq), 4429 too many sockets for "

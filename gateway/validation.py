@@ -16,6 +16,7 @@ from solders.pubkey import Pubkey
 
 from common.amounts import parse_amount
 from common.markets import Markets, Token
+from orderengine.v1 import types_pb2
 
 ORDER_FIELDS = ("tokenIn", "tokenOut", "amount", "slippageBps")
 _TOKEN = re.compile(r"[A-Za-z0-9$._-]{1,64}")  # a symbol or a base58 mint (gateway/openapi.py)
@@ -54,10 +55,18 @@ class OrderRequest:
     token_out: Token
     amount_in: int
     slippage_bps: int
+    max_price_impact_bps: int | None = None  # None: the server's MAX_PRICE_IMPACT_BPS
+    quoted_route: types_pb2.Route | None = None  # execute-by-quote: exactly this route
+    quote_id: str = ""
+    order_id: str = ""  # "" = a new id; execute-by-quote: the quote's own order id
 
     def canonical_hash(self) -> str:
         """Hash of the request's meaning (not its spelling): same order → same hash."""
-        doc = [self.token_in.mint, self.token_out.mint, self.amount_in, self.slippage_bps]
+        doc: list[Any] = [self.token_in.mint, self.token_out.mint, self.amount_in, self.slippage_bps]
+        if self.max_price_impact_bps is not None:
+            doc.append(["maxPriceImpactBps", self.max_price_impact_bps])
+        if self.quote_id:
+            doc.append(["quoteId", self.quote_id])
         return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
@@ -121,6 +130,39 @@ def parse_order_request(
             422, "invalid_slippage", "slippageBps must be an integer from 1 to 5000", "slippageBps"
         )
     return OrderRequest(token_in, token_out, amount_in, slippage)
+
+
+def parse_max_price_impact(body: dict[str, Any]) -> int | None:
+    """`maxPriceImpactBps`: an integer from 1 to 10000, or absent (None: the server's default)."""
+    value = body.get("maxPriceImpactBps")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise ApiError(
+            422,
+            "invalid_max_price_impact",
+            "maxPriceImpactBps must be an integer from 1 to 10000",
+            "maxPriceImpactBps",
+        )
+    return value
+
+
+def parse_quote_id(body: dict[str, Any], extra_allowed: tuple[str, ...] = ()) -> str:
+    """The body of an execute-by-quote request: `quoteId` (a quote's UUID) and nothing else."""
+    for key in body:
+        if key != "quoteId" and key not in extra_allowed:
+            raise ApiError(
+                422,
+                "unknown_field",
+                f"unknown field {str(key)[:40]!r}: a quote is executed with quoteId alone",
+                str(key)[:40],
+            )
+    value = body.get("quoteId")
+    if not isinstance(value, str) or not is_order_id(value):
+        raise ApiError(
+            422, "invalid_quote_id", "quoteId must be the quoteId POST /api/quotes answered", "quoteId"
+        )
+    return value
 
 
 def is_order_id(value: str) -> bool:

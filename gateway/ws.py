@@ -33,11 +33,11 @@ import orjson
 from prometheus_client import Counter, Gauge
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway.app import RPC_TIMEOUT_S, EdgeState, grpc_to_api, submit_order
+from gateway.app import RPC_TIMEOUT_S, EdgeState, grpc_to_api, order_request, quote_answer, submit_order
 from gateway.fanout import FRAME, Subscription, text_message
 from gateway.guard import owner_of
 from gateway.ratelimit import client_of
-from gateway.validation import ApiError, check_idempotency_key, is_order_id, parse_order_request
+from gateway.validation import ApiError, check_idempotency_key, is_order_id
 from gateway.wsproto import EXTENSION
 from orderengine.v1 import orders_pb2
 
@@ -349,12 +349,31 @@ class Connection:
             await self.send({"type": "unsubscribed", "orderId": order_id})
         elif action == "execute":
             await self.execute(msg)
+        elif action == "quote":
+            await self.quote(msg)
         elif action == "pong":
             return
         else:
             await self.send_error(
-                "unknown_action", "action must be subscribe, unsubscribe or execute", "action"
+                "unknown_action", "action must be subscribe, unsubscribe, execute or quote", "action"
             )
+
+    async def quote(self, msg: dict[str, Any]) -> None:
+        """`{"action":"quote", …same body as POST /api/quotes…}` → `{"type":"quote", …its answer…}`;
+        execute it with `{"action":"execute","quoteId":…}`."""
+        body = {k: v for k, v in msg.items() if k != "action"}
+        try:
+            buckets = self.ws.app.state.rate_buckets
+            wait = buckets.take(client_of(self.ws.scope), time.monotonic()) if buckets is not None else 0.0
+            if wait > 0:
+                raise ApiError(
+                    429, "rate_limited", f"too many requests; retry in {max(1, math.ceil(wait))} s"
+                )
+            answer = await quote_answer(self.state, body, owner_of(self.ws.scope))
+        except ApiError as err:
+            await self.send_error(err.code, err.message, err.field)
+            return
+        await self.send({"type": "quote", **answer})
 
     async def execute(self, msg: dict[str, Any]) -> None:
         body = {k: v for k, v in msg.items() if k not in ("action", "idempotencyKey")}
@@ -371,7 +390,7 @@ class Connection:
                     429, "rate_limited", f"too many requests; retry in {max(1, math.ceil(wait))} s"
                 )
             key = check_idempotency_key(key_raw)
-            req = parse_order_request(body, self.state.markets, self.state.settings.default_slippage_bps)
+            req = await order_request(self.state, body, owner_of(self.ws.scope))
             order_id, _ = await submit_order(self.state, req, key, owner_of(self.ws.scope))
         except ApiError as err:
             await self.send_error(err.code, err.message, err.field)

@@ -57,9 +57,12 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def running_edge(make_settings: Callable[..., Settings], **env: str) -> AsyncIterator[Edge]:
+async def running_edge(
+    make_settings: Callable[..., Settings], *, router: bool = False, executor: bool = False, **env: str
+) -> AsyncIterator[Edge]:
+    """The gateway on persistence and Redis (and, when asked, the router and the executor)."""
     settings = make_settings(**env)
-    async with engine(settings, router=False, executor=False) as eng:
+    async with engine(settings, router=router, executor=executor) as eng:
         port = free_port()
         app = create_app(dataclasses.replace(eng.settings, http_port=port))
         server = _Server(
@@ -86,8 +89,8 @@ def body_of(**changes: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def edge_and_client(
-    make_settings: Callable[..., Settings], **env: str
+    make_settings: Callable[..., Settings], *, router: bool = False, executor: bool = False, **env: str
 ) -> AsyncIterator[tuple[Edge, httpx.AsyncClient]]:
-    async with running_edge(make_settings, **env) as edge:
+    async with running_edge(make_settings, router=router, executor=executor, **env) as edge:
         async with httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
             yield edge, client

@@ -111,7 +111,7 @@ def _run_operation(
 
 
 async def test_schemathesis_finds_no_5xx_and_invalid_requests_change_nothing(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with running_edge(make_settings) as edge:
+    async with running_edge(make_settings, router=True) as edge:  # the router: POST /api/quotes
         deadline = time.monotonic() + FUZZ_BUDGET_S
         # Invalid requests only: every one must be refused (4xx) and none may store or queue anything.
         stored, queued = edge.orders_stored(), await edge.jobs_queued()
