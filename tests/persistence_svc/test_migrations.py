@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from common import lifecycle
 from persistence_svc import db
 from persistence_svc.server import serve
 from tests.conftest import ADMIN_DSN, SettingsFactory, _dsn_for
@@ -153,3 +155,21 @@ async def test_missing_database_is_created() -> None:
 async def test_unreachable_server_gives_up() -> None:
     with pytest.raises(psycopg.OperationalError):
         await db.ensure_database("postgresql://postgres@127.0.0.1:1/nothing", wait_s=0.1)
+
+
+async def test_the_database_accepts_exactly_the_lifecycles_statuses(database_url: str) -> None:
+    """The status columns' CHECK constraints are the database's copy of common/lifecycle.py's
+    statuses (SQL cannot import it): a status added to the lifecycle needs a migration, and this
+    test names the table that lacks it."""
+    await db.apply_migrations(database_url)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            """SELECT c.conrelid::regclass::text, pg_get_constraintdef(c.oid)
+               FROM pg_constraint c
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+               WHERE c.contype = 'c' AND a.attname = 'status'"""
+        ).fetchall()
+    found = {table: set(re.findall(r"'([a-z_]+)'::text", definition)) for table, definition in rows}
+    assert set(found) >= {"orders", "order_events"}, found
+    for table, statuses in found.items():
+        assert statuses == set(lifecycle.STATUSES), table
