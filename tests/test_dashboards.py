@@ -102,6 +102,7 @@ def test_the_dashboard_covers_the_engine() -> None:
         "orderengine_gateway_queue_backlog",  # queue depth
         "orderengine_gateway_ws_connections",
         "orderengine_grpc_server_handled_total",  # gRPC error rates
+        "orderengine_grpc_server_msg_sent_total",  # the worker's long-lived streams
         "orderengine_chain_rpc_calls_total",
         "orderengine_chain_rpc_errors_total",  # RPC errors by kind
         "process_cpu_seconds_total",  # CPU per service
