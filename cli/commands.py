@@ -2,6 +2,8 @@
 
     python -m cli execute SOL USDC 1.5 --slippage-bps 100     # live progress until it ends
     python -m cli execute SOL USDC 1.5 --json                  # one JSON line per event
+    python -m cli quote SOL USDC 1.5                            # both venues, the route; a quote id
+    python -m cli execute --quote-id <quote id>                 # execute exactly that quote
     python -m cli orders list --status confirmed --limit 20
     python -m cli orders show <order id>
 
@@ -367,15 +369,56 @@ async def follow(
                 await asyncio.sleep(delay)
 
 
-async def cmd_execute(args: argparse.Namespace, client: Client, display: Display) -> int:
+def order_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The body of a market order (or a quote) from the command's arguments."""
     body: dict[str, Any] = {"tokenIn": args.token_in, "tokenOut": args.token_out, "amount": args.amount}
     if args.slippage_bps is not None:
         body["slippageBps"] = args.slippage_bps
+    if args.max_price_impact_bps is not None:
+        body["maxPriceImpactBps"] = args.max_price_impact_bps
+    return body
+
+
+async def cmd_quote(args: argparse.Namespace, client: Client, display: Display) -> int:
+    q = await client.request("POST", "/api/quotes", json=order_body(args))
+    if display.as_json:
+        display.json_line(q)
+        return EXIT_OK
+    in_sym, out_sym = symbol(q.get("tokenIn"), args.token_in), symbol(q.get("tokenOut"), args.token_out)
+    display.line(
+        f"Quote {q['quoteId']}: {q['amountIn']} {in_sym} → {out_sym}, max slippage {q['slippageBps']} bps"
+        f" (valid until {q['expiresAt']})"
+    )
+    for v in q.get("quotes") or []:
+        if v.get("error"):
+            display.line(f"  {v['venue']:<13} cannot quote: {v['error']}")
+        else:
+            display.line(
+                f"  {v['venue']:<13} {v['amountOut']:>18} {out_sym}  impact {v['priceImpactBps']} bps"
+            )
+    route = q["route"]
+    display.line(
+        f"  route         {route['dex']} → {q['amountOut']} {out_sym}, at least {q['minAmountOut']} "
+        f"{out_sym}, price impact {q['priceImpactBps']} bps, fees {q['fee']} {in_sym}"
+    )
+    display.line(f"Execute it: python -m cli execute --quote-id {q['quoteId']}")
+    return EXIT_OK
+
+
+async def cmd_execute(args: argparse.Namespace, client: Client, display: Display) -> int:
+    body = {"quoteId": args.quote_id} if args.quote_id else order_body(args)
     key = args.idempotency_key or str(uuid.uuid4())
     accepted = await client.request(
         "POST", "/api/orders/execute", json=body, headers={"Idempotency-Key": key}
     )
     order_id = accepted["orderId"]
+    if args.quote_id:  # the quote knows the order: show what it is
+        placed = await client.request("GET", f"/api/orders/{quote(order_id)}")
+        args.token_in, args.token_out = (
+            symbol(placed.get("tokenIn"), "?"),
+            symbol(placed.get("tokenOut"), "?"),
+        )
+        args.amount, args.slippage_bps = placed.get("amountIn"), placed.get("slippageBps")
     display.accepted(accepted, args.token_in, args.token_out, args.amount, args.slippage_bps)
     display.start()
     try:
@@ -467,6 +510,12 @@ def _slippage(text: str) -> int:
     return int(text)
 
 
+def _impact(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("must be an integer number of basis points (1-10000)")
+    return int(text)
+
+
 def _limit(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 200:
         raise argparse.ArgumentTypeError("must be an integer from 1 to 200")
@@ -496,19 +545,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Submit market orders to the order engine and follow them live; read order history.",
         epilog="exit codes: 0 confirmed / ok, 1 order failed, 2 bad input, 3 engine unreachable or timed out",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{execute,orders}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{execute,quote,orders}")
 
     ex = commands.add_parser(
-        "execute", parents=[common], help="submit a market order and follow it to its end"
+        "execute",
+        parents=[common],
+        help="submit a market order (or execute a quote: --quote-id) and follow it to its end",
     )
-    ex.add_argument("token_in", metavar="TOKEN_IN", help="symbol or mint address to sell")
-    ex.add_argument("token_out", metavar="TOKEN_OUT", help="symbol or mint address to buy")
-    ex.add_argument("amount", metavar="AMOUNT", help="amount of TOKEN_IN, a decimal (e.g. 1.5)")
+    qt = commands.add_parser(
+        "quote", parents=[common], help="quote an order on every venue; execute it with --quote-id"
+    )
+    for cmd, optional in ((ex, "?"), (qt, None)):
+        cmd.add_argument(
+            "token_in", metavar="TOKEN_IN", nargs=optional, help="symbol or mint address to sell"
+        )
+        cmd.add_argument(
+            "token_out", metavar="TOKEN_OUT", nargs=optional, help="symbol or mint address to buy"
+        )
+        cmd.add_argument(
+            "amount", metavar="AMOUNT", nargs=optional, help="amount of TOKEN_IN, a decimal (e.g. 1.5)"
+        )
+        cmd.add_argument(
+            "--slippage-bps",
+            type=_slippage,
+            default=None,
+            help="maximum slippage in basis points, 1-5000 (default: the engine's)",
+        )
+        cmd.add_argument(
+            "--max-price-impact-bps",
+            type=_impact,
+            default=None,
+            help="refuse a route that moves a pool further, 1-10000 bps (default: the engine's)",
+        )
+    qt.set_defaults(run=cmd_quote)
     ex.add_argument(
-        "--slippage-bps",
-        type=_slippage,
+        "--quote-id",
         default=None,
-        help="maximum slippage in basis points, 1-5000 (default: the engine's)",
+        help="execute this quote (from `quote`) instead of TOKEN_IN TOKEN_OUT AMOUNT",
     )
     ex.add_argument("--idempotency-key", default=None, help="reuse to make a retried submit harmless")
     ex.add_argument(
@@ -550,7 +623,16 @@ async def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "execute":
+        given = [a for a in (args.token_in, args.token_out, args.amount) if a is not None]
+        if args.quote_id and (
+            given or args.slippage_bps is not None or args.max_price_impact_bps is not None
+        ):
+            parser.error("execute: --quote-id executes the quote as quoted; give no order with it")
+        if not args.quote_id and len(given) != 3:
+            parser.error("execute: TOKEN_IN TOKEN_OUT AMOUNT are required (or --quote-id)")
     if not args.url.startswith(("http://", "https://")):
         (err or sys.stderr).write(f"error: --url: must start with http:// or https://, got {args.url!r}\n")
         return EXIT_BAD_INPUT

@@ -91,16 +91,12 @@ class QuoteBook:
         raw = await self.redis.get(self.key(quote_id))
         doc: dict[str, Any] | None = orjson.loads(raw) if raw else None
         if doc is None or doc.get("owner") != owner:
-            raise ApiError(422, "unknown_quote", "quoteId: no such quote", "quoteId")
+            raise ApiError(422, "unknown_quote", "no such quote for this API key", "quoteId")
         if time.time() * 1_000_000 >= doc["expiresAtUs"]:
-            raise ApiError(
-                422, "quote_expired", "quoteId: the quote has expired; ask for a new one", "quoteId"
-            )
+            raise ApiError(422, "quote_expired", "the quote has expired; ask for a new one", "quoteId")
         token_in, token_out = markets.by_mint(doc["in"]), markets.by_mint(doc["out"])
         if token_in is None or token_out is None:  # the markets file changed under the quote
-            raise ApiError(
-                422, "unknown_quote", "quoteId: the quote's tokens are no longer traded", "quoteId"
-            )
+            raise ApiError(422, "unknown_quote", "the quote's tokens are no longer traded", "quoteId")
         route = types_pb2.Route.FromString(base64.b64decode(doc["route"]))
         req = OrderRequest(
             token_in,

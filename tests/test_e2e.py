@@ -217,3 +217,21 @@ async def test_history_pagination_and_page(stack: Stack) -> None:
         assert {t["symbol"] for t in markets["tokens"]} >= {"SOL", "USDC"}
         health = await client.get("/healthz")
         assert health.status_code == 200
+
+
+async def test_a_quote_executes_exactly_its_route(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        r = await client.post("/api/quotes", json={"tokenIn": "USDC", "tokenOut": "SOL", "amount": "150"})
+        assert r.status_code == 201, r.text
+        quote = r.json()
+        executed = await client.post("/api/orders/execute", json={"quoteId": quote["quoteId"]})
+        assert executed.status_code == 202, executed.text
+        order_id = executed.json()["orderId"]
+        events = (await follow(stack, [order_id]))[order_id]
+        assert [e["status"] for e in events] == LIFECYCLE, events
+        routing = events[1]["data"]
+        assert routing["quoteId"] == quote["quoteId"]
+        assert routing["route"]["legs"] == quote["route"]["legs"]
+        assert int(events[-1]["data"]["amountOutRaw"]) >= int(quote["minAmountOutRaw"])
+        order = (await client.get(f"/api/orders/{order_id}")).json()
+        assert order["status"] == "confirmed" and order["quoteId"] == quote["quoteId"]

@@ -136,7 +136,42 @@ def test_orders_list_and_show(stack: Stack) -> None:
     assert code == 2 and err == "error: orderId: no such order\n"
 
 
+def test_quote_then_execute_exactly_that_quote(stack: Stack) -> None:
+    code, out, err = run_cli("quote", "SOL", "USDC", "1.5", "--slippage-bps", "80", "--url", stack.url)
+    assert code == 0, (out, err)
+    lines = out.splitlines()
+    quote_id = lines[0].split()[1].rstrip(":")
+    assert lines[0].startswith(f"Quote {quote_id}: 1.5 SOL → USDC, max slippage 80 bps (valid until ")
+    assert {line.split()[0] for line in lines[1:3]} == {"raydium_cpmm", "meteora_dlmm"}
+    assert lines[3].split()[0] == "route" and "price impact" in lines[3] and "fees" in lines[3]
+    assert lines[4] == f"Execute it: python -m cli execute --quote-id {quote_id}"
+
+    code, out, err = run_cli("execute", "--quote-id", quote_id, "--url", stack.url)
+    assert code == 0, (out, err)
+    order_id = out.splitlines()[0].split()[1].rstrip(":")
+    assert out.splitlines()[0] == f"Order {order_id}: 1.5 SOL → USDC, max slippage 80 bps"
+    order = httpx.get(f"{stack.url}/api/orders/{order_id}").json()
+    assert order["status"] == "confirmed" and order["quoteId"] == quote_id
+
+    code, out, _ = run_cli("quote", "SOL", "USDC", "2", "--json", "--url", stack.url)
+    assert code == 0 and json.loads(out)["amountInRaw"] == "2000000000"
+    code, out, err = run_cli(
+        "execute", "--quote-id", "00000000-0000-4000-8000-000000000000", "--url", stack.url
+    )
+    assert code == 2 and err.startswith("error: quoteId: ") and out == ""
+    code, _, err = run_cli("quote", "SOL", "USDC", "1", "--max-price-impact-bps", "0", "--url", stack.url)
+    assert code == 2 and err.startswith("error: maxPriceImpactBps: ")
+
+
 def test_argument_errors_exit_2() -> None:
+    for argv in (
+        ["execute", "--quote-id", "q", "SOL", "USDC", "1"],  # a quote executes as quoted
+        ["execute", "SOL"],
+        ["quote", "SOL", "USDC"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(argv)
+        assert exited.value.code == 2, argv
     with pytest.raises(SystemExit) as exited:
         cli.main(["orders", "list", "--status", "bogus"])
     assert exited.value.code == 2
