@@ -53,8 +53,10 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _ORDERS + "ListUnfinishedOrders": frozenset({"worker"}),
     "/orderengine.v1.Router/Quote": frozenset({"worker", "gateway"}),
     "/orderengine.v1.Router/QuoteStream": frozenset({"worker", "gateway"}),
+    "/orderengine.v1.Router/QuoteBatches": frozenset({"worker"}),
     "/orderengine.v1.Executor/Execute": frozenset({"worker"}),
     "/orderengine.v1.Executor/ExecuteStream": frozenset({"worker"}),
+    "/orderengine.v1.Executor/ExecuteBatches": frozenset({"worker"}),
 }
 # A method of our own services missing from ALLOWED is for `admin` only (deny by default: a new
 # method must be given its callers here); other services' methods (server reflection) are open to

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -29,6 +29,7 @@ from common.errors import RETRYABLE_CODES, DomainError, InvalidArgument, NotFoun
 from common.log import order_id_var
 from common.markets import VENUES, Markets
 from common.settings import Settings
+from common.streams import multiplex, singles
 from executor_svc.builder import (
     MEMO_PROGRAM_ID,
     BuildFailed,
@@ -199,61 +200,57 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         context: grpc.aio.ServicerContext[executor_pb2.ExecuteRequest, executor_pb2.ExecutionUpdate],
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         """Many orders on one stream: each request runs concurrently as Execute would; its updates
-        are tagged with its order_id and attempt. Updates ready together are written together.
-        When the caller goes away its requests are cancelled (stored transactions stay stored: the
-        next attempt resumes them)."""
-        out: asyncio.Queue[executor_pb2.ExecutionUpdate | None] = asyncio.Queue()
-        running: set[asyncio.Task[None]] = set()
-
-        async def one(request: executor_pb2.ExecuteRequest) -> None:
-            try:
-                async for update in self._run(request):
-                    update.order_id, update.attempt = request.order_id, request.attempt
-                    out.put_nowait(update)
-            except DomainError as exc:
-                out.put_nowait(
-                    Update(
-                        stage=Stage.STAGE_FAILED,
-                        order_id=request.order_id,
-                        attempt=request.attempt,
-                        reason=exc.client_message(),
-                        retryable=exc.code in RETRYABLE_CODES,
-                        code=exc.code.value[0],
-                    )
-                )
-            except Exception:  # noqa: BLE001 - one order's crash is that order's alone
-                log.exception("execution crashed", extra={"order_id": request.order_id})
-                out.put_nowait(
-                    Update(
-                        stage=Stage.STAGE_FAILED,
-                        order_id=request.order_id,
-                        attempt=request.attempt,
-                        reason="executor error: internal",
-                        retryable=True,
-                        code=grpc.StatusCode.INTERNAL.value[0],
-                    )
-                )
-
-        async def read() -> None:
-            async for request in request_iterator:
-                task = asyncio.create_task(one(request))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            while running:  # the caller closed its side: finish what it asked for
-                await asyncio.gather(*running, return_exceptions=True)
-            out.put_nowait(None)
-
-        reader = asyncio.create_task(read())
-        try:
-            while True:
-                update = await out.get()
-                if update is None:
-                    break
+        are tagged with its order_id and attempt. When the caller goes away its requests are
+        cancelled (stored transactions stay stored: the next attempt resumes them)."""
+        async for ready in multiplex(singles(request_iterator), self._execute_one):
+            for update in ready:
                 yield update
-        finally:
-            reader.cancel()
-            for task in list(running):
-                task.cancel()
+
+    async def ExecuteBatches(
+        self,
+        request_iterator: AsyncIterator[executor_pb2.ExecuteBatch],
+        context: grpc.aio.ServicerContext[executor_pb2.ExecuteBatch, executor_pb2.ExecutionUpdateBatch],
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdateBatch]:
+        """ExecuteStream with many requests and updates per message (the worker's hot path)."""
+
+        async def groups() -> AsyncIterator[list[executor_pb2.ExecuteRequest]]:
+            async for batch in request_iterator:
+                yield list(batch.requests)
+
+        async for ready in multiplex(groups(), self._execute_one):
+            yield executor_pb2.ExecutionUpdateBatch(updates=ready)
+
+    async def _execute_one(
+        self, request: executor_pb2.ExecuteRequest, emit: Callable[[executor_pb2.ExecutionUpdate], None]
+    ) -> None:
+        """One request of a stream; its updates tagged, a refusal or crash its own FAILED update."""
+        try:
+            async for update in self._run(request):
+                update.order_id, update.attempt = request.order_id, request.attempt
+                emit(update)
+        except DomainError as exc:
+            emit(
+                Update(
+                    stage=Stage.STAGE_FAILED,
+                    order_id=request.order_id,
+                    attempt=request.attempt,
+                    reason=exc.client_message(),
+                    retryable=exc.code in RETRYABLE_CODES,
+                    code=exc.code.value[0],
+                )
+            )
+        except Exception:  # noqa: BLE001 - one order's crash is that order's alone
+            log.exception("execution crashed", extra={"order_id": request.order_id})
+            emit(
+                Update(
+                    stage=Stage.STAGE_FAILED,
+                    order_id=request.order_id,
+                    attempt=request.attempt,
+                    reason="executor error: internal",
+                    retryable=True,
+                    code=grpc.StatusCode.INTERNAL.value[0],
+                )
+            )
 
     async def _run(self, request: executor_pb2.ExecuteRequest) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         plan = validate_request(request, self._markets)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from prometheus_client import Counter, Histogram
@@ -15,6 +14,7 @@ from common.chain import ChainError
 from common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from common.log import order_id_var
 from common.metrics import LATENCY_BUCKETS
+from common.streams import multiplex, singles
 from orderengine.v1 import router_pb2, router_pb2_grpc, types_pb2
 from router_svc.pools import PoolBook
 from router_svc.quotes import NoRoute, RouteChoice, choose_route
@@ -176,46 +176,45 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         request_iterator: AsyncIterator[router_pb2.QuoteRequest],
         context: grpc.aio.ServicerContext[router_pb2.QuoteRequest, router_pb2.QuoteStreamResponse],
     ) -> AsyncIterator[router_pb2.QuoteStreamResponse]:
-        out: asyncio.Queue[router_pb2.QuoteStreamResponse | None] = asyncio.Queue()
+        async for ready in multiplex(singles(request_iterator), self._quote_one):
+            for response in ready:
+                yield response
 
-        async def one(req: router_pb2.QuoteRequest) -> None:
-            try:
-                resp = await self.quote(req)
-                await out.put(router_pb2.QuoteStreamResponse(request_id=req.request_id, response=resp))
-            except (InvalidArgument, NotFound, FailedPrecondition, Unavailable) as exc:
-                await out.put(
-                    router_pb2.QuoteStreamResponse(
-                        request_id=req.request_id,
-                        error_code=exc.code.value[0],
-                        error_message=exc.client_message(),
-                    )
-                )
-            except Exception:  # noqa: BLE001
-                log.exception("quote failed")
-                await out.put(
-                    router_pb2.QuoteStreamResponse(
-                        request_id=req.request_id,
-                        error_code=grpc.StatusCode.INTERNAL.value[0],
-                        error_message="internal error",
-                    )
-                )
+    async def QuoteBatches(
+        self,
+        request_iterator: AsyncIterator[router_pb2.QuoteBatch],
+        context: grpc.aio.ServicerContext[router_pb2.QuoteBatch, router_pb2.QuoteResponseBatch],
+    ) -> AsyncIterator[router_pb2.QuoteResponseBatch]:
+        """QuoteStream with many requests and responses per message: the ones ready together leave
+        together."""
 
-        async def reader() -> None:
-            pending: set[asyncio.Task[None]] = set()
-            async for req in request_iterator:
-                task = asyncio.create_task(one(req))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            if pending:
-                await asyncio.gather(*pending)
-            await out.put(None)
+        async def groups() -> AsyncIterator[list[router_pb2.QuoteRequest]]:
+            async for batch in request_iterator:
+                yield list(batch.requests)
 
-        read_task = asyncio.create_task(reader())
+        async for ready in multiplex(groups(), self._quote_one):
+            yield router_pb2.QuoteResponseBatch(responses=ready)
+
+    async def _quote_one(
+        self, req: router_pb2.QuoteRequest, emit: Callable[[router_pb2.QuoteStreamResponse], None]
+    ) -> None:
         try:
-            while True:
-                item = await out.get()
-                if item is None:
-                    break
-                yield item
-        finally:
-            read_task.cancel()
+            resp = await self.quote(req)
+            emit(router_pb2.QuoteStreamResponse(request_id=req.request_id, response=resp))
+        except (InvalidArgument, NotFound, FailedPrecondition, Unavailable) as exc:
+            emit(
+                router_pb2.QuoteStreamResponse(
+                    request_id=req.request_id,
+                    error_code=exc.code.value[0],
+                    error_message=exc.client_message(),
+                )
+            )
+        except Exception:  # noqa: BLE001 - one request's crash is that request's alone
+            log.exception("quote failed")
+            emit(
+                router_pb2.QuoteStreamResponse(
+                    request_id=req.request_id,
+                    error_code=grpc.StatusCode.INTERNAL.value[0],
+                    error_message="internal error",
+                )
+            )

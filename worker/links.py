@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import grpc
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Out = TypeVar("Out")
+In = TypeVar("In")
 
 Stage = executor_pb2.ExecutionUpdate.Stage
 _END = (Stage.STAGE_CONFIRMED, Stage.STAGE_FAILED)
@@ -35,41 +38,49 @@ class LinkBroken(Exception):
         self.code = code
 
 
-class StreamLink(Generic[Req, Resp]):
-    """One stream shared by every caller; responses routed to callers by key."""
+@dataclass(eq=False)
+class _Open(Generic[Req, Out, In]):
+    """One open stream: its call, the requests waiting to be written, and its two tasks."""
+
+    call: grpc.aio.StreamStreamCall[Out, In]
+    outbox: list[Req] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class StreamLink(Generic[Req, Resp, Out, In]):
+    """One stream shared by every caller. Requests written meanwhile leave together in one message
+    (`pack`); each message read may carry many responses (`unpack`), routed to callers by key."""
 
     def __init__(
         self,
         name: str,
-        open_call: Callable[[], grpc.aio.StreamStreamCall[Req, Resp]],
+        open_call: Callable[[], grpc.aio.StreamStreamCall[Out, In]],
+        pack: Callable[[list[Req]], Out],
+        unpack: Callable[[In], Iterable[Resp]],
         response_key: Callable[[Resp], str],
     ) -> None:
         self.name = name
         self._open_call = open_call
+        self._pack = pack
+        self._unpack = unpack
         self._response_key = response_key
         self._waiting: dict[str, asyncio.Queue[Resp | LinkBroken]] = {}
-        self._call: grpc.aio.StreamStreamCall[Req, Resp] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._stream: _Open[Req, Out, In] | None = None
         self._opening = asyncio.Lock()
-        self._writing = asyncio.Lock()
         self.streams_opened = 0
+        self.messages_written = 0
+        self.requests_written = 0
 
     async def responses(self, key: str, request: Req) -> AsyncIterator[Resp]:
-        """Writes `request` and yields the responses that carry `key` until the caller stops.
+        """Sends `request` and yields the responses that carry `key` until the caller stops.
         Raises LinkBroken if the stream breaks first. One request per key at a time."""
         queue: asyncio.Queue[Resp | LinkBroken] = asyncio.Queue()
         self._waiting[key] = queue
         try:
-            call = await self._open()
-            try:
-                # grpc.aio allows one write in flight per call: writers take turns
-                async with self._writing:
-                    await call.write(request)
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-                log.warning(f"{self.name} stream write failed", extra={"error": type(exc).__name__})
-                self._broken(call)
-                code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.UNAVAILABLE
-                raise LinkBroken(code) from None
+            stream = await self._open()
+            stream.outbox.append(request)
+            stream.wake.set()
             while True:
                 item = await queue.get()
                 if isinstance(item, LinkBroken):
@@ -79,22 +90,43 @@ class StreamLink(Generic[Req, Resp]):
             if self._waiting.get(key) is queue:
                 del self._waiting[key]
 
-    async def _open(self) -> grpc.aio.StreamStreamCall[Req, Resp]:
+    async def _open(self) -> _Open[Req, Out, In]:
         async with self._opening:
-            if self._call is None:
-                call = self._open_call()
-                self._call = call
-                self._reader = asyncio.create_task(self._read(call), name=f"{self.name}-link")
+            if self._stream is None:
+                stream: _Open[Req, Out, In] = _Open(self._open_call())
+                stream.tasks = [
+                    asyncio.create_task(self._write(stream), name=f"{self.name}-link-writer"),
+                    asyncio.create_task(self._read(stream), name=f"{self.name}-link-reader"),
+                ]
+                self._stream = stream
                 self.streams_opened += 1
-            return self._call
+            return self._stream
 
-    async def _read(self, call: grpc.aio.StreamStreamCall[Req, Resp]) -> None:
+    async def _write(self, stream: _Open[Req, Out, In]) -> None:
+        """The stream's only writer (grpc.aio allows one write in flight per call): everything
+        queued while the previous write was on its way leaves in the next message."""
+        try:
+            while True:
+                await stream.wake.wait()
+                stream.wake.clear()
+                batch, stream.outbox = stream.outbox, []
+                if batch:
+                    await stream.call.write(self._pack(batch))
+                    self.messages_written += 1
+                    self.requests_written += len(batch)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+            log.warning(f"{self.name} stream write failed", extra={"error": type(exc).__name__})
+            code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.UNAVAILABLE
+            self._broken(stream, code)
+
+    async def _read(self, stream: _Open[Req, Out, In]) -> None:
         code = grpc.StatusCode.UNAVAILABLE
         try:
-            async for response in call:
-                queue = self._waiting.get(self._response_key(response))
-                if queue is not None:
-                    queue.put_nowait(response)
+            async for message in stream.call:
+                for response in self._unpack(message):
+                    queue = self._waiting.get(self._response_key(response))
+                    if queue is not None:
+                        queue.put_nowait(response)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             log.warning(
@@ -104,32 +136,45 @@ class StreamLink(Generic[Req, Resp]):
             code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            self._broken(call, code)
+            self._broken(stream, code)
 
     def _broken(
-        self, call: grpc.aio.StreamStreamCall[Req, Resp], code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+        self, stream: _Open[Req, Out, In], code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     ) -> None:
-        if self._call is not call:
+        if self._stream is not stream:
             return
-        self._call = None
-        call.cancel()
+        self._stream = None
+        stream.call.cancel()
+        for task in stream.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
         for queue in self._waiting.values():
             queue.put_nowait(LinkBroken(code))
 
     async def close(self) -> None:
-        call, reader = self._call, self._reader
-        if call is not None:
-            with contextlib.suppress(Exception):
-                await call.done_writing()
-            call.cancel()
-        if reader is not None:
-            reader.cancel()
+        stream = self._stream
+        if stream is None:
+            return
+        self._stream = None
+        with contextlib.suppress(Exception):
+            await stream.call.done_writing()
+        stream.call.cancel()
+        for task in stream.tasks:
+            task.cancel()
+        for task in stream.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+                await task
 
 
-class ExecutorLink(StreamLink[executor_pb2.ExecuteRequest, executor_pb2.ExecutionUpdate]):
-    """Executor.ExecuteStream: every order's execution requests and updates on one stream."""
+class ExecutorLink(
+    StreamLink[
+        executor_pb2.ExecuteRequest,
+        executor_pb2.ExecutionUpdate,
+        executor_pb2.ExecuteBatch,
+        executor_pb2.ExecutionUpdateBatch,
+    ]
+):
+    """Executor.ExecuteBatches: every order's execution requests and updates on one stream."""
 
     def __init__(
         self, stub: executor_pb2_grpc.ExecutorAsyncStub, metadata: tuple[tuple[str, str], ...]
@@ -138,7 +183,11 @@ class ExecutorLink(StreamLink[executor_pb2.ExecuteRequest, executor_pb2.Executio
         # the driver (EXECUTE_TIMEOUT_S).
         super().__init__(
             "executor",
-            lambda: stub.ExecuteStream(metadata=metadata, wait_for_ready=True),  # deadline-exempt: long-lived
+            lambda: stub.ExecuteBatches(
+                metadata=metadata, wait_for_ready=True
+            ),  # deadline-exempt: long-lived
+            lambda requests: executor_pb2.ExecuteBatch(requests=requests),
+            lambda message: message.updates,
             lambda update: update.order_id,
         )
 
@@ -164,14 +213,23 @@ class QuoteFailed(Exception):
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
-class RouterLink(StreamLink[router_pb2.QuoteRequest, router_pb2.QuoteStreamResponse]):
-    """Router.QuoteStream: every order's quotes on one stream (the router quotes them from the same
+class RouterLink(
+    StreamLink[
+        router_pb2.QuoteRequest,
+        router_pb2.QuoteStreamResponse,
+        router_pb2.QuoteBatch,
+        router_pb2.QuoteResponseBatch,
+    ]
+):
+    """Router.QuoteBatches: every order's quotes on one stream (the router quotes them from the same
     per-slot pool snapshot)."""
 
     def __init__(self, stub: router_pb2_grpc.RouterAsyncStub, metadata: tuple[tuple[str, str], ...]) -> None:
         super().__init__(
             "router",
-            lambda: stub.QuoteStream(metadata=metadata, wait_for_ready=True),  # deadline-exempt: long-lived
+            lambda: stub.QuoteBatches(metadata=metadata, wait_for_ready=True),  # deadline-exempt: long-lived
+            lambda requests: router_pb2.QuoteBatch(requests=requests),
+            lambda message: message.responses,
             lambda response: response.request_id,
         )
 

@@ -45,6 +45,11 @@ class ExecutorStub:
                 request_serializer=orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.FromString,
                 _registered_method=True)
+        self.ExecuteBatches = channel.stream_stream(
+                '/orderengine.v1.Executor/ExecuteBatches',
+                request_serializer=orderengine_dot_v1_dot_executor__pb2.ExecuteBatch.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_executor__pb2.ExecutionUpdateBatch.FromString,
+                _registered_method=True)
 
 
 class ExecutorServicer:
@@ -70,6 +75,14 @@ class ExecutorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteBatches(self, request_iterator, context):
+        """ExecuteStream with many requests and updates per message: the worker's hot path. Whatever is
+        ready together travels together (one message per write, however many orders it carries).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +95,11 @@ def add_ExecutorServicer_to_server(servicer, server):
                     servicer.ExecuteStream,
                     request_deserializer=orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.SerializeToString,
+            ),
+            'ExecuteBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExecuteBatches,
+                    request_deserializer=orderengine_dot_v1_dot_executor__pb2.ExecuteBatch.FromString,
+                    response_serializer=orderengine_dot_v1_dot_executor__pb2.ExecutionUpdateBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +157,33 @@ class Executor:
             '/orderengine.v1.Executor/ExecuteStream',
             orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.SerializeToString,
             orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orderengine.v1.Executor/ExecuteBatches',
+            orderengine_dot_v1_dot_executor__pb2.ExecuteBatch.SerializeToString,
+            orderengine_dot_v1_dot_executor__pb2.ExecutionUpdateBatch.FromString,
             options,
             channel_credentials,
             insecure,

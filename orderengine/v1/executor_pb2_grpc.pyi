@@ -44,6 +44,10 @@ class ExecutorStub:
     FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
     and `code` set to the gRPC status Execute would have returned.
     """
+    ExecuteBatches: _grpc.StreamStreamMultiCallable[_executor_pb2.ExecuteBatch, _executor_pb2.ExecutionUpdateBatch]
+    """ExecuteStream with many requests and updates per message: the worker's hot path. Whatever is
+    ready together travels together (one message per write, however many orders it carries).
+    """
 
 @_typing.type_check_only
 class ExecutorAsyncStub(ExecutorStub):
@@ -60,6 +64,10 @@ class ExecutorAsyncStub(ExecutorStub):
     Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
     FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
     and `code` set to the gRPC status Execute would have returned.
+    """
+    ExecuteBatches: _aio.StreamStreamMultiCallable[_executor_pb2.ExecuteBatch, _executor_pb2.ExecutionUpdateBatch]  # type: ignore[assignment]
+    """ExecuteStream with many requests and updates per message: the worker's hot path. Whatever is
+    ready together travels together (one message per write, however many orders it carries).
     """
 
 class ExecutorServicer(metaclass=_abc_1.ABCMeta):
@@ -86,6 +94,16 @@ class ExecutorServicer(metaclass=_abc_1.ABCMeta):
         Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
         FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
         and `code` set to the gRPC status Execute would have returned.
+        """
+
+    @_abc_1.abstractmethod
+    def ExecuteBatches(
+        self,
+        request_iterator: _MaybeAsyncIterator[_executor_pb2.ExecuteBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_executor_pb2.ExecutionUpdateBatch], _abc.AsyncIterator[_executor_pb2.ExecutionUpdateBatch]]:
+        """ExecuteStream with many requests and updates per message: the worker's hot path. Whatever is
+        ready together travels together (one message per write, however many orders it carries).
         """
 
 def add_ExecutorServicer_to_server(servicer: ExecutorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

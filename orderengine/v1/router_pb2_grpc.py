@@ -45,6 +45,11 @@ class RouterStub:
                 request_serializer=orderengine_dot_v1_dot_router__pb2.QuoteRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_router__pb2.QuoteStreamResponse.FromString,
                 _registered_method=True)
+        self.QuoteBatches = channel.stream_stream(
+                '/orderengine.v1.Router/QuoteBatches',
+                request_serializer=orderengine_dot_v1_dot_router__pb2.QuoteBatch.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_router__pb2.QuoteResponseBatch.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -68,6 +73,13 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QuoteBatches(self, request_iterator, context):
+        """QuoteStream with many requests and responses per message (the worker's hot path).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +92,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.QuoteStream,
                     request_deserializer=orderengine_dot_v1_dot_router__pb2.QuoteRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_router__pb2.QuoteStreamResponse.SerializeToString,
+            ),
+            'QuoteBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.QuoteBatches,
+                    request_deserializer=orderengine_dot_v1_dot_router__pb2.QuoteBatch.FromString,
+                    response_serializer=orderengine_dot_v1_dot_router__pb2.QuoteResponseBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +154,33 @@ class Router:
             '/orderengine.v1.Router/QuoteStream',
             orderengine_dot_v1_dot_router__pb2.QuoteRequest.SerializeToString,
             orderengine_dot_v1_dot_router__pb2.QuoteStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QuoteBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orderengine.v1.Router/QuoteBatches',
+            orderengine_dot_v1_dot_router__pb2.QuoteBatch.SerializeToString,
+            orderengine_dot_v1_dot_router__pb2.QuoteResponseBatch.FromString,
             options,
             channel_credentials,
             insecure,

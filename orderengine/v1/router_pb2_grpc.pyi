@@ -42,6 +42,8 @@ class RouterStub:
     """The same as Quote for many requests on one stream (the worker's hot path);
     responses carry the request_id of their request and may come out of order.
     """
+    QuoteBatches: _grpc.StreamStreamMultiCallable[_router_pb2.QuoteBatch, _router_pb2.QuoteResponseBatch]
+    """QuoteStream with many requests and responses per message (the worker's hot path)."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -57,6 +59,8 @@ class RouterAsyncStub(RouterStub):
     """The same as Quote for many requests on one stream (the worker's hot path);
     responses carry the request_id of their request and may come out of order.
     """
+    QuoteBatches: _aio.StreamStreamMultiCallable[_router_pb2.QuoteBatch, _router_pb2.QuoteResponseBatch]  # type: ignore[assignment]
+    """QuoteStream with many requests and responses per message (the worker's hot path)."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     """Router reads pools from the chain, quotes every venue and chooses the route."""
@@ -81,5 +85,13 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         """The same as Quote for many requests on one stream (the worker's hot path);
         responses carry the request_id of their request and may come out of order.
         """
+
+    @_abc_1.abstractmethod
+    def QuoteBatches(
+        self,
+        request_iterator: _MaybeAsyncIterator[_router_pb2.QuoteBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_router_pb2.QuoteResponseBatch], _abc.AsyncIterator[_router_pb2.QuoteResponseBatch]]:
+        """QuoteStream with many requests and responses per message (the worker's hot path)."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -33,6 +33,8 @@ async def test_concurrent_requests_share_one_stream_and_never_break_it(eng: Engi
         assert [q.request_id for q in quotes] == [r.request_id for r in requests]
         assert all(q.route.amount_out > 0 for q in quotes)
         assert link.streams_opened == 1  # 200 concurrent writers, one stream, never torn down
+        # requests made together leave together: a few messages, not one per request
+        assert link.requests_written == 200 and link.messages_written <= 10, link.messages_written
     finally:
         await link.close()
         await channel.close()
