@@ -140,3 +140,44 @@ async def test_persistence_refuses_failed_while_an_execution_is_live(lagging: En
 
 def _fields(execution: orders_pb2.Execution) -> dict[str, object]:
     return {f.name: v for f, v in execution.ListFields()}
+
+
+async def test_the_dead_letter_path_hands_a_live_order_to_the_reconciler(lagging: Engine) -> None:
+    """A job dead-lettered while its swap may still land is not failed: the reconciler follows the
+    swap and the order ends confirmed with what landed."""
+    eng = lagging
+    from common.grpc_client import open_channel
+
+    channel = open_channel(eng.settings.persistence_addr)
+    orders = orders_pb2_grpc.OrdersStub(channel)
+    first = Worker(eng.settings)
+    await first.start()
+    second: Worker | None = None
+    try:
+        await sim_faults(eng, statusLagSlots=LAG_SLOTS)
+        oid = await submit(eng, orders)
+        async with asyncio.timeout(30):  # its swap is sent (and lands, unseen by the lagging node)
+            while (await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=oid))).status not in (
+                orders_pb2.ORDER_STATUS_SUBMITTED,
+            ):
+                await asyncio.sleep(0.05)
+        await first.stop(grace_s=0)  # its driver dies; the order is left unfinished
+        second = Worker(eng.settings)
+        await second.start()
+        await second.dead_letter("0-1", oid, "delivered too often (test)")
+        order = await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=oid))
+        assert order.status != orders_pb2.ORDER_STATUS_FAILED
+        handed = await second.redis.hgetall(second.keys.reconcile)
+        assert oid.encode() in handed
+        await sim_faults(eng, statusLagSlots=0)
+        order = await wait_terminal(orders, oid, timeout=60)
+        names = [NAMES[e.status] for e in order.events]
+        assert names[-1] == "confirmed" and "failed" not in names, names
+        assert len(await swaps_of(eng, oid)) == 1
+        async with asyncio.timeout(10):  # the hand-over is cleared once settled
+            while oid.encode() in await second.redis.hgetall(second.keys.reconcile):
+                await asyncio.sleep(0.1)
+    finally:
+        if second is not None:
+            await second.stop(grace_s=1)
+        await channel.close()
