@@ -472,9 +472,6 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        if scope["path"] == "/api/markets":
-            await self.app(scope, receive, send)
-            return
         match = self._match(scope)
         if match is not None:
             state = scope.setdefault("state", {})

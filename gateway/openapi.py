@@ -422,8 +422,7 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getMarkets",
             "summary": "Tokens and venues of this cluster",
-            "security": [],
-            "responses": {"200": _json(_ref("Markets"), "the markets"), **_HOST},
+            "responses": {"200": _json(_ref("Markets"), "the markets"), **_PROTECTED, **_HOST},
         }
     },
     "/healthz": {

@@ -165,8 +165,13 @@ async def test_api_keys_guard_every_protected_route(make_settings) -> None:  # t
             await ws_first(ws, headers={"X-API-Key": "key-two-0123456789"}),
         ):
             assert isinstance(ok, dict) and ok["type"] == "subscribed", ok
-        # public: the markets, health, the API description and the page
-        for path in ("/api/markets", "/healthz", "/openapi.json", "/"):
+        # every /api route needs the key, the markets too; public: health, the API description,
+        # the page and its lifecycle module
+        assert (await client.get("/api/markets")).status_code == 401
+        assert (
+            await client.get("/api/markets", headers={"X-API-Key": "key-two-0123456789"})
+        ).status_code == 200
+        for path in ("/healthz", "/openapi.json", "/", "/js/lifecycle.js"):
             assert (await client.get(path)).status_code == 200, path
 
 
