@@ -47,6 +47,8 @@ def next_step(status: str) -> str:
     the first later status it may move to, other than failed ("" before any event: pending)."""
     if not status:
         return lifecycle.PENDING
+    if status == lifecycle.OPEN:
+        return "its trigger"
     if status not in lifecycle.STATUSES:
         return "the next step"
     allowed = lifecycle.TRANSITIONS.get(status, frozenset())

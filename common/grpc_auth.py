@@ -51,6 +51,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _ORDERS + "RecordExecutions": frozenset({"executor"}),
     _ORDERS + "ListExecutions": frozenset({"executor", "worker"}),
     _ORDERS + "ListUnfinishedOrders": frozenset({"worker"}),
+    _ORDERS + "CancelOrder": frozenset({"gateway"}),
     "/orderengine.v1.Router/Quote": frozenset({"worker", "gateway"}),
     "/orderengine.v1.Router/QuoteStream": frozenset({"worker", "gateway"}),
     "/orderengine.v1.Router/QuoteBatches": frozenset({"worker"}),

@@ -1,8 +1,10 @@
 """The order lifecycle: statuses, their proto enum values, and the legal transitions (one place).
 
 pending → routing → building → submitted → confirmed, or → failed with a reason. A retry is a new
-`routing` event, so routing may follow routing, building and submitted. confirmed and failed are
-terminal. See docs/CONVENTIONS.md.
+`routing` event, so routing may follow routing, building and submitted. Resting orders (limit, stop)
+go pending → open, and leave open by routing (triggered: at most once, since nothing returns to
+open), cancelled or expired. confirmed, failed, cancelled and expired are terminal. See
+docs/CONVENTIONS.md.
 
 This module is the only table of statuses: persistence (legal transitions), the worker, the gateway
 (views, OpenAPI, the WebSocket), the CLI and the page (`/js/lifecycle.js`, generated from here) use it.
@@ -21,17 +23,26 @@ BUILDING: Final = "building"
 SUBMITTED: Final = "submitted"
 CONFIRMED: Final = "confirmed"
 FAILED: Final = "failed"
+OPEN: Final = "open"
+CANCELLED: Final = "cancelled"
+EXPIRED: Final = "expired"
 
-STATUSES: Final = (PENDING, ROUTING, BUILDING, SUBMITTED, CONFIRMED, FAILED)
-TERMINAL: Final = frozenset({CONFIRMED, FAILED})
+# The market order's path first (the CLI reads "the next step" from this order), resting ones after.
+STATUSES: Final = (PENDING, ROUTING, BUILDING, SUBMITTED, CONFIRMED, FAILED, OPEN, CANCELLED, EXPIRED)
+TERMINAL: Final = frozenset({CONFIRMED, FAILED, CANCELLED, EXPIRED})
+RESTING: Final = frozenset({OPEN})
+"""Statuses of an order waiting for its trigger: the trigger loop owns it, recovery leaves it alone."""
 
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
-    PENDING: frozenset({ROUTING, FAILED}),
+    PENDING: frozenset({ROUTING, FAILED, OPEN}),
+    OPEN: frozenset({ROUTING, CANCELLED, EXPIRED, FAILED}),
     ROUTING: frozenset({ROUTING, BUILDING, FAILED}),
     BUILDING: frozenset({ROUTING, SUBMITTED, FAILED}),
     SUBMITTED: frozenset({SUBMITTED, ROUTING, CONFIRMED, FAILED}),
     CONFIRMED: frozenset(),
     FAILED: frozenset(),
+    CANCELLED: frozenset(),
+    EXPIRED: frozenset(),
 }
 
 _TO_PROTO: Final[dict[str, orders_pb2.OrderStatus.ValueType]] = {
@@ -41,6 +52,9 @@ _TO_PROTO: Final[dict[str, orders_pb2.OrderStatus.ValueType]] = {
     SUBMITTED: orders_pb2.ORDER_STATUS_SUBMITTED,
     CONFIRMED: orders_pb2.ORDER_STATUS_CONFIRMED,
     FAILED: orders_pb2.ORDER_STATUS_FAILED,
+    OPEN: orders_pb2.ORDER_STATUS_OPEN,
+    CANCELLED: orders_pb2.ORDER_STATUS_CANCELLED,
+    EXPIRED: orders_pb2.ORDER_STATUS_EXPIRED,
 }
 _FROM_PROTO: Final[dict[int, str]] = {int(v): k for k, v in _TO_PROTO.items()}
 

@@ -181,6 +181,8 @@ class Settings:
     default_slippage_bps: int = _setting("DEFAULT_SLIPPAGE_BPS", 50, _int(1, 5000))
     max_price_impact_bps: int = _setting("MAX_PRICE_IMPACT_BPS", 1000, _int(1, 10_000))
     quote_ttl_s: float = _setting("QUOTE_TTL_S", 30.0, _float(1, 3600))
+    order_max_expiry_s: int = _setting("ORDER_MAX_EXPIRY_S", 604_800, _int(1, 31_536_000))
+    trigger_interval_ms: int = _setting("TRIGGER_INTERVAL_MS", 400, _int(10, 60_000))
     api_keys: tuple[str, ...] = _setting("API_KEYS", (), _csv, secret=True)
     rate_limit_per_s: float = _setting("RATE_LIMIT_PER_S", 0.0, _float(0, 1_000_000))
     rate_limit_burst: int = _setting("RATE_LIMIT_BURST", 100, _int(1, 1_000_000))

@@ -38,6 +38,9 @@ class Spec:
     quoted_route: bytes = b""  # execute-by-quote: a serialized orderengine.v1.Route; b"" = route it
     quote_id: str = ""
     max_price_impact_bps: int = 0  # 0 = no bound
+    order_type: str = "market"  # "market" | "limit" | "stop"
+    trigger_price: int = 0  # resting orders: output base units per one whole input token
+    expires_at_us: int = 0  # resting orders: unix microseconds
 
 
 @dataclass(frozen=True)

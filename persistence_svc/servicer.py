@@ -19,7 +19,14 @@ from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common import lifecycle
-from common.errors import LIVE_EXECUTION_KEY, DomainError, FailedPrecondition, InvalidArgument, Unavailable
+from common.errors import (
+    LIVE_EXECUTION_KEY,
+    Aborted,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    Unavailable,
+)
 from common.log import order_id_var
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, types_pb2
 from persistence_svc import store, validation
@@ -30,6 +37,7 @@ from persistence_svc.models import (
     ExecutionRow,
     NewOrder,
     OrderRow,
+    compact_json,
     from_us,
     to_us,
 )
@@ -62,6 +70,7 @@ _MAX_US = to_us(datetime(9999, 1, 1, tzinfo=UTC))
 
 
 MAX_EXECUTIONS_PER_CALL = 1000
+_ORDER_TYPES = {name: value for value, name in validation.ORDER_TYPES.items()}
 
 
 def _record_result(outcome: ExecutionRow | Exception) -> orders_pb2.RecordExecutionResult:
@@ -115,6 +124,9 @@ def order_message(order: OrderRow, events: list[EventRow] | None = None) -> orde
             quoted_route=types_pb2.Route.FromString(s.quoted_route) if s.quoted_route else None,
             quote_id=s.quote_id,
             max_price_impact_bps=s.max_price_impact_bps,
+            order_type=_ORDER_TYPES[s.order_type],
+            trigger_price=s.trigger_price,
+            expires_at_us=s.expires_at_us,
         ),
         status=lifecycle.to_proto(order.status),
         attempts=order.attempts,
@@ -276,6 +288,38 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         _count(new_events)
         await self.publisher.publish(new_events)
         return orders_pb2.AppendEventsResponse(results=results)
+
+    async def CancelOrder(
+        self,
+        request: orders_pb2.CancelOrderRequest,
+        context: grpc.aio.ServicerContext[orders_pb2.CancelOrderRequest, orders_pb2.Order],
+    ) -> orders_pb2.Order:
+        """`cancelled` as the open order's next event: the (order, seq) key and the transition
+        check decide a race with a trigger or an expiry (whoever appends that seq first wins; the
+        loser re-reads the order and is told its status)."""
+        order_id = validation.parse_uuid(request.order_id, "order_id")
+        owner = validation.parse_owner(request.owner)
+        for _ in range(3):
+            async with _database():
+                order, _ = await store.get_order(self.pool, order_id, False, owner)
+            if order.status != lifecycle.OPEN:
+                raise FailedPrecondition(
+                    f"the order is {order.status}; only an open order can be cancelled", field="order_id"
+                )
+            data = {"reason": "cancelled by its owner"}
+            event = EventInput(order_id, order.last_seq + 1, lifecycle.CANCELLED, data, compact_json(data))
+            async with _database():
+                (outcome,) = await store.append_events(self.pool, [event])
+            if outcome.code == grpc.StatusCode.OK and outcome.event is not None:
+                if outcome.new:
+                    _count([outcome.event])
+                    await self.publisher.publish([outcome.event])
+                async with _database():
+                    order, _ = await store.get_order(self.pool, order_id, False, owner)
+                return order_message(order)
+            if outcome.code not in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
+                raise FailedPrecondition(outcome.message, field="order_id")
+        raise Aborted("the order changed concurrently; retry")
 
     async def GetOrder(
         self,

@@ -56,11 +56,12 @@ PURGE_BATCH = 1000
 _ORDER_COLUMNS = """id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
     input_symbol, output_symbol, status, attempts, route, amount_out, tx_hash, dex, executed_price,
     failure_reason, created_at, updated_at, last_seq, route_proto, quoted_route, quote_id,
-    max_price_impact_bps"""
+    max_price_impact_bps, order_type, trigger_price, expires_at"""
 _EVENT_COLUMNS = "order_id, seq, status, data, at"
 _EXECUTION_COLUMNS = """order_id, attempt, signature, signed_tx, last_valid_block_height, blockhash, state,
     created_at, updated_at"""
-_TERMINAL_SQL = "('confirmed', 'failed')"
+# Neither finished nor resting (open orders are the trigger loop's): what recovery reads.
+_NOT_UNFINISHED_SQL = "('confirmed', 'failed', 'cancelled', 'expired', 'open')"
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -92,6 +93,9 @@ def _order_row(row: TupleRow) -> OrderRow:
         quoted_route,
         quote_id,
         max_price_impact_bps,
+        order_type,
+        trigger_price,
+        expires_at,
     ) = row
     return OrderRow(
         order_id=order_id,
@@ -107,6 +111,9 @@ def _order_row(row: TupleRow) -> OrderRow:
             quoted_route=b"" if quoted_route is None else bytes(quoted_route),
             quote_id=quote_id,
             max_price_impact_bps=max_price_impact_bps,
+            order_type=order_type,
+            trigger_price=0 if trigger_price is None else int(trigger_price),
+            expires_at_us=0 if expires_at is None else to_us(expires_at),
         ),
         status=status,
         attempts=attempts,
@@ -152,11 +159,11 @@ WITH o AS (
     INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
                         created_at, updated_at, idempotency_key, request_hash, owner, quoted_route,
-                        quote_id, max_price_impact_bps)
+                        quote_id, max_price_impact_bps, order_type, trigger_price, expires_at)
     VALUES (%(id)s, %(input_mint)s, %(output_mint)s, %(amount_in)s, %(slippage_bps)s, %(input_decimals)s,
             %(output_decimals)s, %(input_symbol)s, %(output_symbol)s, 'pending', 0, 1,
             %(now)s, %(now)s, %(key)s, %(hash)s, %(owner)s, %(quoted_route)s, %(quote_id)s,
-            %(max_price_impact_bps)s)
+            %(max_price_impact_bps)s, %(order_type)s, %(trigger_price)s, %(expires_at)s)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, created_at
 ),
@@ -191,6 +198,9 @@ async def create_order(pool: AsyncConnectionPool, new: NewOrder) -> CreateOutcom
         "quoted_route": new.spec.quoted_route or None,
         "quote_id": new.spec.quote_id,
         "max_price_impact_bps": new.spec.max_price_impact_bps,
+        "order_type": new.spec.order_type,
+        "trigger_price": Decimal(new.spec.trigger_price) if new.spec.trigger_price else None,
+        "expires_at": from_us(new.spec.expires_at_us) if new.spec.expires_at_us else None,
     }
     async with pool.connection() as conn:
         if new.idempotency_key is None:
@@ -255,7 +265,8 @@ async def _same_order(conn: psycopg.AsyncConnection[TupleRow], new: NewOrder) ->
 
 _CREATE_ROW_TYPE = """(i int, id uuid, input_mint text, output_mint text, amount_in numeric,
      slippage_bps int, input_decimals int, output_decimals int, input_symbol text, output_symbol text,
-     key text, hash text, owner text, quoted_route text, quote_id text, max_price_impact_bps int)"""
+     key text, hash text, owner text, quoted_route text, quote_id text, max_price_impact_bps int,
+     order_type text, trigger_price numeric, expires_at timestamptz)"""
 
 # The whole batch in one statement (autocommit: one round trip, one commit). Members whose id is
 # new claim their idempotency key (in (owner, key) order, so that concurrent batches lock keys in
@@ -278,10 +289,11 @@ o AS (
     INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
                         created_at, updated_at, idempotency_key, request_hash, owner, quoted_route,
-                        quote_id, max_price_impact_bps)
+                        quote_id, max_price_impact_bps, order_type, trigger_price, expires_at)
     SELECT id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
            input_symbol, output_symbol, 'pending', 0, 1, %(now)s, %(now)s, key, hash, owner,
-           decode(quoted_route, 'base64'), quote_id, max_price_impact_bps
+           decode(quoted_route, 'base64'), quote_id, max_price_impact_bps, order_type, trigger_price,
+           expires_at
     FROM fresh WHERE key IS NULL OR id IN (SELECT order_id FROM claimed)
     ORDER BY id
     ON CONFLICT (id) DO NOTHING
@@ -329,6 +341,9 @@ def _create_json(index: int, new: NewOrder) -> dict[str, Any]:
         "quoted_route": base64.b64encode(s.quoted_route).decode() if s.quoted_route else None,
         "quote_id": s.quote_id,
         "max_price_impact_bps": s.max_price_impact_bps,
+        "order_type": s.order_type,
+        "trigger_price": str(s.trigger_price) if s.trigger_price else None,
+        "expires_at": from_us(s.expires_at_us).isoformat() if s.expires_at_us else None,
     }
 
 
@@ -554,12 +569,12 @@ async def list_orders(
 async def list_unfinished(
     pool: AsyncConnectionPool, limit: int, older_than: datetime | None
 ) -> list[OrderRow]:
-    """Orders not confirmed or failed, least recently updated first (the partial index
-    orders_unfinished_idx serves both forms)."""
+    """Orders neither finished nor resting (open), least recently updated first (the partial
+    index orders_unfinished_idx serves both forms)."""
     before = "" if older_than is None else "AND updated_at < %(before)s"
     async with pool.connection() as conn:
         cur = await conn.execute(
-            f"""SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN {_TERMINAL_SQL} {before}
+            f"""SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN {_NOT_UNFINISHED_SQL} {before}
                 ORDER BY updated_at, id LIMIT %(limit)s""",
             {"before": older_than, "limit": limit},
         )

@@ -139,6 +139,7 @@ def parse_create_order(request: orders_pb2.CreateOrderRequest, new_id: uuid.UUID
         quoted_route=_quoted_route(s),
         quote_id=_text(s.quote_id, "spec.quote_id", MAX_QUOTE_ID_CHARS),
         max_price_impact_bps=_max_impact(s.max_price_impact_bps),
+        **_resting(s),
     )
     order_id = parse_uuid(request.order_id, "order_id") if request.order_id else new_id
     key = _text(request.idempotency_key, "idempotency_key", MAX_KEY_CHARS) or None
@@ -163,6 +164,34 @@ def _quoted_route(s: orders_pb2.OrderSpec) -> bytes:
     if any(leg.min_amount_out == 0 for leg in route.legs):
         raise InvalidArgument("every leg needs a min_amount_out above zero", field="spec.quoted_route")
     return serialized
+
+
+ORDER_TYPES: dict[orders_pb2.OrderType.ValueType, str] = {
+    orders_pb2.ORDER_TYPE_MARKET: "market",
+    orders_pb2.ORDER_TYPE_LIMIT: "limit",
+    orders_pb2.ORDER_TYPE_STOP: "stop",
+}
+MAX_EXPIRES_AT_US = 253_402_300_799_000_000  # 9999-12-31T23:59:59Z
+
+
+def _resting(s: orders_pb2.OrderSpec) -> dict[str, Any]:
+    """A resting order's type, trigger price and expiry (a market order has neither)."""
+    order_type = ORDER_TYPES.get(s.order_type)
+    if order_type is None:
+        raise InvalidArgument("must be a known order type", field="spec.order_type")
+    if order_type == "market":
+        if s.trigger_price:
+            raise InvalidArgument("is only for limit and stop orders", field="spec.trigger_price")
+        if s.expires_at_us:
+            raise InvalidArgument("is only for limit and stop orders", field="spec.expires_at_us")
+    else:
+        if s.trigger_price == 0:  # a uint64: numeric(20, 0) holds every value
+            raise InvalidArgument("must be greater than zero", field="spec.trigger_price")
+        if not 0 < s.expires_at_us <= MAX_EXPIRES_AT_US:
+            raise InvalidArgument("must be a time (unix microseconds)", field="spec.expires_at_us")
+        if s.HasField("quoted_route"):
+            raise InvalidArgument("a quoted order is a market order", field="spec.quoted_route")
+    return {"order_type": order_type, "trigger_price": s.trigger_price, "expires_at_us": s.expires_at_us}
 
 
 def _max_impact(value: int) -> int:

@@ -32,6 +32,7 @@ from worker.links import ExecutorLink, RouterLink
 from worker.reconciler import Reconciler
 from worker.redis_batch import RedisBatcher
 from worker.throttle import OrderThrottle
+from worker.triggers import TriggerLoop
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Worker:
         self.events = EventWriter(self.orders, linger_s=linger_s)
         self.batch = RedisBatcher(self.redis, linger_s=linger_s)
         self.reconciler = Reconciler(self)
+        self.triggers = TriggerLoop(self)  # resting orders (limit, stop): one loop per engine
         self.slots = asyncio.Semaphore(settings.worker_concurrency)
         self.throttle = OrderThrottle(self.redis, settings.redis_prefix, settings.orders_per_minute)
         self.inflight: dict[str, asyncio.Task[None]] = {}
@@ -122,6 +124,7 @@ class Worker:
             asyncio.create_task(self._consume(), name="consume"),
             asyncio.create_task(self._reclaim(), name="reclaim"),
             asyncio.create_task(self.reconciler.run(), name="reconciler"),
+            asyncio.create_task(self.triggers.run(), name="triggers"),
         ]
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -143,6 +146,7 @@ class Worker:
         if left:
             await asyncio.wait(left, timeout=5.0)
         await self.reconciler.stop()
+        await self.triggers.stop()
         await self.events.stop()
         await self.batch.stop()
         await self.executor_link.close()

@@ -26,6 +26,7 @@ from gateway.views import quotes_json, route_json
 from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
 from worker.events import AppendRejected
 from worker.links import LinkBroken, QuoteFailed
+from worker.triggers import limit_out, resting_json, with_limit
 
 if TYPE_CHECKING:
     from worker.consumer import Worker
@@ -163,6 +164,11 @@ class OrderDriver:
     # --- the lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
         spec = self.order.spec
+        if spec.order_type != orders_pb2.ORDER_TYPE_MARKET and self.status == S.ORDER_STATUS_PENDING:
+            await self.append(S.ORDER_STATUS_OPEN, resting_json(spec))  # rests until its trigger
+            return
+        if self.status == S.ORDER_STATUS_OPEN:
+            return  # the trigger loop (worker.triggers) owns it until it triggers
         attempt = self.order.attempts
         retry_of = ""
         executing = self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED)
@@ -215,7 +221,11 @@ class OrderDriver:
                     return
                 retry_of = f"{reason}: {detail}" if detail else reason
                 continue
-            route_view = route_json(quote.route, spec.output_decimals)
+            route = quote.route
+            floor = limit_out(spec) if spec.order_type == orders_pb2.ORDER_TYPE_LIMIT else 0
+            if floor and route.amount_out >= floor:
+                route = with_limit(route, floor)  # a triggered limit's min-out is its limit
+            route_view = route_json(route, spec.output_decimals)
             routing = {"quotes": quotes_json(list(quote.quotes), spec.output_decimals), "route": route_view}
             data = {"attempt": attempt, **routing, "slot": quote.slot}
             if retry_of:
@@ -225,7 +235,7 @@ class OrderDriver:
                 extra={
                     "attempt": attempt,
                     "dex": route_view["dex"],
-                    "amount_out": quote.route.amount_out,
+                    "amount_out": route.amount_out,
                 },
             )
             await self.append(
@@ -234,17 +244,24 @@ class OrderDriver:
                 orders_pb2.OrderUpdate(
                     attempts=attempt,
                     route_json=orjson.dumps(routing).decode(),
-                    route=quote.route,
+                    route=route,
                 ),
             )
             limit = spec.max_price_impact_bps
-            if limit and quote.route.price_impact_bps > limit:
+            if limit and route.price_impact_bps > limit:
                 await self.fail(
-                    f"price impact {quote.route.price_impact_bps} bps exceeds maxPriceImpactBps {limit}",
+                    f"price impact {route.price_impact_bps} bps exceeds maxPriceImpactBps {limit}",
                     attempt,
                 )
                 return
-            outcome = await self.execute(attempt, quote.route)
+            if route.amount_out < floor:
+                await self.fail(
+                    f"the price moved below the limit after the trigger: the best route pays "
+                    f"{route.amount_out}, the limit needs {floor} (base units of the output)",
+                    attempt,
+                )
+                return
+            outcome = await self.execute(attempt, route)
             if outcome.terminal:
                 return
             if not outcome.retryable:

@@ -33,6 +33,12 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     ORDER_STATUS_SUBMITTED: _OrderStatus.ValueType  # 4
     ORDER_STATUS_CONFIRMED: _OrderStatus.ValueType  # 5
     ORDER_STATUS_FAILED: _OrderStatus.ValueType  # 6
+    ORDER_STATUS_OPEN: _OrderStatus.ValueType  # 7
+    """a resting order (limit, stop) waiting for its trigger"""
+    ORDER_STATUS_CANCELLED: _OrderStatus.ValueType  # 8
+    """a resting order cancelled before it triggered"""
+    ORDER_STATUS_EXPIRED: _OrderStatus.ValueType  # 9
+    """a resting order whose expiry came before its trigger"""
 
 class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper): ...
 
@@ -43,7 +49,57 @@ ORDER_STATUS_BUILDING: OrderStatus.ValueType  # 3
 ORDER_STATUS_SUBMITTED: OrderStatus.ValueType  # 4
 ORDER_STATUS_CONFIRMED: OrderStatus.ValueType  # 5
 ORDER_STATUS_FAILED: OrderStatus.ValueType  # 6
+ORDER_STATUS_OPEN: OrderStatus.ValueType  # 7
+"""a resting order (limit, stop) waiting for its trigger"""
+ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 8
+"""a resting order cancelled before it triggered"""
+ORDER_STATUS_EXPIRED: OrderStatus.ValueType  # 9
+"""a resting order whose expiry came before its trigger"""
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
+
+class _OrderType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_TYPE_MARKET: _OrderType.ValueType  # 0
+    ORDER_TYPE_LIMIT: _OrderType.ValueType  # 1
+    """triggers when the order's own quote pays at least trigger_price"""
+    ORDER_TYPE_STOP: _OrderType.ValueType  # 2
+    """triggers when the market price falls to trigger_price or below"""
+
+class OrderType(_OrderType, metaclass=_OrderTypeEnumTypeWrapper): ...
+
+ORDER_TYPE_MARKET: OrderType.ValueType  # 0
+ORDER_TYPE_LIMIT: OrderType.ValueType  # 1
+"""triggers when the order's own quote pays at least trigger_price"""
+ORDER_TYPE_STOP: OrderType.ValueType  # 2
+"""triggers when the market price falls to trigger_price or below"""
+Global___OrderType: _TypeAlias = OrderType  # noqa: Y015
+
+@_typing.final
+class CancelOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    owner: _builtins.str
+    """when set, an order of another owner is NOT_FOUND"""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        owner: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderRequest: _TypeAlias = CancelOrderRequest  # noqa: Y015
 
 @_typing.final
 class OrderSpec(_message.Message):
@@ -60,6 +116,9 @@ class OrderSpec(_message.Message):
     QUOTED_ROUTE_FIELD_NUMBER: _builtins.int
     QUOTE_ID_FIELD_NUMBER: _builtins.int
     MAX_PRICE_IMPACT_BPS_FIELD_NUMBER: _builtins.int
+    ORDER_TYPE_FIELD_NUMBER: _builtins.int
+    TRIGGER_PRICE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_US_FIELD_NUMBER: _builtins.int
     input_mint: _builtins.str
     output_mint: _builtins.str
     amount_in: _builtins.int
@@ -74,6 +133,13 @@ class OrderSpec(_message.Message):
     """the quote it executes, "" for none"""
     max_price_impact_bps: _builtins.int
     """The price-impact guard: a route whose price_impact_bps exceeds this fails the order; 0 = none."""
+    order_type: Global___OrderType.ValueType
+    """Resting orders (limit, stop): the type, the trigger price as an integer (base units of
+    output_mint per one whole input token, i.e. per 10^input_decimals base units: a decimal price
+    with at most output_decimals decimals, exactly) and the expiry (unix microseconds).
+    """
+    trigger_price: _builtins.int
+    expires_at_us: _builtins.int
     @_builtins.property
     def quoted_route(self) -> _types_pb2.Route:
         """Execute-by-quote (POST /api/orders/execute {"quoteId"}): the worker executes exactly this route
@@ -94,10 +160,13 @@ class OrderSpec(_message.Message):
         quoted_route: _types_pb2.Route | None = ...,
         quote_id: _builtins.str = ...,
         max_price_impact_bps: _builtins.int = ...,
+        order_type: Global___OrderType.ValueType = ...,
+        trigger_price: _builtins.int = ...,
+        expires_at_us: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quoted_route", b"quoted_route"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "input_decimals", b"input_decimals", "input_mint", b"input_mint", "input_symbol", b"input_symbol", "max_price_impact_bps", b"max_price_impact_bps", "output_decimals", b"output_decimals", "output_mint", b"output_mint", "output_symbol", b"output_symbol", "quote_id", b"quote_id", "quoted_route", b"quoted_route", "slippage_bps", b"slippage_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "expires_at_us", b"expires_at_us", "input_decimals", b"input_decimals", "input_mint", b"input_mint", "input_symbol", b"input_symbol", "max_price_impact_bps", b"max_price_impact_bps", "order_type", b"order_type", "output_decimals", b"output_decimals", "output_mint", b"output_mint", "output_symbol", b"output_symbol", "quote_id", b"quote_id", "quoted_route", b"quoted_route", "slippage_bps", b"slippage_bps", "trigger_price", b"trigger_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

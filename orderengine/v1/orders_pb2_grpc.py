@@ -95,6 +95,11 @@ class OrdersStub:
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.ListUnfinishedOrdersRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_orders__pb2.ListOrdersResponse.FromString,
                 _registered_method=True)
+        self.CancelOrder = channel.unary_unary(
+                '/orderengine.v1.Orders/CancelOrder',
+                request_serializer=orderengine_dot_v1_dot_orders__pb2.CancelOrderRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_orders__pb2.Order.FromString,
+                _registered_method=True)
 
 
 class OrdersServicer:
@@ -185,7 +190,17 @@ class OrdersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListUnfinishedOrders(self, request, context):
-        """Orders not yet confirmed or failed, oldest first (for recovery).
+        """Orders not yet in a terminal status and not resting (open), oldest first (for recovery).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelOrder(self, request, context):
+        """Cancels an open (resting) order: appends `cancelled` as the next event in one transaction, so
+        a cancel racing a trigger or an expiry has exactly one winner. FAILED_PRECONDITION when the
+        order is not open (the message names its status), NOT_FOUND for an unknown order or another
+        owner's. Returns the order after the cancel.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -253,6 +268,11 @@ def add_OrdersServicer_to_server(servicer, server):
                     servicer.ListUnfinishedOrders,
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.ListUnfinishedOrdersRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_orders__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'CancelOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrder,
+                    request_deserializer=orderengine_dot_v1_dot_orders__pb2.CancelOrderRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_orders__pb2.Order.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -580,6 +600,33 @@ class Orders:
             '/orderengine.v1.Orders/ListUnfinishedOrders',
             orderengine_dot_v1_dot_orders__pb2.ListUnfinishedOrdersRequest.SerializeToString,
             orderengine_dot_v1_dot_orders__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.Orders/CancelOrder',
+            orderengine_dot_v1_dot_orders__pb2.CancelOrderRequest.SerializeToString,
+            orderengine_dot_v1_dot_orders__pb2.Order.FromString,
             options,
             channel_credentials,
             insecure,

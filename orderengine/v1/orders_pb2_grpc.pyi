@@ -67,7 +67,13 @@ class OrdersStub:
     """
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListExecutionsRequest, _orders_pb2.ListExecutionsResponse]
     ListUnfinishedOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListUnfinishedOrdersRequest, _orders_pb2.ListOrdersResponse]
-    """Orders not yet confirmed or failed, oldest first (for recovery)."""
+    """Orders not yet in a terminal status and not resting (open), oldest first (for recovery)."""
+    CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.Order]
+    """Cancels an open (resting) order: appends `cancelled` as the next event in one transaction, so
+    a cancel racing a trigger or an expiry has exactly one winner. FAILED_PRECONDITION when the
+    order is not open (the message names its status), NOT_FOUND for an unknown order or another
+    owner's. Returns the order after the cancel.
+    """
 
 @_typing.type_check_only
 class OrdersAsyncStub(OrdersStub):
@@ -108,7 +114,13 @@ class OrdersAsyncStub(OrdersStub):
     """
     ListExecutions: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListExecutionsRequest, _orders_pb2.ListExecutionsResponse]  # type: ignore[assignment]
     ListUnfinishedOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListUnfinishedOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
-    """Orders not yet confirmed or failed, oldest first (for recovery)."""
+    """Orders not yet in a terminal status and not resting (open), oldest first (for recovery)."""
+    CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
+    """Cancels an open (resting) order: appends `cancelled` as the next event in one transaction, so
+    a cancel racing a trigger or an expiry has exactly one winner. FAILED_PRECONDITION when the
+    order is not open (the message names its status), NOT_FOUND for an unknown order or another
+    owner's. Returns the order after the cancel.
+    """
 
 class OrdersServicer(metaclass=_abc_1.ABCMeta):
     """Orders is the persistence service: the only owner of PostgreSQL."""
@@ -218,6 +230,18 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_pb2.ListUnfinishedOrdersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.ListOrdersResponse, _abc.Awaitable[_orders_pb2.ListOrdersResponse]]:
-        """Orders not yet confirmed or failed, oldest first (for recovery)."""
+        """Orders not yet in a terminal status and not resting (open), oldest first (for recovery)."""
+
+    @_abc_1.abstractmethod
+    def CancelOrder(
+        self,
+        request: _orders_pb2.CancelOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
+        """Cancels an open (resting) order: appends `cancelled` as the next event in one transaction, so
+        a cancel racing a trigger or an expiry has exactly one winner. FAILED_PRECONDITION when the
+        order is not open (the message names its status), NOT_FOUND for an unknown order or another
+        owner's. Returns the order after the cancel.
+        """
 
 def add_OrdersServicer_to_server(servicer: OrdersServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,15 +22,31 @@ LEGAL = {
     ("submitted", "routing"),
     ("submitted", "confirmed"),
     ("submitted", "failed"),
+    # resting orders (limit, stop): pending → open, and out of open once
+    ("pending", "open"),
+    ("open", "routing"),
+    ("open", "cancelled"),
+    ("open", "expired"),
+    ("open", "failed"),
 }
-STATUSES = ["pending", "routing", "building", "submitted", "confirmed", "failed"]
+STATUSES = [
+    "pending",
+    "routing",
+    "building",
+    "submitted",
+    "confirmed",
+    "failed",
+    "open",
+    "cancelled",
+    "expired",
+]
 ALL_PAIRS = list(itertools.product(STATUSES, STATUSES))
 
 
 def test_statuses_are_the_documented_ones() -> None:
     assert list(lifecycle.STATUSES) == STATUSES
     assert set(lifecycle.TRANSITIONS) == set(STATUSES)
-    assert lifecycle.TERMINAL == {"confirmed", "failed"}
+    assert lifecycle.TERMINAL == {"confirmed", "failed", "cancelled", "expired"}
 
 
 @pytest.mark.parametrize(("current", "new"), sorted(LEGAL))
@@ -47,7 +63,7 @@ def test_illegal_transition(current: str, new: str) -> None:
     assert err.value.message == f"illegal transition {current} → {new}"
 
 
-@pytest.mark.parametrize("terminal", ["confirmed", "failed"])
+@pytest.mark.parametrize("terminal", ["confirmed", "failed", "cancelled", "expired"])
 def test_nothing_follows_a_terminal_status(terminal: str) -> None:
     assert not any(lifecycle.is_legal(terminal, s) for s in STATUSES)
 
@@ -56,9 +72,13 @@ def test_nothing_returns_to_pending() -> None:
     assert not any(lifecycle.is_legal(s, "pending") for s in STATUSES)
 
 
+def test_nothing_returns_to_open_so_a_trigger_happens_once() -> None:
+    assert [s for s in STATUSES if lifecycle.is_legal(s, "open")] == ["pending"]
+
+
 def test_unknown_status_is_never_legal() -> None:
-    assert not lifecycle.is_legal("cancelled", "routing")
-    assert not lifecycle.is_legal("routing", "cancelled")
+    assert not lifecycle.is_legal("paused", "routing")
+    assert not lifecycle.is_legal("routing", "paused")
 
 
 def test_proto_round_trip() -> None:

@@ -19,9 +19,9 @@ import websockets
 from orderengine.v1 import types_pb2
 from tests.gateway.edgeutil import body_of, edge_and_client
 
-KEYS = {"API_KEYS": "key-one-0123456789,key-two-0123456789"}
-ONE = {"Authorization": "Bearer key-one-0123456789"}
-TWO = {"Authorization": "Bearer key-two-0123456789"}
+KEY_ONE, KEY_TWO = "key-one-0123456789", "key-two-0123456789"
+ONE = {"Authorization": f"Bearer {KEY_ONE}"}
+TWO = {"Authorization": f"Bearer {KEY_TWO}"}
 
 
 def stored_spec(database_url: str, order_id: str) -> tuple[bytes | None, str, int]:
@@ -34,7 +34,10 @@ def stored_spec(database_url: str, order_id: str) -> tuple[bytes | None, str, in
 
 
 async def test_a_quote_answers_both_venues_and_executes_exactly_once(make_settings) -> None:  # type: ignore[no-untyped-def]
-    async with edge_and_client(make_settings, router=True, **KEYS) as (edge, client):
+    async with edge_and_client(make_settings, router=True, API_KEYS=f"{KEY_ONE},{KEY_TWO}") as (
+        edge,
+        client,
+    ):
         r = await client.post("/api/quotes", json=body_of(amount="2", slippageBps=75), headers=ONE)
         assert r.status_code == 201, r.text
         quote = r.json()

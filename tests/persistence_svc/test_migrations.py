@@ -134,7 +134,7 @@ async def test_event_rows_cannot_be_updated_or_deleted(database_url: str) -> Non
                 (order_id, now),
             )
         with pytest.raises(psycopg.errors.CheckViolation):
-            conn.execute("UPDATE orders SET status = 'cancelled'")
+            conn.execute("UPDATE orders SET status = 'paused'")
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("UPDATE orders SET amount_in = 18446744073709551616")
 

@@ -27,7 +27,7 @@ __all__ = ["eng", "orders", "worker"]
 
 
 @pytest.fixture
-async def router(eng: Engine) -> AsyncIterator[router_pb2_grpc.RouterStub]:  # noqa: F811
+async def router(eng: Engine) -> AsyncIterator[router_pb2_grpc.RouterAsyncStub]:  # noqa: F811
     channel = open_channel(eng.settings.router_addr)
     yield router_pb2_grpc.RouterStub(channel)
     await channel.close()
@@ -58,7 +58,7 @@ def spec_of(eng: Engine, amount: int, **fields: object) -> orders_pb2.OrderSpec:
 
 
 async def place(
-    eng: Engine, orders: orders_pb2_grpc.OrdersStub, spec: orders_pb2.OrderSpec, with_spec: bool
+    eng: Engine, orders: orders_pb2_grpc.OrdersAsyncStub, spec: orders_pb2.OrderSpec, with_spec: bool
 ) -> str:  # noqa: F811
     """Creates the order and queues its job (with the spec, as the gateway does, or without it, as a
     recovery re-queue does: the worker then reads the order back)."""
@@ -74,7 +74,9 @@ async def place(
     return resp.order.order_id
 
 
-async def quote(router: router_pb2_grpc.RouterStub, spec: orders_pb2.OrderSpec) -> router_pb2.QuoteResponse:
+async def quote(
+    router: router_pb2_grpc.RouterAsyncStub, spec: orders_pb2.OrderSpec
+) -> router_pb2.QuoteResponse:
     return await router.Quote(
         router_pb2.QuoteRequest(
             input_mint=spec.input_mint,
@@ -90,8 +92,8 @@ async def quote(router: router_pb2_grpc.RouterStub, spec: orders_pb2.OrderSpec) 
 async def test_a_quoted_order_lands_exactly_its_quoted_route(
     eng: Engine,  # noqa: F811
     worker: Worker,  # noqa: F811
-    orders: orders_pb2_grpc.OrdersStub,  # noqa: F811
-    router: router_pb2_grpc.RouterStub,
+    orders: orders_pb2_grpc.OrdersAsyncStub,  # noqa: F811
+    router: router_pb2_grpc.RouterAsyncStub,
     with_spec: bool,
 ) -> None:
     base = spec_of(eng, 2 * 10**9)
@@ -118,8 +120,8 @@ async def test_a_quoted_order_lands_exactly_its_quoted_route(
 async def test_a_quoted_min_out_the_pool_cannot_pay_fails_without_rerouting(
     eng: Engine,  # noqa: F811
     worker: Worker,  # noqa: F811
-    orders: orders_pb2_grpc.OrdersStub,  # noqa: F811
-    router: router_pb2_grpc.RouterStub,
+    orders: orders_pb2_grpc.OrdersAsyncStub,  # noqa: F811
+    router: router_pb2_grpc.RouterAsyncStub,
 ) -> None:
     base = spec_of(eng, 10**9)
     route = (await quote(router, base)).route
@@ -143,8 +145,8 @@ async def test_a_quoted_min_out_the_pool_cannot_pay_fails_without_rerouting(
 async def test_the_price_impact_guard_fails_a_route_that_moves_the_pool_too_far(
     eng: Engine,  # noqa: F811
     worker: Worker,  # noqa: F811
-    orders: orders_pb2_grpc.OrdersStub,  # noqa: F811
-    router: router_pb2_grpc.RouterStub,
+    orders: orders_pb2_grpc.OrdersAsyncStub,  # noqa: F811
+    router: router_pb2_grpc.RouterAsyncStub,
 ) -> None:
     amount = 500 * 10**9
     impact = (await quote(router, spec_of(eng, amount))).route.price_impact_bps
