@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
 U64_MAX = 2**64 - 1
 _DECIMAL = re.compile(r"^(?P<int>\d+)(?:\.(?P<frac>\d+))?$")
@@ -48,16 +47,23 @@ def format_price(
     `significant` significant digits (exact rational arithmetic, never a float)."""
     if amount_in_raw <= 0:
         return "0"
-    price = Fraction(amount_out_raw * 10**in_decimals, amount_in_raw * 10**out_decimals)
-    if price == 0:
+    num = amount_out_raw * 10**in_decimals  # the price is num / den, exactly
+    den = amount_in_raw * 10**out_decimals
+    if num <= 0:
         return "0"
-    # scale so that the integer part holds `significant` digits
-    exponent = 0
-    while price * Fraction(10) ** exponent < 10 ** (significant - 1):
-        exponent += 1
-    while price * Fraction(10) ** exponent >= 10**significant:
+
+    def scaled_by(exponent: int) -> int:  # floor(price × 10^exponent), in integers
+        shift: int = 10 ** abs(exponent)
+        return num * shift // den if exponent >= 0 else num // (den * shift)
+
+    # scale so that the integer part holds `significant` digits (for an integer bound n,
+    # x < n exactly when floor(x) < n, so the floors decide as the rationals would)
+    exponent = significant - (len(str(num)) - len(str(den)))
+    while scaled_by(exponent) >= 10**significant:
         exponent -= 1
-    scaled = int(price * Fraction(10) ** exponent)
+    while scaled_by(exponent) < 10 ** (significant - 1):
+        exponent += 1
+    scaled = scaled_by(exponent)
     if exponent <= 0:
         return str(scaled * 10 ** (-exponent))
     return format_amount(scaled, exponent)
