@@ -47,8 +47,8 @@ def format_price(
     `significant` significant digits (exact rational arithmetic, never a float)."""
     if amount_in_raw <= 0:
         return "0"
-    num = amount_out_raw * 10**in_decimals  # the price is num / den, exactly
-    den = amount_in_raw * 10**out_decimals
+    num: int = amount_out_raw * 10**in_decimals  # the price is num / den, exactly
+    den: int = amount_in_raw * 10**out_decimals
     if num <= 0:
         return "0"
 
