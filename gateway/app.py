@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import hmac
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from gateway.quotes import QuoteBook, ask_router, check_price_impact, parse_quot
 from gateway.ratelimit import RateLimitMiddleware, TokenBuckets
 from gateway.sockets import SocketRegistry
 from gateway.validation import (
+    RESTING_FIELDS,
     ApiError,
     OrderRequest,
     check_idempotency_key,
@@ -52,6 +54,7 @@ from gateway.validation import (
     parse_max_price_impact,
     parse_order_request,
     parse_quote_id,
+    parse_resting,
 )
 from gateway.views import order_json
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2_grpc
@@ -103,6 +106,11 @@ class EdgeState:
 
 
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+_ORDER_TYPES = {
+    "market": orders_pb2.ORDER_TYPE_MARKET,
+    "limit": orders_pb2.ORDER_TYPE_LIMIT,
+    "stop": orders_pb2.ORDER_TYPE_STOP,
+}
 
 
 def grpc_to_api(exc: grpc.aio.AioRpcError) -> ApiError:
@@ -194,6 +202,9 @@ async def _create_and_queue(
         ),
         quoted_route=req.quoted_route,
         quote_id=req.quote_id,
+        order_type=_ORDER_TYPES[req.order_type],
+        trigger_price=req.trigger_price,
+        expires_at_us=req.expires_at_us,
     )
     request = orders_pb2.CreateOrderRequest(
         spec=spec,
@@ -273,10 +284,16 @@ async def order_request(
             raise ApiError(503, "unavailable", "retry shortly", headers={"Retry-After": "1"}) from None
         return stored.request
     req = parse_order_request(
-        body, state.markets, state.settings.default_slippage_bps, ("maxPriceImpactBps", *extra_allowed)
+        body,
+        state.markets,
+        state.settings.default_slippage_bps,
+        ("maxPriceImpactBps", *RESTING_FIELDS, *extra_allowed),
     )
     impact = parse_max_price_impact(body)
-    return req if impact is None else dataclasses.replace(req, max_price_impact_bps=impact)
+    if impact is not None:
+        req = dataclasses.replace(req, max_price_impact_bps=impact)
+    now_us = int(time.time() * 1_000_000)
+    return parse_resting(body, req, state.settings.order_max_expiry_s, now_us)
 
 
 async def quote_answer(state: EdgeState, body: Any, owner: str) -> dict[str, Any]:
@@ -305,6 +322,29 @@ async def create_quote(request: Request) -> Response:
     except ApiError as err:
         return error_response(err)
     return OrjsonResponse(answer, status_code=201)
+
+
+async def cancel_order(request: Request) -> Response:
+    """POST /api/orders/{id}/cancel: an open (resting) order → cancelled. Racing its trigger or its
+    expiry, exactly one wins (persistence decides); a cancel that lost, or of an order that is not
+    open, is 409 naming the order's status."""
+    state = state_of(request)
+    order_id = request.path_params["order_id"]
+    if not is_order_id(order_id):
+        return error_response(ApiError(404, "not_found", "no such order", "orderId"))
+    try:
+        order = await state.orders.CancelOrder(
+            orders_pb2.CancelOrderRequest(order_id=order_id, owner=owner_of(request.scope)),
+            timeout=RPC_TIMEOUT_S,
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return error_response(ApiError(404, "not_found", "no such order", "orderId"))
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            detail = (exc.details() or "").split(": ", 1)[-1]
+            return error_response(ApiError(409, "not_open", detail or "the order is not open", "orderId"))
+        return error_response(grpc_to_api(exc))
+    return OrjsonResponse(order_json(order, state.markets))
 
 
 async def get_order(request: Request) -> Response:
@@ -581,6 +621,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         Route("/api/quotes", create_quote, methods=["POST"]),
         Route("/api/orders", list_orders, methods=["GET"]),
         Route("/api/orders/{order_id}", get_order, methods=["GET"]),
+        Route("/api/orders/{order_id}/cancel", cancel_order, methods=["POST"]),
         Route("/api/markets", get_markets, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),

@@ -114,6 +114,36 @@ SCHEMAS: dict[str, Any] = {
                 "description": "the price-impact guard: a route that moves a pool further (its largest "
                 "leg's impact) is refused; absent: MAX_PRICE_IMPACT_BPS",
             },
+            "type": {
+                "enum": ["market", "limit", "stop", None],
+                "default": "market",
+                "description": "limit and stop orders rest (status open) until they trigger, are "
+                "cancelled or expire; POST /api/quotes takes market orders only",
+            },
+            "limitPrice": {
+                "type": "string",
+                "pattern": AMOUNT_PATTERN,
+                "maxLength": 64,
+                "description": "type limit (required): tokenOut per tokenIn, at most tokenOut's decimals; "
+                "triggers when the order's own quote pays at least this, and its min-out is this price",
+            },
+            "stopPrice": {
+                "type": "string",
+                "pattern": AMOUNT_PATTERN,
+                "maxLength": 64,
+                "description": "type stop (required): tokenOut per tokenIn; triggers when the market "
+                "price (one tokenIn's best route) falls to this or below, then executes with slippageBps",
+            },
+            "expiresInS": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "limit/stop: expires this many seconds from now (at most ORDER_MAX_EXPIRY_S)",
+            },
+            "expiresAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "limit/stop: expires at this time (with a zone); neither: ORDER_MAX_EXPIRY_S",
+            },
         },
     },
     "QuoteExecution": {
@@ -243,6 +273,12 @@ SCHEMAS: dict[str, Any] = {
             "slippageBps": {"type": "integer"},
             "maxPriceImpactBps": {"type": ["integer", "null"]},
             "quoteId": {"type": ["string", "null"], "description": "the quote the order executes"},
+            "type": {"enum": ["market", "limit", "stop"]},
+            "limitPrice": _DECIMAL,
+            "limitPriceRaw": _RAW,
+            "stopPrice": _DECIMAL,
+            "stopPriceRaw": _RAW,
+            "expiresAt": {"type": "string", "format": "date-time"},
             "quotes": {"type": "array", "items": {"type": "object"}},
             "route": {"type": ["object", "null"]},
             "amountOut": {"type": ["string", "null"]},
@@ -412,6 +448,33 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("Order"), "the order"),
                 "404": _error("no such order (or an order of another API key)"),
+                **_HOST,
+                **_PROTECTED,
+                **_UNAVAILABLE,
+            },
+        }
+    },
+    "/api/orders/{orderId}/cancel": {
+        "post": {
+            "operationId": "cancelOrder",
+            "summary": "Cancel an open (resting) limit or stop order",
+            "description": "Exactly one of a cancel and the order's trigger or expiry wins. Send "
+            "Content-Type: application/json (any JSON object, or none, as the body).",
+            "parameters": [
+                {
+                    "name": "orderId",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ],
+            "requestBody": {"required": False, "content": {_JSON: {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": _json(_ref("Order"), "the order, now cancelled"),
+                "404": _error("no such order (or an order of another API key)"),
+                "409": _error("the order is not open (error.code not_open; the message names its status)"),
+                "403": _error("the request carries an Origin that is not allowed (forbidden_origin)"),
+                "415": _error("not sent as application/json (error.code unsupported_media_type)"),
                 **_HOST,
                 **_PROTECTED,
                 **_UNAVAILABLE,

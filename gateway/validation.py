@@ -5,11 +5,14 @@ Every rejection names the field; nothing malformed gets past this module.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from solders.pubkey import Pubkey
@@ -59,6 +62,10 @@ class OrderRequest:
     quoted_route: types_pb2.Route | None = None  # execute-by-quote: exactly this route
     quote_id: str = ""
     order_id: str = ""  # "" = a new id; execute-by-quote: the quote's own order id
+    order_type: str = "market"  # "market" | "limit" | "stop"
+    trigger_price: int = 0  # limit/stop: output base units per one whole input token
+    expires_at_us: int = 0  # limit/stop: unix microseconds
+    expiry_given: str = ""  # how the client spelled the expiry (for the idempotency hash)
 
     def canonical_hash(self) -> str:
         """Hash of the request's meaning (not its spelling): same order → same hash."""
@@ -67,6 +74,8 @@ class OrderRequest:
             doc.append(["maxPriceImpactBps", self.max_price_impact_bps])
         if self.quote_id:
             doc.append(["quoteId", self.quote_id])
+        if self.order_type != "market":
+            doc.append([self.order_type, self.trigger_price, self.expiry_given])
         return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
@@ -145,6 +154,86 @@ def parse_max_price_impact(body: dict[str, Any]) -> int | None:
             "maxPriceImpactBps",
         )
     return value
+
+
+RESTING_FIELDS = ("type", "limitPrice", "stopPrice", "expiresAt", "expiresInS")
+ORDER_TYPES = ("market", "limit", "stop")
+
+
+def parse_resting(body: dict[str, Any], req: OrderRequest, max_expiry_s: int, now_us: int) -> OrderRequest:
+    """`type` and, for a limit or stop order, its price (`limitPrice` / `stopPrice`: tokenOut per
+    tokenIn, a decimal with at most tokenOut's decimals, kept exactly as an integer of tokenOut base
+    units per whole tokenIn) and its expiry (`expiresInS` or `expiresAt`, at most max_expiry_s ahead;
+    neither: the maximum)."""
+    kind = body.get("type", "market")
+    if kind is None:
+        kind = "market"
+    if not isinstance(kind, str) or kind not in ORDER_TYPES:
+        raise ApiError(422, "invalid_type", "type must be market, limit or stop", "type")
+    if kind == "market":
+        for name in RESTING_FIELDS[1:]:
+            if body.get(name) is not None:
+                raise ApiError(422, "unexpected_field", f"{name} is only for limit and stop orders", name)
+        return req
+    price_field, other = ("limitPrice", "stopPrice") if kind == "limit" else ("stopPrice", "limitPrice")
+    if body.get(other) is not None:
+        raise ApiError(422, "unexpected_field", f"{other} is not for a {kind} order", other)
+    raw = body.get(price_field)
+    if raw is None:
+        raise ApiError(422, "missing_field", f"{price_field} is required for a {kind} order", price_field)
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise ApiError(422, "invalid_price", f"{price_field} must be a decimal string", price_field)
+    text = repr(raw) if isinstance(raw, float) else str(raw)
+    if len(text) > 64 or not _AMOUNT.fullmatch(text):
+        raise ApiError(
+            422,
+            "invalid_price",
+            f"{price_field} must be a positive decimal number of {req.token_out.symbol or 'tokenOut'} per "
+            f'{req.token_in.symbol or "tokenIn"}, such as "151.25"',
+            price_field,
+        )
+    try:
+        trigger = parse_amount(text, req.token_out.decimals)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_price", f"{price_field} {exc}", price_field) from None
+    expires_at_us, given = _expiry(body, max_expiry_s, now_us)
+    return dataclasses.replace(
+        req, order_type=kind, trigger_price=trigger, expires_at_us=expires_at_us, expiry_given=given
+    )
+
+
+def _expiry(body: dict[str, Any], max_expiry_s: int, now_us: int) -> tuple[int, str]:
+    in_s, at = body.get("expiresInS"), body.get("expiresAt")
+    latest = now_us + max_expiry_s * 1_000_000
+    if in_s is not None and at is not None:
+        raise ApiError(422, "conflicting_fields", "give expiresInS or expiresAt, not both", "expiresAt")
+    if in_s is not None:
+        if isinstance(in_s, bool) or not isinstance(in_s, (int, float)) or not 1 <= in_s <= max_expiry_s:
+            raise ApiError(
+                422,
+                "invalid_expiry",
+                f"expiresInS must be a number of seconds from 1 to {max_expiry_s}",
+                "expiresInS",
+            )
+        return now_us + int(in_s * 1_000_000), f"in:{in_s}"
+    if at is not None:
+        parsed = None
+        if isinstance(at, str) and len(at) <= 40:
+            with contextlib.suppress(ValueError):
+                parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        if parsed is None or parsed.tzinfo is None:
+            raise ApiError(
+                422, "invalid_expiry", "expiresAt must be an ISO-8601 time with a zone", "expiresAt"
+            )
+        at_us = int(parsed.timestamp() * 1_000_000)
+        if at_us <= now_us:
+            raise ApiError(422, "invalid_expiry", "expiresAt is in the past", "expiresAt")
+        if at_us > latest:
+            raise ApiError(
+                422, "invalid_expiry", f"expiresAt is more than {max_expiry_s} s ahead", "expiresAt"
+            )
+        return at_us, f"at:{at_us}"
+    return latest, "default"
 
 
 def parse_quote_id(body: dict[str, Any], extra_allowed: tuple[str, ...] = ()) -> str:

@@ -56,6 +56,20 @@ def route_json(route: types_pb2.Route, out_decimals: int) -> dict[str, Any]:
     }
 
 
+def resting_json(spec: orders_pb2.OrderSpec) -> dict[str, Any]:
+    """A resting order's terms (the `open` event's data, the order's JSON); {} for a market order."""
+    if spec.order_type == orders_pb2.ORDER_TYPE_MARKET:
+        return {}
+    limit = spec.order_type == orders_pb2.ORDER_TYPE_LIMIT
+    name = "limitPrice" if limit else "stopPrice"
+    return {
+        "type": "limit" if limit else "stop",
+        name: format_amount(spec.trigger_price, spec.output_decimals),
+        f"{name}Raw": str(spec.trigger_price),
+        "expiresAt": iso_ms_from_us(spec.expires_at_us),
+    }
+
+
 def event_json(event: orders_pb2.OrderEvent) -> dict[str, Any]:
     """The WebSocket message of an event (the same shape persistence publishes on Redis)."""
     return {
@@ -94,6 +108,8 @@ def order_json(
         "slippageBps": spec.slippage_bps,
         "maxPriceImpactBps": spec.max_price_impact_bps or None,
         "quoteId": spec.quote_id or None,
+        "type": "market",
+        **resting_json(spec),
         "quotes": quotes,
         "route": route,
         "amountOut": format_amount(order.amount_out, spec.output_decimals) if confirmed else None,

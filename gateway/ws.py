@@ -351,12 +351,41 @@ class Connection:
             await self.execute(msg)
         elif action == "quote":
             await self.quote(msg)
+        elif action == "cancel":
+            await self.cancel(msg)
         elif action == "pong":
             return
         else:
             await self.send_error(
-                "unknown_action", "action must be subscribe, unsubscribe, execute or quote", "action"
+                "unknown_action",
+                "action must be subscribe, unsubscribe, execute, quote or cancel",
+                "action",
             )
+
+    async def cancel(self, msg: dict[str, Any]) -> None:
+        """`{"action":"cancel","orderId":…}`: as POST /api/orders/{id}/cancel; answered with
+        `{"type":"cancelled","orderId":…}` (the `cancelled` status follows on a subscription) or an
+        error naming orderId."""
+        order_id = msg.get("orderId")
+        if not isinstance(order_id, str) or not is_order_id(order_id):
+            await self.send_error("invalid_order_id", "orderId must be an order id (UUID)", "orderId")
+            return
+        try:
+            await self.state.orders.CancelOrder(
+                orders_pb2.CancelOrderRequest(order_id=order_id, owner=owner_of(self.ws.scope)),
+                timeout=RPC_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                await self.send_error("not_found", "no such order", "orderId", order_id)
+            elif exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                detail = (exc.details() or "").split(": ", 1)[-1]
+                await self.send_error("not_open", detail or "the order is not open", "orderId", order_id)
+            else:
+                err = grpc_to_api(exc)
+                await self.send_error(err.code, err.message, err.field)
+            return
+        await self.send({"type": "cancelled", "orderId": order_id})
 
     async def quote(self, msg: dict[str, Any]) -> None:
         """`{"action":"quote", …same body as POST /api/quotes…}` → `{"type":"quote", …its answer…}`;

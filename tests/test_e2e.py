@@ -235,3 +235,42 @@ async def test_a_quote_executes_exactly_its_route(stack: Stack) -> None:
         assert int(events[-1]["data"]["amountOutRaw"]) >= int(quote["minAmountOutRaw"])
         order = (await client.get(f"/api/orders/{order_id}")).json()
         assert order["status"] == "confirmed" and order["quoteId"] == quote["quoteId"]
+
+
+async def test_a_limit_order_rests_triggers_and_lands_at_its_limit_and_one_is_cancelled(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        quote = (
+            await client.post("/api/quotes", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"})
+        ).json()
+        raw = int(quote["amountOutRaw"]) * 99 // 100  # 1 % under the market: reachable
+        below = f"{raw // 10**6}.{raw % 10**6:06d}"
+        placed = await client.post(
+            "/api/orders/execute",
+            json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "type": "limit", "limitPrice": below},
+        )
+        resting = await client.post(
+            "/api/orders/execute",
+            json={
+                "tokenIn": "SOL",
+                "tokenOut": "USDC",
+                "amount": "1",
+                "type": "limit",
+                "limitPrice": "100000",
+            },
+        )
+        assert placed.status_code == resting.status_code == 202, (placed.text, resting.text)
+        order_id, resting_id = placed.json()["orderId"], resting.json()["orderId"]
+        events = (await follow(stack, [order_id]))[order_id]
+        assert [e["status"] for e in events] == ["pending", "open", "routing", *LIFECYCLE[1:]], events
+        assert events[1]["data"]["limitPrice"] == below and events[2]["data"]["trigger"]["type"] == "limit"
+        floor = int(events[1]["data"]["limitPriceRaw"])  # per whole SOL, and the order is 1 SOL
+        assert int(events[-1]["data"]["amountOutRaw"]) >= floor
+        assert int(events[3]["data"]["route"]["minAmountOutRaw"]) >= floor
+
+        async with asyncio.timeout(10):  # the worker opens it; nothing triggers it at 100,000 USDC
+            while (await client.get(f"/api/orders/{resting_id}")).json()["status"] != "open":
+                await asyncio.sleep(0.05)
+        cancelled = await client.post(f"/api/orders/{resting_id}/cancel", json={})
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        refused = await client.post(f"/api/orders/{order_id}/cancel", json={})
+        assert refused.status_code == 409 and "confirmed" in refused.json()["error"]["message"]

@@ -41,6 +41,9 @@ import redis.asyncio as aioredis
 from common import jobs
 from common.amounts import format_amount
 from common.timefmt import iso_ms_from_us
+from gateway.views import resting_json
+
+__all__ = ["TriggerLoop", "decide", "limit_out", "resting_json", "with_limit"]
 from orderengine.v1 import orders_pb2, router_pb2, types_pb2
 from worker.links import LinkBroken, QuoteFailed
 
@@ -83,18 +86,6 @@ def with_limit(route: types_pb2.Route, floor: int) -> types_pb2.Route:
         leg.min_amount_out = min(leg.amount_out, max(leg.min_amount_out, share))
     raised.min_amount_out = sum(leg.min_amount_out for leg in raised.legs)
     return raised
-
-
-def resting_json(spec: orders_pb2.OrderSpec) -> dict[str, Any]:
-    """How an open order's terms are shown (the `open` event's data, the order's JSON)."""
-    price = format_amount(spec.trigger_price, spec.output_decimals)
-    name = "limitPrice" if spec.order_type == LIMIT else "stopPrice"
-    return {
-        "type": "limit" if spec.order_type == LIMIT else "stop",
-        name: price,
-        f"{name}Raw": str(spec.trigger_price),
-        "expiresAt": iso_ms_from_us(spec.expires_at_us),
-    }
 
 
 def decide(
