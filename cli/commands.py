@@ -4,6 +4,8 @@
     python -m cli execute SOL USDC 1.5 --json                  # one JSON line per event
     python -m cli quote SOL USDC 1.5                            # both venues, the route; a quote id
     python -m cli execute --quote-id <quote id>                 # execute exactly that quote
+    python -m cli execute SOL USDC 1 --limit-price 155 --expires-in 3600   # rests until it triggers
+    python -m cli orders cancel <order id>
     python -m cli orders list --status confirmed --limit 20
     python -m cli orders show <order id>
 
@@ -234,6 +236,8 @@ class Display:
                 parts.append(f"retry of: {data['retryOf']}")
             if data.get("error"):
                 parts.append(str(data["error"]))
+            if isinstance(data.get("trigger"), dict):
+                parts.append(f"triggered: market at {data['trigger'].get('marketPrice')} {out_symbol}")
             quotes = [q for q in data.get("quotes") or [] if isinstance(q, dict)]
             shown = [
                 f"{q.get('venue')} {q.get('amountOut')} {out_symbol}"
@@ -247,6 +251,11 @@ class Display:
             if route:
                 parts.append(f"→ {route.get('dex')}")
             return "  ".join(parts)
+        if status == "open":
+            price = data.get("limitPrice") or data.get("stopPrice")
+            return f"{data.get('type')} at {price} {out_symbol}, until {data.get('expiresAt')}"
+        if status in ("cancelled", "expired"):
+            return str(data.get("reason", ""))
         if status == "submitted":
             return f"signature {data.get('signature', '')}"
         if status == "failed":
@@ -280,8 +289,11 @@ class Display:
                 ),
                 ("signature", data.get("txHash") or order.get("txHash")),
             ]
+        elif final.get("status") == lifecycle.OPEN:
+            self.line(f"Open: it waits for its trigger until {data.get('expiresAt')}")
+            rows = [("cancel", f"python -m cli orders cancel {final.get('orderId')}")]
         else:
-            self.line(f"Failed{total}")
+            self.line(f"{str(final.get('status', 'failed')).capitalize()}{total}")
             rows = [
                 ("reason", data.get("reason") or order.get("failureReason")),
                 ("attempts", order.get("attempts")),
@@ -325,7 +337,12 @@ class Display:
 
 
 async def follow(
-    client: Client, order_id: str, display: Display, out_symbol: str, timeout_s: float
+    client: Client,
+    order_id: str,
+    display: Display,
+    out_symbol: str,
+    timeout_s: float,
+    until: frozenset[str] = lifecycle.TERMINAL,
 ) -> dict[str, Any]:
     """Follows the order on the WebSocket until its terminal event, which it returns. A dropped
     socket — or one the gateway closed over a limit (1013, 4429), or a subscription it ended
@@ -351,7 +368,7 @@ async def follow(
                             last_seq = seq
                             attempt = 0  # served again: the backoff starts over
                             display.status_event(msg, out_symbol)
-                            if msg.get("status") in lifecycle.TERMINAL:
+                            if msg.get("status") in until:
                                 return dict(msg)
                         elif kind == "error":
                             if msg.get("code") == "unknown_order":
@@ -378,7 +395,22 @@ def order_body(args: argparse.Namespace) -> dict[str, Any]:
         body["slippageBps"] = args.slippage_bps
     if args.max_price_impact_bps is not None:
         body["maxPriceImpactBps"] = args.max_price_impact_bps
+    if getattr(args, "limit_price", None) is not None:
+        body.update(type="limit", limitPrice=args.limit_price)
+    if getattr(args, "stop_price", None) is not None:
+        body.update(type="stop", stopPrice=args.stop_price)
+    if getattr(args, "expires_in", None) is not None:
+        body["expiresInS"] = args.expires_in
     return body
+
+
+async def cmd_cancel(args: argparse.Namespace, client: Client, display: Display) -> int:
+    order = await client.request("POST", f"/api/orders/{quote(args.order_id, safe='')}/cancel", json={})
+    if display.as_json:
+        display.json_line(order)
+    else:
+        display.line(f"Cancelled {order['orderId']}")
+    return EXIT_OK
 
 
 async def cmd_quote(args: argparse.Namespace, client: Client, display: Display) -> int:
@@ -422,10 +454,12 @@ async def cmd_execute(args: argparse.Namespace, client: Client, display: Display
         )
         args.amount, args.slippage_bps = placed.get("amountIn"), placed.get("slippageBps")
     display.accepted(accepted, args.token_in, args.token_out, args.amount, args.slippage_bps)
+    resting = args.limit_price is not None or args.stop_price is not None
+    until = lifecycle.TERMINAL if args.wait or not resting else lifecycle.TERMINAL | {lifecycle.OPEN}
     display.start()
     try:
         try:
-            final = await follow(client, order_id, display, args.token_out, args.timeout)
+            final = await follow(client, order_id, display, args.token_out, args.timeout, until)
         except TimeoutError:
             raise CliError(
                 EXIT_UNAVAILABLE,
@@ -440,7 +474,7 @@ async def cmd_execute(args: argparse.Namespace, client: Client, display: Display
         with contextlib.suppress(CliError):
             order = await client.request("GET", f"/api/orders/{quote(order_id)}")
     display.result(order, final)
-    return EXIT_OK if final.get("status") == "confirmed" else EXIT_FAILED
+    return EXIT_OK if final.get("status") in ("confirmed", lifecycle.OPEN) else EXIT_FAILED
 
 
 async def cmd_list(args: argparse.Namespace, client: Client, display: Display) -> int:
@@ -586,13 +620,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="execute this quote (from `quote`) instead of TOKEN_IN TOKEN_OUT AMOUNT",
     )
     ex.add_argument("--idempotency-key", default=None, help="reuse to make a retried submit harmless")
+    resting = ex.add_mutually_exclusive_group()
+    resting.add_argument(
+        "--limit-price", default=None, help="a limit order: at least this much TOKEN_OUT per TOKEN_IN"
+    )
+    resting.add_argument(
+        "--stop-price", default=None, help="a stop order: execute once the market falls to this price"
+    )
+    ex.add_argument(
+        "--expires-in",
+        type=int,
+        default=None,
+        help="seconds a limit/stop order waits (default: the engine's)",
+    )
+    ex.add_argument("--wait", action="store_true", help="follow a limit/stop order past open, until it ends")
     ex.add_argument(
         "--timeout", type=_seconds, default=120.0, help="give up following after this many seconds"
     )
     ex.set_defaults(run=cmd_execute)
 
     orders = commands.add_parser("orders", help="read orders")
-    sub = orders.add_subparsers(dest="orders_command", required=True, metavar="{list,show}")
+    sub = orders.add_subparsers(dest="orders_command", required=True, metavar="{list,show,cancel}")
     ls = sub.add_parser("list", parents=[common], help="order history, newest first")
     ls.add_argument("--status", choices=lifecycle.STATUSES, default=None)
     ls.add_argument("--limit", type=_limit, default=20)
@@ -601,6 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=[common], help="one order with its events")
     show.add_argument("order_id", metavar="ORDER_ID")
     show.set_defaults(run=cmd_show)
+    cancel = sub.add_parser("cancel", parents=[common], help="cancel an open limit or stop order")
+    cancel.add_argument("order_id", metavar="ORDER_ID")
+    cancel.set_defaults(run=cmd_cancel)
     return parser
 
 
@@ -629,9 +680,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     args = parser.parse_args(argv)
     if args.command == "execute":
         given = [a for a in (args.token_in, args.token_out, args.amount) if a is not None]
-        if args.quote_id and (
-            given or args.slippage_bps is not None or args.max_price_impact_bps is not None
-        ):
+        terms = (
+            args.slippage_bps,
+            args.max_price_impact_bps,
+            args.limit_price,
+            args.stop_price,
+            args.expires_in,
+        )
+        if args.quote_id and (given or any(t is not None for t in terms)):
             parser.error("execute: --quote-id executes the quote as quoted; give no order with it")
         if not args.quote_id and len(given) != 3:
             parser.error("execute: TOKEN_IN TOKEN_OUT AMOUNT are required (or --quote-id)")

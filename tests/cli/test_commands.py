@@ -163,9 +163,33 @@ def test_quote_then_execute_exactly_that_quote(stack: Stack) -> None:
     assert code == 2 and err.startswith("error: maxPriceImpactBps: ")
 
 
+def test_a_limit_order_rests_and_is_cancelled_and_one_within_reach_lands(stack: Stack) -> None:
+    code, out, err = run_cli(
+        "execute", "SOL", "USDC", "1", "--limit-price", "100000", "--expires-in", "600", "--url", stack.url
+    )
+    assert code == 0, (out, err)
+    lines = out.splitlines()
+    order_id = lines[0].split()[1].rstrip(":")
+    assert [line.split()[1] for line in lines if line.startswith("  ✓ ")] == ["pending", "open"]
+    assert "limit at 100000 USDC, until " in out and "Open: it waits for its trigger until " in out
+    code, out, _ = run_cli("orders", "cancel", order_id, "--url", stack.url)
+    assert code == 0 and out == f"Cancelled {order_id}\n"
+    code, _, err = run_cli("orders", "cancel", order_id, "--url", stack.url)
+    assert code == 2 and err.startswith("error: orderId: the order is cancelled")
+
+    code, out, err = run_cli(
+        "execute", "SOL", "USDC", "0.5", "--limit-price", "1", "--wait", "--url", stack.url
+    )
+    assert code == 0, (out, err)
+    steps = [line.split()[1] for line in out.splitlines() if line.startswith("  ✓ ")]
+    assert steps == ["pending", "open", "routing", *LIFECYCLE[1:]], out
+    assert "triggered: market at" in out and "Confirmed in " in out
+
+
 def test_argument_errors_exit_2() -> None:
     for argv in (
         ["execute", "--quote-id", "q", "SOL", "USDC", "1"],  # a quote executes as quoted
+        ["execute", "SOL", "USDC", "1", "--limit-price", "1", "--stop-price", "1"],
         ["execute", "SOL"],
         ["quote", "SOL", "USDC"],
     ):
