@@ -209,7 +209,7 @@ class Settings:
     split_min_impact_bps: int = _setting("SPLIT_MIN_IMPACT_BPS", 10, _int(0, 10_000))
     split_min_gain_bps: int = _setting("SPLIT_MIN_GAIN_BPS", 1, _int(0, 10_000))
 
-    confirm_poll_ms: int = _setting("CONFIRM_POLL_MS", 50, _int(1, 60_000))
+    confirm_poll_ms: int = _setting("CONFIRM_POLL_MS", 0, _int(0, 60_000))
     rebroadcast_ms: int = _setting("REBROADCAST_MS", 2000, _int(100, 60_000))
     expiry_margin_blocks: int = _setting("EXPIRY_MARGIN_BLOCKS", 10, _int(0, 10_000))
     priority_fee_max_micro_lamports: int = _setting("PRIORITY_FEE_MAX", 1_000_000, _int(0, 10**12))
@@ -267,6 +267,14 @@ class Settings:
         persistence, supervisor); 0 = no exporter."""
         port: int = getattr(self, f"{service}_metrics_port")
         return port
+
+    @property
+    def confirm_poll_s(self) -> float:
+        """CONFIRM_POLL_MS in seconds; 0 chooses: 10 ms against the local simulated chain (one batched
+        getSignatureStatuses per poll for every order in flight costs it next to nothing), 50 ms
+        against a real node (a provider counts every request)."""
+        ms = self.confirm_poll_ms or (10 if self.chain == "sim" else 50)
+        return ms / 1000
 
     @property
     def rpc_url(self) -> str:

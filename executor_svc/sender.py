@@ -62,7 +62,7 @@ class Sender:
     def __init__(self, chain: ChainClient, settings: Settings) -> None:
         self._chain = chain
         self._commitment = settings.commitment
-        self._poll_s = settings.confirm_poll_ms / 1000
+        self._poll_s = settings.confirm_poll_s
         self._rebroadcast_s = settings.rebroadcast_ms / 1000
         self._expiry_margin = settings.expiry_margin_blocks
 
