@@ -8,7 +8,7 @@
 // second one.
 
 import { ApiError, api, getApiKey, newIdempotencyKey, setApiKey } from './js/api.js';
-import { byId } from './js/dom.js';
+import { byId, h, replaceChildren } from './js/dom.js';
 import { OrderForm, TokenBook } from './js/form.js';
 import { STATUSES } from './js/format.js';
 import { HistoryTable, fillStatusFilter } from './js/history.js';
@@ -78,8 +78,88 @@ const history = new HistoryTable(
     refresh: byId('history-refresh'),
     status: byId('history-status'),
   },
-  { onView: viewOrder, onError: handleAuthError },
+  { onView: viewOrder, onCancel: cancelOrder, onError: handleAuthError },
 );
+
+// ---- quote, then execute that quote; cancelling a resting order ------------------
+
+const quoteEls = {
+  panel: byId('quote-preview'),
+  body: byId('quote-body'),
+  execute: byId('execute-quote'),
+  discard: byId('discard-quote'),
+};
+let shownQuote = null; // { quote, body, tokens } while a preview is shown
+
+byId('preview-quote').addEventListener('click', previewQuote);
+quoteEls.discard.addEventListener('click', () => showQuote(null));
+quoteEls.execute.addEventListener('click', executeQuote);
+
+async function previewQuote() {
+  form.showGeneral('');
+  const result = form.validate();
+  if (!result) return;
+  if (result.body.type && result.body.type !== 'market') {
+    form.showServerError('orderType', 'A quote is for a market order.');
+    return;
+  }
+  setSubmitStatus('Quoting…');
+  try {
+    const quote = await api.quote(result.body);
+    showQuote({ quote, body: result.body, tokens: result.tokens });
+    setSubmitStatus('');
+  } catch (err) {
+    setSubmitStatus('');
+    showSubmitError(err);
+  }
+}
+
+function showQuote(shown) {
+  shownQuote = shown;
+  quoteEls.panel.hidden = !shown;
+  if (!shown) return;
+  const q = shown.quote;
+  const out = q.tokenOut?.symbol ?? '';
+  const venues = (Array.isArray(q.quotes) ? q.quotes : []).map((v) =>
+    h('li', {}, v.error ? `${v.venue}: no quote (${v.error})` : `${v.venue}: ${v.amountOut} ${out}, impact ${v.priceImpactBps} bps`),
+  );
+  replaceChildren(
+    quoteEls.body,
+    h('ul', { class: 'quote-venues' }, venues),
+    h('dl', { class: 'quote-terms' },
+      h('dt', {}, 'Route'), h('dd', {}, String(q.route?.dex ?? '')),
+      h('dt', {}, 'Amount out'), h('dd', {}, `${q.amountOut} ${out}`),
+      h('dt', {}, 'Minimum out'), h('dd', {}, `${q.minAmountOut} ${out}`),
+      h('dt', {}, 'Price impact'), h('dd', {}, `${q.priceImpactBps} bps`),
+      h('dt', {}, 'Fees'), h('dd', {}, `${q.fee} ${q.tokenIn?.symbol ?? ''}`),
+      h('dt', {}, 'Valid until'), h('dd', {}, h('time', { datetime: q.expiresAt }, String(q.expiresAt)))),
+  );
+}
+
+async function executeQuote() {
+  if (!shownQuote) return;
+  const { quote, body, tokens } = shownQuote;
+  quoteEls.execute.disabled = true;
+  try {
+    const answer = await api.execute({ quoteId: quote.quoteId }, newIdempotencyKey());
+    follow(answer.orderId, body, tokens, { followedBySocket: false });
+    setSubmitStatus(`Order ${answer.orderId.slice(0, 8)} accepted.`);
+    showQuote(null);
+  } catch (err) {
+    showSubmitError(err);
+  } finally {
+    quoteEls.execute.disabled = false;
+  }
+}
+
+async function cancelOrder(orderId) {
+  try {
+    await api.cancel(orderId);
+  } catch (err) {
+    if (!handleAuthError(err)) byId('history-status').textContent = `Could not cancel: ${err.message}`;
+  }
+  history.reload();
+}
 
 const cardContext = {
   explorer: () => state.explorer,

@@ -320,3 +320,56 @@ def test_the_history_table_shows_the_order_and_filters_by_status(page: Page, sta
     status_filter.select_option("confirmed")
     expect(row).to_have_count(1)
     expect(page.locator('#history-body tr[data-order-id]:not([data-status="confirmed"])')).to_have_count(0)
+
+
+def test_a_quote_preview_shows_both_venues_and_executes_that_quote(page: Page, stack: Stack) -> None:
+    known = card_ids(page)
+    page.get_by_label("Token in", exact=True).fill("SOL")
+    page.get_by_label("Token out", exact=True).fill("USDC")
+    page.get_by_label("Amount", exact=True).fill("0.7")
+    page.get_by_label("Order type", exact=True).select_option("market")
+    page.get_by_role("button", name="Preview quote").click()
+    preview = page.locator("#quote-preview")
+    expect(preview).to_be_visible()
+    expect(preview.locator(".quote-venues li")).to_have_count(2)
+    expect(preview).to_contain_text("raydium_cpmm")
+    expect(preview).to_contain_text("meteora_dlmm")
+    expect(preview).to_contain_text("Minimum out")
+    expect(preview).to_contain_text("Price impact")
+    save_screenshot(page, "quote-preview.png")
+    page.get_by_role("button", name="Execute this quote").click()
+    order_id = newest_card(page, known)
+    expect(page.locator(f'article.order-card[data-order-id="{order_id}"]')).to_have_attribute(
+        "data-status", "confirmed"
+    )
+    expect(preview).to_be_hidden()
+    assert order_json(stack, order_id)["quoteId"]
+
+
+def test_a_limit_order_rests_open_and_is_cancelled_from_the_history(page: Page, stack: Stack) -> None:
+    known = card_ids(page)
+    page.get_by_label("Token in", exact=True).fill("SOL")
+    page.get_by_label("Token out", exact=True).fill("USDC")
+    page.get_by_label("Amount", exact=True).fill("1")
+    page.get_by_label("Order type", exact=True).select_option("limit")
+    price = page.get_by_label("Limit price", exact=True)
+    price.fill("1.1234567")  # USDC has 6 decimals: refused beside the field, nothing sent
+    page.get_by_role("button", name="Execute order").click()
+    expect(page.locator("#error-triggerPrice")).to_contain_text("6 decimal places")
+    expect(page.locator("article.order-card")).to_have_count(len(known))
+    price.fill("100000")
+    page.get_by_label("Expires in (s)", exact=True).fill("600")
+    page.get_by_role("button", name="Execute order").click()
+    order_id = newest_card(page, known)
+    card = page.locator(f'article.order-card[data-order-id="{order_id}"]')
+    expect(card).to_have_attribute("data-status", "open")
+    assert order_json(stack, order_id)["limitPrice"] == "100000"
+
+    page.get_by_label("Status", exact=True).select_option("open")
+    row = page.locator(f'#history-body tr[data-order-id="{order_id}"]')
+    expect(row).to_have_attribute("data-status", "open")
+    save_screenshot(page, "open-limit-order.png")
+    row.get_by_role("button", name=f"Cancel order {order_id}").click()
+    expect(row).to_have_count(0)  # the open list no longer holds it
+    expect(card).to_have_attribute("data-status", "cancelled")
+    assert order_json(stack, order_id)["status"] == "cancelled"

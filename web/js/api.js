@@ -101,6 +101,12 @@ export const api = {
 
   order: (orderId) => request('GET', `api/orders/${encodeURIComponent(orderId)}`),
 
+  /** POST /api/quotes: both venues, the route, min-out, price impact, fees and a quoteId. */
+  quote: (body) => request('POST', 'api/quotes', { body }),
+
+  /** Cancel an open (limit or stop) order. */
+  cancel: (orderId) => request('POST', `api/orders/${encodeURIComponent(orderId)}/cancel`, { body: {} }),
+
   orders: ({ limit = 20, cursor = null, status = '' } = {}) => {
     const params = new URLSearchParams({ limit: String(limit) });
     if (cursor) params.set('cursor', cursor);

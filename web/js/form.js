@@ -4,7 +4,9 @@ import { h, replaceChildren } from './dom.js';
 import { formatBps, looksLikeMint, parseAmount, parseSlippage, shortenMiddle } from './format.js';
 
 /** Field names as the API names them; each input's id is its field name, its error is #error-<field>. */
-export const FIELDS = ['tokenIn', 'tokenOut', 'amount', 'slippageBps'];
+export const FIELDS = ['tokenIn', 'tokenOut', 'amount', 'slippageBps', 'orderType', 'triggerPrice', 'expiresInS'];
+/** The engine's field names that this form shows under another input. */
+const ALIASES = { limitPrice: 'triggerPrice', stopPrice: 'triggerPrice', type: 'orderType' };
 
 /** The tokens of /api/markets, looked up by symbol (any case) or mint. */
 export class TokenBook {
@@ -67,6 +69,18 @@ export function validateOrder(values, book) {
   const slippage = parseSlippage(values.slippageBps);
   if (slippage.error) errors.slippageBps = slippage.error;
 
+  const type = ['limit', 'stop'].includes(values.orderType) ? values.orderType : 'market';
+  let expires = null;
+  if (type !== 'market') {
+    const price = parseAmount(values.triggerPrice, tout.token?.decimals ?? null, tout.token?.symbol ?? '');
+    if (price.error) errors.triggerPrice = price.error.replace('amount', 'price').replace('Enter an price.', 'Enter a price.');
+    const text = String(values.expiresInS ?? '').trim();
+    if (text !== '') {
+      if (!/^\d{1,9}$/.test(text) || Number(text) < 1) errors.expiresInS = 'Enter a whole number of seconds.';
+      else expires = Number(text);
+    }
+  }
+
   const body = {
     // a listed token is sent by its canonical symbol, anything else as typed
     tokenIn: wireName(tin, values.tokenIn),
@@ -74,6 +88,11 @@ export function validateOrder(values, book) {
     amount: String(values.amount ?? '').trim(),
   };
   if (slippage.bps != null) body.slippageBps = slippage.bps;
+  if (type !== 'market') {
+    body.type = type;
+    body[type === 'limit' ? 'limitPrice' : 'stopPrice'] = String(values.triggerPrice ?? '').trim();
+    if (expires != null) body.expiresInS = expires;
+  }
   return { errors, body, tokens: { tokenIn: tin.token, tokenOut: tout.token } };
 }
 
@@ -132,6 +151,12 @@ export class OrderForm {
 
   submit() {
     if (this.submitButton.disabled) return;
+    const result = this.validate();
+    if (result) this.onSubmit(result);
+  }
+
+  /** Validate every field and show the errors; the result when there are none, else null. */
+  validate() {
     this.serverErrors.clear();
     this.showGeneral('');
     const result = validateOrder(this.values(), this.getBook());
@@ -140,9 +165,9 @@ export class OrderForm {
     const invalid = FIELDS.find((f) => result.errors[f]);
     if (invalid) {
       this.inputs[invalid].focus();
-      return;
+      return null;
     }
-    this.onSubmit(result);
+    return result;
   }
 
   /** Re-validate and redraw every error and hint. */
@@ -166,6 +191,7 @@ export class OrderForm {
 
   /** An error the engine attached to a field: shown beside it until the field is edited. */
   showServerError(field, message) {
+    field = ALIASES[field] ?? field;
     if (!FIELDS.includes(field)) return false;
     this.serverErrors.set(field, message);
     this.refresh();
@@ -219,6 +245,23 @@ export class OrderForm {
       'hint-amount',
       tin?.decimals != null ? `In ${tin.symbol}, up to ${tin.decimals} decimal places.` : 'In units of the token in.',
     );
+    const type = this.inputs.orderType.value;
+    const resting = type === 'limit' || type === 'stop';
+    document.getElementById('field-triggerPrice').hidden = !resting;
+    document.getElementById('field-expiresInS').hidden = !resting;
+    setText('label-triggerPrice', type === 'stop' ? 'Stop price' : 'Limit price');
+    const tout = result.tokens.tokenOut;
+    const per = `${tout?.symbol ?? 'token out'} per ${tin?.symbol ?? 'token in'}`;
+    setText(
+      'hint-orderType',
+      type === 'limit'
+        ? 'Rests until the pool pays at least your price.'
+        : type === 'stop'
+          ? 'Rests until the market falls to your price, then sells.'
+          : 'Executes now at the best route.',
+    );
+    setText('hint-triggerPrice', `In ${per}.`);
+    setText('hint-expiresInS', 'Empty means the engine maximum.');
     const slip = parseSlippage(this.inputs.slippageBps.value);
     setText(
       'hint-slippageBps',

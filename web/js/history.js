@@ -110,7 +110,15 @@ export class HistoryTable {
           class: 'button button-small',
           'aria-label': `View order ${order.orderId}`,
           onclick: () => this.handlers.onView(order.orderId),
-        }, 'View')),
+        }, 'View'),
+        statusText === 'open'
+          ? h('button', {
+            type: 'button',
+            class: 'button button-small button-quiet',
+            'aria-label': `Cancel order ${order.orderId}`,
+            onclick: () => this.handlers.onCancel?.(order.orderId),
+          }, 'Cancel')
+          : null),
     );
   }
 }
