@@ -159,10 +159,13 @@ async def submit_order(
     limits = state.limits
     counted = 0
     mint = req.token_in.mint
+    # A quote executes once (its order id is the quote's): executing it again counts nothing again.
+    # (An Idempotency-Key never starts with a space, so this marker is no client's key.)
+    counted_as = idempotency_key or (f" quote:{req.quote_id}" if req.quote_id else "")
     if limits is not None:
         limits.check_amount(mint, req.amount_in)
         try:
-            counted = await limits.take_daily(owner, mint, req.amount_in, idempotency_key)
+            counted = await limits.take_daily(owner, mint, req.amount_in, counted_as)
         except aioredis.RedisError:
             raise ApiError(503, "unavailable", "retry shortly", headers={"Retry-After": "1"}) from None
         if counted < 0:
@@ -178,7 +181,7 @@ async def submit_order(
     except BaseException:
         if counted > 0 and limits is not None:
             with contextlib.suppress(aioredis.RedisError):
-                await limits.give_back(owner, mint, req.amount_in, idempotency_key)
+                await limits.give_back(owner, mint, req.amount_in, counted_as)
         raise
     return order_id, created
 

@@ -147,3 +147,18 @@ async def test_quote_and_execute_it_on_the_websocket(make_settings) -> None:  # 
             assert accepted["type"] == "accepted", accepted
             raw, quote_id, _ = stored_spec(edge.settings.database_url, accepted["orderId"])
             assert raw is not None and quote_id == quote["quoteId"]
+
+
+async def test_executing_a_quote_again_counts_once_against_the_daily_cap(make_settings) -> None:  # type: ignore[no-untyped-def]
+    async with edge_and_client(make_settings, router=True, API_KEYS=KEY_ONE, DAILY_NOTIONAL_CAP="SOL=3") as (
+        edge,
+        client,
+    ):
+        quote = (await client.post("/api/quotes", json=body_of(amount="2"), headers=ONE)).json()
+        first = await client.post("/api/orders/execute", json={"quoteId": quote["quoteId"]}, headers=ONE)
+        again = await client.post("/api/orders/execute", json={"quoteId": quote["quoteId"]}, headers=ONE)
+        assert first.status_code == again.status_code == 202, again.text  # 2 + 2 would pass the cap
+        assert first.json()["orderId"] == again.json()["orderId"]
+        over = await client.post("/api/orders/execute", json=body_of(amount="1.5"), headers=ONE)
+        assert over.status_code == 429 and over.json()["error"]["code"] == "daily_limit_exceeded"
+        assert edge.orders_stored() == 1
