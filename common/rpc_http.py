@@ -60,13 +60,21 @@ class _NoAnswer(Exception):
 
 
 class RpcHttpClient:
-    def __init__(self, url: str, max_connections: int = 16, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        max_connections: int = 16,
+        headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url.split('?')[0]!r}")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":  # certificate and host name checked (the system's CAs by default)
+            self._ssl = ssl_context or ssl.create_default_context()
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query

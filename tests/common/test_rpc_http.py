@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +129,49 @@ async def test_an_answer_cut_short_may_have_been_delivered(server: RawServer) ->
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError, match="not an http"):
         RpcHttpClient("ftp://example.com/")
+
+
+async def test_https_checks_the_certificate_and_the_host_name(tmp_path: Path) -> None:
+    """TLS with SNI and host name verification: a certificate for localhost from a CA the client
+    trusts is accepted; the same server under another name is refused before anything is sent."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    raw = RawServer()
+    srv = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=server_ctx)
+    port = srv.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    try:
+        client = RpcHttpClient(f"https://localhost:{port}/", ssl_context=trusting)
+        assert (await client.post(b'{"tls":1}')).body == b'{"tls":1}'
+        await client.close()
+        wrong_name = RpcHttpClient(f"https://127.0.0.1:{port}/", ssl_context=trusting)
+        with pytest.raises(HttpError) as info:
+            await wrong_name.post(b"{}")
+        assert info.value.connect and not info.value.maybe_delivered
+        assert raw.requests == 1
+    finally:
+        srv.close()
+        await srv.wait_closed()
