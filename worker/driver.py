@@ -190,13 +190,10 @@ class OrderDriver:
             if spec.HasField("quoted_route"):
                 # Execute-by-quote: exactly the quoted route with its min-outs, never routed anew
                 # (the executor still checks each leg against its own fresh quote).
-                outcome = await self.execute_quoted(attempt, retry_of)
-                if outcome.terminal:
+                next_try = await self.after(await self.execute_quoted(attempt, retry_of), attempt)
+                if next_try is None:
                     return
-                if not outcome.retryable:
-                    await self.fail(outcome.reason, attempt)
-                    return
-                retry_of = outcome.reason
+                retry_of = next_try
                 continue
             try:
                 quote = await self.quote(
@@ -261,13 +258,20 @@ class OrderDriver:
                     attempt,
                 )
                 return
-            outcome = await self.execute(attempt, route)
-            if outcome.terminal:
+            next_try = await self.after(await self.execute(attempt, route), attempt)
+            if next_try is None:
                 return
-            if not outcome.retryable:
-                await self.fail(outcome.reason, attempt)
-                return
-            retry_of = outcome.reason
+            retry_of = next_try
+
+    async def after(self, outcome: Outcome, attempt: int) -> str | None:
+        """What an attempt's outcome leaves: None when the order ended (confirmed, or failed for good
+        — unless a swap may still land: fail() settles it), else the reason the next attempt retries."""
+        if outcome.terminal:
+            return None
+        if not outcome.retryable:
+            await self.fail(outcome.reason, attempt)
+            return None
+        return outcome.reason
 
     async def execute_quoted(self, attempt: int, retry_of: str) -> Outcome:
         """One attempt of an execute-by-quote order: its `routing` event names the quote and carries
