@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from common import lifecycle
-from persistence_svc import db
+from persistence_svc import db, store
 from persistence_svc.server import serve
 from tests.conftest import ADMIN_DSN, SettingsFactory, _dsn_for
 
@@ -173,3 +173,18 @@ async def test_the_database_accepts_exactly_the_lifecycles_statuses(database_url
     assert set(found) >= {"orders", "order_events"}, found
     for table, statuses in found.items():
         assert statuses == set(lifecycle.STATUSES), table
+
+
+async def test_recovery_and_its_index_skip_the_terminal_and_resting_statuses(database_url: str) -> None:
+    """Recovery's query and the partial index it relies on each hold a copy of "terminal or resting"
+    in SQL: both must be lifecycle.TERMINAL | lifecycle.RESTING (and so each other, or the planner
+    cannot use the index)."""
+    await db.apply_migrations(database_url)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'orders_unfinished_idx'"
+        ).fetchone()
+    assert row is not None
+    expected = lifecycle.TERMINAL | lifecycle.RESTING
+    assert set(re.findall(r"'([a-z_]+)'::text", row[0])) == expected, row[0]
+    assert set(re.findall(r"'([a-z_]+)'", store._NOT_UNFINISHED_SQL)) == expected
