@@ -452,7 +452,7 @@ def main() -> None:
         help="ws: orders sent as WS execute messages (default); http: POST /api/orders/execute over "
         "a keep-alive pool, followed with WS subscribe",
     )
-    parser.add_argument("--concurrency", default="64", help="WORKER_CONCURRENCY of the started stack")
+    parser.add_argument("--concurrency", default="256", help="WORKER_CONCURRENCY of the started stack")
     parser.add_argument(
         "--env",
         action="append",

@@ -191,7 +191,7 @@ class Settings:
     max_order_amount: tuple[tuple[str, str], ...] = _setting("MAX_ORDER_AMOUNT", (), _token_amounts)
     daily_notional_cap: tuple[tuple[str, str], ...] = _setting("DAILY_NOTIONAL_CAP", (), _token_amounts)
 
-    worker_concurrency: int = _setting("WORKER_CONCURRENCY", 10, _int(1, 10000))
+    worker_concurrency: int = _setting("WORKER_CONCURRENCY", 256, _int(1, 10000))
     worker_name: str = _setting("WORKER_NAME", "", _str)
     max_attempts: int = _setting("MAX_ATTEMPTS", 3, _int(1, 20))
     retry_base_ms: int = _setting("RETRY_BASE_MS", 250, _int(0, 600_000))

@@ -12,7 +12,7 @@ NO_DOTENV = Path("/nonexistent")
 def test_defaults() -> None:
     s = load_settings({}, dotenv=NO_DOTENV)
     assert s.chain == "sim"
-    assert s.worker_concurrency == 10
+    assert s.worker_concurrency == 256
     assert s.rpc_url == "http://127.0.0.1:8899"
     assert s.markets_path.name == "sim.json"
 
