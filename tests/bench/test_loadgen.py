@@ -3,6 +3,8 @@ again from their last seq, so every order still gets its final status, once, in 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,20 +35,30 @@ async def test_a_dropped_socket_is_followed_again_and_no_order_loses_its_final_s
     gen = LoadGen(url, {}, BODY, per_socket=100, hard_limit=200, socket_rate=10)
     events: list[str] = []
     dropped = False
+    droppers: list[asyncio.Task[None]] = []
+
+    async def drop_a_busy_socket() -> None:
+        # the first socket seen with orders in flight is dropped as a network would (an order lives
+        # for milliseconds: at the window's start none may be in flight yet)
+        nonlocal dropped
+        while (conn := next((c for c in gen.active if c.following), None)) is None:
+            await asyncio.sleep(0.001)
+        assert conn.ws is not None
+        conn.ws.abort()
+        dropped = True
 
     def emit(doc: dict[str, Any]) -> None:
-        nonlocal dropped
         events.append(doc["event"])
-        if doc["event"] == "window_start" and not dropped:
-            # by now the first socket has orders in flight: drop it as a network would
-            conn = next(c for c in gen.active if c.following)
-            assert conn.ws is not None
-            conn.ws.abort()
-            dropped = True
+        if doc["event"] == "window_start" and not droppers:
+            droppers.append(asyncio.get_running_loop().create_task(drop_a_busy_socket()))
 
     try:
         result = await gen.run_step(rate=20, orders=30, warmup_s=0.6, drain_s=20, emit=emit)
     finally:
+        for task in droppers:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await gen.close()
     assert events == ["window_start", "window_end"]
     assert dropped and result["socket_closes"] == {"1006": 1}
