@@ -134,6 +134,10 @@ def _setting(env: str, default: Any, parse: Callable[[str], Any], secret: bool =
     return field(default=default, metadata={"env": env, "parse": parse, "secret": secret})
 
 
+# The mark of docker-compose.yml's fallback passwords (refused with CHAIN other than sim).
+SIM_ONLY_PASSWORD = "sim-only-"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of every process. Documented one by one in `.env.example`."""
@@ -250,6 +254,22 @@ class Settings:
     supervisor_backoff_max_ms: int = _setting("SUPERVISOR_BACKOFF_MAX_MS", 10_000, _int(0, 3_600_000))
     supervisor_stable_s: float = _setting("SUPERVISOR_STABLE_S", 30.0, _float(0, 86_400))
     supervisor_grace_s: float = _setting("SUPERVISOR_GRACE_S", 15.0, _float(0, 600))
+
+    def __post_init__(self) -> None:
+        if self.chain == "sim":
+            return
+        # docker-compose.yml falls back to these passwords so that it runs (and `docker compose
+        # config` validates) without a .env; they protect nothing, so money never runs behind them
+        for variable, url, password in (
+            ("REDIS_URL", self.redis_url, "REDIS_PASSWORD"),
+            ("DATABASE_URL", self.database_url, "POSTGRES_PASSWORD"),
+        ):
+            if SIM_ONLY_PASSWORD in url:
+                raise ConfigError(
+                    variable,
+                    f"carries compose's {SIM_ONLY_PASSWORD}… password, for the simulated chain only; "
+                    f"set {password} in .env when CHAIN={self.chain}",
+                )
 
     def __repr__(self) -> str:
         shown = []

@@ -69,3 +69,22 @@ def test_secrets_are_redacted_in_repr() -> None:
     assert "k1" not in repr(s)
     assert "k1" not in str(s)
     assert s.api_keys == ("k1", "k2")
+
+
+def test_compose_fallback_passwords_are_refused_off_the_simulated_chain() -> None:
+    """docker-compose.yml runs without a .env on passwords marked sim-only-…; with money at stake
+    (any CHAIN but sim) every process refuses them, naming the variable and what to set."""
+    redis = "redis://:sim-only-redis-password@redis:6379/0"
+    database = "postgresql://postgres:sim-only-postgres-password@postgres:5432/orderengine"
+    sim = load_settings({"REDIS_URL": redis, "DATABASE_URL": database}, dotenv=Path("/nonexistent"))
+    assert sim.redis_url == redis  # the simulated chain holds no money: fine
+    with pytest.raises(ConfigError) as info:
+        load_settings({"CHAIN": "devnet", "REDIS_URL": redis}, dotenv=Path("/nonexistent"))
+    assert info.value.variable == "REDIS_URL" and "REDIS_PASSWORD" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_settings({"CHAIN": "mainnet-beta", "DATABASE_URL": database}, dotenv=Path("/nonexistent"))
+    assert info.value.variable == "DATABASE_URL" and "POSTGRES_PASSWORD" in str(info.value)
+    real = "redis://:a-real-secret@redis:6379/0"
+    assert (
+        load_settings({"CHAIN": "devnet", "REDIS_URL": real}, dotenv=Path("/nonexistent")).redis_url == real
+    )
