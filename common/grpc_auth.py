@@ -56,7 +56,6 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "/orderengine.v1.Router/QuoteStream": frozenset({"worker", "gateway"}),
     "/orderengine.v1.Router/QuoteBatches": frozenset({"worker"}),
     "/orderengine.v1.Executor/Execute": frozenset({"worker"}),
-    "/orderengine.v1.Executor/ExecuteStream": frozenset({"worker"}),
     "/orderengine.v1.Executor/ExecuteBatches": frozenset({"worker"}),
 }
 # A method of our own services missing from ALLOWED is for `admin` only (deny by default: a new

@@ -29,7 +29,7 @@ from common.errors import RETRYABLE_CODES, DomainError, InvalidArgument, NotFoun
 from common.log import order_id_var
 from common.markets import VENUES, Markets
 from common.settings import Settings
-from common.streams import multiplex, singles
+from common.streams import multiplex
 from executor_svc.builder import (
     MEMO_PROGRAM_ID,
     BuildFailed,
@@ -194,24 +194,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         async for update in self._run(request):
             yield update
 
-    async def ExecuteStream(
-        self,
-        request_iterator: AsyncIterator[executor_pb2.ExecuteRequest],
-        context: grpc.aio.ServicerContext[executor_pb2.ExecuteRequest, executor_pb2.ExecutionUpdate],
-    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
-        """Many orders on one stream: each request runs concurrently as Execute would; its updates
-        are tagged with its order_id and attempt. When the caller goes away its requests are
-        cancelled (stored transactions stay stored: the next attempt resumes them)."""
-        async for ready in multiplex(singles(request_iterator), self._execute_one):
-            for update in ready:
-                yield update
-
     async def ExecuteBatches(
         self,
         request_iterator: AsyncIterator[executor_pb2.ExecuteBatch],
         context: grpc.aio.ServicerContext[executor_pb2.ExecuteBatch, executor_pb2.ExecutionUpdateBatch],
     ) -> AsyncIterator[executor_pb2.ExecutionUpdateBatch]:
-        """ExecuteStream with many requests and updates per message (the worker's hot path)."""
+        """Many orders on one stream, many per message (the worker's hot path): each request runs
+        concurrently as Execute would, its updates tagged with its order_id and attempt; the updates
+        ready together leave in one message. When the caller goes away its requests are cancelled
+        (stored transactions stay stored: the next attempt resumes them)."""
 
         async def groups() -> AsyncIterator[list[executor_pb2.ExecuteRequest]]:
             async for batch in request_iterator:

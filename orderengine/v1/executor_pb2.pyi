@@ -122,11 +122,11 @@ class ExecutionUpdate(_message.Message):
     nothing_live: _builtins.bool
     """FAILED of a settle_only request: no stored swap can land"""
     order_id: _builtins.str
-    """ExecuteStream: the request this update belongs to"""
+    """ExecuteBatches: the request this update belongs to"""
     attempt: _builtins.int
-    """ExecuteStream: the request's attempt"""
+    """ExecuteBatches: the request's attempt"""
     code: _builtins.int
-    """ExecuteStream FAILED: the gRPC status code of a refusal, 0 = none"""
+    """ExecuteBatches FAILED: the gRPC status code of a refusal, 0 = none"""
     def __init__(
         self,
         *,

@@ -40,11 +40,6 @@ class ExecutorStub:
                 request_serializer=orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.FromString,
                 _registered_method=True)
-        self.ExecuteStream = channel.stream_stream(
-                '/orderengine.v1.Executor/ExecuteStream',
-                request_serializer=orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.SerializeToString,
-                response_deserializer=orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.FromString,
-                _registered_method=True)
         self.ExecuteBatches = channel.stream_stream(
                 '/orderengine.v1.Executor/ExecuteBatches',
                 request_serializer=orderengine_dot_v1_dot_executor__pb2.ExecuteBatch.SerializeToString,
@@ -65,19 +60,12 @@ class ExecutorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ExecuteStream(self, request_iterator, context):
-        """The hot path: one long-lived stream per worker carrying many orders. Each request runs as
+    def ExecuteBatches(self, request_iterator, context):
+        """The hot path: one long-lived stream per worker carrying many orders, many requests and
+        updates per message (whatever is ready together travels together). Each request runs as
         Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
         FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
         and `code` set to the gRPC status Execute would have returned.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ExecuteBatches(self, request_iterator, context):
-        """ExecuteStream with many requests and updates per message: the worker's hot path. Whatever is
-        ready together travels together (one message per write, however many orders it carries).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,11 +76,6 @@ def add_ExecutorServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Execute': grpc.unary_stream_rpc_method_handler(
                     servicer.Execute,
-                    request_deserializer=orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.FromString,
-                    response_serializer=orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.SerializeToString,
-            ),
-            'ExecuteStream': grpc.stream_stream_rpc_method_handler(
-                    servicer.ExecuteStream,
                     request_deserializer=orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.SerializeToString,
             ),
@@ -128,33 +111,6 @@ class Executor:
             request,
             target,
             '/orderengine.v1.Executor/Execute',
-            orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.SerializeToString,
-            orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ExecuteStream(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/orderengine.v1.Executor/ExecuteStream',
             orderengine_dot_v1_dot_executor__pb2.ExecuteRequest.SerializeToString,
             orderengine_dot_v1_dot_executor__pb2.ExecutionUpdate.FromString,
             options,

@@ -38,15 +38,12 @@ class ExecutorStub:
     same (order_id, attempt): a stored transaction is resumed, never signed anew
     while it may still land.
     """
-    ExecuteStream: _grpc.StreamStreamMultiCallable[_executor_pb2.ExecuteRequest, _executor_pb2.ExecutionUpdate]
-    """The hot path: one long-lived stream per worker carrying many orders. Each request runs as
+    ExecuteBatches: _grpc.StreamStreamMultiCallable[_executor_pb2.ExecuteBatch, _executor_pb2.ExecutionUpdateBatch]
+    """The hot path: one long-lived stream per worker carrying many orders, many requests and
+    updates per message (whatever is ready together travels together). Each request runs as
     Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
     FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
     and `code` set to the gRPC status Execute would have returned.
-    """
-    ExecuteBatches: _grpc.StreamStreamMultiCallable[_executor_pb2.ExecuteBatch, _executor_pb2.ExecutionUpdateBatch]
-    """ExecuteStream with many requests and updates per message: the worker's hot path. Whatever is
-    ready together travels together (one message per write, however many orders it carries).
     """
 
 @_typing.type_check_only
@@ -59,15 +56,12 @@ class ExecutorAsyncStub(ExecutorStub):
     same (order_id, attempt): a stored transaction is resumed, never signed anew
     while it may still land.
     """
-    ExecuteStream: _aio.StreamStreamMultiCallable[_executor_pb2.ExecuteRequest, _executor_pb2.ExecutionUpdate]  # type: ignore[assignment]
-    """The hot path: one long-lived stream per worker carrying many orders. Each request runs as
+    ExecuteBatches: _aio.StreamStreamMultiCallable[_executor_pb2.ExecuteBatch, _executor_pb2.ExecutionUpdateBatch]  # type: ignore[assignment]
+    """The hot path: one long-lived stream per worker carrying many orders, many requests and
+    updates per message (whatever is ready together travels together). Each request runs as
     Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
     FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
     and `code` set to the gRPC status Execute would have returned.
-    """
-    ExecuteBatches: _aio.StreamStreamMultiCallable[_executor_pb2.ExecuteBatch, _executor_pb2.ExecutionUpdateBatch]  # type: ignore[assignment]
-    """ExecuteStream with many requests and updates per message: the worker's hot path. Whatever is
-    ready together travels together (one message per write, however many orders it carries).
     """
 
 class ExecutorServicer(metaclass=_abc_1.ABCMeta):
@@ -85,25 +79,16 @@ class ExecutorServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def ExecuteStream(
-        self,
-        request_iterator: _MaybeAsyncIterator[_executor_pb2.ExecuteRequest],
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_executor_pb2.ExecutionUpdate], _abc.AsyncIterator[_executor_pb2.ExecutionUpdate]]:
-        """The hot path: one long-lived stream per worker carrying many orders. Each request runs as
-        Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
-        FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
-        and `code` set to the gRPC status Execute would have returned.
-        """
-
-    @_abc_1.abstractmethod
     def ExecuteBatches(
         self,
         request_iterator: _MaybeAsyncIterator[_executor_pb2.ExecuteBatch],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_executor_pb2.ExecutionUpdateBatch], _abc.AsyncIterator[_executor_pb2.ExecutionUpdateBatch]]:
-        """ExecuteStream with many requests and updates per message: the worker's hot path. Whatever is
-        ready together travels together (one message per write, however many orders it carries).
+        """The hot path: one long-lived stream per worker carrying many orders, many requests and
+        updates per message (whatever is ready together travels together). Each request runs as
+        Execute would; its updates carry its order_id and attempt, and end with one CONFIRMED or
+        FAILED update. A request the executor refuses (bad field, unknown order) ends with FAILED
+        and `code` set to the gRPC status Execute would have returned.
         """
 
 def add_ExecutorServicer_to_server(servicer: ExecutorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -660,19 +660,20 @@ async def test_concurrent_orders_share_blockhash_statuses_and_pool_reads(stack: 
     assert chain.http_requests < 4 * n  # calls made together travel as JSON-RPC batches
 
 
-async def test_execute_stream_carries_many_orders_and_refusals_on_one_call(stack: Stack) -> None:
-    """ExecuteStream: several orders (and a refused request) on one call, each update tagged with
-    its order and attempt, each request ending with exactly one CONFIRMED or FAILED."""
+async def test_execute_batches_carries_many_orders_and_refusals_on_one_call(stack: Stack) -> None:
+    """ExecuteBatches: several orders (and a refused request) on one call, several per message,
+    each update tagged with its order and attempt, each request ending with exactly one CONFIRMED
+    or FAILED."""
     ids = [await stack.order("SOL", "USDC", 10**7) for _ in range(4)]
     requests = [stack.request(oid, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)]) for oid in ids]
     bad = stack.request(str(uuid.uuid4()), "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
     bad.amount_in = 1  # the legs no longer sum to amount_in: refused before anything is built
 
-    async def feed() -> AsyncIterator[executor_pb2.ExecuteRequest]:
-        for request in [*requests, bad]:
-            yield request
+    async def feed() -> AsyncIterator[executor_pb2.ExecuteBatch]:
+        yield executor_pb2.ExecuteBatch(requests=requests[:2])
+        yield executor_pb2.ExecuteBatch(requests=[*requests[2:], bad])
 
-    updates = [u async for u in stack.executor.ExecuteStream(feed())]
+    updates = [u async for batch in stack.executor.ExecuteBatches(feed()) for u in batch.updates]
     by_order: dict[str, list[executor_pb2.ExecutionUpdate]] = {}
     for update in updates:
         assert update.attempt == 1
