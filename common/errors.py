@@ -46,6 +46,15 @@ class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(value: int) -> grpc.StatusCode:
+    """The grpc.StatusCode of a numeric code carried in a message (a batch member's result);
+    UNKNOWN for a value that is none."""
+    return _BY_VALUE.get(value, grpc.StatusCode.UNKNOWN)
+
+
 # Codes a caller may retry for an idempotent call (compare opentelemetry's _RETRYABLE_ERROR_CODES).
 RETRYABLE_CODES = frozenset(
     {

@@ -12,9 +12,9 @@ from __future__ import annotations
 import grpc
 
 from common.batching import MicroBatcher
+from common.errors import status_code
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
-_CODES = {c.value[0]: c for c in grpc.StatusCode}
 PERSISTENCE_TIMEOUT_S = 5.0
 
 
@@ -59,7 +59,7 @@ class ExecutionRecorder:
             if result.code == 0:
                 results.append(result.execution)
             else:
-                code = _CODES.get(result.code, grpc.StatusCode.UNKNOWN)
+                code = status_code(result.code)
                 results.append(
                     RecordRefused(code, result.message, result.live if result.HasField("live") else None)
                 )

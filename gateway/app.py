@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common import jobs, lifecycle
+from common.errors import status_code
 from common.grpc_auth import client_token
 from common.grpc_client import open_channel
 from common.markets import Markets, load_markets
@@ -105,7 +106,6 @@ class EdgeState:
     quote_book: QuoteBook | None = None
 
 
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _ORDER_TYPES = {
     "market": orders_pb2.ORDER_TYPE_MARKET,
     "limit": orders_pb2.ORDER_TYPE_LIMIT,
@@ -226,7 +226,7 @@ async def _create_and_queue(
             raise ApiError(500, "internal", "internal error") from None
         raise grpc_to_api(exc.error) from None
     if result.code != 0:
-        raise status_to_api(_STATUS_CODES.get(result.code, grpc.StatusCode.UNKNOWN), result.message)
+        raise status_to_api(status_code(result.code), result.message)
     order_id = result.order.order_id
     ORDERS_ACCEPTED.labels("true" if result.created else "false").inc()
     if result.created:

@@ -14,7 +14,7 @@ import random
 import grpc
 
 from common.batching import MicroBatcher
-from common.errors import RETRYABLE_CODES
+from common.errors import RETRYABLE_CODES, status_code
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,6 @@ class AppendRejected(Exception):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
-
-
-_CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 class EventWriter:
@@ -83,6 +80,6 @@ class EventWriter:
             if result.code == 0:
                 results.append(result.event)
             else:
-                code = _CODES.get(result.code, grpc.StatusCode.UNKNOWN)
+                code = status_code(result.code)
                 results.append(AppendRejected(code, result.message))
         return results

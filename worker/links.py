@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 import grpc
 
+from common.errors import status_code
 from orderengine.v1 import executor_pb2, executor_pb2_grpc, router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -210,9 +211,6 @@ class QuoteFailed(Exception):
         self.message = message
 
 
-_CODES = {c.value[0]: c for c in grpc.StatusCode}
-
-
 class RouterLink(
     StreamLink[
         router_pb2.QuoteRequest,
@@ -237,7 +235,7 @@ class RouterLink(
         """The quote, or QuoteFailed with the status code Quote would have returned."""
         async for response in self.responses(request.request_id, request):
             if response.error_code:
-                code = _CODES.get(response.error_code, grpc.StatusCode.UNKNOWN)
+                code = status_code(response.error_code)
                 raise QuoteFailed(code, response.error_message)
             return response.response
         raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
