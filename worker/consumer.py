@@ -28,6 +28,7 @@ from common.settings import Settings
 from orderengine.v1 import executor_pb2_grpc, orders_pb2, orders_pb2_grpc, router_pb2_grpc
 from worker.driver import ORDERS_INFLIGHT, QUEUE_WAIT_SECONDS, LiveExecution, OrderDriver, Superseded
 from worker.events import AppendRejected, EventWriter
+from worker.lease import RELEASE_IF_MINE
 from worker.links import ExecutorLink, RouterLink
 from worker.reconciler import Reconciler
 from worker.redis_batch import RedisBatcher
@@ -298,10 +299,7 @@ class Worker:
             order_id_var.reset(token)
 
     async def _release(self, lock: str, entry: str) -> None:
-        script = (
-            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-        )
-        await self.batch.command("EVAL", script, 1, lock, f"{self.name}:{entry}")
+        await self.batch.command("EVAL", RELEASE_IF_MINE, 1, lock, f"{self.name}:{entry}")
 
     async def _keep(self, lock: str, entry: str) -> None:
         """Renews the order lock and keeps the stream entry's idle time low while driving."""

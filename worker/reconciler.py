@@ -28,23 +28,20 @@ from common.log import order_id_var
 from orderengine.v1 import orders_pb2
 from worker.driver import OrderDriver, Superseded
 from worker.events import AppendRejected
+from worker.lease import RELEASE_IF_MINE, RENEW_IF_MINE, Lease
 
 if TYPE_CHECKING:
     from worker.consumer import Worker
 
 log = logging.getLogger(__name__)
 
-_IF_MINE = "if redis.call('get', KEYS[1]) == ARGV[1] then return "
-_RENEW = _IF_MINE + "redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = _IF_MINE + "redis.call('del', KEYS[1]) end return 0"
-
 
 class Reconciler:
     def __init__(self, worker: Worker) -> None:
         self.w = worker
         self.interval_s = worker.settings.recover_interval_ms / 1000
-        self.lease_ms = max(int(self.interval_s * 3000), 3000)
-        self.leader = False
+        lease_ms = max(int(self.interval_s * 3000), 3000)
+        self.lease = Lease(worker.redis, worker.keys.reconciler, worker.name, lease_ms, "reconciler")
         self.settling: dict[str, asyncio.Task[None]] = {}
 
     # --- handing over ------------------------------------------------------------------------
@@ -57,7 +54,7 @@ class Reconciler:
     async def run(self) -> None:
         while not self.w.stopping.is_set():
             try:
-                if await self._lead():
+                if await self.lease.hold():
                     await self._recover()
                     await self._settle_handed_over()
             except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
@@ -70,18 +67,8 @@ class Reconciler:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
-        if self.leader:
-            with contextlib.suppress(aioredis.RedisError):
-                await self.w.redis.eval(_RELEASE, 1, self.w.keys.reconciler, self.w.name)
-
-    async def _lead(self) -> bool:
-        key, me = self.w.keys.reconciler, self.w.name
-        if self.leader and await self.w.redis.eval(_RENEW, 1, key, me, self.lease_ms):
-            return True
-        self.leader = bool(await self.w.redis.set(key, me, nx=True, px=self.lease_ms))
-        if self.leader:
-            log.info("this worker is the reconciler", extra={"consumer": me})
-        return self.leader
+        with contextlib.suppress(aioredis.RedisError):
+            await self.lease.release()
 
     async def _recover(self) -> None:
         """Re-queues unfinished orders idle for RECOVER_AFTER_MS that nobody drives."""
@@ -139,7 +126,7 @@ class Reconciler:
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
                 with contextlib.suppress(aioredis.RedisError):
-                    await self.w.redis.eval(_RELEASE, 1, lock, holder)
+                    await self.w.redis.eval(RELEASE_IF_MINE, 1, lock, holder)
         except (Superseded, AppendRejected) as exc:
             log.info("reconcile superseded", extra={"detail": str(exc)})
         except grpc.aio.AioRpcError as exc:
@@ -156,4 +143,4 @@ class Reconciler:
         while True:
             await asyncio.sleep(ttl / 3000)
             with contextlib.suppress(aioredis.RedisError):
-                await self.w.redis.eval(_RENEW, 1, lock, holder, ttl)
+                await self.w.redis.eval(RENEW_IF_MINE, 1, lock, holder, ttl)

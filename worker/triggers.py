@@ -45,6 +45,7 @@ from gateway.views import resting_json
 
 __all__ = ["TriggerLoop", "decide", "limit_out", "resting_json", "with_limit"]
 from orderengine.v1 import orders_pb2, router_pb2, types_pb2
+from worker.lease import Lease
 from worker.links import LinkBroken, QuoteFailed
 
 if TYPE_CHECKING:
@@ -56,10 +57,6 @@ S = orders_pb2
 LIMIT, STOP = S.ORDER_TYPE_LIMIT, S.ORDER_TYPE_STOP
 PAGE = 200
 QUOTE_TIMEOUT_S = 5.0
-
-_IF_MINE = "if redis.call('get', KEYS[1]) == ARGV[1] then return "
-_RENEW = _IF_MINE + "redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = _IF_MINE + "redis.call('del', KEYS[1]) end return 0"
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -104,33 +101,24 @@ class TriggerLoop:
     def __init__(self, worker: Worker) -> None:
         self.w = worker
         self.interval_s = worker.settings.trigger_interval_ms / 1000
-        self.lease_ms = max(int(self.interval_s * 5000), 3000)
-        self.key = f"{worker.keys.prefix}:triggers"
-        self.leader = False
+        lease_ms = max(int(self.interval_s * 5000), 3000)
+        self.lease = Lease(
+            worker.redis, f"{worker.keys.prefix}:triggers", worker.name, lease_ms, "trigger loop"
+        )
         self.passes = 0
 
     async def run(self) -> None:
         while not self.w.stopping.is_set():
             try:
-                if await self._lead():
+                if await self.lease.hold():
                     await self.tick()
             except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
                 log.warning("trigger pass interrupted", extra={"error": type(exc).__name__})
             await asyncio.sleep(self.interval_s)
 
     async def stop(self) -> None:
-        if self.leader:
-            with contextlib.suppress(aioredis.RedisError):
-                await self.w.redis.eval(_RELEASE, 1, self.key, self.w.name)
-
-    async def _lead(self) -> bool:
-        me = self.w.name
-        if self.leader and await self.w.redis.eval(_RENEW, 1, self.key, me, self.lease_ms):
-            return True
-        self.leader = bool(await self.w.redis.set(self.key, me, nx=True, px=self.lease_ms))
-        if self.leader:
-            log.info("this worker runs the trigger loop", extra={"consumer": me})
-        return self.leader
+        with contextlib.suppress(aioredis.RedisError):
+            await self.lease.release()
 
     async def open_orders(self) -> list[orders_pb2.Order]:
         orders: list[orders_pb2.Order] = []

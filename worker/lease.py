@@ -1,0 +1,50 @@
+"""Redis leases: a key held by one holder for a time, renewed while held, released only by it.
+
+Used for a worker's per-order lock and for the jobs one worker runs for the whole engine (the
+reconciler, the trigger loop): whoever holds the lease does the work; if it dies, the lease expires
+and another worker takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+_IF_MINE = "if redis.call('get', KEYS[1]) == ARGV[1] then return "
+RENEW_IF_MINE = _IF_MINE + "redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+"""EVAL script: KEYS[1] key, ARGV[1] holder, ARGV[2] ttl ms → 1 if renewed (still ours), else 0."""
+RELEASE_IF_MINE = _IF_MINE + "redis.call('del', KEYS[1]) end return 0"
+"""EVAL script: KEYS[1] key, ARGV[1] holder → deletes the key only if the holder still owns it."""
+
+
+class Lease:
+    """Leadership of one engine-wide job among the workers."""
+
+    def __init__(self, redis: aioredis.Redis, key: str, holder: str, ttl_ms: int, role: str) -> None:
+        self.redis = redis
+        self.key = key
+        self.holder = holder
+        self.ttl_ms = ttl_ms
+        self.role = role
+        self.held = False
+
+    async def hold(self) -> bool:
+        """Renews the lease if held, else tries to take it; whether this worker holds it now."""
+        if self.held and await self._eval(RENEW_IF_MINE, self.ttl_ms):
+            return True
+        self.held = bool(await self.redis.set(self.key, self.holder, nx=True, px=self.ttl_ms))
+        if self.held:
+            log.info(f"this worker runs the {self.role}", extra={"consumer": self.holder})
+        return self.held
+
+    async def release(self) -> None:
+        if self.held:
+            self.held = False
+            await self._eval(RELEASE_IF_MINE)
+
+    async def _eval(self, script: str, *args: Any) -> Any:
+        return await self.redis.eval(script, 1, self.key, self.holder, *args)
