@@ -31,6 +31,7 @@ class ExecuteRequest(_message.Message):
     AMOUNT_IN_FIELD_NUMBER: _builtins.int
     ROUTE_FIELD_NUMBER: _builtins.int
     SETTLE_ONLY_FIELD_NUMBER: _builtins.int
+    AMOUNT_OUT_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     attempt: _builtins.int
     """1-based"""
@@ -42,6 +43,8 @@ class ExecuteRequest(_message.Message):
     until it lands (CONFIRMED) or provably expires (FAILED, nothing_live); never build or sign.
     The route may be empty. Used once attempts ran out while a swap may still land.
     """
+    amount_out: _builtins.int
+    """Exact-out: the stored order's target output (amount_in is then 0, the route's legs exact_out)."""
     @_builtins.property
     def route(self) -> _types_pb2.Route: ...
     def __init__(
@@ -54,10 +57,11 @@ class ExecuteRequest(_message.Message):
         amount_in: _builtins.int = ...,
         route: _types_pb2.Route | None = ...,
         settle_only: _builtins.bool = ...,
+        amount_out: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "attempt", b"attempt", "input_mint", b"input_mint", "order_id", b"order_id", "output_mint", b"output_mint", "route", b"route", "settle_only", b"settle_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempt", b"attempt", "input_mint", b"input_mint", "order_id", b"order_id", "output_mint", b"output_mint", "route", b"route", "settle_only", b"settle_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

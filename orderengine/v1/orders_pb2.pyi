@@ -119,6 +119,7 @@ class OrderSpec(_message.Message):
     ORDER_TYPE_FIELD_NUMBER: _builtins.int
     TRIGGER_PRICE_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_US_FIELD_NUMBER: _builtins.int
+    AMOUNT_OUT_FIELD_NUMBER: _builtins.int
     input_mint: _builtins.str
     output_mint: _builtins.str
     amount_in: _builtins.int
@@ -140,6 +141,10 @@ class OrderSpec(_message.Message):
     """
     trigger_price: _builtins.int
     expires_at_us: _builtins.int
+    amount_out: _builtins.int
+    """Exact-out: receive exactly this much of output_mint (base units), spending at most the quote
+    plus slippage; amount_in is then 0. 0 = exact-in (amount_in is spent).
+    """
     @_builtins.property
     def quoted_route(self) -> _types_pb2.Route:
         """Execute-by-quote (POST /api/orders/execute {"quoteId"}): the worker executes exactly this route
@@ -163,10 +168,11 @@ class OrderSpec(_message.Message):
         order_type: Global___OrderType.ValueType = ...,
         trigger_price: _builtins.int = ...,
         expires_at_us: _builtins.int = ...,
+        amount_out: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quoted_route", b"quoted_route"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "expires_at_us", b"expires_at_us", "input_decimals", b"input_decimals", "input_mint", b"input_mint", "input_symbol", b"input_symbol", "max_price_impact_bps", b"max_price_impact_bps", "order_type", b"order_type", "output_decimals", b"output_decimals", "output_mint", b"output_mint", "output_symbol", b"output_symbol", "quote_id", b"quote_id", "quoted_route", b"quoted_route", "slippage_bps", b"slippage_bps", "trigger_price", b"trigger_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "expires_at_us", b"expires_at_us", "input_decimals", b"input_decimals", "input_mint", b"input_mint", "input_symbol", b"input_symbol", "max_price_impact_bps", b"max_price_impact_bps", "order_type", b"order_type", "output_decimals", b"output_decimals", "output_mint", b"output_mint", "output_symbol", b"output_symbol", "quote_id", b"quote_id", "quoted_route", b"quoted_route", "slippage_bps", b"slippage_bps", "trigger_price", b"trigger_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -191,6 +197,7 @@ class Order(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     ROUTE_FIELD_NUMBER: _builtins.int
+    AMOUNT_IN_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     status: Global___OrderStatus.ValueType
     attempts: _builtins.int
@@ -207,6 +214,8 @@ class Order(_message.Message):
     """unix microseconds"""
     updated_at_us: _builtins.int
     last_seq: _builtins.int
+    amount_in: _builtins.int
+    """debited from the wallet, once confirmed (0 before)"""
     @_builtins.property
     def spec(self) -> Global___OrderSpec: ...
     @_builtins.property
@@ -235,10 +244,11 @@ class Order(_message.Message):
         last_seq: _builtins.int = ...,
         events: _abc.Iterable[Global___OrderEvent] | None = ...,
         route: _types_pb2.Route | None = ...,
+        amount_in: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_out", b"amount_out", "attempts", b"attempts", "created_at_us", b"created_at_us", "dex", b"dex", "events", b"events", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "last_seq", b"last_seq", "order_id", b"order_id", "route", b"route", "route_json", b"route_json", "spec", b"spec", "status", b"status", "tx_hash", b"tx_hash", "updated_at_us", b"updated_at_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "created_at_us", b"created_at_us", "dex", b"dex", "events", b"events", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "last_seq", b"last_seq", "order_id", b"order_id", "route", b"route", "route_json", b"route_json", "spec", b"spec", "status", b"status", "tx_hash", b"tx_hash", "updated_at_us", b"updated_at_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -290,6 +300,7 @@ class OrderUpdate(_message.Message):
     EXECUTED_PRICE_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     ROUTE_FIELD_NUMBER: _builtins.int
+    AMOUNT_IN_FIELD_NUMBER: _builtins.int
     attempts: _builtins.int
     route_json: _builtins.str
     amount_out: _builtins.int
@@ -297,6 +308,8 @@ class OrderUpdate(_message.Message):
     dex: _builtins.str
     executed_price: _builtins.str
     failure_reason: _builtins.str
+    amount_in: _builtins.int
+    """debited from the wallet (set with amount_out on confirmation)"""
     @_builtins.property
     def route(self) -> _types_pb2.Route:
         """the chosen route, typed (stored beside route_json's display form)"""
@@ -312,11 +325,14 @@ class OrderUpdate(_message.Message):
         executed_price: _builtins.str | None = ...,
         failure_reason: _builtins.str | None = ...,
         route: _types_pb2.Route | None = ...,
+        amount_in: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_in", b"_amount_in", "_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_in", b"_amount_in", "_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__amount_in: _TypeAlias = _typing.Literal["amount_in"]  # noqa: Y015
+    _WhichOneofArgType__amount_in: _TypeAlias = _typing.Literal["_amount_in", b"_amount_in"]  # noqa: Y015
     _WhichOneofReturnType__amount_out: _TypeAlias = _typing.Literal["amount_out"]  # noqa: Y015
     _WhichOneofArgType__amount_out: _TypeAlias = _typing.Literal["_amount_out", b"_amount_out"]  # noqa: Y015
     _WhichOneofReturnType__attempts: _TypeAlias = _typing.Literal["attempts"]  # noqa: Y015
@@ -331,6 +347,8 @@ class OrderUpdate(_message.Message):
     _WhichOneofArgType__route_json: _TypeAlias = _typing.Literal["_route_json", b"_route_json"]  # noqa: Y015
     _WhichOneofReturnType__tx_hash: _TypeAlias = _typing.Literal["tx_hash"]  # noqa: Y015
     _WhichOneofArgType__tx_hash: _TypeAlias = _typing.Literal["_tx_hash", b"_tx_hash"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_in) -> _WhichOneofReturnType__amount_in | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_out) -> _WhichOneofReturnType__amount_out | None: ...
     @_typing.overload

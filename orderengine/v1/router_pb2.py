@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orderengine.v1 import types_pb2 as orderengine_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borderengine/v1/router.proto\x12\x0eorderengine.v1\x1a\x1aorderengine/v1/types.proto\"\x86\x01\n\x0cQuoteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ninput_mint\x18\x02 \x01(\t\x12\x13\n\x0boutput_mint\x18\x03 \x01(\t\x12\x11\n\tamount_in\x18\x04 \x01(\x04\x12\x14\n\x0cslippage_bps\x18\x05 \x01(\r\x12\x10\n\x08order_id\x18\x06 \x01(\t\"\x83\x01\n\rQuoteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06quotes\x18\x02 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x03 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x0c\n\x04slot\x18\x04 \x01(\x04\"\x85\x01\n\x13QuoteStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x08response\x18\x02 \x01(\x0b\x32\x1d.orderengine.v1.QuoteResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"<\n\nQuoteBatch\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.orderengine.v1.QuoteRequest\"L\n\x12QuoteResponseBatch\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.orderengine.v1.QuoteStreamResponse2\xf8\x01\n\x06Router\x12\x44\n\x05Quote\x12\x1c.orderengine.v1.QuoteRequest\x1a\x1d.orderengine.v1.QuoteResponse\x12T\n\x0bQuoteStream\x12\x1c.orderengine.v1.QuoteRequest\x1a#.orderengine.v1.QuoteStreamResponse(\x01\x30\x01\x12R\n\x0cQuoteBatches\x12\x1a.orderengine.v1.QuoteBatch\x1a\".orderengine.v1.QuoteResponseBatch(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borderengine/v1/router.proto\x12\x0eorderengine.v1\x1a\x1aorderengine/v1/types.proto\"\x9a\x01\n\x0cQuoteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ninput_mint\x18\x02 \x01(\t\x12\x13\n\x0boutput_mint\x18\x03 \x01(\t\x12\x11\n\tamount_in\x18\x04 \x01(\x04\x12\x14\n\x0cslippage_bps\x18\x05 \x01(\r\x12\x10\n\x08order_id\x18\x06 \x01(\t\x12\x12\n\namount_out\x18\x14 \x01(\x04\"\x83\x01\n\rQuoteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06quotes\x18\x02 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x03 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x0c\n\x04slot\x18\x04 \x01(\x04\"\x85\x01\n\x13QuoteStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x08response\x18\x02 \x01(\x0b\x32\x1d.orderengine.v1.QuoteResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"<\n\nQuoteBatch\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.orderengine.v1.QuoteRequest\"L\n\x12QuoteResponseBatch\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.orderengine.v1.QuoteStreamResponse2\xf8\x01\n\x06Router\x12\x44\n\x05Quote\x12\x1c.orderengine.v1.QuoteRequest\x1a\x1d.orderengine.v1.QuoteResponse\x12T\n\x0bQuoteStream\x12\x1c.orderengine.v1.QuoteRequest\x1a#.orderengine.v1.QuoteStreamResponse(\x01\x30\x01\x12R\n\x0cQuoteBatches\x12\x1a.orderengine.v1.QuoteBatch\x1a\".orderengine.v1.QuoteResponseBatch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.router_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUOTEREQUEST']._serialized_start=76
-  _globals['_QUOTEREQUEST']._serialized_end=210
-  _globals['_QUOTERESPONSE']._serialized_start=213
-  _globals['_QUOTERESPONSE']._serialized_end=344
-  _globals['_QUOTESTREAMRESPONSE']._serialized_start=347
-  _globals['_QUOTESTREAMRESPONSE']._serialized_end=480
-  _globals['_QUOTEBATCH']._serialized_start=482
-  _globals['_QUOTEBATCH']._serialized_end=542
-  _globals['_QUOTERESPONSEBATCH']._serialized_start=544
-  _globals['_QUOTERESPONSEBATCH']._serialized_end=620
-  _globals['_ROUTER']._serialized_start=623
-  _globals['_ROUTER']._serialized_end=871
+  _globals['_QUOTEREQUEST']._serialized_end=230
+  _globals['_QUOTERESPONSE']._serialized_start=233
+  _globals['_QUOTERESPONSE']._serialized_end=364
+  _globals['_QUOTESTREAMRESPONSE']._serialized_start=367
+  _globals['_QUOTESTREAMRESPONSE']._serialized_end=500
+  _globals['_QUOTEBATCH']._serialized_start=502
+  _globals['_QUOTEBATCH']._serialized_end=562
+  _globals['_QUOTERESPONSEBATCH']._serialized_start=564
+  _globals['_QUOTERESPONSEBATCH']._serialized_end=640
+  _globals['_ROUTER']._serialized_start=643
+  _globals['_ROUTER']._serialized_end=891
 # @@protoc_insertion_point(module_scope)

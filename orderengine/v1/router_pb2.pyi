@@ -29,6 +29,7 @@ class QuoteRequest(_message.Message):
     AMOUNT_IN_FIELD_NUMBER: _builtins.int
     SLIPPAGE_BPS_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_OUT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """echoed back; used to match stream responses"""
     input_mint: _builtins.str
@@ -39,6 +40,10 @@ class QuoteRequest(_message.Message):
     """1..5000"""
     order_id: _builtins.str
     """for logs only"""
+    amount_out: _builtins.int
+    """Exact-out: the output to receive exactly (base units of output_mint); amount_in is then 0 and
+    the route is the one needing the least input (its legs exact_out, with max_amount_in).
+    """
     def __init__(
         self,
         *,
@@ -48,10 +53,11 @@ class QuoteRequest(_message.Message):
         amount_in: _builtins.int = ...,
         slippage_bps: _builtins.int = ...,
         order_id: _builtins.str = ...,
+        amount_out: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "input_mint", b"input_mint", "order_id", b"order_id", "output_mint", b"output_mint", "request_id", b"request_id", "slippage_bps", b"slippage_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "input_mint", b"input_mint", "order_id", b"order_id", "output_mint", b"output_mint", "request_id", b"request_id", "slippage_bps", b"slippage_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -33,6 +33,8 @@ class RouteLeg(_message.Message):
     MIN_AMOUNT_OUT_FIELD_NUMBER: _builtins.int
     PRICE_IMPACT_BPS_FIELD_NUMBER: _builtins.int
     FEE_FIELD_NUMBER: _builtins.int
+    EXACT_OUT_FIELD_NUMBER: _builtins.int
+    MAX_AMOUNT_IN_FIELD_NUMBER: _builtins.int
     venue: _builtins.str
     """"raydium_cpmm" | "meteora_dlmm" """
     pool: _builtins.str
@@ -47,6 +49,12 @@ class RouteLeg(_message.Message):
     """how far this leg moves its pool: shortfall against spot after fees"""
     fee: _builtins.int
     """the pool's trade fee for this leg, base units of the input mint"""
+    exact_out: _builtins.bool
+    """Exact-out legs (CPMM swap_base_output, DLMM swap_exact_out2): amount_out is delivered exactly
+    (min_amount_out = amount_out), amount_in is the quoted input and max_amount_in the input bound
+    sent on chain (the quote plus slippage, rounded up).
+    """
+    max_amount_in: _builtins.int
     def __init__(
         self,
         *,
@@ -57,10 +65,12 @@ class RouteLeg(_message.Message):
         min_amount_out: _builtins.int = ...,
         price_impact_bps: _builtins.int = ...,
         fee: _builtins.int = ...,
+        exact_out: _builtins.bool = ...,
+        max_amount_in: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "fee", b"fee", "min_amount_out", b"min_amount_out", "pool", b"pool", "price_impact_bps", b"price_impact_bps", "venue", b"venue"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "exact_out", b"exact_out", "fee", b"fee", "max_amount_in", b"max_amount_in", "min_amount_out", b"min_amount_out", "pool", b"pool", "price_impact_bps", b"price_impact_bps", "venue", b"venue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -77,6 +87,8 @@ class Route(_message.Message):
     MIN_AMOUNT_OUT_FIELD_NUMBER: _builtins.int
     PRICE_IMPACT_BPS_FIELD_NUMBER: _builtins.int
     FEE_FIELD_NUMBER: _builtins.int
+    EXACT_OUT_FIELD_NUMBER: _builtins.int
+    MAX_AMOUNT_IN_FIELD_NUMBER: _builtins.int
     amount_out: _builtins.int
     """sum of the legs' quoted outputs"""
     min_amount_out: _builtins.int
@@ -85,6 +97,10 @@ class Route(_message.Message):
     """the largest leg's price impact (what maxPriceImpactBps bounds)"""
     fee: _builtins.int
     """sum of the legs' fees, base units of the input mint"""
+    exact_out: _builtins.bool
+    """every leg is exact-out: amount_out is delivered exactly"""
+    max_amount_in: _builtins.int
+    """exact-out: sum of the legs' max_amount_in"""
     @_builtins.property
     def legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteLeg]: ...
     def __init__(
@@ -95,10 +111,12 @@ class Route(_message.Message):
         min_amount_out: _builtins.int = ...,
         price_impact_bps: _builtins.int = ...,
         fee: _builtins.int = ...,
+        exact_out: _builtins.bool = ...,
+        max_amount_in: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_out", b"amount_out", "fee", b"fee", "legs", b"legs", "min_amount_out", b"min_amount_out", "price_impact_bps", b"price_impact_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_out", b"amount_out", "exact_out", b"exact_out", "fee", b"fee", "legs", b"legs", "max_amount_in", b"max_amount_in", "min_amount_out", b"min_amount_out", "price_impact_bps", b"price_impact_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
