@@ -16,15 +16,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from common import event_messages
+from common.redis_client import follow_channel
 from gateway.fanout import Event, Feeds
 
 log = logging.getLogger(__name__)
-
-
-def _cancelling() -> bool:
-    """True once this task was asked to stop, even if redis-py swallowed the CancelledError."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 class EventHub:
@@ -67,25 +62,9 @@ class EventHub:
         self.feeds.resync()
 
     async def _run(self) -> None:
-        backoff = 0.1
-        while not _cancelling():
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                if self._ready.is_set():
-                    self.resync()
-                self._ready.set()
-                backoff = 0.1
-                while not _cancelling():
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None:
-                        self.dispatch(msg["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - reconnect on any Redis failure
-                log.warning("event subscription lost; reconnecting", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis 8.1: PubSub.aclose unannotated
+        await follow_channel(self._redis, self._channel, self._subscribed, self.dispatch)
+
+    def _subscribed(self) -> None:
+        if self._ready.is_set():
+            self.resync()  # a resubscription: what was published meanwhile was never delivered
+        self._ready.set()

@@ -1,10 +1,15 @@
 """Resting orders (limit, stop): the trigger loop and the integer rules it and the driver share.
 
 An open order waits here, never in the job stream. One worker (a Redis lease, as for the
-reconciler) runs the loop: every TRIGGER_INTERVAL_MS it reads the open orders (Postgres is the
-truth, so they survive any restart), and for each pair asks the router — on the worker's QuoteStream,
-whose quotes share the router's per-slot pool snapshot — for the market price: the best route's
-output for one whole input token. Against that one price:
+reconciler) runs the loop. It keeps the open orders in memory (worker.book: per pair, thresholds
+sorted; expiries in a heap), loaded whole from Postgres — the truth, so they survive any restart —
+when it takes the lease, after each (re)subscription to the committed events and every RESYNC_S,
+and kept current in between by those events (persistence publishes each on `{prefix}:events`):
+an `open` event of an order it does not hold is read (GetOrders, many per call), any later event of
+one it holds (routing, cancelled, expired) takes it out. Every TRIGGER_INTERVAL_MS (a slot) one pass
+asks the router — on the worker's QuoteStream, whose quotes share the router's per-slot pool
+snapshot — for each pair's market price: the best route's output for one whole input token. Against
+that one price:
 
 - a stop order (sell when the market falls) triggers once the market price is at or below its stop
   price; sorted by stop price, the triggered ones are a prefix;
@@ -27,24 +32,26 @@ Prices are integers: a trigger price is base units of the output mint per one wh
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import json
 import logging
 import time
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import orjson
 import redis.asyncio as aioredis
+from prometheus_client import Gauge, Histogram
 
 from common import jobs
 from common.amounts import format_amount
+from common.redis_client import follow_channel
 from common.timefmt import iso_ms_from_us
 from gateway.views import resting_json
 
 __all__ = ["TriggerLoop", "decide", "limit_out", "resting_json", "with_limit"]
 from orderengine.v1 import orders_pb2, router_pb2, types_pb2
+from worker.book import Book, Pair, PairBook
 from worker.lease import Lease
 from worker.links import LinkBroken, QuoteFailed
 
@@ -57,6 +64,19 @@ S = orders_pb2
 LIMIT, STOP = S.ORDER_TYPE_LIMIT, S.ORDER_TYPE_STOP
 PAGE = 200
 QUOTE_TIMEOUT_S = 5.0
+FETCH_CHUNK = 1000  # GetOrders' limit per call
+RESYNC_S = 60.0  # the book is read whole again this often, a safety net beside the events
+INBOX_MAX = 100_000
+# the statuses an event may carry for an order that is, or was just, open
+_AFTER_OPEN = frozenset({"open", "routing", "cancelled", "expired", "failed"})
+
+PASS_CPU = Histogram(
+    "orderengine_trigger_pass_cpu_seconds",
+    "On-CPU time of one trigger pass's own work (book upkeep, expiry, thresholds, events), its "
+    "awaited calls left out.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+BOOK_SIZE = Gauge("orderengine_trigger_open_orders", "Open limit and stop orders in the trigger loop's book.")
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -88,16 +108,19 @@ def with_limit(route: types_pb2.Route, floor: int) -> types_pb2.Route:
 def decide(
     orders: list[orders_pb2.Order], market: int
 ) -> tuple[list[orders_pb2.Order], list[orders_pb2.Order]]:
-    """For one pair's live open orders and its market price: (stops that trigger, limit candidates).
-    Sorted thresholds: each set is a prefix of a sorted list, found by bisection."""
-    stops = sorted((o for o in orders if o.spec.order_type == STOP), key=lambda o: -o.spec.trigger_price)
-    limits = sorted((o for o in orders if o.spec.order_type == LIMIT), key=lambda o: o.spec.trigger_price)
-    fired = bisect.bisect_right([-o.spec.trigger_price for o in stops], -market)
-    reachable = bisect.bisect_right([o.spec.trigger_price for o in limits], market)
-    return stops[:fired], limits[:reachable]
+    """For one pair's open orders and its market price: (stops that trigger, limit candidates), as
+    the loop's book (worker.book.PairBook) finds them: prefixes of the sorted thresholds."""
+    side = PairBook()
+    by_id = {o.order_id: o for o in orders}
+    for order in orders:
+        side.add(order)
+    stop_ids, limit_ids = side.due(market)
+    return [by_id[i] for i in stop_ids], [by_id[i] for i in limit_ids]
 
 
 class TriggerLoop:
+    """Leadership (a Redis lease), the book, and one pass per interval: `tick`."""
+
     def __init__(self, worker: Worker) -> None:
         self.w = worker
         self.interval_s = worker.settings.trigger_interval_ms / 1000
@@ -106,21 +129,90 @@ class TriggerLoop:
             worker.redis, f"{worker.keys.prefix}:triggers", worker.name, lease_ms, "trigger loop"
         )
         self.passes = 0
+        self.book = Book()
+        self.reloads = 0
+        self.last_pass_cpu_s = 0.0  # on-CPU time of the last pass's own work (not its awaits)
+        self._pass_cpu = 0.0
+        self._inbox: list[tuple[str, int, bool]] = []  # (order id, seq, is `open`) from the events channel
+        self._refetch: set[str] = set()  # ids to read again: opened since the load, or refused
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._generation = 0  # subscriptions made; the book is current for `_synced` only
+        self._synced = -1
+        self._synced_at = 0.0
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self.w.stopping.is_set():
+            started = loop.time()
             try:
                 if await self.lease.hold():
                     await self.tick()
+                else:
+                    await self._let_go()
             except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
+                self._synced = -1  # a pass cut short may have left the book behind: reload it
                 log.warning("trigger pass interrupted", extra={"error": type(exc).__name__})
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
 
     async def stop(self) -> None:
+        await self._let_go()
         with contextlib.suppress(aioredis.RedisError):
             await self.lease.release()
 
-    async def open_orders(self) -> list[orders_pb2.Order]:
+    async def _let_go(self) -> None:
+        """Not (or no longer) the leader: no subscription, no book."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+            self._subscribed.clear()
+            self.book.load(())
+            self._inbox.clear()
+            self._refetch.clear()
+            self._synced = -1
+
+    # --- keeping the book current ---------------------------------------------------------------
+    async def _listen(self) -> None:
+        await follow_channel(
+            self.w.redis, self.w.keys.events, self._on_subscribed, self._take, self._subscribed.clear
+        )
+
+    def _on_subscribed(self) -> None:
+        """Each (re)subscription starts a new generation, for which the book is loaded again (what
+        was published while unsubscribed was never seen)."""
+        self._generation += 1
+        self._subscribed.set()
+
+    def _take(self, data: bytes | str) -> None:
+        """Keeps what may change the book: an order opened, or an event that may follow `open`."""
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        for item in doc if isinstance(doc, list) else (doc,):
+            if not isinstance(item, dict) or item.get("status") not in _AFTER_OPEN:
+                continue
+            oid, seq = item.get("orderId"), item.get("seq")
+            if isinstance(oid, str) and isinstance(seq, int):
+                self._inbox.append((oid, seq, item["status"] == "open"))
+        if len(self._inbox) > INBOX_MAX:  # a leader far behind: start over from Postgres
+            self._inbox.clear()
+            self._synced = -1
+
+    async def _listening(self) -> bool:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="trigger-events")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._subscribed.wait()
+        return self._subscribed.is_set()
+
+    async def reload(self) -> None:
+        """The whole book from Postgres (on taking the lease, after a resubscription, now and then
+        as a safety net). Events committed meanwhile are in the inbox and applied after it."""
+        generation = self._generation
         orders: list[orders_pb2.Order] = []
         cursor = ""
         while True:
@@ -131,45 +223,94 @@ class TriggerLoop:
             orders.extend(page.orders)
             cursor = page.next_cursor
             if not cursor:
-                return orders
+                break
+        self.book.load(orders)
+        self._refetch.clear()
+        self._synced, self._synced_at = generation, time.monotonic()
+        self.reloads += 1
+        log.info("trigger book loaded", extra={"open": len(self.book)})
 
+    def _apply_inbox(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        for oid, seq, opened in inbox:
+            if not opened:
+                self.book.note(oid, seq)  # it left open (if the book had it)
+            elif oid not in self.book:
+                self._refetch.add(oid)  # opened elsewhere: read it (Postgres decides if still open)
+
+    async def _fetch(self) -> None:
+        ids = list(self._refetch)
+        for i in range(0, len(ids), FETCH_CHUNK):
+            chunk = ids[i : i + FETCH_CHUNK]
+            found = await self.w.orders.GetOrders(orders_pb2.GetOrdersRequest(order_ids=chunk), timeout=10.0)
+            for order in found.orders:
+                self.book.add(order)  # only if still open
+            self._refetch.difference_update(chunk)
+
+    # --- one pass -------------------------------------------------------------------------------
     async def tick(self) -> None:
-        """One pass: expire, trigger, and queue what triggered."""
+        """One pass: bring the book up to date, expire, trigger, and queue what triggered."""
         self.passes += 1
+        if not await self._listening():
+            return  # no events channel: the book cannot be kept current; wait for Redis
+        if self._synced != self._generation or time.monotonic() - self._synced_at > RESYNC_S:
+            await self.reload()
+        cpu = time.thread_time()
+        self._apply_inbox()
+        if self._refetch:
+            cpu -= time.thread_time()
+            await self._fetch()
+            cpu += time.thread_time()
         now_us = int(time.time() * 1_000_000)
-        orders = await self.open_orders()
-        events: list[orders_pb2.NewEvent] = []
-        by_pair: dict[tuple[str, str], list[orders_pb2.Order]] = defaultdict(list)
-        for order in orders:
-            if order.spec.expires_at_us <= now_us:
-                data = {
-                    "reason": f"expired at {iso_ms_from_us(order.spec.expires_at_us)} before it triggered"
-                }
-                events.append(self._event(order, S.ORDER_STATUS_EXPIRED, data))
-            else:
-                by_pair[(order.spec.input_mint, order.spec.output_mint)].append(order)
-        decided = await asyncio.gather(*(self._pair(pair, group) for pair, group in by_pair.items()))
+        events = [
+            self._event(
+                order,
+                S.ORDER_STATUS_EXPIRED,
+                {"reason": f"expired at {iso_ms_from_us(order.spec.expires_at_us)} before it triggered"},
+            )
+            for order in self.book.expired(now_us)
+        ]
+        self._pass_cpu = time.thread_time() - cpu
+        pairs = list(self.book.pairs.items())
+        decided = await asyncio.gather(*(self._pair(pair, side) for pair, side in pairs))
         for pair_events in decided:
             events.extend(pair_events)
+        cpu = time.thread_time()
+        for event in events:
+            self.book.remove(event.order_id)  # whatever the answer, it is no longer open as read
+        self._pass_cpu += time.thread_time() - cpu
+        self._measure()
         if not events:
             return
-        response = await self.w.orders.AppendEvents(
-            orders_pb2.AppendEventsRequest(events=events), timeout=10.0
-        )
-        triggered = [
-            (r.order_id, b"")
-            for r, e in zip(response.results, events, strict=True)
-            if r.code == 0 and e.status == S.ORDER_STATUS_ROUTING
-        ]
+        try:
+            response = await self.w.orders.AppendEvents(
+                orders_pb2.AppendEventsRequest(events=events), timeout=10.0
+            )
+        except grpc.aio.AioRpcError:
+            self._refetch.update(e.order_id for e in events)  # committed or not: read them again
+            raise
+        triggered = []
+        for result, event in zip(response.results, events, strict=True):
+            if result.code != 0:
+                self._refetch.add(event.order_id)  # refused (cancelled, raced): Postgres knows
+            elif event.status == S.ORDER_STATUS_ROUTING:
+                triggered.append((event.order_id, b""))
         if triggered:
             await jobs.enqueue_many(self.w.redis, self.w.keys, triggered)
         log.info(
             "trigger pass",
-            extra={"open": len(orders), "triggered": len(triggered), "decided": len(events)},
+            extra={"open": len(self.book), "triggered": len(triggered), "decided": len(events)},
         )
 
-    async def _pair(self, pair: tuple[str, str], orders: list[orders_pb2.Order]) -> list[orders_pb2.NewEvent]:
-        spec = orders[0].spec
+    def _measure(self) -> None:
+        self.last_pass_cpu_s = self._pass_cpu
+        PASS_CPU.observe(self._pass_cpu)
+        BOOK_SIZE.set(len(self.book))
+
+    async def _pair(self, pair: Pair, side: PairBook) -> list[orders_pb2.NewEvent]:
+        """One pair at the market price of this pass's snapshot: the stops that trigger, and the
+        limit candidates whose own amount pays their limit."""
+        spec = self.book.orders[(side.limits or side.stops)[0][1]].spec
         try:
             market = await self._quote(
                 spec.input_mint, spec.output_mint, 10**spec.input_decimals, f"market:{pair[0]}:{pair[1]}"
@@ -177,15 +318,17 @@ class TriggerLoop:
         except (QuoteFailed, LinkBroken, TimeoutError) as exc:
             log.warning("no market price for a pair; its orders wait", extra={"error": type(exc).__name__})
             return []
+        cpu = time.thread_time()
         price = market.route.amount_out
-        stops, candidates = decide(orders, price)
+        stop_ids, candidate_ids = side.due(price)
         shown = format_amount(price, spec.output_decimals)
+        trigger = {"type": "stop", "marketPrice": shown}
         events = [
-            self._event(
-                o, S.ORDER_STATUS_ROUTING, {"attempt": 0, "trigger": {"type": "stop", "marketPrice": shown}}
-            )
-            for o in stops
+            self._event(self.book.orders[oid], S.ORDER_STATUS_ROUTING, {"attempt": 0, "trigger": trigger})
+            for oid in stop_ids
         ]
+        candidates = [self.book.orders[oid] for oid in candidate_ids]
+        self._pass_cpu += time.thread_time() - cpu
         quotes = await asyncio.gather(
             *(
                 self._quote(o.spec.input_mint, o.spec.output_mint, o.spec.amount_in, o.order_id)
@@ -193,18 +336,20 @@ class TriggerLoop:
             ),
             return_exceptions=True,
         )
+        cpu = time.thread_time()
         for order, quote in zip(candidates, quotes, strict=True):
             if isinstance(quote, BaseException):
                 continue  # no quote for this amount now: it waits for the next pass
             floor = limit_out(order.spec)
             if quote.route.amount_out >= floor:
-                trigger = {
+                fired = {
                     "type": "limit",
                     "marketPrice": shown,
                     "amountOut": format_amount(quote.route.amount_out, order.spec.output_decimals),
                     "limitAmountOut": format_amount(floor, order.spec.output_decimals),
                 }
-                events.append(self._event(order, S.ORDER_STATUS_ROUTING, {"attempt": 0, "trigger": trigger}))
+                events.append(self._event(order, S.ORDER_STATUS_ROUTING, {"attempt": 0, "trigger": fired}))
+        self._pass_cpu += time.thread_time() - cpu
         return events
 
     async def _quote(

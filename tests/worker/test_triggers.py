@@ -250,6 +250,8 @@ async def test_a_stop_triggers_on_a_fall(
     done = await wait_terminal(orders, oid, timeout=20)
     assert NAMES[done.status] == "confirmed", [(NAMES[e.status], e.data_json) for e in done.events]
     assert json.loads(done.events[2].data_json)["trigger"]["type"] == "stop"
+    # the loop's book learnt of the order from its `open` event, not from reading every open order
+    assert worker.triggers.reloads == 1 and oid not in worker.triggers.book
 
 
 async def test_a_limit_that_never_triggers_expires_and_a_cancelled_one_never_triggers(
@@ -270,6 +272,7 @@ async def test_a_limit_that_never_triggers_expires_and_a_cancelled_one_never_tri
     await asyncio.sleep(0.3)  # more passes: nothing follows a cancel
     final = await orders.GetOrder(S.GetOrderRequest(order_id=kept, with_events=True), timeout=5)
     assert [NAMES[e.status] for e in final.events] == ["pending", "open", "cancelled"]
+    assert kept not in worker.triggers.book and short not in worker.triggers.book  # the events took them out
 
 
 async def test_open_orders_survive_a_restart_and_each_triggers_once(
