@@ -41,6 +41,7 @@ class Spec:
     order_type: str = "market"  # "market" | "limit" | "stop"
     trigger_price: int = 0  # resting orders: output base units per one whole input token
     expires_at_us: int = 0  # resting orders: unix microseconds
+    amount_out: int = 0  # exact-out: the output to receive exactly (amount_in is then 0)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Update:
     executed_price: str | None = None
     failure_reason: str | None = None
     route_proto: bytes | None = None  # a serialized orderengine.v1.Route
+    amount_in_spent: int | None = None  # debited from the wallet (confirmed)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class OrderRow:
     updated_at: datetime
     last_seq: int
     route_proto: bytes = b""  # the chosen route, a serialized orderengine.v1.Route; b"" before routing
+    amount_in_spent: int = 0  # debited from the wallet, once confirmed
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ PURGE_BATCH = 1000
 _ORDER_COLUMNS = """id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
     input_symbol, output_symbol, status, attempts, route, amount_out, tx_hash, dex, executed_price,
     failure_reason, created_at, updated_at, last_seq, route_proto, quoted_route, quote_id,
-    max_price_impact_bps, order_type, trigger_price, expires_at"""
+    max_price_impact_bps, order_type, trigger_price, expires_at, exact_amount_out, amount_in_spent"""
 _EVENT_COLUMNS = "order_id, seq, status, data, at"
 _EXECUTION_COLUMNS = """order_id, attempt, signature, signed_tx, last_valid_block_height, blockhash, state,
     created_at, updated_at"""
@@ -96,6 +96,8 @@ def _order_row(row: TupleRow) -> OrderRow:
         order_type,
         trigger_price,
         expires_at,
+        exact_amount_out,
+        amount_in_spent,
     ) = row
     return OrderRow(
         order_id=order_id,
@@ -114,6 +116,7 @@ def _order_row(row: TupleRow) -> OrderRow:
             order_type=order_type,
             trigger_price=0 if trigger_price is None else int(trigger_price),
             expires_at_us=0 if expires_at is None else to_us(expires_at),
+            amount_out=0 if exact_amount_out is None else int(exact_amount_out),
         ),
         status=status,
         attempts=attempts,
@@ -127,6 +130,7 @@ def _order_row(row: TupleRow) -> OrderRow:
         updated_at=updated_at,
         last_seq=last_seq,
         route_proto=b"" if route_proto is None else bytes(route_proto),
+        amount_in_spent=0 if amount_in_spent is None else int(amount_in_spent),
     )
 
 
@@ -159,11 +163,13 @@ WITH o AS (
     INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
                         created_at, updated_at, idempotency_key, request_hash, owner, quoted_route,
-                        quote_id, max_price_impact_bps, order_type, trigger_price, expires_at)
+                        quote_id, max_price_impact_bps, order_type, trigger_price, expires_at,
+                        exact_amount_out)
     VALUES (%(id)s, %(input_mint)s, %(output_mint)s, %(amount_in)s, %(slippage_bps)s, %(input_decimals)s,
             %(output_decimals)s, %(input_symbol)s, %(output_symbol)s, 'pending', 0, 1,
             %(now)s, %(now)s, %(key)s, %(hash)s, %(owner)s, %(quoted_route)s, %(quote_id)s,
-            %(max_price_impact_bps)s, %(order_type)s, %(trigger_price)s, %(expires_at)s)
+            %(max_price_impact_bps)s, %(order_type)s, %(trigger_price)s, %(expires_at)s,
+            %(exact_amount_out)s)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, created_at
 ),
@@ -201,6 +207,7 @@ async def create_order(pool: AsyncConnectionPool, new: NewOrder) -> CreateOutcom
         "order_type": new.spec.order_type,
         "trigger_price": Decimal(new.spec.trigger_price) if new.spec.trigger_price else None,
         "expires_at": from_us(new.spec.expires_at_us) if new.spec.expires_at_us else None,
+        "exact_amount_out": Decimal(new.spec.amount_out) if new.spec.amount_out else None,
     }
     async with pool.connection() as conn:
         if new.idempotency_key is None:
@@ -266,7 +273,7 @@ async def _same_order(conn: psycopg.AsyncConnection[TupleRow], new: NewOrder) ->
 _CREATE_ROW_TYPE = """(i int, id uuid, input_mint text, output_mint text, amount_in numeric,
      slippage_bps int, input_decimals int, output_decimals int, input_symbol text, output_symbol text,
      key text, hash text, owner text, quoted_route text, quote_id text, max_price_impact_bps int,
-     order_type text, trigger_price numeric, expires_at timestamptz)"""
+     order_type text, trigger_price numeric, expires_at timestamptz, exact_amount_out numeric)"""
 
 # The whole batch in one statement (autocommit: one round trip, one commit). Members whose id is
 # new claim their idempotency key (in (owner, key) order, so that concurrent batches lock keys in
@@ -289,11 +296,12 @@ o AS (
     INSERT INTO orders (id, input_mint, output_mint, amount_in, slippage_bps, input_decimals,
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
                         created_at, updated_at, idempotency_key, request_hash, owner, quoted_route,
-                        quote_id, max_price_impact_bps, order_type, trigger_price, expires_at)
+                        quote_id, max_price_impact_bps, order_type, trigger_price, expires_at,
+                        exact_amount_out)
     SELECT id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
            input_symbol, output_symbol, 'pending', 0, 1, %(now)s, %(now)s, key, hash, owner,
            decode(quoted_route, 'base64'), quote_id, max_price_impact_bps, order_type, trigger_price,
-           expires_at
+           expires_at, exact_amount_out
     FROM fresh WHERE key IS NULL OR id IN (SELECT order_id FROM claimed)
     ORDER BY id
     ON CONFLICT (id) DO NOTHING
@@ -344,6 +352,7 @@ def _create_json(index: int, new: NewOrder) -> dict[str, Any]:
         "order_type": s.order_type,
         "trigger_price": str(s.trigger_price) if s.trigger_price else None,
         "expires_at": from_us(s.expires_at_us).isoformat() if s.expires_at_us else None,
+        "exact_amount_out": str(s.amount_out) if s.amount_out else None,
     }
 
 
@@ -614,10 +623,11 @@ _SET_ORDER_FIELDS = """
     dex = COALESCE(u.dex, o.dex),
     executed_price = COALESCE(u.executed_price, o.executed_price),
     failure_reason = COALESCE(u.failure_reason, o.failure_reason),
-    route_proto = COALESCE(u.route_proto, o.route_proto)"""
+    route_proto = COALESCE(u.route_proto, o.route_proto),
+    amount_in_spent = COALESCE(u.amount_in_spent, o.amount_in_spent)"""
 _ROW_TYPE = """(i int, order_id uuid, seq int, status text, data jsonb, at_us bigint, attempts int,
      route jsonb, amount_out numeric, tx_hash text, dex text, executed_price text, failure_reason text,
-     route_proto bytea)"""
+     route_proto bytea, amount_in_spent numeric)"""
 _AT = "'epoch'::timestamptz + u.at_us * interval '1 microsecond'"
 
 # Executions whose swap landed or may still land. An order with one is never `failed`: its
@@ -691,7 +701,7 @@ def _json_row(index: int, event: EventInput, at: datetime, fields: dict[str, Any
             parts.append(f'"route":{value}')
         elif name == "route_proto":  # bytea's hex input form, as a JSON string
             parts.append(f'"route_proto":"\\\\x{value.hex()}"')
-        elif name in ("attempts", "amount_out"):
+        elif name in ("attempts", "amount_out", "amount_in_spent"):
             parts.append(f'"{name}":{int(value)}')
         else:
             parts.append(f'"{name}":{json.dumps(value, ensure_ascii=False)}')

@@ -119,8 +119,10 @@ def parse_create_order(request: orders_pb2.CreateOrderRequest, new_id: uuid.UUID
     output_mint = _pubkey(s.output_mint, "spec.output_mint")
     if input_mint == output_mint:
         raise InvalidArgument("must differ from spec.input_mint", field="spec.output_mint")
-    if s.amount_in <= 0:
-        raise InvalidArgument("must be greater than zero", field="spec.amount_in")
+    if s.amount_out and s.amount_in:
+        raise InvalidArgument("give amount_in or amount_out (exact out), not both", field="spec.amount_out")
+    if s.amount_in <= 0 and not s.amount_out:
+        raise InvalidArgument("must be greater than zero (or give amount_out)", field="spec.amount_in")
     if not 1 <= s.slippage_bps <= 5000:
         raise InvalidArgument("must be between 1 and 5000", field="spec.slippage_bps")
     if s.input_decimals > 18:
@@ -140,7 +142,10 @@ def parse_create_order(request: orders_pb2.CreateOrderRequest, new_id: uuid.UUID
         quote_id=_text(s.quote_id, "spec.quote_id", MAX_QUOTE_ID_CHARS),
         max_price_impact_bps=_max_impact(s.max_price_impact_bps),
         **_resting(s),
+        amount_out=s.amount_out,
     )
+    if spec.amount_out and spec.order_type != "market":
+        raise InvalidArgument("exact-out is for market orders only", field="spec.amount_out")
     order_id = parse_uuid(request.order_id, "order_id") if request.order_id else new_id
     key = _text(request.idempotency_key, "idempotency_key", MAX_KEY_CHARS) or None
     request_hash = _text(request.request_hash, "request_hash", MAX_HASH_CHARS) or None
@@ -159,7 +164,10 @@ def _quoted_route(s: orders_pb2.OrderSpec) -> bytes:
         return b""
     route = s.quoted_route
     serialized = parse_route(route, "spec.quoted_route")
-    if sum(leg.amount_in for leg in route.legs) != s.amount_in:
+    if s.amount_out:
+        if not route.exact_out or route.amount_out != s.amount_out:
+            raise InvalidArgument("must be exact-out, delivering spec.amount_out", field="spec.quoted_route")
+    elif route.exact_out or sum(leg.amount_in for leg in route.legs) != s.amount_in:
         raise InvalidArgument("must spend exactly spec.amount_in", field="spec.quoted_route")
     if any(leg.min_amount_out == 0 for leg in route.legs):
         raise InvalidArgument("every leg needs a min_amount_out above zero", field="spec.quoted_route")
@@ -235,7 +243,17 @@ def parse_update(update: orders_pb2.OrderUpdate, prefix: str) -> Update:
     if update.HasField("failure_reason"):
         failure_reason = _text(update.failure_reason, f"{prefix}.failure_reason", MAX_REASON_CHARS)
     route_proto = parse_route(update.route, f"{prefix}.route") if update.HasField("route") else None
-    return Update(attempts, route_json, amount_out, tx_hash, dex, executed_price, failure_reason, route_proto)
+    return Update(
+        attempts,
+        route_json,
+        amount_out,
+        tx_hash,
+        dex,
+        executed_price,
+        failure_reason,
+        route_proto,
+        amount_in_spent=update.amount_in if update.HasField("amount_in") else None,
+    )
 
 
 def parse_route(route: types_pb2.Route, field: str) -> bytes:
@@ -252,10 +270,19 @@ def parse_route(route: types_pb2.Route, field: str) -> bytes:
             raise InvalidArgument("must be greater than zero", field=f"{where}.amount_in")
         if leg.min_amount_out > leg.amount_out:
             raise InvalidArgument("must not exceed amount_out", field=f"{where}.min_amount_out")
+        if leg.exact_out != route.exact_out:
+            raise InvalidArgument("must be the route's exact_out", field=f"{where}.exact_out")
+        if leg.exact_out and (leg.min_amount_out != leg.amount_out or leg.max_amount_in < leg.amount_in):
+            raise InvalidArgument(
+                "an exact-out leg delivers amount_out exactly, spending at most max_amount_in (≥ amount_in)",
+                field=f"{where}.max_amount_in",
+            )
     if route.amount_out != sum(leg.amount_out for leg in route.legs):
         raise InvalidArgument("must be the sum of the legs' amount_out", field=f"{field}.amount_out")
     if route.min_amount_out != sum(leg.min_amount_out for leg in route.legs):
         raise InvalidArgument("must be the sum of the legs' min_amount_out", field=f"{field}.min_amount_out")
+    if route.max_amount_in != sum(leg.max_amount_in for leg in route.legs):
+        raise InvalidArgument("must be the sum of the legs' max_amount_in", field=f"{field}.max_amount_in")
     return route.SerializeToString(deterministic=True)
 
 
