@@ -72,3 +72,9 @@ def format_price(
 def min_out(amount_out: int, slippage_bps: int) -> int:
     """The floor an order accepts: amount_out × (1 − slippage), rounded down."""
     return amount_out * (10_000 - slippage_bps) // 10_000
+
+
+def max_in(amount_in: int, slippage_bps: int) -> int:
+    """The bound an exact-out order spends at most: amount_in × (1 + slippage), rounded up (never
+    below the quote), capped at the largest u64."""
+    return min(-(-amount_in * (10_000 + slippage_bps) // 10_000), U64_MAX)

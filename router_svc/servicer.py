@@ -17,7 +17,7 @@ from common.metrics import LATENCY_BUCKETS
 from common.streams import multiplex, singles
 from orderengine.v1 import router_pb2, router_pb2_grpc, types_pb2
 from router_svc.pools import PoolBook
-from router_svc.quotes import NoRoute, RouteChoice, choose_route
+from router_svc.quotes import NoRoute, RouteChoice, choose_route, choose_route_exact_out
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ def validate(request: router_pb2.QuoteRequest) -> None:
     _check_mint(request.output_mint, "output_mint")
     if request.input_mint == request.output_mint:
         raise InvalidArgument("must differ from input_mint", "output_mint")
-    if request.amount_in == 0:
-        raise InvalidArgument("must be greater than zero", "amount_in")
+    if request.amount_in and request.amount_out:
+        raise InvalidArgument("give amount_in (exact in) or amount_out (exact out), not both", "amount_out")
+    if request.amount_in == 0 and request.amount_out == 0:
+        raise InvalidArgument("must be greater than zero (or give amount_out)", "amount_in")
     if not 1 <= request.slippage_bps <= 5000:
         raise InvalidArgument("must be between 1 and 5000", "slippage_bps")
 
@@ -86,6 +88,8 @@ def to_response(request_id: str, choice: RouteChoice, slot: int) -> router_pb2.Q
                     min_amount_out=leg.min_amount_out,
                     price_impact_bps=leg.price_impact_bps,
                     fee=leg.fee,
+                    exact_out=leg.exact_out,
+                    max_amount_in=leg.max_amount_in,
                 )
                 for leg in choice.legs
             ],
@@ -93,6 +97,8 @@ def to_response(request_id: str, choice: RouteChoice, slot: int) -> router_pb2.Q
             min_amount_out=choice.min_amount_out,
             price_impact_bps=choice.price_impact_bps,
             fee=sum(leg.fee for leg in choice.legs),
+            exact_out=choice.exact_out,
+            max_amount_in=choice.max_amount_in,
         ),
     )
 
@@ -129,11 +135,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             raise Unavailable(f"pool state unavailable: {exc}") from None
         started = time.perf_counter()
         try:
-            choice = choose_route(
+            choice = (choose_route_exact_out if request.amount_out else choose_route)(
                 snap,
                 request.input_mint,
                 request.output_mint,
-                request.amount_in,
+                request.amount_out or request.amount_in,
                 request.slippage_bps,
                 self.split_min_impact_bps,
                 self.split_min_gain_bps,
