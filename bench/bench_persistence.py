@@ -1,5 +1,6 @@
 """Persistence benchmark: starts `python -m persistence_svc` against a scratch database and prints
-CreateOrder/s and AppendEvents throughput (events/s) for batches of 1, 10 and 100 events.
+CreateOrder/s and AppendEvents throughput (events/s) for batches of 1, 10 and 100 events, with the
+CPU per operation of the service process and of its Postgres backends (from /proc).
 
     python -m bench.bench_persistence                      # 2000 orders, 8 calls in flight
     python -m bench.bench_persistence --orders 5000 --concurrency 16 --events 30000
@@ -31,6 +32,7 @@ from grpc_health.v1 import health_pb2
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from bench.cpu import TICK_S, PostgresProbe, cpu_ticks
 from common.grpc_client import open_channel
 from common.healthcheck import health_check
 from common.settings import REPO_ROOT, load_settings
@@ -133,6 +135,31 @@ async def timed_calls(
     return time.perf_counter() - started, latencies
 
 
+class CpuMeter:
+    """CPU of the service process and of the scratch database's Postgres backends, from /proc."""
+
+    def __init__(self, pid: int, database_url: str) -> None:
+        self.pid = pid
+        self.probe = PostgresProbe(database_url)
+        self.probe.open()
+        self.start = self._read()
+
+    def _read(self) -> tuple[int, int]:
+        return cpu_ticks(self.pid) or 0, sum(self.probe.backend_ticks().values())
+
+    def reset(self) -> None:
+        self.start = self._read()
+
+    def per_op(self, count: int) -> str:
+        """CPU per operation of the service and of its Postgres backends since the last reset."""
+        svc, pg = self._read()
+        tick_ms = 1000 * TICK_S
+        return (
+            f"CPU/op: service {(svc - self.start[0]) * tick_ms / count:.3f} ms, "
+            f"postgres {(pg - self.start[1]) * tick_ms / count:.3f} ms"
+        )
+
+
 def summary(label: str, count: int, unit: str, seconds: float, latencies: list[float], note: str) -> str:
     return (
         f"{label:<18} {count / seconds:9.0f} {unit:<9}  p50 {statistics.median(latencies):6.2f} ms  "
@@ -161,7 +188,7 @@ def append_batches(
     return batches
 
 
-async def bench(addr: str, orders: int, concurrency: int, events: int) -> list[str]:
+async def bench(addr: str, orders: int, concurrency: int, events: int, meter: CpuMeter) -> list[str]:
     lines: list[str] = []
     channel = open_channel(addr)
     stub = OrdersStub(channel)
@@ -190,7 +217,9 @@ async def bench(addr: str, orders: int, concurrency: int, events: int) -> list[s
             [S.CreateOrderRequest(spec=spec, order_id=oid) for oid in ids[w::concurrency]]
             for w in range(concurrency)
         ]
+        meter.reset()
         seconds, latencies = await timed_calls(creates, create)
+        cpu = meter.per_op(orders)
         lines.append(
             summary(
                 "CreateOrder",
@@ -198,7 +227,7 @@ async def bench(addr: str, orders: int, concurrency: int, events: int) -> list[s
                 "orders/s",
                 seconds,
                 latencies,
-                f"{orders} calls, {concurrency} in flight",
+                f"{orders} calls, {concurrency} in flight; {cpu}",
             )
         )
 
@@ -218,8 +247,10 @@ async def bench(addr: str, orders: int, concurrency: int, events: int) -> list[s
             per_worker_events = (events // 4 if batch_size == 1 else events) // concurrency
             n_batches = max(1, per_worker_events // batch_size)
             work = [append_batches(owned[w], next_seq, batch_size, n_batches) for w in range(concurrency)]
+            meter.reset()
             seconds, latencies = await timed_calls(work, append)
             total = n_batches * batch_size * concurrency
+            cpu = meter.per_op(total)
             lines.append(
                 summary(
                     label,
@@ -227,7 +258,7 @@ async def bench(addr: str, orders: int, concurrency: int, events: int) -> list[s
                     "events/s",
                     seconds,
                     latencies,
-                    f"{n_batches * concurrency} calls, {total} events, {concurrency} in flight",
+                    f"{n_batches * concurrency} calls, {total} events, {concurrency} in flight; {cpu}",
                 )
             )
     finally:
@@ -260,7 +291,11 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "persistence_svc"], cwd=REPO_ROOT, env=env)
     try:
         asyncio.run(wait_serving(addr, proc))
-        lines = asyncio.run(bench(addr, args.orders, args.concurrency, args.events))
+        meter = CpuMeter(proc.pid, database_url)
+        try:
+            lines = asyncio.run(bench(addr, args.orders, args.concurrency, args.events, meter))
+        finally:
+            meter.probe.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

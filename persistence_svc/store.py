@@ -1031,7 +1031,10 @@ async def delete_outbox(pool: AsyncConnectionPool, keys: Sequence[tuple[uuid.UUI
     """Forgets published events (one statement for the whole batch); returns how many rows went."""
     if not keys:
         return 0
-    async with pool.connection() as conn:
+    async with pool.connection() as conn, conn.transaction():
+        # A lost delete only re-publishes the events (subscribers drop repeats by seq), so this
+        # commit need not wait for its WAL flush: one fdatasync less per batch.
+        await conn.execute("SET LOCAL synchronous_commit = off")
         cur = await conn.execute(_DELETE_OUTBOX, ([k[0] for k in keys], [k[1] for k in keys]))
         return cur.rowcount
 
