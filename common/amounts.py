@@ -70,8 +70,10 @@ def format_price(
 
 
 def min_out(amount_out: int, slippage_bps: int) -> int:
-    """The floor an order accepts: amount_out × (1 − slippage), rounded down."""
-    return amount_out * (10_000 - slippage_bps) // 10_000
+    """The floor an order accepts: amount_out × (1 − slippage), rounded UP, so that the order never
+    gives up more than its slippage and a quote of at least 1 never gets a floor of 0 (a 0 floor
+    would accept any price). A quote of 0 is refused at routing (router_svc.quotes)."""
+    return -(-amount_out * (10_000 - slippage_bps) // 10_000)
 
 
 def max_in(amount_in: int, slippage_bps: int) -> int:

@@ -8,11 +8,13 @@ One v0 transaction per attempt, its instructions in this order:
 2. the input side: SOL is wrapped (create the wSOL associated token account idempotently,
    transfer, SyncNative), any other token's associated account is created idempotently;
 3. the output's associated token account, created idempotently (wSOL for SOL);
-4. one swap per leg: Raydium CPMM `swap_base_input` or Meteora DLMM `swap2` (with the bin arrays
-   around the active bin in the swap's direction), each with its leg's `min_amount_out`;
-   An exact-out leg is CPMM `swap_base_output(max_amount_in, amount_out)` or DLMM
-   `swap_exact_out2(max_in_amount, out_amount)`: the program delivers exactly the amount out or
-   fails, and never takes more than the leg's max-in (SOL in: the legs' max-ins are wrapped);
+4. one swap per leg: Raydium CPMM `swap_base_input` or Meteora DLMM `swap2`, each with its leg's
+   `min_amount_out`. A DLMM swap carries the bin arrays on BOTH sides of the active bin it was
+   built from (DLMM_BIN_ARRAYS in the swap's direction, DLMM_BIN_ARRAYS_BEHIND on the other), in
+   the order its walk visits them, and the pair's bitmap extension whenever the pair has one: if
+   other swaps move the pool before ours lands, the program still finds every array it walks
+   (instead of failing 3005 AccountNotEnoughKeys), so the swap lands or fails only by its min-out,
+   which is a retryable "price moved" (a fresh quote, the next attempt);
 5. if SOL is in or out, the wSOL account is closed back into the wallet (unwrap);
 6. a Memo `oe:<order_id>:<attempt>`.
 
@@ -65,7 +67,8 @@ CU_MARGIN_NUM, CU_MARGIN_DEN = 6, 5  # x 1.2
 # and the memo cost on top (generous: an unused limit costs nothing but the priority fee on it).
 DEFAULT_LEG_UNITS: Final = {"raydium_cpmm": 150_000, "meteora_dlmm": 300_000}
 DEFAULT_OVERHEAD_UNITS: Final = 80_000
-DLMM_BIN_ARRAYS: Final = 3
+DLMM_BIN_ARRAYS: Final = 3  # in the swap's direction, from the active bin's array
+DLMM_BIN_ARRAYS_BEHIND: Final = 2  # on the other side: the pool may move toward us before we land
 
 _TOKEN_SYNC_NATIVE: Final = bytes([17])
 _TOKEN_CLOSE_ACCOUNT: Final = bytes([9])
@@ -75,6 +78,11 @@ SLIPPAGE_CODES: Final = {
     "raydium_cpmm": raydium_cpmm.SLIPPAGE_ERROR_CODES,
     "meteora_dlmm": meteora_dlmm.SLIPPAGE_ERROR_CODES,
 }
+
+
+# How a failure that a fresh quote may cure begins (the program's slippage check, or a DLMM pool
+# that moved beyond the swap's bin arrays): the attempt is retryable, the worker quotes again.
+PRICE_MOVED: Final = "price moved"
 
 
 class BuildFailed(Exception):
@@ -94,18 +102,8 @@ class BuildFailed(Exception):
 class LegPlan:
     venue: str
     pool: Pubkey
-    amount_in: int  # exact-out: the quoted input
-    min_amount_out: int  # exact-out: the output delivered exactly
-    exact_out: bool = False  # CPMM swap_base_output / DLMM swap_exact_out2
-    max_amount_in: int = 0  # exact-out: the input bound sent on chain
-
-    @property
-    def ix_amounts(self) -> tuple[int, int]:
-        """The swap instruction's two amounts: (amount_in, minimum_amount_out) for an exact-in
-        swap, (max_amount_in, amount_out) for an exact-out one."""
-        if self.exact_out:
-            return self.max_amount_in, self.min_amount_out
-        return self.amount_in, self.min_amount_out
+    amount_in: int
+    min_amount_out: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +114,8 @@ class OrderPlan:
     attempt: int
     input_mint: Pubkey
     output_mint: Pubkey
-    amount_in: int  # 0 for an exact-out order
+    amount_in: int
     legs: tuple[LegPlan, ...]
-    amount_out: int = 0  # exact-out: the output to deliver exactly
-
-    @property
-    def max_spend(self) -> int:
-        """The most the swaps may take from the wallet: the amount in, or (exact-out) the sum of
-        the legs' max_amount_in (what is wrapped when the input is SOL; the unused rest of the wSOL
-        returns to the wallet when the account is closed)."""
-        if self.amount_out:
-            return sum(leg.max_amount_in for leg in self.legs)
-        return self.amount_in
 
     @property
     def dex(self) -> str:
@@ -262,7 +250,7 @@ def compose_instructions(
     sol_in = plan.input_mint == NATIVE_MINT
     sol_out = plan.output_mint == NATIVE_MINT
     if sol_in:
-        for ix in wrap_instructions(wallet, plan.max_spend):
+        for ix in wrap_instructions(wallet, plan.amount_in):
             add(ix, "wrap SOL")
     elif create_input_account:
         add(
@@ -322,8 +310,17 @@ def describe_transaction_error(err: Any, roles: dict[int, str]) -> tuple[str, bo
                 lookup = _ERROR_NAME.get(venue)
                 program_error = lookup(code) if lookup is not None and isinstance(code, int) else None
                 if code in SLIPPAGE_CODES.get(venue, ()):
+                    # the pool moved past the order's bound since its quote: a fresh quote may
+                    # still fill it, so the next attempt routes again
                     name = program_error or "slippage"
-                    return f"slippage exceeded on {venue} (program error {code} {name})", False
+                    return f"{PRICE_MOVED}: slippage exceeded on {venue} (program error {code} {name})", True
+                if venue == "meteora_dlmm" and code == meteora_dlmm.ACCOUNT_NOT_ENOUGH_KEYS:
+                    # the pool moved beyond every bin array the swap carried: build from fresh state
+                    return (
+                        f"{PRICE_MOVED}: meteora_dlmm needs a bin array the swap did not carry "
+                        f"(program error {code} {program_error})",
+                        True,
+                    )
                 if program_error is not None:
                     return f"{venue} rejected the swap (program error {code} {program_error})", False
                 if code in _TOKEN_ERRORS:
@@ -337,6 +334,17 @@ def describe_transaction_error(err: Any, roles: dict[int, str]) -> tuple[str, bo
             return f"{role} failed (program error {code}{suffix})", False
         return f"{role} failed ({ierr})", False
     return f"transaction rejected ({str(err)[:200]})", False
+
+
+def dlmm_arrays_by_priority(forward: Sequence[int], behind: Sequence[int]) -> list[int]:
+    """A DLMM swap's bin arrays in the order they are kept when the transaction must shrink: the
+    active bin's and the next in the swap's direction, then alternately the nearest left behind
+    and the next ahead (a swap lists the kept ones in its walk's order, meteora_dlmm.swap_order)."""
+    kept = list(forward[:2])
+    ahead = forward[2:]
+    for i in range(max(len(ahead), len(behind))):
+        kept += [*behind[i : i + 1], *ahead[i : i + 1]]
+    return kept
 
 
 def _unsigned(message: MessageV0) -> VersionedTransaction:
@@ -429,8 +437,7 @@ class TxBuilder:
         payer = self._wallet.pubkey
 
         def make(user_in: Pubkey, user_out: Pubkey, bin_arrays: int) -> Instruction:
-            swap = raydium_cpmm.swap_base_output_ix if leg.exact_out else raydium_cpmm.swap_base_input_ix
-            return swap(
+            return raydium_cpmm.swap_base_input_ix(
                 program,
                 payer,
                 leg.pool,
@@ -444,7 +451,8 @@ class TxBuilder:
                 plan.input_mint,
                 plan.output_mint,
                 pool.observation_key,
-                *leg.ix_amounts,
+                leg.amount_in,
+                leg.min_amount_out,
             )
 
         return _Leg(leg, in_prog, out_prog, (leg.pool, in_vault, out_vault), make)
@@ -466,17 +474,18 @@ class TxBuilder:
         prog_x = TOKEN_2022_PROGRAM_ID if pair.token_mint_x_program_flag == 1 else TOKEN_PROGRAM_ID
         prog_y = TOKEN_2022_PROGRAM_ID if pair.token_mint_y_program_flag == 1 else TOKEN_PROGRAM_ID
         in_prog, out_prog = (prog_x, prog_y) if swap_for_y else (prog_y, prog_x)
-        indexes = meteora_dlmm.bin_arrays_for_swap(pair, swap_for_y, DLMM_BIN_ARRAYS, ext)
-        if not indexes:
+        forward, behind = meteora_dlmm.bin_arrays_around_active(
+            pair, swap_for_y, DLMM_BIN_ARRAYS, DLMM_BIN_ARRAYS_BEHIND, ext
+        )
+        if not forward:
             raise BuildFailed(
                 f"pool {leg.pool} (meteora_dlmm) has no liquidity in the swap's direction", False
             )
-        arrays = [meteora_dlmm.bin_array_pda(program, leg.pool, i) for i in indexes]
+        kept = dlmm_arrays_by_priority(forward, behind)
         user = self._wallet.pubkey
 
         def make(user_in: Pubkey, user_out: Pubkey, bin_arrays: int) -> Instruction:
-            swap = meteora_dlmm.swap_exact_out2_ix if leg.exact_out else meteora_dlmm.swap2_ix
-            return swap(
+            return meteora_dlmm.swap2_ix(
                 program,
                 leg.pool,
                 ext_key if ext is not None else None,
@@ -492,8 +501,12 @@ class TxBuilder:
                 prog_x,
                 prog_y,
                 MEMO_PROGRAM_ID,
-                arrays[: max(1, bin_arrays)],
-                *leg.ix_amounts,
+                [
+                    meteora_dlmm.bin_array_pda(program, leg.pool, i)
+                    for i in meteora_dlmm.swap_order(kept[: max(1, bin_arrays)], swap_for_y)
+                ],
+                leg.amount_in,
+                leg.min_amount_out,
             )
 
         return _Leg(leg, in_prog, out_prog, (leg.pool, pair.reserve_x, pair.reserve_y), make)
@@ -525,15 +538,11 @@ class TxBuilder:
         cu_price: int,
         blockhash: Hash,
     ) -> tuple[MessageV0, dict[int, str]]:
-        """The message, trimmed to fit a packet: fewer DLMM bin arrays, then no idempotent creation
-        of the (already funded) input account, then no memo."""
-        attempts = [
-            (DLMM_BIN_ARRAYS, True, True),
-            (2, True, True),
-            (1, True, True),
-            (1, False, True),
-            (1, False, False),
-        ]
+        """The message, trimmed to fit a packet: fewer DLMM bin arrays (the farthest first, see
+        dlmm_arrays_by_priority), then no idempotent creation of the (already funded) input
+        account, then no memo."""
+        most = DLMM_BIN_ARRAYS + DLMM_BIN_ARRAYS_BEHIND
+        attempts = [(n, True, True) for n in range(most, 0, -1)] + [(1, False, True), (1, False, False)]
         size = 0
         for bins, create_in, memo in attempts:
             swaps = [

@@ -61,7 +61,8 @@ def check_order(plan: OrderPlan, order: orders_pb2.Order) -> None:
 
 def min_out_floor(fresh_out: int, slippage_bps: int, tolerance_bps: int) -> int:
     """The lowest min-out accepted for a leg the executor quotes at `fresh_out`: the quote minus
-    the order's slippage (rounded down, as the router rounds), minus the tolerance."""
+    the order's slippage (rounded down: at most the router's bound, which rounds up), minus the
+    tolerance."""
     after_slippage = fresh_out * (BPS - slippage_bps) // BPS
     return after_slippage * (BPS - tolerance_bps) // BPS
 

@@ -524,7 +524,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         elif isinstance(outcome, LandedWithError):
             await self._record_best_effort(execution, "failed")
             roles = instruction_roles(VersionedTransaction.from_bytes(execution.signed_tx), self._programs)
-            reason, _ = describe_transaction_error(outcome.status.err, roles)
+            # a swap that failed on chain moved nothing (only its fee was charged): a "price moved"
+            # failure is retryable, the next attempt quotes again and signs a new transaction
+            reason, retryable = describe_transaction_error(outcome.status.err, roles)
             log.info(
                 "transaction failed on chain", extra={"signature": execution.signature, "reason": reason}
             )
@@ -532,7 +534,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                 stage=Stage.STAGE_FAILED,
                 signature=execution.signature,
                 reason=reason,
-                retryable=False,
+                retryable=retryable,
                 resumed=resumed,
             )
         elif isinstance(outcome, Expired):
@@ -577,12 +579,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             return
         if info.err is not None:  # stored as landed, but the chain says it failed
             await self._record_best_effort(execution, "failed")
-            reason, _ = describe_transaction_error(info.err, roles)
+            reason, retryable = describe_transaction_error(info.err, roles)
             yield Update(
                 stage=Stage.STAGE_FAILED,
                 signature=execution.signature,
                 reason=reason,
-                retryable=False,
+                retryable=retryable,
                 resumed=resumed,
             )
             return

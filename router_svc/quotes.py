@@ -77,9 +77,16 @@ class RouteChoice:
 class NoRoute(Exception):
     """No pool trades the pair (not_found=True) or none can quote the amount."""
 
-    def __init__(self, message: str, not_found: bool) -> None:
+    def __init__(self, message: str, not_found: bool, too_small: bool = False) -> None:
         super().__init__(message)
         self.not_found = not_found
+        self.too_small = too_small  # some venue quotes 0 out, none more: the amount is the problem
+
+
+ZERO_OUTPUT = "ZeroOutput: the amount buys 0 base units of the output"
+# What each program answers an exact-in swap that would pay 0 (CPMM `require_gt!(amount, 0)` on
+# the input or output after transfer fees, DLMM `InsufficientOutAmount`).
+_ZERO_OUTPUT_ERRORS = frozenset({"RequireGtViolated", "InsufficientOutAmount"})
 
 
 def _swap(state: PoolStateT, snap: Snapshot, input_mint: str, amount_in: int) -> tuple[int, int]:
@@ -172,7 +179,12 @@ def quote_pool(state: PoolStateT, snap: Snapshot, input_mint: str, amount_in: in
     try:
         out, fee = _swap(state, snap, input_mint, amount_in)
     except QuoteError as exc:
-        return PoolQuote(state.venue, str(state.address), amount_in, error=_describe(exc))
+        error = _describe(exc)
+        if exc.name in _ZERO_OUTPUT_ERRORS:  # the program refuses a swap that pays nothing
+            error = f"{ZERO_OUTPUT} ({error})"
+        return PoolQuote(state.venue, str(state.address), amount_in, error=error)
+    if out <= 0:  # a swap for nothing: no min-out can protect it, so it is never routed
+        return PoolQuote(state.venue, str(state.address), amount_in, error=ZERO_OUTPUT)
     return PoolQuote(
         state.venue, str(state.address), amount_in, out, fee, _impact_bps(state, input_mint, amount_in, out)
     )
@@ -219,6 +231,8 @@ def choose_route(
     )
     if not ok:
         reasons = "; ".join(f"{q.venue}: {q.error}" for q in quotes)
+        if any(q.error.startswith(ZERO_OUTPUT) for q in quotes):
+            raise NoRoute(f"the amount is too small: no venue pays anything for it ({reasons})", False, True)
         raise NoRoute(f"no venue can quote this amount ({reasons})", not_found=False)
     best_q, best_p = ok[0]
     legs = [

@@ -147,6 +147,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         except NoRoute as exc:
             if exc.not_found:
                 raise NotFound(str(exc)) from None
+            if exc.too_small:  # not transient: the same amount buys nothing on the next attempt too
+                raise InvalidArgument(str(exc), field="amount_in") from None
             raise FailedPrecondition(str(exc)) from None
         elapsed = (time.perf_counter() - started) * 1000
         if len(self.latencies_ms) < 100_000:

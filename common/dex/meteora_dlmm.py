@@ -57,6 +57,7 @@ __all__ = [
     "bin_array_bitmap_extension_pda",
     "bin_array_index",
     "bin_array_pda",
+    "bin_arrays_around_active",
     "bin_arrays_for_swap",
     "bin_id_range",
     "decode_bin_array",
@@ -78,6 +79,7 @@ __all__ = [
     "quote_exact_out",
     "swap2_ix",
     "swap_exact_out2_ix",
+    "swap_order",
     "update_oracle",
 ]
 
@@ -243,6 +245,9 @@ PROGRAM_ERRORS: Final[Mapping[int, tuple[str, str]]] = {
     6110: ("InvalidCollectFeeMode", "Invalid collect fee mode"),
 }
 SLIPPAGE_ERROR_CODES: Final = frozenset({6003})
+# Anchor's error when a swap runs out of bin arrays among its remaining accounts (the pool moved
+# beyond those the swap carries).
+ACCOUNT_NOT_ENOUGH_KEYS: Final = 3005
 
 _ERRORS_BY_NAME: Final[dict[str, tuple[int, str]]] = {
     name: (code, message) for code, (name, message) in {**ANCHOR_ERRORS, **PROGRAM_ERRORS}.items()
@@ -1050,6 +1055,31 @@ def bin_arrays_for_swap(
         else:
             start = found
     return out
+
+
+def bin_arrays_around_active(
+    pair: LbPair,
+    swap_for_y: bool,
+    ahead: int,
+    behind: int,
+    bitmap_extension: BinArrayBitmapExtension | None = None,
+) -> tuple[list[int], list[int]]:
+    """The bin arrays a swap built from this (possibly stale) pair state may need if the pool moves
+    before it lands: ``ahead`` arrays with liquidity from the active bin's in the swap's direction
+    (``bin_arrays_for_swap``) and ``behind`` more on the other side, nearest first.
+
+    The program takes bin arrays from the remaining accounts in order, skipping others, and its walk
+    moves one way from wherever the active bin is when the swap runs: so a swap lists the chosen
+    arrays sorted in the swap's direction (``swap_order``), the ones behind first.
+    """
+    forward = bin_arrays_for_swap(pair, swap_for_y, ahead, bitmap_extension)
+    backward = bin_arrays_for_swap(pair, not swap_for_y, behind + 1, bitmap_extension)
+    return forward, [i for i in backward if i not in forward][:behind]
+
+
+def swap_order(indexes: Sequence[int], swap_for_y: bool) -> list[int]:
+    """Bin array indexes in the order a swap's walk visits them (descending when selling X)."""
+    return sorted(set(indexes), reverse=swap_for_y)
 
 
 # --------------------------------------------------------------------------------------------

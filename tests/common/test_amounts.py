@@ -33,6 +33,16 @@ def test_price_is_exact_decimal() -> None:
     assert format_price(0, 6, 3, 6) == "0"
 
 
-def test_min_out_rounds_down() -> None:
-    assert min_out(10_000, 50) == 9_950
-    assert min_out(999, 100) == 989
+def test_min_out_rounds_the_bound_up_and_never_to_zero() -> None:
+    assert min_out(10_000, 50) == 9_950  # exact
+    assert min_out(999, 100) == 990  # 989.01: the order gives up at most its 1 %
+    assert min_out(1, 50) == 1  # a 1-unit quote keeps a floor of 1 (rounded down it would be 0)
+    assert min_out(1, 5_000) == 1
+    assert min_out(3, 5_000) == 2
+    assert min_out(0, 50) == 0  # a 0 quote: refused at routing (router_svc.quotes)
+    for out in range(1, 300):
+        for bps in (1, 50, 100, 4_999, 5_000):
+            floor = min_out(out, bps)
+            assert 1 <= floor <= out
+            # never more slippage than asked: out - floor <= out * bps / 10_000
+            assert (out - floor) * 10_000 <= out * bps

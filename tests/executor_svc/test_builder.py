@@ -24,14 +24,23 @@ ROLES = {
 
 
 def test_error_reasons() -> None:
+    # the program's min-out check: the price moved; a fresh quote may fill it (retryable)
     assert describe_transaction_error({"InstructionError": [6, {"Custom": 6005}]}, ROLES) == (
-        "slippage exceeded on raydium_cpmm (program error 6005 ExceededSlippage)",
-        False,
+        "price moved: slippage exceeded on raydium_cpmm (program error 6005 ExceededSlippage)",
+        True,
     )
     assert describe_transaction_error({"InstructionError": [7, {"Custom": 6003}]}, ROLES) == (
-        "slippage exceeded on meteora_dlmm (program error 6003 ExceededAmountSlippageTolerance)",
-        False,
+        "price moved: slippage exceeded on meteora_dlmm (program error 6003 ExceededAmountSlippageTolerance)",
+        True,
     )
+    # a DLMM pool that moved beyond every bin array the swap carried: built again from fresh state
+    assert describe_transaction_error({"InstructionError": [7, {"Custom": 3005}]}, ROLES) == (
+        "price moved: meteora_dlmm needs a bin array the swap did not carry "
+        "(program error 3005 AccountNotEnoughKeys)",
+        True,
+    )
+    # the same code from the other venue is no such thing
+    assert describe_transaction_error({"InstructionError": [6, {"Custom": 3005}]}, ROLES)[1] is False
     assert describe_transaction_error({"InstructionError": [7, {"Custom": 6042}]}, ROLES) == (
         "meteora_dlmm rejected the swap (program error 6042 PoolDisabled)",
         False,

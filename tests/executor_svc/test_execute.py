@@ -15,10 +15,12 @@ from typing import Any
 
 import grpc
 import pytest
+from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from common.chain import ChainClient
+from common.dex import meteora_dlmm as dlmm
 from common.dex.spl_token import (
     NATIVE_MINT,
     TOKEN_PROGRAM_ID,
@@ -244,10 +246,14 @@ async def test_split_route_reports_split(stack: Stack) -> None:
 @pytest.mark.parametrize(
     ("venue", "expected"),
     [
-        ("raydium_cpmm", "slippage exceeded on raydium_cpmm (program error 6005 ExceededSlippage)"),
+        (
+            "raydium_cpmm",
+            "price moved: slippage exceeded on raydium_cpmm (program error 6005 ExceededSlippage)",
+        ),
         (
             "meteora_dlmm",
-            "slippage exceeded on meteora_dlmm (program error 6003 ExceededAmountSlippageTolerance)",
+            "price moved: slippage exceeded on meteora_dlmm (program error 6003 "
+            "ExceededAmountSlippageTolerance)",
         ),
     ],
 )
@@ -262,7 +268,7 @@ async def test_slippage_fails_without_sending(stack: Stack, venue: str, expected
     )
     assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_FAILED]
     assert updates[-1].reason == expected
-    assert updates[-1].retryable is False
+    assert updates[-1].retryable is True  # the worker quotes again: the next attempt may fill
     assert await stack.swaps(order_id) == []
     assert await stack.executions(order_id) == []
     assert stack.running.chain.calls.get("sendTransaction", 0) == sends_before
@@ -610,9 +616,10 @@ async def test_the_key_never_appears_in_logs_or_answers(stack: Stack) -> None:
         assert secret[:32] not in text.encode("utf-8", "surrogateescape")
 
 
-async def test_landed_with_a_program_error_fails_not_retryable(stack: Stack) -> None:
-    """A transaction that passes simulation but fails on chain (the pool moved in between):
-    simulated here by a simulation that reports success."""
+async def test_landed_with_a_slippage_error_fails_retryable_price_moved(stack: Stack) -> None:
+    """A transaction that passes simulation but fails its min-out on chain (the pool moved in
+    between; simulated here by a simulation that reports success): only its fee was charged and
+    nothing swapped, so it is a retryable "price moved" (the next attempt quotes again)."""
     from common.chain import SimulationResult
 
     order_id = await stack.order("SOL", "USDC", 10**7)
@@ -629,8 +636,10 @@ async def test_landed_with_a_program_error_fails_not_retryable(stack: Stack) -> 
     finally:
         del chain.simulate
     assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_FAILED]
-    assert updates[-1].reason == "slippage exceeded on raydium_cpmm (program error 6005 ExceededSlippage)"
-    assert updates[-1].retryable is False and updates[-1].signature == updates[1].signature
+    assert updates[-1].reason == (
+        "price moved: slippage exceeded on raydium_cpmm (program error 6005 ExceededSlippage)"
+    )
+    assert updates[-1].retryable is True and updates[-1].signature == updates[1].signature
     assert [e.state for e in await stack.executions(order_id)] == ["failed"]
     assert await stack.swaps(order_id) == []
 
@@ -685,3 +694,135 @@ async def test_execute_batches_carries_many_orders_and_refusals_on_one_call(stac
     (refused,) = by_order[bad.order_id]
     assert refused.stage == Stage.STAGE_FAILED and refused.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert "route.legs" in refused.reason and not refused.retryable
+
+
+# ------------------------------------------------------------------------------------------------
+# the pool moves between the snapshot a swap is built from and the slot it lands in
+
+
+async def _lb_pair(stack: Stack, key: Pubkey) -> dlmm.LbPair:
+    _, (account,) = await stack.chain.get_multiple_accounts([key], max_age_s=0)
+    assert account is not None
+    return dlmm.decode_lb_pair(key, account.owner, account.data, account.owner)
+
+
+async def test_a_dlmm_swap_lands_after_the_pool_moved_across_a_bin_array_boundary(stack: Stack) -> None:
+    """Built (and signed) from the pool as it is, sent after another trader's swap moved the active
+    bin into the next bin array the other way: the swap carries the arrays on both sides, so it
+    lands; with only the arrays in its own direction from the stale active bin (what the builder
+    carried before) the program fails 3005 AccountNotEnoughKeys."""
+    from solana.rpc.async_api import AsyncClient
+
+    from executor_svc.servicer import validate_request
+    from tests.simchain.helpers import trade
+
+    pair_key = Pubkey.from_string(stack.pool("meteora_dlmm", "SOL/USDC"))
+    order_id = await stack.order("SOL", "USDC", 10**9)
+    plan = validate_request(
+        stack.request(order_id, "SOL", "USDC", [("meteora_dlmm", "SOL/USDC", 10**9, 1)]), stack.markets
+    )
+    built = await stack.running.servicer._builder.build(plan)
+    stale = await _lb_pair(stack, pair_key)
+    assert stale.token_x_mint == NATIVE_MINT  # selling SOL: the walk goes down the bin ids
+    program = Pubkey.from_string(stack.markets.programs["meteora_dlmm"])
+    forward_only = [
+        dlmm.bin_array_pda(program, pair_key, i) for i in dlmm.bin_arrays_for_swap(stale, True, 3)
+    ]
+
+    # another trader buys SOL: all the SOL left in the active bin's array and a little more, so
+    # the active bin moves into the next bin array up
+    start = dlmm.bin_array_index(stale.active_id)
+    array_key = dlmm.bin_array_pda(program, pair_key, start)
+    _, (array_account,) = await stack.chain.get_multiple_accounts([array_key], max_age_s=0)
+    assert array_account is not None
+    array = dlmm.decode_bin_array(array_key, array_account.owner, array_account.data, program)
+    _, upper = dlmm.bin_id_range(start)
+    usdc_for_the_rest = sum(
+        array.get_bin(b).amount_x * array.get_bin(b).price >> 64 for b in range(stale.active_id, upper + 1)
+    )
+    trader = Keypair()
+    async with AsyncClient(stack.running.settings.solana_rpc_url) as client:
+        await client.request_airdrop(trader.pubkey(), 100 * 10**9)
+        await trade(client, trader, "meteora_dlmm", pair_key, "USDC", usdc_for_the_rest * 102 // 100)
+        moved = await _lb_pair(stack, pair_key)
+        assert dlmm.bin_array_index(moved.active_id) == start + 1, (stale.active_id, moved.active_id)
+
+        # the stale swap with only the arrays in its own direction: the program's 3005
+        from tests.simchain.helpers import plan_dlmm_swap, sign
+
+        probe = await plan_dlmm_swap(client, pair_key, trader.pubkey(), NATIVE_MINT, 10**9)
+        accounts = list(probe.ix.accounts)[:16] + [AccountMeta(k, False, True) for k in forward_only]
+        stale_ix = Instruction(program, probe.ix.data, accounts)
+        blockhash = (await client.get_latest_blockhash()).value.blockhash
+        simulation = await stack.chain.simulate(sign(trader, [stale_ix], blockhash))
+        assert simulation.err == {"InstructionError": [0, {"Custom": 3005}]}
+
+    # ours, built before the move, lands
+    await stack.chain.send_raw_transaction(built.raw, skip_preflight=False)
+    info = None
+    for _ in range(200):
+        info = await stack.chain.get_transaction(built.signature)
+        if info is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert info is not None and info.err is None, info
+    (swap,) = await stack.swaps(order_id)
+    assert swap["signature"] == str(built.signature) and int(swap["amountOut"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("pair", "legs"),
+    [
+        (("SOL", "USDC"), [("meteora_dlmm", "SOL/USDC", 10**8)]),
+        (("SOL", "USDC"), [("raydium_cpmm", "SOL/USDC", 10**8), ("meteora_dlmm", "SOL/USDC", 10**8)]),
+        (("USDC", "SOL"), [("raydium_cpmm", "SOL/USDC", 10**7), ("meteora_dlmm", "SOL/USDC", 10**7)]),
+        (("USDT", "USDC"), [("meteora_dlmm", "USDT/USDC", 10**7)]),
+    ],
+)
+async def test_dlmm_swaps_carry_bin_arrays_on_both_sides_and_still_fit_a_packet(
+    stack: Stack, pair: tuple[str, str], legs: list[tuple[str, str, int]]
+) -> None:
+    """Every DLMM leg carries DLMM_BIN_ARRAYS ahead and DLMM_BIN_ARRAYS_BEHIND behind the active
+    bin's array (the genesis pools have liquidity on both sides), in its walk's order, and the
+    transaction (v0, no lookup tables: ~40 accounts) fits in a packet with the memo kept, even for a
+    split with SOL wrapped; within the 64 account locks."""
+    from executor_svc.builder import (
+        DLMM_BIN_ARRAYS,
+        DLMM_BIN_ARRAYS_BEHIND,
+        MEMO_PROGRAM_ID,
+        PACKET_DATA_SIZE,
+    )
+    from executor_svc.servicer import validate_request
+
+    order_id = await stack.order(pair[0], pair[1], sum(leg[2] for leg in legs))
+    plan = validate_request(
+        stack.request(order_id, pair[0], pair[1], [(v, name, a, 1) for v, name, a in legs]), stack.markets
+    )
+    built = await stack.running.servicer._builder.build(plan)
+    assert len(built.raw) <= PACKET_DATA_SIZE
+    message = built.tx.message
+    keys = message.account_keys
+    assert len(keys) <= 64
+    program = Pubkey.from_string(stack.markets.programs["meteora_dlmm"])
+    dlmm_ixs = [ix for ix in message.instructions if keys[ix.program_id_index] == program]
+    assert len(dlmm_ixs) == 1
+    (ix,) = dlmm_ixs
+    swap = dlmm.parse_swap2(bytes(ix.data), [keys[i] for i in ix.accounts], program)
+    pair_key = swap.lb_pair
+    lb_pair = await _lb_pair(stack, pair_key)
+    active = dlmm.bin_array_index(lb_pair.active_id)
+    indexes = [
+        next(i for i in range(active - 10, active + 11) if dlmm.bin_array_pda(program, pair_key, i) == key)
+        for key in swap.bin_arrays
+    ]
+    selling_x = plan.input_mint == lb_pair.token_x_mint
+    step = -1 if selling_x else 1
+
+    def exists(index: int) -> bool:  # the pair's bitmap marks its initialized bin arrays
+        return bool(lb_pair.bin_array_bitmap >> (index + 512) & 1)
+
+    ahead = [active + step * k for k in range(DLMM_BIN_ARRAYS) if exists(active + step * k)]
+    behind = [active - step * k for k in range(1, DLMM_BIN_ARRAYS_BEHIND + 1) if exists(active - step * k)]
+    assert ahead and behind  # both sides
+    assert indexes == dlmm.swap_order([*ahead, *behind], selling_x)
+    assert any(keys[i.program_id_index] == MEMO_PROGRAM_ID for i in message.instructions)

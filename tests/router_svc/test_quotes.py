@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 
+import pytest
 from solders.pubkey import Pubkey
 
+from common.amounts import min_out
 from common.chain import AccountData
 from common.dex import synthetic
 from common.dex.spl_token import NATIVE_MINT
 from router_svc.pools import Clock, Snapshot, decode_pool
-from router_svc.quotes import choose_route, quote_pool
+from router_svc.quotes import ZERO_OUTPUT, NoRoute, choose_route, quote_pool
 
 CPMM = Pubkey.from_string("CPMMoo8L3F4NbTegBCKVNunggL7H1ZpdTHKxQB5qKP1C")
 DLMM = Pubkey.from_string("LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo")
@@ -72,7 +74,7 @@ def test_cpmm_wins_when_it_pays_more() -> None:
     by_venue = {q.venue: q.amount_out for q in choice.quotes}
     assert by_venue["raydium_cpmm"] > by_venue["meteora_dlmm"]
     assert choice.amount_out == by_venue["raydium_cpmm"]
-    assert choice.min_amount_out == choice.amount_out * 9950 // 10000
+    assert choice.min_amount_out == min_out(choice.amount_out, 50)
 
 
 def test_dlmm_wins_when_it_pays_more() -> None:
@@ -101,7 +103,23 @@ def test_split_wins_for_a_large_order_on_shallow_pools() -> None:
             ).amount_out
             == leg.amount_out
         )
-        assert leg.min_amount_out == leg.amount_out * 9900 // 10000
+        assert leg.min_amount_out == min_out(leg.amount_out, 100)
+
+
+def test_an_amount_that_buys_nothing_is_refused_with_a_reason() -> None:
+    snap = snapshot(Fraction(150), Fraction(150))
+    # 1 lamport of SOL is worth 0.00000015 USDC: both pools pay 0 base units
+    # (each program refuses such a swap: CPMM RequireGtViolated, DLMM InsufficientOutAmount)
+    errors = [quote_pool(p, snap, str(SOL), 1).error for p in snap.pools]
+    assert all(e.startswith(ZERO_OUTPUT) for e in errors), errors
+    with pytest.raises(NoRoute) as exc:
+        choose_route(snap, str(SOL), str(USDC), 1, 50)
+    assert exc.value.too_small and not exc.value.not_found
+    assert str(exc.value).startswith("the amount is too small: no venue pays anything for it")
+    # the smallest amounts that buy something get a floor of at least 1, never 0
+    choice = choose_route(snap, str(SOL), str(USDC), 10_000, 50)
+    assert choice.amount_out >= 1 and choice.min_amount_out >= 1
+    assert all(leg.min_amount_out >= 1 for leg in choice.legs)
 
 
 def test_small_order_does_not_split() -> None:

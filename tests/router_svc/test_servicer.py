@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from common.amounts import min_out
 from common.grpc_client import open_channel
 from common.markets import load_markets
 from orderengine.v1 import router_pb2, router_pb2_grpc
@@ -56,7 +57,7 @@ async def test_routes_to_the_venue_with_more_output(
     assert len(resp.route.legs) == 1
     assert resp.route.legs[0].venue == best.venue
     assert resp.route.amount_out == best.amount_out
-    assert resp.route.min_amount_out == best.amount_out * 9900 // 10000
+    assert resp.route.min_amount_out == min_out(best.amount_out, 100)
 
 
 async def test_either_venue_can_win(eng: Engine, stub: router_pb2_grpc.RouterStub) -> None:
@@ -129,6 +130,22 @@ async def test_invalid_arguments(stub: router_pb2_grpc.RouterStub, request_kwarg
         await stub.Quote(router_pb2.QuoteRequest(**request_kwargs))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (info.value.details() or "").startswith(field)
+
+
+async def test_an_amount_that_buys_nothing_is_refused_naming_the_amount(
+    eng: Engine, stub: router_pb2_grpc.RouterStub
+) -> None:
+    """1 lamport buys 0 USDC on every venue: refused at routing for good (INVALID_ARGUMENT, not
+    the transient FAILED_PRECONDITION a worker would retry), with the reason."""
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Quote(
+            router_pb2.QuoteRequest(
+                input_mint=SOL, output_mint=mint(eng, "USDC"), amount_in=1, slippage_bps=50
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details() or ""
+    assert details.startswith("amount_in: the amount is too small: no venue pays anything for it"), details
 
 
 async def test_unknown_pair_is_not_found(stub: router_pb2_grpc.RouterStub) -> None:

@@ -231,3 +231,17 @@ async def simulate(http: Any, tx: VersionedTransaction) -> dict[str, Any]:
     resp = await http.post("/", json=body)
     result: dict[str, Any] = resp.json()["result"]["value"]
     return result
+
+
+async def trade(
+    client: AsyncClient, trader: Keypair, venue: str, pool: Pubkey, input_symbol: str, amount_in: int
+) -> Signature:
+    """Another trader's swap (min-out 0) through the pool's program, waited for until confirmed.
+    `trader` must hold the input token (requestAirdrop: an ATA of every token, wSOL included)."""
+    plan = plan_cpmm_swap if venue == "raydium_cpmm" else plan_dlmm_swap
+    planned = await plan(client, pool, trader.pubkey(), mint(input_symbol), amount_in)
+    signature = await send(client, sign(trader, [planned.ix], await blockhash(client)))
+    await client.confirm_transaction(signature, sleep_seconds=0.02)
+    status = (await client.get_signature_statuses([signature])).value[0]
+    assert status is not None and status.err is None, status
+    return signature

@@ -226,3 +226,49 @@ async def test_a_job_delivered_too_often_is_dead_lettered_and_its_order_failed(
         assert await redis.xlen(keys.stream) == 0
     finally:
         await redis.aclose()
+
+
+async def test_a_price_move_beyond_the_bound_is_retried_with_a_fresh_quote_and_confirms(
+    eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
+) -> None:
+    """Between the order's quote and its swap another trader sells a lot of SOL into the routed pool:
+    the swap fails the program's min-out check (a retryable "price moved", nothing swapped), the
+    worker quotes again and the next attempt confirms at the new price."""
+    from solana.rpc.async_api import AsyncClient
+    from solders.keypair import Keypair
+    from solders.pubkey import Pubkey
+
+    from orderengine.v1 import executor_pb2
+    from tests.simchain.helpers import trade
+
+    trader = Keypair()
+    moved: list[int] = []
+    original = worker.executor_link.execute
+
+    async def execute_after_a_move(
+        request: executor_pb2.ExecuteRequest,
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        if not moved and not request.settle_only:
+            moved.append(request.attempt)
+            async with AsyncClient(eng.sim.url) as client:
+                await client.request_airdrop(trader.pubkey(), 100 * 10**9)
+                for leg in request.route.legs:  # moves either pool's price ~4 %: beyond the 1 % bound
+                    # CPMM: 50,000 SOL deep; DLMM: ~166 SOL per 2-bps bin below the active one
+                    sol = 1_000 if leg.venue == "raydium_cpmm" else 12_500
+                    await trade(client, trader, leg.venue, Pubkey.from_string(leg.pool), "SOL", sol * 10**9)
+        async for update in original(request):
+            yield update
+
+    worker.executor_link.execute = execute_after_a_move  # type: ignore[method-assign]
+    oid = await submit(eng, orders)
+    order = await wait_terminal(orders, oid, timeout=30)
+    events = [(NAMES[e.status], json.loads(e.data_json)) for e in order.events]
+    assert NAMES[order.status] == "confirmed", events
+    assert moved == [1] and order.attempts == 2
+    routing = [data for name, data in events if name == "routing"]
+    assert [r["attempt"] for r in routing] == [1, 2]
+    assert routing[1]["retryOf"].startswith("price moved: slippage exceeded on "), routing[1]
+    # the retry was quoted afresh: the moved pool now pays less than the first route's bound
+    (first_leg,) = routing[0]["route"]["legs"]
+    (requoted,) = [q for q in routing[1]["quotes"] if q["pool"] == first_leg["pool"]]
+    assert int(requoted["amountOutRaw"]) < int(first_leg["minAmountOutRaw"])
