@@ -14,7 +14,10 @@ One v0 transaction per attempt, its instructions in this order:
    the order its walk visits them, and the pair's bitmap extension whenever the pair has one: if
    other swaps move the pool before ours lands, the program still finds every array it walks
    (instead of failing 3005 AccountNotEnoughKeys), so the swap lands or fails only by its min-out,
-   which is a retryable "price moved" (a fresh quote, the next attempt);
+   which is a retryable "price moved" (a fresh quote, the next attempt).
+   An exact-out leg is CPMM `swap_base_output(max_amount_in, amount_out)` or DLMM
+   `swap_exact_out2(max_in_amount, out_amount)`: the program delivers exactly the amount out or
+   fails, and never takes more than the leg's max-in (SOL in: the legs' max-ins are wrapped);
 5. if SOL is in or out, the wSOL account is closed back into the wallet (unwrap);
 6. a Memo `oe:<order_id>:<attempt>`.
 
@@ -102,8 +105,18 @@ class BuildFailed(Exception):
 class LegPlan:
     venue: str
     pool: Pubkey
-    amount_in: int
-    min_amount_out: int
+    amount_in: int  # exact-out: the quoted input
+    min_amount_out: int  # exact-out: the output delivered exactly
+    exact_out: bool = False  # CPMM swap_base_output / DLMM swap_exact_out2
+    max_amount_in: int = 0  # exact-out: the input bound sent on chain
+
+    @property
+    def ix_amounts(self) -> tuple[int, int]:
+        """The swap instruction's two amounts: (amount_in, minimum_amount_out) for an exact-in
+        swap, (max_amount_in, amount_out) for an exact-out one."""
+        if self.exact_out:
+            return self.max_amount_in, self.min_amount_out
+        return self.amount_in, self.min_amount_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +127,18 @@ class OrderPlan:
     attempt: int
     input_mint: Pubkey
     output_mint: Pubkey
-    amount_in: int
+    amount_in: int  # 0 for an exact-out order
     legs: tuple[LegPlan, ...]
+    amount_out: int = 0  # exact-out: the output to deliver exactly
+
+    @property
+    def max_spend(self) -> int:
+        """The most the swaps may take from the wallet: the amount in, or (exact-out) the sum of
+        the legs' max_amount_in (what is wrapped when the input is SOL; the unused rest of the wSOL
+        returns to the wallet when the account is closed)."""
+        if self.amount_out:
+            return sum(leg.max_amount_in for leg in self.legs)
+        return self.amount_in
 
     @property
     def dex(self) -> str:
@@ -250,7 +273,7 @@ def compose_instructions(
     sol_in = plan.input_mint == NATIVE_MINT
     sol_out = plan.output_mint == NATIVE_MINT
     if sol_in:
-        for ix in wrap_instructions(wallet, plan.amount_in):
+        for ix in wrap_instructions(wallet, plan.max_spend):
             add(ix, "wrap SOL")
     elif create_input_account:
         add(
@@ -437,7 +460,8 @@ class TxBuilder:
         payer = self._wallet.pubkey
 
         def make(user_in: Pubkey, user_out: Pubkey, bin_arrays: int) -> Instruction:
-            return raydium_cpmm.swap_base_input_ix(
+            swap = raydium_cpmm.swap_base_output_ix if leg.exact_out else raydium_cpmm.swap_base_input_ix
+            return swap(
                 program,
                 payer,
                 leg.pool,
@@ -451,8 +475,7 @@ class TxBuilder:
                 plan.input_mint,
                 plan.output_mint,
                 pool.observation_key,
-                leg.amount_in,
-                leg.min_amount_out,
+                *leg.ix_amounts,
             )
 
         return _Leg(leg, in_prog, out_prog, (leg.pool, in_vault, out_vault), make)
@@ -485,7 +508,8 @@ class TxBuilder:
         user = self._wallet.pubkey
 
         def make(user_in: Pubkey, user_out: Pubkey, bin_arrays: int) -> Instruction:
-            return meteora_dlmm.swap2_ix(
+            swap = meteora_dlmm.swap_exact_out2_ix if leg.exact_out else meteora_dlmm.swap2_ix
+            return swap(
                 program,
                 leg.pool,
                 ext_key if ext is not None else None,
@@ -505,8 +529,7 @@ class TxBuilder:
                     meteora_dlmm.bin_array_pda(program, leg.pool, i)
                     for i in meteora_dlmm.swap_order(kept[: max(1, bin_arrays)], swap_for_y)
                 ],
-                leg.amount_in,
-                leg.min_amount_out,
+                *leg.ix_amounts,
             )
 
         return _Leg(leg, in_prog, out_prog, (leg.pool, pair.reserve_x, pair.reserve_y), make)
