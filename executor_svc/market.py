@@ -43,16 +43,13 @@ from solders.transaction import VersionedTransaction
 from common.chain import AccountData, ChainClient, ChainError, DataSize, Memcmp, ProgramAccount
 from common.dex import meteora_dlmm as dlmm
 from common.dex import raydium_cpmm as cpmm
-from common.dex.spl_token import ASSOCIATED_TOKEN_PROGRAM_ID, NATIVE_MINT, TOKEN_PROGRAM_ID
+from common.dex.spl_token import NATIVE_MINT, TOKEN_PROGRAM_ID
 from executor_svc.builder import associated_token_address, create_ata_idempotent_ix, wrap_instructions
 
 COMPUTE_BUDGET_PROGRAM_ID = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
 MINT_SIZE = 82
 # The wSOL token account each CPMM deployment sends its pool-creation fee to (a program constant).
-CREATE_POOL_FEE_RECEIVERS = {
-    "CPMMoo8L3F4NbTegBCKVNunggL7H1ZpdTHKxQB5qKP1C": "DNXgeM9EiiaAbaWvwjHj9fQQLAX5ZsfHyvmYUNRAdNC8",
-    "DRaycpLY18LhpbydsBWbVJtxpNv9oXPgjRSfpF2bWpYb": "G11FKBRaAkHAKuLCgLM6K6NUc9rTjPAznRCjZifrTQe2",
-}
+CREATE_POOL_FEE_RECEIVERS = cpmm.CREATE_POOL_FEE_RECEIVERS
 DISC_PRESET_PARAMETER = bytes([242, 62, 244, 34, 181, 112, 58, 170])
 _PRESET = struct.Struct("<HHHHHIIiiH")
 POSITION_HALF_WIDTH = 10  # the position covers active-10 … active+10 (21 bins, within one position)
@@ -144,60 +141,6 @@ def mint_to_ix(mint: Pubkey, destination: Pubkey, authority: Pubkey, amount: int
             AccountMeta(authority, True, False),
         ],
     )
-
-
-@dataclass(frozen=True)
-class CpmmPool:
-    pool_state: Pubkey
-    token_0_mint: Pubkey
-    token_1_mint: Pubkey
-
-
-def cpmm_initialize_ix(
-    program: Pubkey,
-    creator: Pubkey,
-    amm_config: Pubkey,
-    create_pool_fee: Pubkey,
-    mint_a: Pubkey,
-    mint_b: Pubkey,
-    amount_a: int,
-    amount_b: int,
-) -> tuple[Instruction, CpmmPool]:
-    """Raydium CPMM `initialize` of the pool of two SPL Token mints (sorted here: token_0 < token_1)
-    at the PDA of (config, token_0, token_1), opening as soon as the program allows."""
-    (mint_0, amount_0), (mint_1, amount_1) = sorted(
-        ((mint_a, amount_a), (mint_b, amount_b)), key=lambda m: bytes(m[0])
-    )
-
-    def pda(*seeds: bytes) -> Pubkey:
-        return Pubkey.find_program_address(list(seeds), program)[0]
-
-    pool_state = pda(b"pool", bytes(amm_config), bytes(mint_0), bytes(mint_1))
-    lp_mint = pda(b"pool_lp_mint", bytes(pool_state))
-    accounts = [
-        AccountMeta(creator, True, True),
-        AccountMeta(amm_config, False, False),
-        AccountMeta(cpmm.authority_pda(program), False, False),
-        AccountMeta(pool_state, False, True),
-        AccountMeta(mint_0, False, False),
-        AccountMeta(mint_1, False, False),
-        AccountMeta(lp_mint, False, True),
-        AccountMeta(associated_token_address(creator, mint_0, TOKEN_PROGRAM_ID), False, True),
-        AccountMeta(associated_token_address(creator, mint_1, TOKEN_PROGRAM_ID), False, True),
-        AccountMeta(associated_token_address(creator, lp_mint, TOKEN_PROGRAM_ID), False, True),
-        AccountMeta(pda(b"pool_vault", bytes(pool_state), bytes(mint_0)), False, True),
-        AccountMeta(pda(b"pool_vault", bytes(pool_state), bytes(mint_1)), False, True),
-        AccountMeta(create_pool_fee, False, True),
-        AccountMeta(pda(b"observation", bytes(pool_state)), False, True),
-        AccountMeta(TOKEN_PROGRAM_ID, False, False),
-        AccountMeta(TOKEN_PROGRAM_ID, False, False),
-        AccountMeta(TOKEN_PROGRAM_ID, False, False),
-        AccountMeta(ASSOCIATED_TOKEN_PROGRAM_ID, False, False),
-        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
-        AccountMeta(RENT, False, False),
-    ]
-    data = anchor_ix_data("initialize", struct.pack("<QQQ", amount_0, amount_1, 0))
-    return Instruction(program, data, accounts), CpmmPool(pool_state, mint_0, mint_1)
 
 
 @dataclass(frozen=True)
@@ -422,7 +365,7 @@ class MarketMaker:
                 "pass --create-pool-fee-account"
             )
         )
-        ix, pool = cpmm_initialize_ix(
+        ix, pool = cpmm.initialize_ix(
             program,
             self.payer.pubkey(),
             config_address,

@@ -1,8 +1,10 @@
 """The simulated chain's genesis: tokens, pools, programs, the faucet. Deterministic.
 
-Tokens: SOL (the native mint ``So111…112``, 9 decimals), USDC and USDT (6 decimals; mints are the
-public keys of keypairs derived from fixed seeds), all SPL Token. Pools, built with
-`common.dex.synthetic` in the programs' real layouts:
+Tokens: SOL (the native mint ``So111…112``, 9 decimals), USDC, USDT and NEW (6 decimals; mints are
+the public keys of keypairs derived from fixed seeds), all SPL Token. NEW has no pool at genesis:
+its pools appear later, made by the pool creator (a seeded keypair holding SOL and 10^9 of every
+token) through the programs' own instructions when the admin method ``simCreatePool`` is called.
+Pools, built with `common.dex.synthetic` in the programs' real layouts:
 
 =========  ============  ===========  =====================================================
 pair       venue         price        depth
@@ -39,6 +41,7 @@ from typing import Any, Final
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from common.dex import raydium_cpmm as cpmm
 from common.dex import synthetic
 from common.dex.spl_token import (
     ASSOCIATED_TOKEN_PROGRAM_ID,
@@ -100,7 +103,10 @@ class _PoolSpec:
     bins_each_side: int = 0
 
 
-_TOKENS: Final = (("SOL", 9), ("USDC", 6), ("USDT", 6))
+# NEW has no pool at genesis: a token for sniper orders, whose pool is created later (simCreatePool).
+_TOKENS: Final = (("SOL", 9), ("USDC", 6), ("USDT", 6), ("NEW", 6))
+CREATOR_LAMPORTS: Final = 10_000_000 * 10**9
+CREATOR_TOKENS: Final = 1_000_000_000  # whole tokens of each genesis token the pool creator holds
 _POOLS: Final = (
     _PoolSpec("raydium_cpmm", "SOL", "USDC", Fraction(150), 50_000, 7_500_000),
     _PoolSpec("meteora_dlmm", "SOL", "USDC", Fraction("150.45"), 25_000, 3_761_250, 2, 150),
@@ -117,6 +123,8 @@ class Genesis:
         self.programs = dict(programs)
         self.faucet = _seeded_keypair("faucet")
         self.mint_authority = _seeded_keypair("mint-authority")
+        # Signs the pools simCreatePool makes (rpc.Node.sim_create_pool): SOL and every token.
+        self.pool_creator = _seeded_keypair("pool-creator")
         self.tokens: tuple[GenesisToken, ...] = tuple(
             GenesisToken(
                 symbol,
@@ -173,6 +181,7 @@ class Genesis:
                     if held in supply:
                         supply[held] += int.from_bytes(data[64:72], "little")
         self.pools: tuple[GenesisPool, ...] = tuple(pools)
+        self._add_creator(supply)
         for token in self.tokens:
             mint = Mint(
                 program_id=token.token_program,
@@ -186,6 +195,32 @@ class Genesis:
             self.accounts[token.mint] = Account(minimum_balance(len(data)), token.token_program, data)
         self.accounts[self.faucet.pubkey()] = Account(FAUCET_LAMPORTS, SYSTEM_PROGRAM_ID)
         self._add_program_accounts()
+
+    def _add_creator(self, supply: dict[Pubkey, int]) -> None:
+        """The pool creator's SOL and token accounts, and the wSOL account each CPMM deployment's
+        `initialize` sends its pool-creation fee to."""
+        creator = self.pool_creator.pubkey()
+        self.accounts[creator] = Account(CREATOR_LAMPORTS, SYSTEM_PROGRAM_ID)
+        reserve = minimum_balance(165)
+        for token in self.tokens:
+            ata = associated_token_address(creator, token.mint, token.token_program)
+            amount = CREATOR_TOKENS * 10**token.decimals
+            native = token.mint == NATIVE_MINT
+            data = encode_token_account(
+                TokenAccount(
+                    token.token_program, token.mint, creator, amount, is_native=reserve if native else None
+                )
+            )
+            self.accounts[ata] = Account(reserve + (amount if native else 0), token.token_program, data)
+            if not native:
+                supply[token.mint] += amount
+        receiver = cpmm.CREATE_POOL_FEE_RECEIVERS.get(str(self.programs.get("raydium_cpmm")))
+        if receiver is not None:
+            owner = _seeded_keypair("create-pool-fee").pubkey()
+            data = encode_token_account(
+                TokenAccount(TOKEN_PROGRAM_ID, NATIVE_MINT, owner, 0, is_native=reserve)
+            )
+            self.accounts[Pubkey.from_string(receiver)] = Account(reserve, TOKEN_PROGRAM_ID, data)
 
     def _add_program_accounts(self) -> None:
         for pid in (SYSTEM_PROGRAM_ID, COMPUTE_BUDGET_PROGRAM_ID):

@@ -28,6 +28,13 @@ Admin methods (SIM EXTENSIONS, not Solana's; the sim is bound to loopback by def
   "inputMint", "outputMint", "amountIn", "amountOut"}`` (amounts in base units; `legs` one per
   swap instruction).
 - ``simWarpSlots [{"n": n}]`` (or ``[n]``) — advance n slots at once; returns the new slot.
+- ``simCreatePool [{"venue": "raydium_cpmm", "mintA", "mintB", "amountA", "amountB",
+  "openTime"?}]`` — a new pool of two mints, made as a real creator makes one: the genesis pool
+  creator signs a transaction with the program's own `initialize` instruction (AmmConfig index 0,
+  the amounts in base units from its token accounts), which lands like any other (journaled,
+  visible to getSignatureStatuses/getTransaction). Returns ``{"signature", "slot", "venue",
+  "pool", "mint0", "mint1", "openTime"}``; a failed instruction answers -32002 with its logs.
+  Only ``raydium_cpmm`` pools can be made this way.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -48,6 +55,7 @@ from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
+from common.dex import raydium_cpmm as cpmm
 from common.dex.spl_token import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 from simchain.b58 import b58decode, b58encode
 from simchain.ledger import (
@@ -61,6 +69,7 @@ from simchain.ledger import (
 )
 from simchain.programs.memo import MEMO_V1_PROGRAM_ID
 from simchain.runtime import (
+    COMPUTE_BUDGET_PROGRAM_ID,
     MAX_BASE58_SIZE,
     MAX_BASE64_SIZE,
     InstructionError,
@@ -376,7 +385,11 @@ class Node:
         airdrop_tokens: Callable[[Pubkey], None],
         faults: Faults,
         rng: random.Random,
+        pool_creator: Keypair | None = None,
+        programs: Mapping[str, str] | None = None,
     ) -> None:
+        self.pool_creator = pool_creator
+        self.programs = {venue: Pubkey.from_string(pid) for venue, pid in (programs or {}).items()}
         self.ledger = ledger
         self.runtime = runtime
         self.faucet = faucet
@@ -411,6 +424,7 @@ class Node:
             "simSetFaults": self.sim_set_faults,
             "simSwaps": self.sim_swaps,
             "simWarpSlots": self.sim_warp_slots,
+            "simCreatePool": self.sim_create_pool,
         }
 
     def _context(self, slot: int | None = None) -> dict[str, Any]:
@@ -934,3 +948,60 @@ class Node:
         n = _uint(n, "n", 1_000_000)
         self.ledger.advance(n)
         return self.ledger.slot
+
+    def sim_create_pool(self, params: Any) -> Any:
+        (cfg,) = _params(params, 1, 1)
+        cfg = _config(cfg)
+        unknown = set(cfg) - {"venue", "mintA", "mintB", "amountA", "amountB", "openTime"}
+        if unknown:
+            raise invalid_params(f"Invalid params: unknown field(s): {', '.join(sorted(unknown))}")
+        venue = cfg.get("venue")
+        if venue != "raydium_cpmm":
+            raise invalid_params(
+                "Invalid params: venue must be raydium_cpmm (the only pools the sim can create)"
+            )
+        program = self.programs.get(venue)
+        creator = self.pool_creator
+        if program is None or creator is None:
+            raise invalid_params("Invalid params: this node has no raydium_cpmm program or pool creator")
+        mint_a, mint_b = _pubkey(cfg.get("mintA")), _pubkey(cfg.get("mintB"))
+        if mint_a == mint_b:
+            raise invalid_params("Invalid params: mintB must differ from mintA")
+        amount_a, amount_b = _uint(cfg.get("amountA"), "amountA"), _uint(cfg.get("amountB"), "amountB")
+        open_time = _uint(cfg.get("openTime", 0), "openTime")
+        programs = []
+        for mint in (mint_a, mint_b):
+            acct = self.ledger.get(mint)
+            if acct is None or acct.owner not in (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID):
+                raise invalid_params(f"Invalid params: {mint} is not a token mint")
+            programs.append(acct.owner)
+        config = cpmm.amm_config_pda(program, 0)
+        fee_account = Pubkey.from_string(
+            cpmm.CREATE_POOL_FEE_RECEIVERS.get(str(program), str(Pubkey.default()))
+        )
+        ix, keys = cpmm.initialize_ix(
+            program, creator.pubkey(), config, fee_account, mint_a, mint_b, amount_a, amount_b,
+            token_program_a=programs[0], token_program_b=programs[1], open_time=open_time,
+        )  # fmt: skip
+        limit = Instruction(COMPUTE_BUDGET_PROGRAM_ID, bytes([2]) + (400_000).to_bytes(4, "little"), [])
+        msg = Message.new_with_blockhash([limit, ix], creator.pubkey(), self.ledger.blockhash)
+        result = self.runtime.execute(prepare(bytes(VersionedTransaction(msg, [creator]))))
+        if result.err is not None:
+            raise RpcError(
+                PREFLIGHT_FAILURE,
+                f"pool creation failed: {tx_error_text(result.err)}",
+                {"err": result.err, "logs": result.logs},
+            )
+        self.runtime.land(result)
+        state = self.ledger.get(keys.pool_state)
+        assert state is not None  # the transaction created it
+        pool = cpmm.decode_pool_state(keys.pool_state, state.owner, state.data, program)
+        return {
+            "signature": str(result.signature),
+            "slot": self.ledger.slot,
+            "venue": venue,
+            "pool": str(keys.pool_state),
+            "mint0": str(keys.token_0_mint),
+            "mint1": str(keys.token_1_mint),
+            "openTime": pool.open_time,
+        }

@@ -238,7 +238,9 @@ def build_node(
         genesis.airdrop_tokens(ledger, wallet)
 
     if journal is None:
-        return Node(ledger, runtime, genesis.faucet, grant_tokens, faults, rng), None
+        return Node(
+            ledger, runtime, genesis.faucet, grant_tokens, faults, rng, genesis.pool_creator, markets.programs
+        ), None
     replayed = journal.replay(ledger, runtime, grant_tokens)
     ledger.advance(journal.tip_now(settings.sim_slot_ms, replayed) - ledger.slot)
     if replayed.transactions or replayed.airdrops:
@@ -259,7 +261,16 @@ def build_node(
         genesis.airdrop_tokens(ledger, wallet)
         journal.airdrop(wallet, ledger.slot)
 
-    node = Node(ledger, runtime, genesis.faucet, grant_tokens_journaled, faults, rng)
+    node = Node(
+        ledger,
+        runtime,
+        genesis.faucet,
+        grant_tokens_journaled,
+        faults,
+        rng,
+        genesis.pool_creator,
+        markets.programs,
+    )
     # requestAirdrop numbers its memos (equal requests in one slot must differ): carry on counting
     node._airdrops = replayed.airdrops
     warp = node.methods["simWarpSlots"]

@@ -21,7 +21,13 @@ from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 
 from common.dex.errors import ANCHOR_ERRORS, LayoutError, QuoteError, lookup_error
-from common.dex.spl_token import MAX_FEE_BASIS_POINTS, TransferFeeConfig
+from common.dex.spl_token import (
+    ASSOCIATED_TOKEN_PROGRAM_ID,
+    MAX_FEE_BASIS_POINTS,
+    TOKEN_PROGRAM_ID,
+    TransferFeeConfig,
+    associated_token_address,
+)
 
 __all__ = [
     "AMM_CONFIG_SIZE",
@@ -838,3 +844,159 @@ def parse_swap_base_output(
 ) -> SwapIx:
     """Decode ``swap_base_output``; with ``program_id``, also check the authority PDA."""
     return _parse(ix_data, account_keys, DISC_SWAP_BASE_OUTPUT, program_id)
+
+
+# --------------------------------------------------------------------------------------------
+# pool creation: `initialize`
+
+DISC_INITIALIZE: Final = bytes([175, 175, 109, 31, 13, 152, 155, 237])  # sha256("global:initialize")[:8]
+_INITIALIZE_ARGS = struct.Struct("<8sQQQ")
+INITIALIZE_ACCOUNTS: Final = 20
+LP_MINT_DECIMALS: Final = 9
+LOCKED_LP_AMOUNT: Final = 100  # `initialize` keeps 100 LP base units in the pool for good
+DISC_OBSERVATION_STATE: Final = bytes([122, 174, 197, 53, 129, 9, 165, 132])
+OBSERVATION_STATE_SIZE: Final = 4075
+# The wSOL token account each CPMM deployment sends its pool-creation fee to (a constant compiled
+# into the program, `create_pool_fee_reveiver::id()`), by program id.
+CREATE_POOL_FEE_RECEIVERS: Final[Mapping[str, str]] = {
+    "CPMMoo8L3F4NbTegBCKVNunggL7H1ZpdTHKxQB5qKP1C": "DNXgeM9EiiaAbaWvwjHj9fQQLAX5ZsfHyvmYUNRAdNC8",
+    "DRaycpLY18LhpbydsBWbVJtxpNv9oXPgjRSfpF2bWpYb": "G11FKBRaAkHAKuLCgLM6K6NUc9rTjPAznRCjZifrTQe2",
+}
+_SYSVAR_RENT: Final = Pubkey.from_string("SysvarRent111111111111111111111111111111111")
+_SYSTEM_PROGRAM: Final = Pubkey.from_string("11111111111111111111111111111111")
+
+
+def observation_data(pool: Pubkey) -> bytes:
+    """A fresh ``ObservationState`` of `pool` (initialized, index 0, no observations yet)."""
+    head = DISC_OBSERVATION_STATE + bytes([1]) + struct.pack("<H", 0) + bytes(pool)
+    return head + bytes(OBSERVATION_STATE_SIZE - len(head))
+
+
+@dataclass(frozen=True, slots=True)
+class InitializeIx:
+    """A decoded ``initialize(init_amount_0, init_amount_1, open_time)``, accounts in the order of
+    the program's ``Initialize`` context."""
+
+    creator: Pubkey
+    amm_config: Pubkey
+    authority: Pubkey
+    pool_state: Pubkey
+    token_0_mint: Pubkey
+    token_1_mint: Pubkey
+    lp_mint: Pubkey
+    creator_token_0: Pubkey
+    creator_token_1: Pubkey
+    creator_lp_token: Pubkey
+    token_0_vault: Pubkey
+    token_1_vault: Pubkey
+    create_pool_fee: Pubkey
+    observation_state: Pubkey
+    token_program: Pubkey
+    token_0_program: Pubkey
+    token_1_program: Pubkey
+    associated_token_program: Pubkey
+    system_program: Pubkey
+    rent: Pubkey
+    init_amount_0: int
+    init_amount_1: int
+    open_time: int
+
+
+def amm_config_pda(program_id: Pubkey, index: int) -> Pubkey:
+    """An AmmConfig's PDA: [b"amm_config", index as a big-endian u16]."""
+    return Pubkey.find_program_address([b"amm_config", index.to_bytes(2, "big")], program_id)[0]
+
+
+def pool_pda(program_id: Pubkey, amm_config: Pubkey, mint_0: Pubkey, mint_1: Pubkey) -> Pubkey:
+    """The pool state's PDA: [b"pool", amm_config, token_0_mint, token_1_mint]."""
+    return Pubkey.find_program_address(
+        [b"pool", bytes(amm_config), bytes(mint_0), bytes(mint_1)], program_id
+    )[0]
+
+
+def pool_account_pdas(program_id: Pubkey, pool: Pubkey, mint_0: Pubkey, mint_1: Pubkey) -> dict[str, Pubkey]:
+    """The accounts `initialize` derives from a pool address: both vaults, LP mint, observation."""
+
+    def pda(*seeds: bytes) -> Pubkey:
+        return Pubkey.find_program_address(list(seeds), program_id)[0]
+
+    return {
+        "token_0_vault": pda(b"pool_vault", bytes(pool), bytes(mint_0)),
+        "token_1_vault": pda(b"pool_vault", bytes(pool), bytes(mint_1)),
+        "lp_mint": pda(b"pool_lp_mint", bytes(pool)),
+        "observation_state": pda(b"observation", bytes(pool)),
+    }
+
+
+def initialize_ix(
+    program_id: Pubkey,
+    creator: Pubkey,
+    amm_config: Pubkey,
+    create_pool_fee: Pubkey,
+    mint_a: Pubkey,
+    mint_b: Pubkey,
+    amount_a: int,
+    amount_b: int,
+    *,
+    token_program_a: Pubkey = TOKEN_PROGRAM_ID,
+    token_program_b: Pubkey = TOKEN_PROGRAM_ID,
+    open_time: int = 0,
+) -> tuple[Instruction, InitializeIx]:
+    """``initialize`` of the pool of two mints at the PDA of (config, token_0, token_1): the mints
+    are sorted here (token_0 < token_1, as the program requires) together with their amounts and
+    token programs; the creator pays from its associated token accounts. Open time 0: as soon as
+    the program allows (it opens a pool one second after the creating block at the earliest)."""
+    (mint_0, amount_0, program_0), (mint_1, amount_1, program_1) = sorted(
+        ((mint_a, amount_a, token_program_a), (mint_b, amount_b, token_program_b)), key=lambda m: bytes(m[0])
+    )
+    pool = pool_pda(program_id, amm_config, mint_0, mint_1)
+    derived = pool_account_pdas(program_id, pool, mint_0, mint_1)
+
+    ix = InitializeIx(
+        creator=creator,
+        amm_config=amm_config,
+        authority=authority_pda(program_id),
+        pool_state=pool,
+        token_0_mint=mint_0,
+        token_1_mint=mint_1,
+        lp_mint=derived["lp_mint"],
+        creator_token_0=associated_token_address(creator, mint_0, program_0),
+        creator_token_1=associated_token_address(creator, mint_1, program_1),
+        creator_lp_token=associated_token_address(creator, derived["lp_mint"], TOKEN_PROGRAM_ID),
+        token_0_vault=derived["token_0_vault"],
+        token_1_vault=derived["token_1_vault"],
+        create_pool_fee=create_pool_fee,
+        observation_state=derived["observation_state"],
+        token_program=TOKEN_PROGRAM_ID,
+        token_0_program=program_0,
+        token_1_program=program_1,
+        associated_token_program=ASSOCIATED_TOKEN_PROGRAM_ID,
+        system_program=_SYSTEM_PROGRAM,
+        rent=_SYSVAR_RENT,
+        init_amount_0=amount_0,
+        init_amount_1=amount_1,
+        open_time=open_time,
+    )
+    writable = {"creator", "pool_state", "lp_mint", "creator_token_0", "creator_token_1", "creator_lp_token",
+                "token_0_vault", "token_1_vault", "create_pool_fee", "observation_state"}  # fmt: skip
+    accounts = [
+        AccountMeta(getattr(ix, name), name == "creator", name in writable) for name in _INITIALIZE_KEYS
+    ]
+    data = _INITIALIZE_ARGS.pack(DISC_INITIALIZE, amount_0, amount_1, open_time)
+    return Instruction(program_id, data, accounts), ix
+
+
+_INITIALIZE_KEYS: Final = tuple(f.name for f in dataclasses.fields(InitializeIx))[:INITIALIZE_ACCOUNTS]
+
+
+def parse_initialize(ix_data: bytes, account_keys: list[Pubkey]) -> InitializeIx:
+    """Decode ``initialize``; ValueError on a wrong discriminator or size, or too few accounts."""
+    if len(ix_data) < _INITIALIZE_ARGS.size:
+        raise ValueError(f"initialize data must be {_INITIALIZE_ARGS.size} bytes, got {len(ix_data)}")
+    disc, amount_0, amount_1, open_time = _INITIALIZE_ARGS.unpack_from(ix_data)
+    if disc != DISC_INITIALIZE:
+        raise ValueError(f"unexpected instruction discriminator {disc.hex()}")
+    if len(account_keys) < INITIALIZE_ACCOUNTS:
+        raise ValueError(f"initialize needs {INITIALIZE_ACCOUNTS} accounts, got {len(account_keys)}")
+    keys = dict(zip(_INITIALIZE_KEYS, account_keys, strict=False))
+    return InitializeIx(**keys, init_amount_0=amount_0, init_amount_1=amount_1, open_time=open_time)

@@ -50,8 +50,6 @@ __all__ = [
 
 AccountMap = dict[Pubkey, tuple[Pubkey, bytes, int]]
 
-_DISC_OBSERVATION: Final = bytes([122, 174, 197, 53, 129, 9, 165, 132])
-_OBSERVATION_STATE_SIZE: Final = 4075
 _DEFAULT_ORACLE_LENGTH: Final = 100
 _U64_MAX: Final = (1 << 64) - 1
 
@@ -121,11 +119,6 @@ def cpmm_pool_address(
         config, _ = _cpmm_config_address(program_id, config_index)
         return Pubkey.find_program_address([b"pool", bytes(config), bytes(m0), bytes(m1)], program_id)[0]
     return Keypair.from_seed(hashlib.sha256(b"cpmm-pool:" + s + bytes(m0) + bytes(m1)).digest()).pubkey()
-
-
-def _observation_data(pool: Pubkey) -> bytes:
-    head = _DISC_OBSERVATION + bytes([1]) + struct.pack("<H", 0) + bytes(pool)
-    return head + bytes(_OBSERVATION_STATE_SIZE - len(head))
 
 
 def make_cpmm_pool(
@@ -215,7 +208,7 @@ def make_cpmm_pool(
     state_data = cpmm.encode_pool_state(state)
     config_data = cpmm.encode_amm_config(amm_config)
     lp_data = encode_mint(Mint(TOKEN_PROGRAM_ID, authority, lp_supply, 9, True, None))
-    obs_data = _observation_data(pool)
+    obs_data = cpmm.observation_data(pool)
     out: AccountMap = {
         pool: (program_id, state_data, rent_exempt_lamports(len(state_data))),
         config: (program_id, config_data, rent_exempt_lamports(len(config_data))),

@@ -1,9 +1,10 @@
 """SPL Token and Token-2022: the instructions a swap transaction uses.
 
-Supported: InitializeAccount (1), Transfer (3), CloseAccount (9), TransferChecked (12),
-InitializeAccount2 (16), SyncNative (17), InitializeAccount3 (18) and, for Token-2022,
-InitializeImmutableOwner (22). Any other instruction fails with `InvalidInstruction` (custom 12)
-and a log line saying the simulated chain does not implement it.
+Supported: InitializeAccount (1), Transfer (3), MintTo (7), CloseAccount (9), TransferChecked (12),
+InitializeAccount2 (16), SyncNative (17), InitializeAccount3 (18), InitializeMint2 (20, a mint
+without extensions) and, for Token-2022, InitializeImmutableOwner (22). Any other instruction
+fails with `InvalidInstruction` (custom 12) and a log line saying the simulated chain does not
+implement it.
 
 Checks follow the programs' processors in order (frozen, funds, mint, decimals, owner or delegate,
 signature) with the same `TokenError` custom codes. Token-2022 transfer fees are honoured as the
@@ -15,6 +16,7 @@ accounts move lamports with their tokens; SyncNative sets the amount to lamports
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from typing import Final
 
@@ -22,6 +24,7 @@ from solders.pubkey import Pubkey
 
 from common.dex.errors import LayoutError
 from common.dex.spl_token import (
+    MINT_SIZE,
     NATIVE_MINT,
     TOKEN_2022_PROGRAM_ID,
     TOKEN_ACCOUNT_SIZE,
@@ -29,6 +32,7 @@ from common.dex.spl_token import (
     TokenAccount,
     decode_mint,
     decode_token_account,
+    encode_mint,
     encode_token_account,
 )
 from simchain.ledger import SYSTEM_PROGRAM_ID, Account, minimum_balance
@@ -41,7 +45,9 @@ INVALID_MINT: Final = 2
 MINT_MISMATCH: Final = 3
 OWNER_MISMATCH: Final = 4
 ALREADY_IN_USE: Final = 6
+FIXED_SUPPLY: Final = 5
 NON_NATIVE_HAS_BALANCE: Final = 11
+NATIVE_NOT_SUPPORTED: Final = 10
 INVALID_INSTRUCTION: Final = 12
 INVALID_STATE: Final = 13
 OVERFLOW: Final = 14
@@ -57,7 +63,9 @@ _ERROR_LOG: Final = {
     INVALID_MINT: "Invalid Mint",
     MINT_MISMATCH: "Account not associated with this Mint",
     OWNER_MISMATCH: "owner does not match",
+    FIXED_SUPPLY: "Fixed supply",
     ALREADY_IN_USE: "account or token already in use",
+    NATIVE_NOT_SUPPORTED: "Instruction does not support native tokens",
     NON_NATIVE_HAS_BALANCE: "Non-native account can only be closed if its balance is zero",
     INVALID_INSTRUCTION: "Invalid instruction",
     INVALID_STATE: "State is invalid for requested operation",
@@ -80,32 +88,38 @@ _TLV = struct.Struct("<HH")
 
 INITIALIZE_ACCOUNT: Final = 1
 TRANSFER: Final = 3
+MINT_TO: Final = 7
 CLOSE_ACCOUNT: Final = 9
 TRANSFER_CHECKED: Final = 12
 INITIALIZE_ACCOUNT_2: Final = 16
 SYNC_NATIVE: Final = 17
 INITIALIZE_ACCOUNT_3: Final = 18
+INITIALIZE_MINT_2: Final = 20
 INITIALIZE_IMMUTABLE_OWNER: Final = 22
 
 _NAMES: Final = {
     INITIALIZE_ACCOUNT: "InitializeAccount",
     TRANSFER: "Transfer",
+    MINT_TO: "MintTo",
     CLOSE_ACCOUNT: "CloseAccount",
     TRANSFER_CHECKED: "TransferChecked",
     INITIALIZE_ACCOUNT_2: "InitializeAccount2",
     SYNC_NATIVE: "SyncNative",
     INITIALIZE_ACCOUNT_3: "InitializeAccount3",
+    INITIALIZE_MINT_2: "InitializeMint2",
     INITIALIZE_IMMUTABLE_OWNER: "InitializeImmutableOwner",
 }
 # Compute units, close to what the deployed programs use.
 _COST: Final = {
     INITIALIZE_ACCOUNT: 3_500,
     TRANSFER: 4_645,
+    MINT_TO: 4_538,
     CLOSE_ACCOUNT: 2_916,
     TRANSFER_CHECKED: 6_200,
     INITIALIZE_ACCOUNT_2: 3_400,
     SYNC_NATIVE: 3_045,
     INITIALIZE_ACCOUNT_3: 3_158,
+    INITIALIZE_MINT_2: 2_828,
     INITIALIZE_IMMUTABLE_OWNER: 1_405,
 }
 
@@ -239,6 +253,12 @@ class TokenProgram:
             self.initialize_account(inv, inv.key(0), inv.key(1), Pubkey.from_bytes(data[1:33]))
         elif tag == INITIALIZE_IMMUTABLE_OWNER:
             self.initialize_immutable_owner(inv, inv.key(0))
+        elif tag == MINT_TO:
+            if len(data) < 9:
+                raise token_error(inv, INVALID_INSTRUCTION)
+            self.mint_to(inv, inv.key(0), inv.key(1), inv.key(2), int.from_bytes(data[1:9], "little"))
+        elif tag == INITIALIZE_MINT_2:
+            self.initialize_mint(inv, inv.key(0), data[1:])
 
     # -- instructions ---------------------------------------------------------------------
 
@@ -367,6 +387,42 @@ class TokenProgram:
         if len(encoded) > len(data):
             raise InstructionError("InvalidAccountData")
         inv.tx.put(key, acct.replace(data=encoded + bytes(len(data) - len(encoded))))
+
+    def initialize_mint(self, inv: Invocation, key: Pubkey, args: bytes) -> None:
+        """InitializeMint2: decimals, mint authority, optional freeze authority (COption)."""
+        if len(args) < 34 or args[33] not in (0, 1) or (args[33] == 1 and len(args) < 66):
+            raise token_error(inv, INVALID_INSTRUCTION)
+        acct = self._raw(inv, key)
+        if len(acct.data) != MINT_SIZE:
+            raise InstructionError("InvalidAccountData")
+        if acct.data[45]:  # is_initialized
+            raise token_error(inv, ALREADY_IN_USE)
+        if acct.lamports < minimum_balance(len(acct.data)):
+            raise token_error(inv, NOT_RENT_EXEMPT)
+        freeze = Pubkey.from_bytes(args[34:66]) if args[33] == 1 else None
+        mint = Mint(self.program_id, Pubkey.from_bytes(args[1:33]), 0, args[0], True, freeze)
+        inv.tx.put(key, acct.replace(data=encode_mint(mint)))
+
+    def mint_to(
+        self, inv: Invocation, mint_key: Pubkey, dst_key: Pubkey, authority: Pubkey, amount: int
+    ) -> None:
+        mint_acct = self._raw(inv, mint_key)
+        mint = self._mint(inv, mint_key)
+        dst_acct, dst = self._account(inv, dst_key)
+        if dst.state == 2:
+            raise token_error(inv, ACCOUNT_FROZEN)
+        if dst.is_native is not None:
+            raise token_error(inv, NATIVE_NOT_SUPPORTED)
+        if dst.mint != mint_key:
+            raise token_error(inv, MINT_MISMATCH)
+        if mint.mint_authority is None:
+            raise token_error(inv, FIXED_SUPPLY)
+        self._validate_owner(inv, mint.mint_authority, authority)
+        if mint.supply + amount > _U64_MAX:
+            raise token_error(inv, OVERFLOW)
+        self._store(inv, dst_key, dst_acct, _copy(dst, amount=dst.amount + amount))
+        new_mint = dataclasses.replace(mint, supply=mint.supply + amount)
+        inv.tx.put(mint_key, mint_acct.replace(data=encode_mint(new_mint)))
 
     def initialize_immutable_owner(self, inv: Invocation, key: Pubkey) -> None:
         acct = self._raw(inv, key)
