@@ -11,7 +11,11 @@ is checked against the order as persistence stored it and against the executor's
   from a snapshot up to a refresh interval older than the executor's, and in that time other swaps
   move the pools either way, so the floor gives the caller QUOTE_TOLERANCE_BPS (a setting,
   EXECUTOR_QUOTE_TOLERANCE_BPS) below the slippage floor: a caller can take at most the slippage
-  the trader accepted plus that tolerance, never the whole swap (min-out 1 is refused).
+  the trader accepted plus that tolerance, never the whole swap (min-out 1 is refused);
+- an exact-out order's amount out must be the stored one, and each leg's `max_amount_in` at most
+  the executor's fresh quote of the input that leg needs, plus the order's slippage (rounded up, as
+  the router rounds) plus the same tolerance (FAILED_PRECONDITION, retryable): a caller can make
+  the trader pay at most the slippage accepted plus that tolerance above the market.
 
 Each check is a small pure function (`check_order`, `min_out_floor`, `check_min_outs`), so a
 batched executor can run them over many requests at once.
@@ -40,7 +44,7 @@ from router_svc.pools import (
     decode_pool,
     wanted_bin_arrays,
 )
-from router_svc.quotes import quote_pool
+from router_svc.quotes import quote_pool, quote_pool_out
 
 BPS = 10_000
 
@@ -55,6 +59,8 @@ def check_order(plan: OrderPlan, order: orders_pb2.Order) -> None:
         raise InvalidArgument("is not the stored order's input mint", field="input_mint")
     if str(plan.output_mint) != spec.output_mint:
         raise InvalidArgument("is not the stored order's output mint", field="output_mint")
+    if plan.amount_out != spec.amount_out:
+        raise InvalidArgument(f"is not the stored order's amount out ({spec.amount_out})", field="amount_out")
     if plan.amount_in != spec.amount_in:
         raise InvalidArgument(f"is not the stored order's amount ({spec.amount_in})", field="amount_in")
 
@@ -67,15 +73,34 @@ def min_out_floor(fresh_out: int, slippage_bps: int, tolerance_bps: int) -> int:
     return after_slippage * (BPS - tolerance_bps) // BPS
 
 
+def max_in_ceiling(fresh_in: int, slippage_bps: int, tolerance_bps: int) -> int:
+    """The highest max-in accepted for an exact-out leg the executor quotes at `fresh_in`: the
+    quote plus the order's slippage (rounded up, as the router rounds), plus the tolerance."""
+    after_slippage = -(-fresh_in * (BPS + slippage_bps) // BPS)
+    return -(-after_slippage * (BPS + tolerance_bps) // BPS)
+
+
 def check_min_outs(
-    legs: Sequence[LegPlan], fresh_outs: Sequence[int], slippage_bps: int, tolerance_bps: int
+    legs: Sequence[LegPlan], fresh: Sequence[int], slippage_bps: int, tolerance_bps: int
 ) -> None:
-    """Every leg's min-out is at least its floor (FAILED_PRECONDITION names the leg)."""
-    for i, (leg, fresh) in enumerate(zip(legs, fresh_outs, strict=True)):
-        floor = min_out_floor(fresh, slippage_bps, tolerance_bps)
+    """Every leg's bound is within the executor's own quote (FAILED_PRECONDITION names the leg):
+    an exact-in leg's min-out at least its floor, an exact-out leg's max-in at most its ceiling.
+    `fresh` holds each leg's fresh amount out (exact-in) or input needed (exact-out), 0 where the
+    pool cannot quote the leg (its build then fails with the program's own reason)."""
+    for i, (leg, fresh_amount) in enumerate(zip(legs, fresh, strict=True)):
+        if leg.exact_out:
+            ceiling = max_in_ceiling(fresh_amount, slippage_bps, tolerance_bps)
+            if fresh_amount and leg.max_amount_in > ceiling:
+                raise FailedPrecondition(
+                    f"{leg.max_amount_in} is above the executor's ceiling {ceiling} (its quote "
+                    f"{fresh_amount} plus {slippage_bps} bps slippage and {tolerance_bps} bps tolerance)",
+                    field=f"route.legs[{i}].max_amount_in",
+                )
+            continue
+        floor = min_out_floor(fresh_amount, slippage_bps, tolerance_bps)
         if leg.min_amount_out < floor:
             raise FailedPrecondition(
-                f"{leg.min_amount_out} is below the executor's floor {floor} (its quote {fresh} less "
+                f"{leg.min_amount_out} is below the executor's floor {floor} (its quote {fresh_amount} less "
                 f"{slippage_bps} bps slippage and {tolerance_bps} bps tolerance)",
                 field=f"route.legs[{i}].min_amount_out",
             )
@@ -92,7 +117,8 @@ class FreshQuoter:
         self._decodes: dict[Pubkey, tuple[tuple[AccountData | None, ...], PoolStateT]] = {}
 
     async def quote(self, plan: OrderPlan) -> list[int]:
-        """The amount out of each leg on the current state (0 where the pool cannot quote it)."""
+        """The amount out of each leg on the current state, or for an exact-out leg the input it
+        needs (0 where the pool cannot quote it)."""
         first = [CLOCK_SYSVAR, *(leg.pool for leg in plan.legs)]
         slot, accounts = await self._chain.get_multiple_accounts(first)
         found: dict[Pubkey, AccountData | None] = dict(zip(first, accounts, strict=True))
@@ -117,6 +143,10 @@ class FreshQuoter:
                 state = self._decoded(leg, [leg.pool, *deps[leg.pool]], found)
             except (LayoutError, QuoteError, KeyError, ValueError):
                 outs.append(0)  # the build fails on it anyway, with its own reason
+                continue
+            if leg.exact_out:
+                needs = quote_pool_out(state, snapshot, str(plan.input_mint), leg.min_amount_out)
+                outs.append(0 if needs.error else needs.amount_in)
                 continue
             quote = quote_pool(state, snapshot, str(plan.input_mint), leg.amount_in)
             outs.append(0 if quote.error else quote.amount_out)

@@ -244,7 +244,9 @@ PROGRAM_ERRORS: Final[Mapping[int, tuple[str, str]]] = {
     6109: ("CancelNonEmptyLimitOrder", "Cannot cancel non-empty limit order"),
     6110: ("InvalidCollectFeeMode", "Invalid collect fee mode"),
 }
-SLIPPAGE_ERROR_CODES: Final = frozenset({6003})
+# The bound of an order failed: ExceededAmountSlippageTolerance (min-out of swap2, max-in of
+# swap_exact_out2), and an exact-out walk whose max-in runs out (InsufficientInAmount, NotExactAmountOut).
+SLIPPAGE_ERROR_CODES: Final = frozenset({6003, 6057, 6104})
 # Anchor's error when a swap runs out of bin arrays among its remaining accounts (the pool moved
 # beyond those the swap carries).
 ACCOUNT_NOT_ENOUGH_KEYS: Final = 3005

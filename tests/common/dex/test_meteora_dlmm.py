@@ -540,7 +540,7 @@ def test_error_lookup() -> None:
     assert dlmm.error_name(6036) == "BitmapExtensionAccountIsNotProvided"
     assert dlmm.error_name(3005) == "AccountNotEnoughKeys"  # Anchor's, inside the program
     assert dlmm.error_name(6110) == "InvalidCollectFeeMode" and dlmm.error_name(6111) is None
-    assert dlmm.SLIPPAGE_ERROR_CODES == {6003}
+    assert dlmm.SLIPPAGE_ERROR_CODES == {6003, 6057, 6104}
     assert sorted(dlmm.PROGRAM_ERRORS) == list(range(6000, 6111))  # lb_clmm 0.12 numbers them densely
     for code, (name, message) in dlmm.PROGRAM_ERRORS.items():
         err = dlmm._err(name)
