@@ -55,6 +55,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "/orderengine.v1.Router/Quote": frozenset({"worker", "gateway"}),
     "/orderengine.v1.Router/QuoteStream": frozenset({"worker", "gateway"}),
     "/orderengine.v1.Router/QuoteBatches": frozenset({"worker"}),
+    "/orderengine.v1.Router/WatchPools": frozenset({"worker"}),
     "/orderengine.v1.Executor/Execute": frozenset({"worker"}),
     "/orderengine.v1.Executor/ExecuteBatches": frozenset({"worker"}),
 }

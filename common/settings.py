@@ -187,6 +187,7 @@ class Settings:
     quote_ttl_s: float = _setting("QUOTE_TTL_S", 30.0, _float(1, 3600))
     order_max_expiry_s: int = _setting("ORDER_MAX_EXPIRY_S", 604_800, _int(1, 31_536_000))
     trigger_interval_ms: int = _setting("TRIGGER_INTERVAL_MS", 400, _int(10, 60_000))
+    sniper_interval_ms: int = _setting("SNIPER_INTERVAL_MS", 100, _int(10, 60_000))
     api_keys: tuple[str, ...] = _setting("API_KEYS", (), _csv, secret=True)
     rate_limit_per_s: float = _setting("RATE_LIMIT_PER_S", 0.0, _float(0, 1_000_000))
     rate_limit_burst: int = _setting("RATE_LIMIT_BURST", 100, _int(1, 1_000_000))
@@ -218,6 +219,7 @@ class Settings:
     expiry_margin_blocks: int = _setting("EXPIRY_MARGIN_BLOCKS", 10, _int(0, 10_000))
     priority_fee_max_micro_lamports: int = _setting("PRIORITY_FEE_MAX", 1_000_000, _int(0, 10**12))
     priority_fee_percentile: int = _setting("PRIORITY_FEE_PERCENTILE", 75, _int(0, 100))
+    sniper_priority_fee_percentile: int = _setting("SNIPER_PRIORITY_FEE_PERCENTILE", 95, _int(0, 100))
     executor_quote_tolerance_bps: int = _setting("EXECUTOR_QUOTE_TOLERANCE_BPS", 100, _int(0, 10_000))
 
     sim_host: str = _setting("SIM_HOST", "127.0.0.1", _str)

@@ -130,6 +130,7 @@ class OrderPlan:
     amount_in: int  # 0 for an exact-out order
     legs: tuple[LegPlan, ...]
     amount_out: int = 0  # exact-out: the output to deliver exactly
+    urgent: bool = False  # a sniper order: SNIPER_PRIORITY_FEE_PERCENTILE
 
     @property
     def max_spend(self) -> int:
@@ -389,6 +390,7 @@ class TxBuilder:
         self._wallet = wallet
         self._fee_cap = settings.priority_fee_max_micro_lamports
         self._fee_percentile = settings.priority_fee_percentile
+        self._urgent_fee_percentile = settings.sniper_priority_fee_percentile
         self._programs = {venue: markets.program_id(venue) for venue in markets.programs}
         # address → (the bytes decoded, the decoded value): decoding once per version of an account
         self._decoded: dict[Pubkey, tuple[bytes, Any]] = {}
@@ -586,10 +588,11 @@ class TxBuilder:
             f"the transaction does not fit in a packet ({size} > {PACKET_DATA_SIZE} bytes)", False
         )
 
-    async def _priority_fee(self, legs: Sequence[_Leg]) -> int:
+    async def _priority_fee(self, legs: Sequence[_Leg], urgent: bool = False) -> int:
         writable = [k for leg in legs for k in leg.writable]
+        percentile = self._urgent_fee_percentile if urgent else self._fee_percentile
         try:
-            fee = await self._chain.recent_prioritization_fee(writable, self._fee_percentile)
+            fee = await self._chain.recent_prioritization_fee(writable, percentile)
         except ChainError as exc:
             log.warning("prioritization fees unavailable; using 0", extra={"error": exc.message})
             return 0
@@ -606,7 +609,7 @@ class TxBuilder:
         except QuoteError as exc:  # e.g. BitmapExtensionAccountIsNotProvided while finding bin arrays
             raise BuildFailed(f"{exc.venue} cannot route the swap ({exc.name})", False) from None
         accounts = self.wallet_accounts(plan, legs)
-        cu_price = await self._priority_fee(legs)
+        cu_price = await self._priority_fee(legs, plan.urgent)
         blockhash, last_valid = await self._chain.latest_blockhash()
 
         draft, roles = self._compile(plan, legs, accounts, MAX_COMPUTE_UNITS, cu_price, blockhash)

@@ -110,6 +110,7 @@ _ORDER_TYPES = {
     "market": orders_pb2.ORDER_TYPE_MARKET,
     "limit": orders_pb2.ORDER_TYPE_LIMIT,
     "stop": orders_pb2.ORDER_TYPE_STOP,
+    "sniper": orders_pb2.ORDER_TYPE_SNIPER,
 }
 
 
@@ -208,6 +209,8 @@ async def _create_and_queue(
         order_type=_ORDER_TYPES[req.order_type],
         trigger_price=req.trigger_price,
         expires_at_us=req.expires_at_us,
+        min_liquidity=req.min_liquidity,
+        max_price=req.max_price,
     )
     request = orders_pb2.CreateOrderRequest(
         spec=spec,

@@ -21,7 +21,7 @@ from common.amounts import parse_amount
 from common.markets import Markets, Token
 from orderengine.v1 import types_pb2
 
-ORDER_FIELDS = ("tokenIn", "tokenOut", "amount", "slippageBps")
+ORDER_FIELDS = ("tokenIn", "tokenOut", "amount", "amountOut", "slippageBps")
 _TOKEN = re.compile(r"[A-Za-z0-9$._-]{1,64}")  # a symbol or a base58 mint (gateway/openapi.py)
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
 MAX_IDEMPOTENCY_KEY = 128
@@ -56,26 +56,33 @@ class ApiError(Exception):
 class OrderRequest:
     token_in: Token
     token_out: Token
-    amount_in: int
+    amount_in: int  # 0 for an exact-out order
     slippage_bps: int
+    amount_out: int = 0  # exact-out ("amountOut"): receive exactly this, spend at most quote + slippage
     max_price_impact_bps: int | None = None  # None: the server's MAX_PRICE_IMPACT_BPS
     quoted_route: types_pb2.Route | None = None  # execute-by-quote: exactly this route
     quote_id: str = ""
     order_id: str = ""  # "" = a new id; execute-by-quote: the quote's own order id
-    order_type: str = "market"  # "market" | "limit" | "stop"
+    order_type: str = "market"  # "market" | "limit" | "stop" | "sniper"
     trigger_price: int = 0  # limit/stop: output base units per one whole input token
-    expires_at_us: int = 0  # limit/stop: unix microseconds
+    expires_at_us: int = 0  # limit/stop/sniper: unix microseconds
+    min_liquidity: int = 0  # sniper: input base units the pool must hold
+    max_price: int = 0  # sniper: input base units per one whole output token; 0 = no bound
     expiry_given: str = ""  # how the client spelled the expiry (for the idempotency hash)
 
     def canonical_hash(self) -> str:
         """Hash of the request's meaning (not its spelling): same order → same hash."""
         doc: list[Any] = [self.token_in.mint, self.token_out.mint, self.amount_in, self.slippage_bps]
+        if self.amount_out:
+            doc.append(["amountOut", self.amount_out])
         if self.max_price_impact_bps is not None:
             doc.append(["maxPriceImpactBps", self.max_price_impact_bps])
         if self.quote_id:
             doc.append(["quoteId", self.quote_id])
         if self.order_type != "market":
             doc.append([self.order_type, self.trigger_price, self.expiry_given])
+        if self.order_type == "sniper":
+            doc.append([self.min_liquidity, self.max_price])
         return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
@@ -108,28 +115,22 @@ def parse_order_request(
     if token_in.mint == token_out.mint:
         raise ApiError(422, "same_token", "tokenOut must differ from tokenIn", "tokenOut")
 
-    raw_amount = body.get("amount")
-    if raw_amount is None:
-        raise ApiError(422, "missing_field", "amount is required", "amount")
-    if isinstance(raw_amount, bool) or not isinstance(raw_amount, (str, int, float)):
-        raise ApiError(422, "invalid_amount", "amount must be a decimal string or a number", "amount")
-    if isinstance(raw_amount, float):
-        # JSON numbers arrive as floats; take their shortest decimal spelling, never binary arithmetic.
-        text = repr(raw_amount)
-        if "e" in text or "E" in text or text in ("nan", "inf", "-inf"):
-            raise ApiError(422, "invalid_amount", "amount must be written as a plain decimal", "amount")
-    else:
-        text = str(raw_amount)
-    if len(text) > 64:
-        raise ApiError(422, "invalid_amount", "amount is too long", "amount")
-    if not _AMOUNT.fullmatch(text):  # ASCII digits only: int("٣") is 3, and " 1" is not a number
+    # `amount` (spend exactly, in tokenIn) or `amountOut` (receive exactly, in tokenOut): one of them
+    raw_amount, raw_out = body.get("amount"), body.get("amountOut")
+    if raw_amount is not None and raw_out is not None:
         raise ApiError(
-            422, "invalid_amount", 'amount must be a positive decimal number such as "1.5"', "amount"
+            422,
+            "conflicting_fields",
+            "give amount (spend exactly) or amountOut (receive exactly), not both",
+            "amountOut",
         )
-    try:
-        amount_in = parse_amount(text, token_in.decimals)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_amount", f"amount {exc}", "amount") from None
+    if raw_amount is None and raw_out is None:
+        raise ApiError(422, "missing_field", "amount (or amountOut) is required", "amount")
+    amount_in = amount_out = 0
+    if raw_out is not None:
+        amount_out = _amount(raw_out, token_out.decimals, "amountOut")
+    else:
+        amount_in = _amount(raw_amount, token_in.decimals, "amount")
 
     slippage = body.get("slippageBps", default_slippage_bps)
     if slippage is None:
@@ -138,7 +139,30 @@ def parse_order_request(
         raise ApiError(
             422, "invalid_slippage", "slippageBps must be an integer from 1 to 5000", "slippageBps"
         )
-    return OrderRequest(token_in, token_out, amount_in, slippage)
+    return OrderRequest(token_in, token_out, amount_in, slippage, amount_out)
+
+
+def _amount(raw: Any, decimals: int, field: str) -> int:
+    """An amount (decimal string or number) as integer base units of a mint with `decimals`."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise ApiError(422, "invalid_amount", f"{field} must be a decimal string or a number", field)
+    if isinstance(raw, float):
+        # JSON numbers arrive as floats; take their shortest decimal spelling, never binary arithmetic.
+        text = repr(raw)
+        if "e" in text or "E" in text or text in ("nan", "inf", "-inf"):
+            raise ApiError(422, "invalid_amount", f"{field} must be written as a plain decimal", field)
+    else:
+        text = str(raw)
+    if len(text) > 64:
+        raise ApiError(422, "invalid_amount", f"{field} is too long", field)
+    if not _AMOUNT.fullmatch(text):  # ASCII digits only: int("٣") is 3, and " 1" is not a number
+        raise ApiError(
+            422, "invalid_amount", f'{field} must be a positive decimal number such as "1.5"', field
+        )
+    try:
+        return parse_amount(text, decimals)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_amount", f"{field} {exc}", field) from None
 
 
 def parse_max_price_impact(body: dict[str, Any]) -> int | None:
@@ -156,25 +180,38 @@ def parse_max_price_impact(body: dict[str, Any]) -> int | None:
     return value
 
 
-RESTING_FIELDS = ("type", "limitPrice", "stopPrice", "expiresAt", "expiresInS")
-ORDER_TYPES = ("market", "limit", "stop")
+RESTING_FIELDS = ("type", "limitPrice", "stopPrice", "expiresAt", "expiresInS", "minLiquidity", "maxPrice")
+ORDER_TYPES = ("market", "limit", "stop", "sniper")
+SNIPER_FIELDS = ("minLiquidity", "maxPrice")
 
 
 def parse_resting(body: dict[str, Any], req: OrderRequest, max_expiry_s: int, now_us: int) -> OrderRequest:
     """`type` and, for a limit or stop order, its price (`limitPrice` / `stopPrice`: tokenOut per
     tokenIn, a decimal with at most tokenOut's decimals, kept exactly as an integer of tokenOut base
     units per whole tokenIn) and its expiry (`expiresInS` or `expiresAt`, at most max_expiry_s ahead;
-    neither: the maximum)."""
+    neither: the maximum). A sniper order: see `_sniper`."""
     kind = body.get("type", "market")
     if kind is None:
         kind = "market"
     if not isinstance(kind, str) or kind not in ORDER_TYPES:
-        raise ApiError(422, "invalid_type", "type must be market, limit or stop", "type")
+        raise ApiError(422, "invalid_type", "type must be market, limit, stop or sniper", "type")
+    if kind != "market" and req.amount_out:
+        raise ApiError(
+            422,
+            "unsupported",
+            f"amountOut (receive exactly) is for market orders only; give amount for a {kind} order",
+            "amountOut",
+        )
     if kind == "market":
         for name in RESTING_FIELDS[1:]:
             if body.get(name) is not None:
-                raise ApiError(422, "unexpected_field", f"{name} is only for limit and stop orders", name)
+                raise ApiError(422, "unexpected_field", f"{name} is only for resting orders", name)
         return req
+    if kind == "sniper":
+        return _sniper(body, req, max_expiry_s, now_us)
+    for name in SNIPER_FIELDS:
+        if body.get(name) is not None:
+            raise ApiError(422, "unexpected_field", f"{name} is only for sniper orders", name)
     price_field, other = ("limitPrice", "stopPrice") if kind == "limit" else ("stopPrice", "limitPrice")
     if body.get(other) is not None:
         raise ApiError(422, "unexpected_field", f"{other} is not for a {kind} order", other)
@@ -199,6 +236,54 @@ def parse_resting(body: dict[str, Any], req: OrderRequest, max_expiry_s: int, no
     expires_at_us, given = _expiry(body, max_expiry_s, now_us)
     return dataclasses.replace(
         req, order_type=kind, trigger_price=trigger, expires_at_us=expires_at_us, expiry_given=given
+    )
+
+
+def _decimal_field(body: dict[str, Any], name: str, decimals: int, what: str) -> int:
+    """A positive decimal (string or number) with at most `decimals` decimals, as an integer of base
+    units; ApiError naming the field otherwise."""
+    raw = body.get(name)
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise ApiError(422, "invalid_amount", f"{name} must be a decimal string such as {what}", name)
+    text = repr(raw) if isinstance(raw, float) else str(raw)
+    if len(text) > 64 or not _AMOUNT.fullmatch(text):
+        raise ApiError(
+            422, "invalid_amount", f"{name} must be a positive decimal number such as {what}", name
+        )
+    try:
+        return parse_amount(text, decimals)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_amount", f"{name} {exc}", name) from None
+
+
+def _sniper(body: dict[str, Any], req: OrderRequest, max_expiry_s: int, now_us: int) -> OrderRequest:
+    """A sniper order: `minLiquidity` (required; tokenIn, the side the order pays with: the pool
+    must hold at least this much of it) and `maxPrice` (optional; the most tokenIn paid per whole
+    tokenOut, at most tokenIn's decimals), both kept exactly as integers of tokenIn base units; the
+    expiry as for limit orders."""
+    for name in ("limitPrice", "stopPrice"):
+        if body.get(name) is not None:
+            raise ApiError(422, "unexpected_field", f"{name} is not for a sniper order", name)
+    if body.get("minLiquidity") is None:
+        raise ApiError(422, "missing_field", "minLiquidity is required for a sniper order", "minLiquidity")
+    symbol_in = req.token_in.symbol or "tokenIn"
+    min_liquidity = _decimal_field(body, "minLiquidity", req.token_in.decimals, f'"50" ({symbol_in})')
+    max_price = 0
+    if body.get("maxPrice") is not None:
+        max_price = _decimal_field(
+            body,
+            "maxPrice",
+            req.token_in.decimals,
+            f'"0.005" ({symbol_in} per {req.token_out.symbol or "tokenOut"})',
+        )
+    expires_at_us, given = _expiry(body, max_expiry_s, now_us)
+    return dataclasses.replace(
+        req,
+        order_type="sniper",
+        min_liquidity=min_liquidity,
+        max_price=max_price,
+        expires_at_us=expires_at_us,
+        expiry_given=given,
     )
 
 

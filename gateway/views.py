@@ -60,6 +60,15 @@ def resting_json(spec: orders_pb2.OrderSpec) -> dict[str, Any]:
     """A resting order's terms (the `open` event's data, the order's JSON); {} for a market order."""
     if spec.order_type == orders_pb2.ORDER_TYPE_MARKET:
         return {}
+    if spec.order_type == orders_pb2.ORDER_TYPE_SNIPER:
+        return {
+            "type": "sniper",
+            "minLiquidity": format_amount(spec.min_liquidity, spec.input_decimals),
+            "minLiquidityRaw": str(spec.min_liquidity),
+            "maxPrice": format_amount(spec.max_price, spec.input_decimals) if spec.max_price else None,
+            "maxPriceRaw": str(spec.max_price) if spec.max_price else None,
+            "expiresAt": iso_ms_from_us(spec.expires_at_us),
+        }
     limit = spec.order_type == orders_pb2.ORDER_TYPE_LIMIT
     name = "limitPrice" if limit else "stopPrice"
     return {

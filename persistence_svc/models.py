@@ -38,10 +38,12 @@ class Spec:
     quoted_route: bytes = b""  # execute-by-quote: a serialized orderengine.v1.Route; b"" = route it
     quote_id: str = ""
     max_price_impact_bps: int = 0  # 0 = no bound
-    order_type: str = "market"  # "market" | "limit" | "stop"
+    order_type: str = "market"  # "market" | "limit" | "stop" | "sniper"
     trigger_price: int = 0  # resting orders: output base units per one whole input token
     expires_at_us: int = 0  # resting orders: unix microseconds
     amount_out: int = 0  # exact-out: the output to receive exactly (amount_in is then 0)
+    min_liquidity: int = 0  # sniper: the least the pool holds of the input mint (base units)
+    max_price: int = 0  # sniper: input base units per one whole output token; 0 = no bound
 
 
 @dataclass(frozen=True)

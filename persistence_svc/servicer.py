@@ -128,6 +128,8 @@ def order_message(order: OrderRow, events: list[EventRow] | None = None) -> orde
             trigger_price=s.trigger_price,
             expires_at_us=s.expires_at_us,
             amount_out=s.amount_out,
+            min_liquidity=s.min_liquidity,
+            max_price=s.max_price,
         ),
         status=lifecycle.to_proto(order.status),
         attempts=order.attempts,

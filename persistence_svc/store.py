@@ -56,7 +56,8 @@ PURGE_BATCH = 1000
 _ORDER_COLUMNS = """id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
     input_symbol, output_symbol, status, attempts, route, amount_out, tx_hash, dex, executed_price,
     failure_reason, created_at, updated_at, last_seq, route_proto, quoted_route, quote_id,
-    max_price_impact_bps, order_type, trigger_price, expires_at, exact_amount_out, amount_in_spent"""
+    max_price_impact_bps, order_type, trigger_price, expires_at, exact_amount_out, amount_in_spent,
+    min_liquidity, max_price"""
 _EVENT_COLUMNS = "order_id, seq, status, data, at"
 _EXECUTION_COLUMNS = """order_id, attempt, signature, signed_tx, last_valid_block_height, blockhash, state,
     created_at, updated_at"""
@@ -98,6 +99,8 @@ def _order_row(row: TupleRow) -> OrderRow:
         expires_at,
         exact_amount_out,
         amount_in_spent,
+        min_liquidity,
+        max_price,
     ) = row
     return OrderRow(
         order_id=order_id,
@@ -117,6 +120,8 @@ def _order_row(row: TupleRow) -> OrderRow:
             trigger_price=0 if trigger_price is None else int(trigger_price),
             expires_at_us=0 if expires_at is None else to_us(expires_at),
             amount_out=0 if exact_amount_out is None else int(exact_amount_out),
+            min_liquidity=0 if min_liquidity is None else int(min_liquidity),
+            max_price=0 if max_price is None else int(max_price),
         ),
         status=status,
         attempts=attempts,
@@ -164,12 +169,12 @@ WITH o AS (
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
                         created_at, updated_at, idempotency_key, request_hash, owner, quoted_route,
                         quote_id, max_price_impact_bps, order_type, trigger_price, expires_at,
-                        exact_amount_out)
+                        exact_amount_out, min_liquidity, max_price)
     VALUES (%(id)s, %(input_mint)s, %(output_mint)s, %(amount_in)s, %(slippage_bps)s, %(input_decimals)s,
             %(output_decimals)s, %(input_symbol)s, %(output_symbol)s, 'pending', 0, 1,
             %(now)s, %(now)s, %(key)s, %(hash)s, %(owner)s, %(quoted_route)s, %(quote_id)s,
             %(max_price_impact_bps)s, %(order_type)s, %(trigger_price)s, %(expires_at)s,
-            %(exact_amount_out)s)
+            %(exact_amount_out)s, %(min_liquidity)s, %(max_price)s)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, created_at
 ),
@@ -208,6 +213,8 @@ async def create_order(pool: AsyncConnectionPool, new: NewOrder) -> CreateOutcom
         "trigger_price": Decimal(new.spec.trigger_price) if new.spec.trigger_price else None,
         "expires_at": from_us(new.spec.expires_at_us) if new.spec.expires_at_us else None,
         "exact_amount_out": Decimal(new.spec.amount_out) if new.spec.amount_out else None,
+        "min_liquidity": Decimal(new.spec.min_liquidity) if new.spec.min_liquidity else None,
+        "max_price": Decimal(new.spec.max_price) if new.spec.max_price else None,
     }
     async with pool.connection() as conn:
         if new.idempotency_key is None:
@@ -273,7 +280,8 @@ async def _same_order(conn: psycopg.AsyncConnection[TupleRow], new: NewOrder) ->
 _CREATE_ROW_TYPE = """(i int, id uuid, input_mint text, output_mint text, amount_in numeric,
      slippage_bps int, input_decimals int, output_decimals int, input_symbol text, output_symbol text,
      key text, hash text, owner text, quoted_route text, quote_id text, max_price_impact_bps int,
-     order_type text, trigger_price numeric, expires_at timestamptz, exact_amount_out numeric)"""
+     order_type text, trigger_price numeric, expires_at timestamptz, exact_amount_out numeric,
+     min_liquidity numeric, max_price numeric)"""
 
 # The whole batch in one statement (autocommit: one round trip, one commit). Members whose id is
 # new claim their idempotency key (in (owner, key) order, so that concurrent batches lock keys in
@@ -297,11 +305,11 @@ o AS (
                         output_decimals, input_symbol, output_symbol, status, attempts, last_seq,
                         created_at, updated_at, idempotency_key, request_hash, owner, quoted_route,
                         quote_id, max_price_impact_bps, order_type, trigger_price, expires_at,
-                        exact_amount_out)
+                        exact_amount_out, min_liquidity, max_price)
     SELECT id, input_mint, output_mint, amount_in, slippage_bps, input_decimals, output_decimals,
            input_symbol, output_symbol, 'pending', 0, 1, %(now)s, %(now)s, key, hash, owner,
            decode(quoted_route, 'base64'), quote_id, max_price_impact_bps, order_type, trigger_price,
-           expires_at, exact_amount_out
+           expires_at, exact_amount_out, min_liquidity, max_price
     FROM fresh WHERE key IS NULL OR id IN (SELECT order_id FROM claimed)
     ORDER BY id
     ON CONFLICT (id) DO NOTHING
@@ -353,6 +361,8 @@ def _create_json(index: int, new: NewOrder) -> dict[str, Any]:
         "trigger_price": str(s.trigger_price) if s.trigger_price else None,
         "expires_at": from_us(s.expires_at_us).isoformat() if s.expires_at_us else None,
         "exact_amount_out": str(s.amount_out) if s.amount_out else None,
+        "min_liquidity": str(s.min_liquidity) if s.min_liquidity else None,
+        "max_price": str(s.max_price) if s.max_price else None,
     }
 
 

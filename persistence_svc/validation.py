@@ -178,16 +178,34 @@ ORDER_TYPES: dict[orders_pb2.OrderType.ValueType, str] = {
     orders_pb2.ORDER_TYPE_MARKET: "market",
     orders_pb2.ORDER_TYPE_LIMIT: "limit",
     orders_pb2.ORDER_TYPE_STOP: "stop",
+    orders_pb2.ORDER_TYPE_SNIPER: "sniper",
 }
 MAX_EXPIRES_AT_US = 253_402_300_799_000_000  # 9999-12-31T23:59:59Z
 
 
 def _resting(s: orders_pb2.OrderSpec) -> dict[str, Any]:
-    """A resting order's type, trigger price and expiry (a market order has neither)."""
+    """A resting order's type, trigger price and expiry (a market order has neither); a sniper
+    order's minimum liquidity and optional price bound instead of a trigger price."""
     order_type = ORDER_TYPES.get(s.order_type)
     if order_type is None:
         raise InvalidArgument("must be a known order type", field="spec.order_type")
-    if order_type == "market":
+    if order_type != "sniper":
+        if s.min_liquidity:
+            raise InvalidArgument("is only for sniper orders", field="spec.min_liquidity")
+        if s.max_price:
+            raise InvalidArgument("is only for sniper orders", field="spec.max_price")
+    if order_type == "sniper":
+        if s.trigger_price:
+            raise InvalidArgument(
+                "is not for sniper orders (max_price is their bound)", field="spec.trigger_price"
+            )
+        if s.min_liquidity == 0:
+            raise InvalidArgument("must be greater than zero", field="spec.min_liquidity")
+        if not 0 < s.expires_at_us <= MAX_EXPIRES_AT_US:
+            raise InvalidArgument("must be a time (unix microseconds)", field="spec.expires_at_us")
+        if s.HasField("quoted_route"):
+            raise InvalidArgument("a quoted order is a market order", field="spec.quoted_route")
+    elif order_type == "market":
         if s.trigger_price:
             raise InvalidArgument("is only for limit and stop orders", field="spec.trigger_price")
         if s.expires_at_us:
@@ -199,7 +217,13 @@ def _resting(s: orders_pb2.OrderSpec) -> dict[str, Any]:
             raise InvalidArgument("must be a time (unix microseconds)", field="spec.expires_at_us")
         if s.HasField("quoted_route"):
             raise InvalidArgument("a quoted order is a market order", field="spec.quoted_route")
-    return {"order_type": order_type, "trigger_price": s.trigger_price, "expires_at_us": s.expires_at_us}
+    return {
+        "order_type": order_type,
+        "trigger_price": s.trigger_price,
+        "expires_at_us": s.expires_at_us,
+        "min_liquidity": s.min_liquidity,
+        "max_price": s.max_price,
+    }
 
 
 def _max_impact(value: int) -> int:

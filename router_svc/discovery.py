@@ -37,7 +37,7 @@ from router_svc.pools import CpmmState, DlmmState, PoolBook
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FoundPool", "discover_pools", "merge_pools", "pool_filters", "rank_pools"]
+__all__ = ["FoundPool", "discover_pools", "merge_pools", "pool_filters", "pool_reserves", "rank_pools"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ async def discover_pools(
     return sorted(found.values(), key=lambda p: (p.venue, str(p.address)))
 
 
-def _reserves(state: CpmmState | DlmmState, mint_a: Pubkey) -> tuple[int, int]:
+def pool_reserves(state: CpmmState | DlmmState, mint_a: Pubkey) -> tuple[int, int]:
     """(holdings of mint_a, holdings of the other mint)."""
     if isinstance(state, CpmmState):
         try:
@@ -138,7 +138,7 @@ async def rank_pools(
         if state is None:
             log.warning("pool state unreadable; left out", extra={"pool": str(pool.address)})
             continue
-        reserve_a, reserve_b = _reserves(state, mint_a)
+        reserve_a, reserve_b = pool_reserves(state, mint_a)
         ranked = FoundPool(pool.venue, pool.address, pool.mints, reserve_a, reserve_b, pool.enabled)
         if not pool.enabled or reserve_a == 0 or reserve_b == 0:
             log.info("pool disabled or empty; left out", extra={"pool": str(pool.address)})

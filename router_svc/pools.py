@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +116,32 @@ class PoolBook:
         self._snapshot: Snapshot | None = None
         self._refreshing: asyncio.Future[Snapshot] | None = None
         self.refreshes = 0
+        # Pools found on chain after start (WatchPools), read like the markets file's pools.
+        self._found: dict[Pubkey, str] = {}
+        self._generation = 0  # bumped when pools are added: a refresh begun before is not kept
+
+    def add_pools(self, pools: Iterable[tuple[str, Pubkey]]) -> int:
+        """Pools found on chain at runtime (venue, address): every snapshot from the next refresh
+        on reads them, and the next `snapshot()` refreshes at once. Returns how many were new."""
+        known = {Pubkey.from_string(p.address) for p in self.markets.pools}
+        new = 0
+        for venue, address in pools:
+            if address not in known and address not in self._found:
+                self._found[address] = venue
+                new += 1
+        if new:
+            self._generation += 1
+            self._snapshot = None
+        return new
+
+    def expire(self) -> None:
+        """The next `snapshot()` reads the chain again (a watched pool waits for its open time)."""
+        self._snapshot = None
+
+    def _pool_refs(self) -> dict[Pubkey, str]:
+        refs = {Pubkey.from_string(p.address): p.venue for p in self.markets.pools}
+        refs.update(self._found)
+        return refs
 
     def pairs(self) -> set[frozenset[str]]:
         return {frozenset(p.mints) for p in (self._snapshot.pools if self._snapshot else [])}
@@ -125,25 +151,22 @@ class PoolBook:
         if snap is not None and time.monotonic() - snap.taken_at < self.refresh_s:
             return snap
         if self._refreshing is None:
+            generation = self._generation
             self._refreshing = asyncio.ensure_future(self._refresh())
-            self._refreshing.add_done_callback(self._refresh_done)
+            self._refreshing.add_done_callback(lambda fut: self._refresh_done(fut, generation))
         return await asyncio.shield(self._refreshing)
 
-    def _refresh_done(self, fut: asyncio.Future[Snapshot]) -> None:
+    def _refresh_done(self, fut: asyncio.Future[Snapshot], generation: int) -> None:
         self._refreshing = None
-        if not fut.cancelled() and fut.exception() is None:
+        if not fut.cancelled() and fut.exception() is None and generation == self._generation:
             self._snapshot = fut.result()
 
     async def _discover(self) -> None:
-        unknown = [
-            Pubkey.from_string(p.address)
-            for p in self.markets.pools
-            if Pubkey.from_string(p.address) not in self._static
-        ]
+        venues = self._pool_refs()
+        unknown = [address for address in venues if address not in self._static]
         if not unknown:
             return
         _, accounts = await self.chain.get_multiple_accounts(unknown, max_age_s=0)
-        venues = {Pubkey.from_string(p.address): p.venue for p in self.markets.pools}
         for address, account in zip(unknown, accounts, strict=True):
             venue = venues[address]
             program_id = self.markets.program_id(venue)

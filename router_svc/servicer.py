@@ -18,6 +18,7 @@ from common.streams import multiplex, singles
 from orderengine.v1 import router_pb2, router_pb2_grpc, types_pb2
 from router_svc.pools import PoolBook
 from router_svc.quotes import NoRoute, RouteChoice, choose_route, choose_route_exact_out
+from router_svc.watch import watch_pools
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,13 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         context: grpc.aio.ServicerContext[router_pb2.QuoteRequest, router_pb2.QuoteResponse],
     ) -> router_pb2.QuoteResponse:
         return await self.quote(request)
+
+    async def WatchPools(
+        self,
+        request: router_pb2.WatchPoolsRequest,
+        context: grpc.aio.ServicerContext[router_pb2.WatchPoolsRequest, router_pb2.WatchPoolsResponse],
+    ) -> router_pb2.WatchPoolsResponse:
+        return await watch_pools(self.book, request)
 
     async def QuoteStream(
         self,

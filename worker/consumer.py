@@ -32,6 +32,7 @@ from worker.lease import RELEASE_IF_MINE
 from worker.links import ExecutorLink, RouterLink
 from worker.reconciler import Reconciler
 from worker.redis_batch import RedisBatcher
+from worker.sniper import SniperWatch
 from worker.throttle import OrderThrottle
 from worker.triggers import TriggerLoop
 
@@ -91,6 +92,7 @@ class Worker:
         self.batch = RedisBatcher(self.redis, linger_s=linger_s)
         self.reconciler = Reconciler(self)
         self.triggers = TriggerLoop(self)  # resting orders (limit, stop): one loop per engine
+        self.sniper = SniperWatch(self)  # sniper orders: one watch per engine
         self.slots = asyncio.Semaphore(settings.worker_concurrency)
         self.throttle = OrderThrottle(self.redis, settings.redis_prefix, settings.orders_per_minute)
         self.inflight: dict[str, asyncio.Task[None]] = {}
@@ -126,6 +128,7 @@ class Worker:
             asyncio.create_task(self._reclaim(), name="reclaim"),
             asyncio.create_task(self.reconciler.run(), name="reconciler"),
             asyncio.create_task(self.triggers.run(), name="triggers"),
+            asyncio.create_task(self.sniper.run(), name="sniper"),
         ]
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -148,6 +151,7 @@ class Worker:
             await asyncio.wait(left, timeout=5.0)
         await self.reconciler.stop()
         await self.triggers.stop()
+        await self.sniper.stop()
         await self.events.stop()
         await self.batch.stop()
         await self.executor_link.close()

@@ -26,6 +26,7 @@ from gateway.views import quotes_json, route_json
 from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
 from worker.events import AppendRejected
 from worker.links import LinkBroken, QuoteFailed
+from worker.sniper import sniper_floor
 from worker.triggers import limit_out, resting_json, with_limit
 
 if TYPE_CHECKING:
@@ -219,9 +220,9 @@ class OrderDriver:
                 retry_of = f"{reason}: {detail}" if detail else reason
                 continue
             route = quote.route
-            floor = limit_out(spec) if spec.order_type == orders_pb2.ORDER_TYPE_LIMIT else 0
+            floor = limit_out(spec) if spec.order_type == orders_pb2.ORDER_TYPE_LIMIT else sniper_floor(spec)
             if floor and route.amount_out >= floor:
-                route = with_limit(route, floor)  # a triggered limit's min-out is its limit
+                route = with_limit(route, floor)  # a triggered limit's (sniper's) min-out is its price
             route_view = route_json(route, spec.output_decimals)
             routing = {"quotes": quotes_json(list(quote.quotes), spec.output_decimals), "route": route_view}
             data = {"attempt": attempt, **routing, "slot": quote.slot}
@@ -319,6 +320,7 @@ class OrderDriver:
             amount_in=spec.amount_in,
             route=route,
             settle_only=settle_only,
+            urgent=spec.order_type == orders_pb2.ORDER_TYPE_SNIPER,
         )
         reconnects = 0
         while True:

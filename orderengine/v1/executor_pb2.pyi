@@ -32,6 +32,7 @@ class ExecuteRequest(_message.Message):
     ROUTE_FIELD_NUMBER: _builtins.int
     SETTLE_ONLY_FIELD_NUMBER: _builtins.int
     AMOUNT_OUT_FIELD_NUMBER: _builtins.int
+    URGENT_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     attempt: _builtins.int
     """1-based"""
@@ -45,6 +46,10 @@ class ExecuteRequest(_message.Message):
     """
     amount_out: _builtins.int
     """Exact-out: the stored order's target output (amount_in is then 0, the route's legs exact_out)."""
+    urgent: _builtins.bool
+    """A sniper order: the executor pays its SNIPER_PRIORITY_FEE_PERCENTILE of recent prioritization
+    fees instead of PRIORITY_FEE_PERCENTILE (the same PRIORITY_FEE_MAX cap).
+    """
     @_builtins.property
     def route(self) -> _types_pb2.Route: ...
     def __init__(
@@ -58,10 +63,11 @@ class ExecuteRequest(_message.Message):
         route: _types_pb2.Route | None = ...,
         settle_only: _builtins.bool = ...,
         amount_out: _builtins.int = ...,
+        urgent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempt", b"attempt", "input_mint", b"input_mint", "order_id", b"order_id", "output_mint", b"output_mint", "route", b"route", "settle_only", b"settle_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempt", b"attempt", "input_mint", b"input_mint", "order_id", b"order_id", "output_mint", b"output_mint", "route", b"route", "settle_only", b"settle_only", "urgent", b"urgent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

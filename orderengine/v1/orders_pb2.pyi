@@ -68,6 +68,8 @@ class _OrderTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderType.V
     """triggers when the order's own quote pays at least trigger_price"""
     ORDER_TYPE_STOP: _OrderType.ValueType  # 2
     """triggers when the market price falls to trigger_price or below"""
+    ORDER_TYPE_SNIPER: _OrderType.ValueType  # 3
+    """triggers when a pool of the pair holds min_liquidity within max_price"""
 
 class OrderType(_OrderType, metaclass=_OrderTypeEnumTypeWrapper): ...
 
@@ -76,6 +78,8 @@ ORDER_TYPE_LIMIT: OrderType.ValueType  # 1
 """triggers when the order's own quote pays at least trigger_price"""
 ORDER_TYPE_STOP: OrderType.ValueType  # 2
 """triggers when the market price falls to trigger_price or below"""
+ORDER_TYPE_SNIPER: OrderType.ValueType  # 3
+"""triggers when a pool of the pair holds min_liquidity within max_price"""
 Global___OrderType: _TypeAlias = OrderType  # noqa: Y015
 
 @_typing.final
@@ -120,6 +124,8 @@ class OrderSpec(_message.Message):
     TRIGGER_PRICE_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_US_FIELD_NUMBER: _builtins.int
     AMOUNT_OUT_FIELD_NUMBER: _builtins.int
+    MIN_LIQUIDITY_FIELD_NUMBER: _builtins.int
+    MAX_PRICE_FIELD_NUMBER: _builtins.int
     input_mint: _builtins.str
     output_mint: _builtins.str
     amount_in: _builtins.int
@@ -145,6 +151,12 @@ class OrderSpec(_message.Message):
     """Exact-out: receive exactly this much of output_mint (base units), spending at most the quote
     plus slippage; amount_in is then 0. 0 = exact-in (amount_in is spent).
     """
+    min_liquidity: _builtins.int
+    """Sniper orders: the least the pool must hold of input_mint (base units) and the most input paid
+    per whole output token (base units of input_mint per 10^output_decimals base units of
+    output_mint; 0 = no price bound). trigger_price is 0 for them.
+    """
+    max_price: _builtins.int
     @_builtins.property
     def quoted_route(self) -> _types_pb2.Route:
         """Execute-by-quote (POST /api/orders/execute {"quoteId"}): the worker executes exactly this route
@@ -169,10 +181,12 @@ class OrderSpec(_message.Message):
         trigger_price: _builtins.int = ...,
         expires_at_us: _builtins.int = ...,
         amount_out: _builtins.int = ...,
+        min_liquidity: _builtins.int = ...,
+        max_price: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quoted_route", b"quoted_route"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "expires_at_us", b"expires_at_us", "input_decimals", b"input_decimals", "input_mint", b"input_mint", "input_symbol", b"input_symbol", "max_price_impact_bps", b"max_price_impact_bps", "order_type", b"order_type", "output_decimals", b"output_decimals", "output_mint", b"output_mint", "output_symbol", b"output_symbol", "quote_id", b"quote_id", "quoted_route", b"quoted_route", "slippage_bps", b"slippage_bps", "trigger_price", b"trigger_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "expires_at_us", b"expires_at_us", "input_decimals", b"input_decimals", "input_mint", b"input_mint", "input_symbol", b"input_symbol", "max_price", b"max_price", "max_price_impact_bps", b"max_price_impact_bps", "min_liquidity", b"min_liquidity", "order_type", b"order_type", "output_decimals", b"output_decimals", "output_mint", b"output_mint", "output_symbol", b"output_symbol", "quote_id", b"quote_id", "quoted_route", b"quoted_route", "slippage_bps", b"slippage_bps", "trigger_price", b"trigger_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

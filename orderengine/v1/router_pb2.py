@@ -25,23 +25,31 @@ _sym_db = _symbol_database.Default()
 from orderengine.v1 import types_pb2 as orderengine_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borderengine/v1/router.proto\x12\x0eorderengine.v1\x1a\x1aorderengine/v1/types.proto\"\x9a\x01\n\x0cQuoteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ninput_mint\x18\x02 \x01(\t\x12\x13\n\x0boutput_mint\x18\x03 \x01(\t\x12\x11\n\tamount_in\x18\x04 \x01(\x04\x12\x14\n\x0cslippage_bps\x18\x05 \x01(\r\x12\x10\n\x08order_id\x18\x06 \x01(\t\x12\x12\n\namount_out\x18\x14 \x01(\x04\"\x83\x01\n\rQuoteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06quotes\x18\x02 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x03 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x0c\n\x04slot\x18\x04 \x01(\x04\"\x85\x01\n\x13QuoteStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x08response\x18\x02 \x01(\x0b\x32\x1d.orderengine.v1.QuoteResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"<\n\nQuoteBatch\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.orderengine.v1.QuoteRequest\"L\n\x12QuoteResponseBatch\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.orderengine.v1.QuoteStreamResponse2\xf8\x01\n\x06Router\x12\x44\n\x05Quote\x12\x1c.orderengine.v1.QuoteRequest\x1a\x1d.orderengine.v1.QuoteResponse\x12T\n\x0bQuoteStream\x12\x1c.orderengine.v1.QuoteRequest\x1a#.orderengine.v1.QuoteStreamResponse(\x01\x30\x01\x12R\n\x0cQuoteBatches\x12\x1a.orderengine.v1.QuoteBatch\x1a\".orderengine.v1.QuoteResponseBatch(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borderengine/v1/router.proto\x12\x0eorderengine.v1\x1a\x1aorderengine/v1/types.proto\"*\n\x08PoolPair\x12\x0e\n\x06mint_a\x18\x1e \x01(\t\x12\x0e\n\x06mint_b\x18\x1f \x01(\t\"<\n\x11WatchPoolsRequest\x12\'\n\x05pairs\x18\x1e \x03(\x0b\x32\x18.orderengine.v1.PoolPair\"\x97\x01\n\rPoolLiquidity\x12\r\n\x05venue\x18\x1e \x01(\t\x12\x0c\n\x04pool\x18\x1f \x01(\t\x12\x0e\n\x06mint_a\x18  \x01(\t\x12\x0e\n\x06mint_b\x18! \x01(\t\x12\x11\n\treserve_a\x18\" \x01(\x04\x12\x11\n\treserve_b\x18# \x01(\x04\x12\x10\n\x08tradable\x18$ \x01(\x08\x12\x11\n\topen_time\x18% \x01(\x03\"P\n\x12WatchPoolsResponse\x12,\n\x05pools\x18\x1e \x03(\x0b\x32\x1d.orderengine.v1.PoolLiquidity\x12\x0c\n\x04slot\x18\x1f \x01(\x04\"\x9a\x01\n\x0cQuoteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ninput_mint\x18\x02 \x01(\t\x12\x13\n\x0boutput_mint\x18\x03 \x01(\t\x12\x11\n\tamount_in\x18\x04 \x01(\x04\x12\x14\n\x0cslippage_bps\x18\x05 \x01(\r\x12\x10\n\x08order_id\x18\x06 \x01(\t\x12\x12\n\namount_out\x18\x14 \x01(\x04\"\x83\x01\n\rQuoteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06quotes\x18\x02 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x03 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x0c\n\x04slot\x18\x04 \x01(\x04\"\x85\x01\n\x13QuoteStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x08response\x18\x02 \x01(\x0b\x32\x1d.orderengine.v1.QuoteResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"<\n\nQuoteBatch\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.orderengine.v1.QuoteRequest\"L\n\x12QuoteResponseBatch\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.orderengine.v1.QuoteStreamResponse2\xcd\x02\n\x06Router\x12\x44\n\x05Quote\x12\x1c.orderengine.v1.QuoteRequest\x1a\x1d.orderengine.v1.QuoteResponse\x12T\n\x0bQuoteStream\x12\x1c.orderengine.v1.QuoteRequest\x1a#.orderengine.v1.QuoteStreamResponse(\x01\x30\x01\x12R\n\x0cQuoteBatches\x12\x1a.orderengine.v1.QuoteBatch\x1a\".orderengine.v1.QuoteResponseBatch(\x01\x30\x01\x12S\n\nWatchPools\x12!.orderengine.v1.WatchPoolsRequest\x1a\".orderengine.v1.WatchPoolsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUOTEREQUEST']._serialized_start=76
-  _globals['_QUOTEREQUEST']._serialized_end=230
-  _globals['_QUOTERESPONSE']._serialized_start=233
-  _globals['_QUOTERESPONSE']._serialized_end=364
-  _globals['_QUOTESTREAMRESPONSE']._serialized_start=367
-  _globals['_QUOTESTREAMRESPONSE']._serialized_end=500
-  _globals['_QUOTEBATCH']._serialized_start=502
-  _globals['_QUOTEBATCH']._serialized_end=562
-  _globals['_QUOTERESPONSEBATCH']._serialized_start=564
-  _globals['_QUOTERESPONSEBATCH']._serialized_end=640
-  _globals['_ROUTER']._serialized_start=643
-  _globals['_ROUTER']._serialized_end=891
+  _globals['_POOLPAIR']._serialized_start=75
+  _globals['_POOLPAIR']._serialized_end=117
+  _globals['_WATCHPOOLSREQUEST']._serialized_start=119
+  _globals['_WATCHPOOLSREQUEST']._serialized_end=179
+  _globals['_POOLLIQUIDITY']._serialized_start=182
+  _globals['_POOLLIQUIDITY']._serialized_end=333
+  _globals['_WATCHPOOLSRESPONSE']._serialized_start=335
+  _globals['_WATCHPOOLSRESPONSE']._serialized_end=415
+  _globals['_QUOTEREQUEST']._serialized_start=418
+  _globals['_QUOTEREQUEST']._serialized_end=572
+  _globals['_QUOTERESPONSE']._serialized_start=575
+  _globals['_QUOTERESPONSE']._serialized_end=706
+  _globals['_QUOTESTREAMRESPONSE']._serialized_start=709
+  _globals['_QUOTESTREAMRESPONSE']._serialized_end=842
+  _globals['_QUOTEBATCH']._serialized_start=844
+  _globals['_QUOTEBATCH']._serialized_end=904
+  _globals['_QUOTERESPONSEBATCH']._serialized_start=906
+  _globals['_QUOTERESPONSEBATCH']._serialized_end=982
+  _globals['_ROUTER']._serialized_start=985
+  _globals['_ROUTER']._serialized_end=1318
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,120 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class PoolPair(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINT_A_FIELD_NUMBER: _builtins.int
+    MINT_B_FIELD_NUMBER: _builtins.int
+    mint_a: _builtins.str
+    mint_b: _builtins.str
+    def __init__(
+        self,
+        *,
+        mint_a: _builtins.str = ...,
+        mint_b: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mint_a", b"mint_a", "mint_b", b"mint_b"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PoolPair: _TypeAlias = PoolPair  # noqa: Y015
+
+@_typing.final
+class WatchPoolsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAIRS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pairs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PoolPair]:
+        """1..100"""
+
+    def __init__(
+        self,
+        *,
+        pairs: _abc.Iterable[Global___PoolPair] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairs", b"pairs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchPoolsRequest: _TypeAlias = WatchPoolsRequest  # noqa: Y015
+
+@_typing.final
+class PoolLiquidity(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENUE_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
+    MINT_A_FIELD_NUMBER: _builtins.int
+    MINT_B_FIELD_NUMBER: _builtins.int
+    RESERVE_A_FIELD_NUMBER: _builtins.int
+    RESERVE_B_FIELD_NUMBER: _builtins.int
+    TRADABLE_FIELD_NUMBER: _builtins.int
+    OPEN_TIME_FIELD_NUMBER: _builtins.int
+    venue: _builtins.str
+    pool: _builtins.str
+    mint_a: _builtins.str
+    """the pair as it was asked"""
+    mint_b: _builtins.str
+    reserve_a: _builtins.int
+    """the pool's holdings of mint_a (base units, fees held for others excluded)"""
+    reserve_b: _builtins.int
+    tradable: _builtins.bool
+    """swaps enabled and open at the snapshot's clock"""
+    open_time: _builtins.int
+    """unix seconds from which the pool swaps (CPMM open_time, 0 for DLMM)"""
+    def __init__(
+        self,
+        *,
+        venue: _builtins.str = ...,
+        pool: _builtins.str = ...,
+        mint_a: _builtins.str = ...,
+        mint_b: _builtins.str = ...,
+        reserve_a: _builtins.int = ...,
+        reserve_b: _builtins.int = ...,
+        tradable: _builtins.bool = ...,
+        open_time: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mint_a", b"mint_a", "mint_b", b"mint_b", "open_time", b"open_time", "pool", b"pool", "reserve_a", b"reserve_a", "reserve_b", b"reserve_b", "tradable", b"tradable", "venue", b"venue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PoolLiquidity: _TypeAlias = PoolLiquidity  # noqa: Y015
+
+@_typing.final
+class WatchPoolsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POOLS_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    slot: _builtins.int
+    """slot of the pool state read"""
+    @_builtins.property
+    def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___PoolLiquidity]:
+        """every pool of every pair asked, by pair then venue"""
+
+    def __init__(
+        self,
+        *,
+        pools: _abc.Iterable[Global___PoolLiquidity] | None = ...,
+        slot: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pools", b"pools", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchPoolsResponse: _TypeAlias = WatchPoolsResponse  # noqa: Y015
+
+@_typing.final
 class QuoteRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

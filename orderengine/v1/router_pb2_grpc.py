@@ -50,6 +50,11 @@ class RouterStub:
                 request_serializer=orderengine_dot_v1_dot_router__pb2.QuoteBatch.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_router__pb2.QuoteResponseBatch.FromString,
                 _registered_method=True)
+        self.WatchPools = channel.unary_unary(
+                '/orderengine.v1.Router/WatchPools',
+                request_serializer=orderengine_dot_v1_dot_router__pb2.WatchPoolsRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_router__pb2.WatchPoolsResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -80,6 +85,16 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchPools(self, request, context):
+        """The pools of each pair on both venues as the chain has them now (the sniper watch): one
+        getProgramAccounts scan per program and mint order, with dataSize and memcmp filters. A pool
+        found for the first time is quotable from this call on, without a restart.
+        INVALID_ARGUMENT for a bad mint or more than 100 pairs, UNAVAILABLE when the chain cannot be read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +112,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.QuoteBatches,
                     request_deserializer=orderengine_dot_v1_dot_router__pb2.QuoteBatch.FromString,
                     response_serializer=orderengine_dot_v1_dot_router__pb2.QuoteResponseBatch.SerializeToString,
+            ),
+            'WatchPools': grpc.unary_unary_rpc_method_handler(
+                    servicer.WatchPools,
+                    request_deserializer=orderengine_dot_v1_dot_router__pb2.WatchPoolsRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_router__pb2.WatchPoolsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +201,33 @@ class Router:
             '/orderengine.v1.Router/QuoteBatches',
             orderengine_dot_v1_dot_router__pb2.QuoteBatch.SerializeToString,
             orderengine_dot_v1_dot_router__pb2.QuoteResponseBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.Router/WatchPools',
+            orderengine_dot_v1_dot_router__pb2.WatchPoolsRequest.SerializeToString,
+            orderengine_dot_v1_dot_router__pb2.WatchPoolsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,12 @@ class RouterStub:
     """
     QuoteBatches: _grpc.StreamStreamMultiCallable[_router_pb2.QuoteBatch, _router_pb2.QuoteResponseBatch]
     """QuoteStream with many requests and responses per message (the worker's hot path)."""
+    WatchPools: _grpc.UnaryUnaryMultiCallable[_router_pb2.WatchPoolsRequest, _router_pb2.WatchPoolsResponse]
+    """The pools of each pair on both venues as the chain has them now (the sniper watch): one
+    getProgramAccounts scan per program and mint order, with dataSize and memcmp filters. A pool
+    found for the first time is quotable from this call on, without a restart.
+    INVALID_ARGUMENT for a bad mint or more than 100 pairs, UNAVAILABLE when the chain cannot be read.
+    """
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -61,6 +67,12 @@ class RouterAsyncStub(RouterStub):
     """
     QuoteBatches: _aio.StreamStreamMultiCallable[_router_pb2.QuoteBatch, _router_pb2.QuoteResponseBatch]  # type: ignore[assignment]
     """QuoteStream with many requests and responses per message (the worker's hot path)."""
+    WatchPools: _aio.UnaryUnaryMultiCallable[_router_pb2.WatchPoolsRequest, _router_pb2.WatchPoolsResponse]  # type: ignore[assignment]
+    """The pools of each pair on both venues as the chain has them now (the sniper watch): one
+    getProgramAccounts scan per program and mint order, with dataSize and memcmp filters. A pool
+    found for the first time is quotable from this call on, without a restart.
+    INVALID_ARGUMENT for a bad mint or more than 100 pairs, UNAVAILABLE when the chain cannot be read.
+    """
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     """Router reads pools from the chain, quotes every venue and chooses the route."""
@@ -93,5 +105,17 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_router_pb2.QuoteResponseBatch], _abc.AsyncIterator[_router_pb2.QuoteResponseBatch]]:
         """QuoteStream with many requests and responses per message (the worker's hot path)."""
+
+    @_abc_1.abstractmethod
+    def WatchPools(
+        self,
+        request: _router_pb2.WatchPoolsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.WatchPoolsResponse, _abc.Awaitable[_router_pb2.WatchPoolsResponse]]:
+        """The pools of each pair on both venues as the chain has them now (the sniper watch): one
+        getProgramAccounts scan per program and mint order, with dataSize and memcmp filters. A pool
+        found for the first time is quotable from this call on, without a restart.
+        INVALID_ARGUMENT for a bad mint or more than 100 pairs, UNAVAILABLE when the chain cannot be read.
+        """
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
