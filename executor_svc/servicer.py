@@ -92,11 +92,16 @@ def validate_request(request: executor_pb2.ExecuteRequest, markets: Markets) -> 
     output_mint = _mint(request.output_mint, "output_mint")
     if input_mint == output_mint:
         raise InvalidArgument("must differ from input_mint", field="output_mint")
-    if request.amount_in <= 0:
+    exact_out = request.amount_out > 0
+    if exact_out and request.amount_in:
+        raise InvalidArgument("must be 0 for an exact-out order (amount_out is set)", field="amount_in")
+    if request.amount_in <= 0 and not exact_out:
         raise InvalidArgument("must be greater than 0", field="amount_in")
     if request.settle_only:
         # nothing is built: only the stored executions of the order are followed
-        return OrderPlan(order_id, request.attempt, input_mint, output_mint, request.amount_in, ())
+        return OrderPlan(
+            order_id, request.attempt, input_mint, output_mint, request.amount_in, (), request.amount_out
+        )
     legs_in = request.route.legs
     if not 1 <= len(legs_in) <= 2:
         raise InvalidArgument(f"must have 1 or 2 legs, got {len(legs_in)}", field="route.legs")
@@ -123,12 +128,35 @@ def validate_request(request: executor_pb2.ExecuteRequest, markets: Markets) -> 
             raise InvalidArgument(
                 "must be greater than 0 (every swap needs a slippage floor)", field=f"{where}.min_amount_out"
             )
-        legs.append(LegPlan(leg.venue, pool, leg.amount_in, leg.min_amount_out))
-    total = sum(leg.amount_in for leg in legs)
-    if total != request.amount_in:
-        raise InvalidArgument(
-            f"the legs' amount_in sum to {total}, not amount_in {request.amount_in}", field="route.legs"
+        if leg.exact_out != exact_out:
+            raise InvalidArgument(
+                "must be set exactly when the request is exact-out (amount_out)", field=f"{where}.exact_out"
+            )
+        if exact_out:
+            if leg.min_amount_out != leg.amount_out:
+                raise InvalidArgument(
+                    "must equal amount_out for an exact-out leg", field=f"{where}.min_amount_out"
+                )
+            if leg.max_amount_in < leg.amount_in:
+                raise InvalidArgument(
+                    "must be at least the leg's quoted amount_in", field=f"{where}.max_amount_in"
+                )
+        legs.append(
+            LegPlan(leg.venue, pool, leg.amount_in, leg.min_amount_out, leg.exact_out, leg.max_amount_in)
         )
+    if exact_out:
+        delivered = sum(leg.min_amount_out for leg in legs)
+        if delivered != request.amount_out:
+            raise InvalidArgument(
+                f"the legs' amount_out sum to {delivered}, not amount_out {request.amount_out}",
+                field="route.legs",
+            )
+    else:
+        total = sum(leg.amount_in for leg in legs)
+        if total != request.amount_in:
+            raise InvalidArgument(
+                f"the legs' amount_in sum to {total}, not amount_in {request.amount_in}", field="route.legs"
+            )
     return OrderPlan(
         order_id,
         request.attempt,
@@ -136,6 +164,7 @@ def validate_request(request: executor_pb2.ExecuteRequest, markets: Markets) -> 
         output_mint,
         request.amount_in,
         tuple(legs),
+        request.amount_out,
         urgent=request.urgent,
     )
 
