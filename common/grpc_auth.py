@@ -47,6 +47,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _ORDERS + "ListEvents": frozenset({"gateway", "worker"}),
     _ORDERS + "AppendEvent": frozenset({"worker"}),
     _ORDERS + "AppendEvents": frozenset({"worker"}),
+    _ORDERS + "AppendEventStream": frozenset({"worker"}),
     _ORDERS + "RecordExecution": frozenset({"executor"}),
     _ORDERS + "RecordExecutions": frozenset({"executor"}),
     _ORDERS + "ListExecutions": frozenset({"executor", "worker"}),

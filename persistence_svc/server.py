@@ -52,6 +52,7 @@ class Running:
         try:
             await self.service.stop(self.settings.grpc_grace_s if grace is None else grace)
         finally:
+            await self.servicer.close()
             await self.publisher.aclose()
             await self.outbox.stop()
             await self.pool.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common import lifecycle
+from common.batching import MicroBatcher
 from common.errors import (
     LIVE_EXECUTION_KEY,
     Aborted,
@@ -28,9 +29,11 @@ from common.errors import (
     Unavailable,
 )
 from common.log import order_id_var
+from common.streams import multiplex
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, types_pb2
 from persistence_svc import store, validation
 from persistence_svc.models import (
+    AppendOutcome,
     EventInput,
     EventRow,
     ExecutionInput,
@@ -93,6 +96,13 @@ def _record_result(outcome: ExecutionRow | Exception) -> orders_pb2.RecordExecut
             code=grpc.StatusCode.INTERNAL.value[0], message="internal error"
         )
     return orders_pb2.RecordExecutionResult(execution=execution_message(outcome))
+
+
+def _fill_result(result: orders_pb2.AppendResult, outcome: AppendOutcome) -> None:
+    result.code = _code(outcome.code)
+    result.message = outcome.message
+    if outcome.event is not None:
+        result.event.CopyFrom(event_message(outcome.event))
 
 
 @asynccontextmanager
@@ -177,6 +187,11 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         self.pool = pool
         self.publisher = publisher
         self._next_purge = 0.0
+        # AppendEventStream's group commit: events that arrive while a commit is under way (from
+        # any stream) go together in the next one; two commits at most at a time.
+        self._appender: MicroBatcher[EventInput, AppendOutcome] = MicroBatcher(
+            "append-stream", self._append_and_publish, max_batch=MAX_CREATE_BATCH, flushers=2
+        )
 
     async def CreateOrder(
         self,
@@ -278,20 +293,53 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
             except DomainError as exc:
                 results[index].code = _code(exc.code)
                 results[index].message = exc.client_message()
-        async with _database():
-            outcomes = await store.append_events(self.pool, [event for _, event in valid])
-        new_events: list[EventRow] = []
+        outcomes = await self._append_and_publish([event for _, event in valid])
         for (index, _), outcome in zip(valid, outcomes, strict=True):
-            result = results[index]
-            result.code = _code(outcome.code)
-            result.message = outcome.message
-            if outcome.event is not None:
-                result.event.CopyFrom(event_message(outcome.event))
-                if outcome.new:
-                    new_events.append(outcome.event)
+            _fill_result(results[index], outcome)
+        return orders_pb2.AppendEventsResponse(results=results)
+
+    async def _append_and_publish(self, events: list[EventInput]) -> list[AppendOutcome]:
+        """Commits the events (one statement, one commit), then publishes the new ones."""
+        async with _database():
+            outcomes = await store.append_events(self.pool, events)
+        new_events = [o.event for o in outcomes if o.event is not None and o.new]
         _count(new_events)
         await self.publisher.publish(new_events)
-        return orders_pb2.AppendEventsResponse(results=results)
+        return outcomes
+
+    async def AppendEventStream(
+        self,
+        request_iterator: AsyncIterator[orders_pb2.AppendEventsRequest],
+        context: grpc.aio.ServicerContext[orders_pb2.AppendEventsRequest, orders_pb2.AppendEventsResponse],
+    ) -> AsyncIterator[orders_pb2.AppendEventsResponse]:
+        """AppendEvents on a stream: every event of every message goes to the shared group commit
+        (`self._appender`), and the results ready together leave in one message."""
+
+        async def groups() -> AsyncIterator[list[orders_pb2.NewEvent]]:
+            async for batch in request_iterator:
+                yield list(batch.events)
+
+        async for ready in multiplex(groups(), self._append_streamed):
+            yield orders_pb2.AppendEventsResponse(results=ready)
+
+    async def _append_streamed(
+        self, raw: orders_pb2.NewEvent, emit: Callable[[orders_pb2.AppendResult], None]
+    ) -> None:
+        result = orders_pb2.AppendResult(order_id=raw.order_id, seq=raw.seq)
+        try:
+            event = validation.parse_new_event(raw, "events[].")
+            _fill_result(result, await self._appender.submit(event))
+        except DomainError as exc:
+            result.code = _code(exc.code)
+            result.message = exc.client_message()
+        except Exception as exc:  # noqa: BLE001 - the caller gets a result whatever happened
+            log.error("a streamed append failed", extra={"error": type(exc).__name__})
+            result.code = _code(grpc.StatusCode.INTERNAL)
+            result.message = "internal error"
+        emit(result)
+
+    async def close(self) -> None:
+        await self._appender.stop()
 
     async def CancelOrder(
         self,

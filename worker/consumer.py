@@ -29,7 +29,7 @@ from orderengine.v1 import executor_pb2_grpc, orders_pb2, orders_pb2_grpc, route
 from worker.driver import ORDERS_INFLIGHT, QUEUE_WAIT_SECONDS, LiveExecution, OrderDriver, Superseded
 from worker.events import AppendRejected, EventWriter
 from worker.lease import RELEASE_IF_MINE
-from worker.links import ExecutorLink, RouterLink
+from worker.links import EventLink, ExecutorLink, RouterLink
 from worker.reconciler import Reconciler
 from worker.redis_batch import RedisBatcher
 from worker.sniper import SniperWatch
@@ -87,8 +87,10 @@ class Worker:
         self._channels["executor-stream"] = executor_stream
         self.executor_link = ExecutorLink(executor_pb2_grpc.ExecutorStub(executor_stream), executor_auth)
         self.router_link = RouterLink(router_pb2_grpc.RouterStub(router_stream), router_auth)
+        orders_stream, orders_auth = open_stream_channel(settings.persistence_addr, settings, "worker")
+        self._channels["orders-stream"] = orders_stream
+        self.events = EventWriter(EventLink(orders_pb2_grpc.OrdersStub(orders_stream), orders_auth))
         linger_s = settings.batch_linger_ms / 1000
-        self.events = EventWriter(self.orders, linger_s=linger_s)
         self.batch = RedisBatcher(self.redis, linger_s=linger_s)
         self.reconciler = Reconciler(self)
         self.triggers = TriggerLoop(self)  # resting orders (limit, stop): one loop per engine
@@ -122,7 +124,6 @@ class Worker:
     # --- consuming -----------------------------------------------------------------------------
     async def start(self) -> None:
         await jobs.ensure_group(self.redis, self.keys)
-        self.events.start()
         self._tasks = [
             asyncio.create_task(self._consume(), name="consume"),
             asyncio.create_task(self._reclaim(), name="reclaim"),

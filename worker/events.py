@@ -1,8 +1,9 @@
-"""Batched event appends: every order in flight shares one AppendEvents call per flush.
+"""Event appends on the worker's persistence stream (Orders.AppendEventStream).
 
-Each order has at most one append outstanding (its events are sequential), so a batch holds at most
-one event per order. While one batch is on the wire the next accumulates; with `flushers`
-concurrent calls the throughput is many events per round trip and commit.
+Each order has at most one append outstanding (its events are sequential). Appends written while
+the previous message was on its way leave together, and persistence commits whatever arrived
+during its previous commit together (one statement, one commit): many events per round trip and
+commit under load, no timer when idle, and no call set-up per batch.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import random
 
 import grpc
 
-from common.batching import MicroBatcher
-from common.errors import RETRYABLE_CODES, status_code
-from orderengine.v1 import orders_pb2, orders_pb2_grpc
+from common.errors import status_code
+from orderengine.v1 import orders_pb2
+from worker.links import EventLink, LinkBroken
 
 log = logging.getLogger(__name__)
 
@@ -27,59 +28,53 @@ class AppendRejected(Exception):
         self.message = message
 
 
+APPEND_TIMEOUT_S = 10.0
+# A result with one of these is tried again; ABORTED is not among them: for an event it means its
+# seq holds another event (another driver's), which the driver must hear about.
+TRANSIENT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+
 class EventWriter:
-    def __init__(
-        self,
-        stub: orders_pb2_grpc.OrdersAsyncStub,
-        max_batch: int = 500,
-        flushers: int = 2,
-        retry_for_s: float = 120.0,
-        linger_s: float = 0.0,
-    ) -> None:
-        self._stub = stub
-        self._batcher: MicroBatcher[orders_pb2.NewEvent, orders_pb2.OrderEvent] = MicroBatcher(
-            "event-writer", self._flush, max_batch=max_batch, flushers=flushers, linger_s=linger_s
-        )
+    def __init__(self, link: EventLink, retry_for_s: float = 120.0) -> None:
+        self._link = link
         self._retry_for_s = retry_for_s
 
     @property
     def batches(self) -> int:
-        return self._batcher.flushes
+        return self._link.messages_written
 
     @property
     def events(self) -> int:
-        return self._batcher.items
-
-    def start(self) -> None:
-        self._batcher.start()
+        return self._link.requests_written
 
     async def stop(self) -> None:
-        await self._batcher.stop()
+        await self._link.close()
 
     async def append(self, event: orders_pb2.NewEvent) -> orders_pb2.OrderEvent:
-        """Appends one event; retries transient failures (appends are idempotent by seq) until
-        `retry_for_s` has passed. Raises AppendRejected for a refused event."""
+        """Appends one event; retries transient failures (a broken stream, UNAVAILABLE: appends are
+        idempotent by seq) until `retry_for_s` has passed. Raises AppendRejected for a refused event
+        (or the last transient failure)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_for_s
         delay = 0.05
         while True:
             try:
-                return await self._batcher.submit(event)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRYABLE_CODES or loop.time() > deadline:
-                    raise
-                log.warning("event append failed; retrying", extra={"grpc_code": exc.code().name})
+                async with asyncio.timeout(APPEND_TIMEOUT_S):
+                    result = await self._link.append(event)
+            except LinkBroken as exc:
+                code, message = exc.code, "the persistence stream broke"
+            except TimeoutError:
+                code, message = grpc.StatusCode.DEADLINE_EXCEEDED, "no answer from persistence"
+            else:
+                if result.code == 0:
+                    return result.event
+                code, message = status_code(result.code), result.message
+                if code not in TRANSIENT_CODES:
+                    raise AppendRejected(code, message)
+            if loop.time() > deadline:
+                raise AppendRejected(code, message)
+            log.warning("event append failed; retrying", extra={"grpc_code": code.name})
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
-
-    async def _flush(self, batch: list[orders_pb2.NewEvent]) -> list[orders_pb2.OrderEvent | BaseException]:
-        request = orders_pb2.AppendEventsRequest(events=batch)
-        response = await self._stub.AppendEvents(request, timeout=10.0, wait_for_ready=True)
-        results: list[orders_pb2.OrderEvent | BaseException] = []
-        for result in response.results:
-            if result.code == 0:
-                results.append(result.event)
-            else:
-                code = status_code(result.code)
-                results.append(AppendRejected(code, result.message))
-        return results

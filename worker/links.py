@@ -1,4 +1,4 @@
-"""Long-lived bidirectional streams from the worker to the router and the executor.
+"""Long-lived bidirectional streams from the worker to the router, the executor and persistence.
 
 A unary call per order costs a call set-up on both sides; a stream costs one per worker. Requests
 are written as orders ask; a reader hands each response to the request it names (by key). If the
@@ -18,7 +18,14 @@ from typing import Generic, TypeVar
 import grpc
 
 from common.errors import status_code
-from orderengine.v1 import executor_pb2, executor_pb2_grpc, router_pb2, router_pb2_grpc
+from orderengine.v1 import (
+    executor_pb2,
+    executor_pb2_grpc,
+    orders_pb2,
+    orders_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -238,4 +245,33 @@ class RouterLink(
                 code = status_code(response.error_code)
                 raise QuoteFailed(code, response.error_message)
             return response.response
+        raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
+
+
+class EventLink(
+    StreamLink[
+        orders_pb2.NewEvent,
+        orders_pb2.AppendResult,
+        orders_pb2.AppendEventsRequest,
+        orders_pb2.AppendEventsResponse,
+    ]
+):
+    """Orders.AppendEventStream: every order's event appends on one stream; persistence commits
+    what arrives together (group commit) and answers each event by (order id, seq)."""
+
+    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub, metadata: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(
+            "persistence",
+            lambda: stub.AppendEventStream(
+                metadata=metadata, wait_for_ready=True
+            ),  # deadline-exempt: long-lived
+            lambda events: orders_pb2.AppendEventsRequest(events=events),
+            lambda message: message.results,
+            lambda result: f"{result.order_id}:{result.seq}",
+        )
+
+    async def append(self, event: orders_pb2.NewEvent) -> orders_pb2.AppendResult:
+        """The event's result (its code and, when stored, the event); LinkBroken if the stream broke."""
+        async for result in self.responses(f"{event.order_id}:{event.seq}", event):
+            return result
         raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends

@@ -55,6 +55,11 @@ class OrdersStub:
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.AppendEventsRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_orders__pb2.AppendEventsResponse.FromString,
                 _registered_method=True)
+        self.AppendEventStream = channel.stream_stream(
+                '/orderengine.v1.Orders/AppendEventStream',
+                request_serializer=orderengine_dot_v1_dot_orders__pb2.AppendEventsRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_orders__pb2.AppendEventsResponse.FromString,
+                _registered_method=True)
         self.GetOrder = channel.unary_unary(
                 '/orderengine.v1.Orders/GetOrder',
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.GetOrderRequest.SerializeToString,
@@ -135,6 +140,17 @@ class OrdersServicer:
 
     def AppendEvents(self, request, context):
         """Appends many events in one transaction; each gets its own result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendEventStream(self, request_iterator, context):
+        """AppendEvents on one long-lived stream (the worker's hot path): each message carries many
+        events; persistence commits whatever arrived while its previous commit was under way together
+        (group commit across messages and callers), and each event's result (keyed by order_id and
+        seq, with the code AppendEvents would have given it) comes back once it is committed and
+        published. A transient failure (UNAVAILABLE) is a result too: appends are idempotent by seq.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +242,11 @@ def add_OrdersServicer_to_server(servicer, server):
             ),
             'AppendEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.AppendEvents,
+                    request_deserializer=orderengine_dot_v1_dot_orders__pb2.AppendEventsRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_orders__pb2.AppendEventsResponse.SerializeToString,
+            ),
+            'AppendEventStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AppendEventStream,
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.AppendEventsRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_orders__pb2.AppendEventsResponse.SerializeToString,
             ),
@@ -382,6 +403,33 @@ class Orders:
             request,
             target,
             '/orderengine.v1.Orders/AppendEvents',
+            orderengine_dot_v1_dot_orders__pb2.AppendEventsRequest.SerializeToString,
+            orderengine_dot_v1_dot_orders__pb2.AppendEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendEventStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orderengine.v1.Orders/AppendEventStream',
             orderengine_dot_v1_dot_orders__pb2.AppendEventsRequest.SerializeToString,
             orderengine_dot_v1_dot_orders__pb2.AppendEventsResponse.FromString,
             options,

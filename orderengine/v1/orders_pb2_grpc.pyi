@@ -50,6 +50,13 @@ class OrdersStub:
     """
     AppendEvents: _grpc.UnaryUnaryMultiCallable[_orders_pb2.AppendEventsRequest, _orders_pb2.AppendEventsResponse]
     """Appends many events in one transaction; each gets its own result."""
+    AppendEventStream: _grpc.StreamStreamMultiCallable[_orders_pb2.AppendEventsRequest, _orders_pb2.AppendEventsResponse]
+    """AppendEvents on one long-lived stream (the worker's hot path): each message carries many
+    events; persistence commits whatever arrived while its previous commit was under way together
+    (group commit across messages and callers), and each event's result (keyed by order_id and
+    seq, with the code AppendEvents would have given it) comes back once it is committed and
+    published. A transient failure (UNAVAILABLE) is a result too: appends are idempotent by seq.
+    """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]
     GetOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrdersRequest, _orders_pb2.GetOrdersResponse]
     """Many orders by id in one call (without events); unknown ids are simply absent."""
@@ -97,6 +104,13 @@ class OrdersAsyncStub(OrdersStub):
     """
     AppendEvents: _aio.UnaryUnaryMultiCallable[_orders_pb2.AppendEventsRequest, _orders_pb2.AppendEventsResponse]  # type: ignore[assignment]
     """Appends many events in one transaction; each gets its own result."""
+    AppendEventStream: _aio.StreamStreamMultiCallable[_orders_pb2.AppendEventsRequest, _orders_pb2.AppendEventsResponse]  # type: ignore[assignment]
+    """AppendEvents on one long-lived stream (the worker's hot path): each message carries many
+    events; persistence commits whatever arrived while its previous commit was under way together
+    (group commit across messages and callers), and each event's result (keyed by order_id and
+    seq, with the code AppendEvents would have given it) comes back once it is committed and
+    published. A transient failure (UNAVAILABLE) is a result too: appends are idempotent by seq.
+    """
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
     GetOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrdersRequest, _orders_pb2.GetOrdersResponse]  # type: ignore[assignment]
     """Many orders by id in one call (without events); unknown ids are simply absent."""
@@ -165,6 +179,19 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.AppendEventsResponse, _abc.Awaitable[_orders_pb2.AppendEventsResponse]]:
         """Appends many events in one transaction; each gets its own result."""
+
+    @_abc_1.abstractmethod
+    def AppendEventStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_orders_pb2.AppendEventsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orders_pb2.AppendEventsResponse], _abc.AsyncIterator[_orders_pb2.AppendEventsResponse]]:
+        """AppendEvents on one long-lived stream (the worker's hot path): each message carries many
+        events; persistence commits whatever arrived while its previous commit was under way together
+        (group commit across messages and callers), and each event's result (keyed by order_id and
+        seq, with the code AppendEvents would have given it) comes back once it is committed and
+        published. A transient failure (UNAVAILABLE) is a result too: appends are idempotent by seq.
+        """
 
     @_abc_1.abstractmethod
     def GetOrder(

@@ -802,3 +802,65 @@ async def test_oversized_batch_is_refused(stub: OrdersStub) -> None:
         stub.AppendEvents(S.AppendEventsRequest(events=batch)), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert details.startswith("events: ")
+
+
+# --- AppendEventStream ------------------------------------------------------------------------------
+
+
+async def test_append_event_stream_answers_each_event_by_key_with_the_unary_codes(
+    stub: OrdersStub, database_url: str
+) -> None:
+    orders = [await create(stub) for _ in range(30)]
+    call = stub.AppendEventStream()  # deadline-exempt: the test closes it
+    # two messages written back to back: both reach the group commit; each event answered by key
+    await call.write(S.AppendEventsRequest(events=[event(o.order_id, 2, ROUTING) for o in orders[:20]]))
+    await call.write(
+        S.AppendEventsRequest(
+            events=[event(o.order_id, 2, ROUTING) for o in orders[20:]]
+            + [
+                event(str(uuid.uuid4()), 2, ROUTING),  # unknown order
+                event(orders[0].order_id, 9, BUILDING),  # not the next seq
+                event("not-a-uuid", 2, ROUTING),  # invalid
+            ]
+        )
+    )
+    await call.done_writing()
+    results = {}
+    async for message in call:
+        for result in message.results:
+            results[(result.order_id, result.seq)] = result
+    assert len(results) == 33
+    for o in orders:
+        r = results[(o.order_id, 2)]
+        assert r.code == 0 and r.event.status == ROUTING and r.event.seq == 2
+    unknown = [r for (oid, _), r in results.items() if oid not in {o.order_id for o in orders}]
+    codes = sorted(r.code for r in unknown)
+    assert codes == sorted([grpc.StatusCode.NOT_FOUND.value[0], grpc.StatusCode.INVALID_ARGUMENT.value[0]])
+    assert "order_id" in results[("not-a-uuid", 2)].message
+    skipped = results[(orders[0].order_id, 9)]
+    assert skipped.code in (grpc.StatusCode.FAILED_PRECONDITION.value[0], grpc.StatusCode.ABORTED.value[0])
+    # every accepted event is stored once, and nothing else
+    ids = [o.order_id for o in orders]
+    assert (
+        count(
+            database_url,
+            "SELECT count(*) FROM order_events WHERE seq = 2 AND order_id = ANY(%s::uuid[])",
+            ids,
+        )
+        == 30
+    )
+    assert count(database_url, "SELECT count(*) FROM order_events WHERE seq = 9") == 0
+
+
+async def test_append_event_stream_repeat_is_accepted_as_is(stub: OrdersStub) -> None:
+    order = await create(stub)
+    first = event(order.order_id, 2, ROUTING, {"attempt": 1})
+    for _ in range(2):  # a retry after a broken stream sends the same event again
+        call = stub.AppendEventStream()  # deadline-exempt: the test closes it
+        await call.write(S.AppendEventsRequest(events=[first]))
+        await call.done_writing()
+        (message,) = [m async for m in call]
+        (result,) = message.results
+        assert result.code == 0 and result.event.seq == 2
+    got = await stub.GetOrder(S.GetOrderRequest(order_id=order.order_id, with_events=True))
+    assert [e.seq for e in got.events] == [1, 2]
