@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: run market test install protos check-protos bench bench-sweep bench-ws bench-quotes lint clean
+.PHONY: run market test install protos check-protos bench bench-sweep bench-ws bench-quotes bench-triggers lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
@@ -59,6 +59,12 @@ bench-ws: $(STAMP)
 
 bench-quotes: $(STAMP)
 	$(PY) -m bench.bench_quotes
+
+## 10,000 open limit orders on one pair: CPU of one trigger pass (target <= 50 ms), and, once the
+## market moves across about 100 of them, trigger -> submitted p50/p99 (target <= 400 ms, one slot).
+## make bench-triggers [ARGS="--orders 10000 --triggered 100"]
+bench-triggers: $(STAMP)
+	$(PY) -m bench.bench_triggers $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

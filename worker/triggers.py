@@ -299,7 +299,12 @@ class TriggerLoop:
             await jobs.enqueue_many(self.w.redis, self.w.keys, triggered)
         log.info(
             "trigger pass",
-            extra={"open": len(self.book), "triggered": len(triggered), "decided": len(events)},
+            extra={
+                "open": len(self.book),
+                "triggered": len(triggered),
+                "decided": len(events),
+                "cpuMs": round(self.last_pass_cpu_s * 1000, 3),
+            },
         )
 
     def _measure(self) -> None:
