@@ -163,10 +163,13 @@ async def submit_order(
     # A quote executes once (its order id is the quote's): executing it again counts nothing again.
     # (An Idempotency-Key never starts with a space, so this marker is no client's key.)
     counted_as = idempotency_key or (f" quote:{req.quote_id}" if req.quote_id else "")
+    spend = req.amount_in
     if limits is not None:
-        limits.check_amount(mint, req.amount_in)
+        if req.amount_out and (mint in limits.max_amount or mint in limits.daily_cap):
+            spend = await exact_out_spend(state, req)
+        limits.check_amount(mint, spend)
         try:
-            counted = await limits.take_daily(owner, mint, req.amount_in, counted_as)
+            counted = await limits.take_daily(owner, mint, spend, counted_as)
         except aioredis.RedisError:
             raise ApiError(503, "unavailable", "retry shortly", headers={"Retry-After": "1"}) from None
         if counted < 0:
@@ -182,9 +185,20 @@ async def submit_order(
     except BaseException:
         if counted > 0 and limits is not None:
             with contextlib.suppress(aioredis.RedisError):
-                await limits.give_back(owner, mint, req.amount_in, counted_as)
+                await limits.give_back(owner, mint, spend, counted_as)
         raise
     return order_id, created
+
+
+async def exact_out_spend(state: EdgeState, req: OrderRequest) -> int:
+    """What an exact-out order counts against the input token's limits: its route's max-in (a
+    quoted order's own route, else the router's quote now; the worker quotes again, so the max-in
+    it sends may differ by what the market moved since)."""
+    if req.quoted_route is not None:
+        return req.quoted_route.max_amount_in
+    assert state.router is not None
+    response = await ask_router(state.router, req, RPC_TIMEOUT_S)
+    return response.route.max_amount_in
 
 
 async def _create_and_queue(
@@ -194,6 +208,7 @@ async def _create_and_queue(
         input_mint=req.token_in.mint,
         output_mint=req.token_out.mint,
         amount_in=req.amount_in,
+        amount_out=req.amount_out,
         slippage_bps=req.slippage_bps,
         input_decimals=req.token_in.decimals,
         output_decimals=req.token_out.decimals,
@@ -312,6 +327,8 @@ async def quote_answer(state: EdgeState, body: Any, owner: str) -> dict[str, Any
     if state.limits is not None:
         state.limits.check_amount(req.token_in.mint, req.amount_in)
     response = await ask_router(state.router, req, RPC_TIMEOUT_S)
+    if state.limits is not None and req.amount_out:
+        state.limits.check_amount(req.token_in.mint, response.route.max_amount_in)
     check_price_impact(response.route, req.max_price_impact_bps)
     try:
         stored = await state.quote_book.put(owner, req, response.route)

@@ -77,6 +77,7 @@ class QuoteBook:
             "in": req.token_in.mint,
             "out": req.token_out.mint,
             "amount": str(req.amount_in),
+            "amountOut": str(req.amount_out),
             "slippageBps": req.slippage_bps,
             "maxPriceImpactBps": req.max_price_impact_bps,
             "route": base64.b64encode(route.SerializeToString(deterministic=True)).decode(),
@@ -103,6 +104,7 @@ class QuoteBook:
             token_out,
             int(doc["amount"]),
             int(doc["slippageBps"]),
+            int(doc.get("amountOut", 0)),
             max_price_impact_bps=doc["maxPriceImpactBps"],
             quoted_route=route,
             quote_id=quote_id,
@@ -123,6 +125,7 @@ def parse_quote_request(
         req.token_out,
         req.amount_in,
         req.slippage_bps,
+        req.amount_out,
         max_price_impact_bps=impact if impact is not None else default_impact,
     )
 
@@ -137,6 +140,7 @@ async def ask_router(
                 input_mint=req.token_in.mint,
                 output_mint=req.token_out.mint,
                 amount_in=req.amount_in,
+                amount_out=req.amount_out,
                 slippage_bps=req.slippage_bps,
             ),
             timeout=timeout_s,
@@ -170,6 +174,14 @@ def quote_json(stored: StoredQuote, response: router_pb2.QuoteResponse) -> dict[
     req = stored.request
     out_decimals = req.token_out.decimals
     route = response.route
+    # exact-out: the input is the route's quoted input, bounded on chain by its max-in
+    amount_in = sum(leg.amount_in for leg in route.legs) if route.exact_out else req.amount_in
+    exact: dict[str, Any] = {}
+    if route.exact_out:
+        exact = {
+            "maxAmountIn": format_amount(route.max_amount_in, req.token_in.decimals),
+            "maxAmountInRaw": str(route.max_amount_in),
+        }
     return {
         "quoteId": stored.quote_id,
         "expiresAt": iso_ms_from_us(stored.expires_at_us),
@@ -179,8 +191,10 @@ def quote_json(stored: StoredQuote, response: router_pb2.QuoteResponse) -> dict[
             "decimals": req.token_in.decimals,
         },
         "tokenOut": {"symbol": req.token_out.symbol, "mint": req.token_out.mint, "decimals": out_decimals},
-        "amountIn": format_amount(req.amount_in, req.token_in.decimals),
-        "amountInRaw": str(req.amount_in),
+        "exactOut": route.exact_out,
+        "amountIn": format_amount(amount_in, req.token_in.decimals),
+        "amountInRaw": str(amount_in),
+        **exact,
         "slippageBps": req.slippage_bps,
         "maxPriceImpactBps": req.max_price_impact_bps,
         "quotes": quotes_json(list(response.quotes), out_decimals),

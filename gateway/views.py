@@ -22,6 +22,7 @@ def quotes_json(quotes: list[types_pb2.VenueQuote], out_decimals: int) -> list[d
                 {
                     "venue": q.venue,
                     "pool": q.pool,
+                    "amountInRaw": str(q.amount_in),  # exact-out: the input this venue needs
                     "amountOut": format_amount(q.amount_out, out_decimals),
                     "amountOutRaw": str(q.amount_out),
                     "feeRaw": str(q.fee),
@@ -41,9 +42,11 @@ def route_json(route: types_pb2.Route, out_decimals: int) -> dict[str, Any]:
             "minAmountOutRaw": str(leg.min_amount_out),
             "priceImpactBps": leg.price_impact_bps,
             "feeRaw": str(leg.fee),
+            **({"exactOut": True, "maxAmountInRaw": str(leg.max_amount_in)} if leg.exact_out else {}),
         }
         for leg in route.legs
     ]
+    exact = {"exactOut": True, "maxAmountInRaw": str(route.max_amount_in)} if route.exact_out else {}
     return {
         "legs": legs,
         "dex": route.legs[0].venue if len(route.legs) == 1 else "split",
@@ -53,6 +56,42 @@ def route_json(route: types_pb2.Route, out_decimals: int) -> dict[str, Any]:
         "minAmountOutRaw": str(route.min_amount_out),
         "priceImpactBps": route.price_impact_bps,
         "feeRaw": str(route.fee),
+        **exact,
+    }
+
+
+SOL_DECIMALS = 9
+_NATIVE_MINT = "So11111111111111111111111111111111111111112"
+
+
+def costs_json(cost: types_pb2.TradeCost, spec: orders_pb2.OrderSpec) -> dict[str, Any]:
+    """A confirmed swap's costs (the `confirmed` event's and the order's `costs`): the fees and the
+    rent in SOL, each of the wallet's balance changes in its mint's units (signed: negative is
+    what the wallet lost)."""
+    tokens = {
+        _NATIVE_MINT: ("SOL", SOL_DECIMALS),
+        spec.input_mint: (spec.input_symbol, spec.input_decimals),
+        spec.output_mint: (spec.output_symbol, spec.output_decimals),
+    }
+    changes = []
+    for change in cost.balance_changes:
+        symbol, decimals = tokens.get(change.mint, ("", -1))
+        changes.append(
+            {
+                "mint": change.mint,
+                "symbol": symbol or None,
+                "change": format_amount(change.change, decimals) if decimals >= 0 else None,
+                "changeRaw": str(change.change),
+            }
+        )
+    return {
+        "networkFee": format_amount(cost.network_fee, SOL_DECIMALS),
+        "networkFeeRaw": str(cost.network_fee),
+        "priorityFee": format_amount(cost.priority_fee, SOL_DECIMALS),
+        "priorityFeeRaw": str(cost.priority_fee),
+        "rent": format_amount(cost.rent, SOL_DECIMALS),
+        "rentRaw": str(cost.rent),
+        "balanceChanges": changes,
     }
 
 
@@ -98,6 +137,24 @@ def _token_json(symbol: str, mint: str, decimals: int, markets: Markets | None) 
     return {"symbol": symbol or None, "mint": mint, "decimals": decimals}
 
 
+def _amounts_json(order: orders_pb2.Order, confirmed: bool) -> dict[str, Any]:
+    """The order's mode and amounts in: exact-in spends amountIn; exact-out receives exactly
+    targetAmountOut and reports the input spent (amountIn) once confirmed."""
+    spec = order.spec
+    exact_out = spec.amount_out > 0
+    spent = order.amount_in if confirmed and order.amount_in else None
+    amount_in = spent if exact_out else spec.amount_in
+    return {
+        "exactOut": exact_out,
+        "amountIn": None if amount_in is None else format_amount(amount_in, spec.input_decimals),
+        "amountInRaw": None if amount_in is None else str(amount_in),
+        "amountInSpent": None if spent is None else format_amount(spent, spec.input_decimals),
+        "amountInSpentRaw": None if spent is None else str(spent),
+        "targetAmountOut": format_amount(spec.amount_out, spec.output_decimals) if exact_out else None,
+        "targetAmountOutRaw": str(spec.amount_out) if exact_out else None,
+    }
+
+
 def order_json(
     order: orders_pb2.Order, markets: Markets | None = None, with_events: bool = False
 ) -> dict[str, Any]:
@@ -112,8 +169,8 @@ def order_json(
         "status": lifecycle.name_of(order.status),
         "tokenIn": _token_json(spec.input_symbol, spec.input_mint, spec.input_decimals, markets),
         "tokenOut": _token_json(spec.output_symbol, spec.output_mint, spec.output_decimals, markets),
-        "amountIn": format_amount(spec.amount_in, spec.input_decimals),
-        "amountInRaw": str(spec.amount_in),
+        # exact-out ("amountOut" given): amountIn is what the swap spent, once confirmed
+        **_amounts_json(order, confirmed),
         "slippageBps": spec.slippage_bps,
         "maxPriceImpactBps": spec.max_price_impact_bps or None,
         "quoteId": spec.quote_id or None,
@@ -126,6 +183,7 @@ def order_json(
         "dex": order.dex or None,
         "txHash": order.tx_hash or None,
         "executedPrice": order.executed_price or None,
+        "costs": costs_json(order.cost, spec) if order.HasField("cost") else None,
         "failureReason": order.failure_reason or None,
         "attempts": order.attempts,
         "lastSeq": order.last_seq,

@@ -22,7 +22,7 @@ from common import lifecycle
 from common.amounts import format_amount, format_price
 from common.errors import LIVE_EXECUTION_REFUSAL
 from common.metrics import LATENCY_BUCKETS
-from gateway.views import quotes_json, route_json
+from gateway.views import costs_json, quotes_json, route_json
 from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
 from worker.events import AppendRejected
 from worker.links import LinkBroken, QuoteFailed
@@ -203,6 +203,7 @@ class OrderDriver:
                         input_mint=spec.input_mint,
                         output_mint=spec.output_mint,
                         amount_in=spec.amount_in,
+                        amount_out=spec.amount_out,  # exact-out: the router quotes the input
                         slippage_bps=spec.slippage_bps,
                         order_id=self.order.order_id,
                     )
@@ -318,6 +319,7 @@ class OrderDriver:
             input_mint=spec.input_mint,
             output_mint=spec.output_mint,
             amount_in=spec.amount_in,
+            amount_out=spec.amount_out,
             route=route,
             settle_only=settle_only,
             urgent=spec.order_type == orders_pb2.ORDER_TYPE_SNIPER,
@@ -387,13 +389,17 @@ class OrderDriver:
                     "dex": update.dex,
                     "amountOut": amount_out,
                     "amountOutRaw": str(update.amount_out),
+                    "amountIn": format_amount(update.amount_in, spec.input_decimals),
                     "amountInRaw": str(update.amount_in),
                     "executedPrice": price,
                     "slot": update.slot,
                     "attempt": attempt,
+                    **({"costs": costs_json(update.cost, spec)} if update.HasField("cost") else {}),
                 },
                 orders_pb2.OrderUpdate(
+                    cost=update.cost if update.HasField("cost") else None,
                     amount_out=update.amount_out,
+                    amount_in=update.amount_in,
                     tx_hash=update.signature,
                     dex=update.dex,
                     executed_price=price,
