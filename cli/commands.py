@@ -5,6 +5,7 @@
     python -m cli quote SOL USDC 1.5                            # both venues, the route; a quote id
     python -m cli execute --quote-id <quote id>                 # execute exactly that quote
     python -m cli execute SOL USDC 1 --limit-price 155 --expires-in 3600   # rests until it triggers
+    python -m cli execute SOL NEW 1 --sniper --min-liquidity 50 --max-price 0.01  # fires on a new pool
     python -m cli orders cancel <order id>
     python -m cli orders list --status confirmed --limit 20
     python -m cli orders show <order id>
@@ -251,6 +252,10 @@ class Display:
             if route:
                 parts.append(f"→ {route.get('dex')}")
             return "  ".join(parts)
+        if status == "open" and data.get("type") == "sniper":
+            bound = f", at most {data['maxPrice']} per token" if data.get("maxPrice") else ""
+            until = data.get("expiresAt")
+            return f"sniper: a pool with {data.get('minLiquidity')} of the input{bound}, until {until}"
         if status == "open":
             price = data.get("limitPrice") or data.get("stopPrice")
             return f"{data.get('type')} at {price} {out_symbol}, until {data.get('expiresAt')}"
@@ -399,6 +404,12 @@ def order_body(args: argparse.Namespace) -> dict[str, Any]:
         body.update(type="limit", limitPrice=args.limit_price)
     if getattr(args, "stop_price", None) is not None:
         body.update(type="stop", stopPrice=args.stop_price)
+    if getattr(args, "sniper", False):
+        body["type"] = "sniper"
+        if args.min_liquidity is not None:
+            body["minLiquidity"] = args.min_liquidity
+        if args.max_price is not None:
+            body["maxPrice"] = args.max_price
     if getattr(args, "expires_in", None) is not None:
         body["expiresInS"] = args.expires_in
     return body
@@ -454,7 +465,7 @@ async def cmd_execute(args: argparse.Namespace, client: Client, display: Display
         )
         args.amount, args.slippage_bps = placed.get("amountIn"), placed.get("slippageBps")
     display.accepted(accepted, args.token_in, args.token_out, args.amount, args.slippage_bps)
-    resting = args.limit_price is not None or args.stop_price is not None
+    resting = args.limit_price is not None or args.stop_price is not None or args.sniper
     until = lifecycle.TERMINAL if args.wait or not resting else lifecycle.TERMINAL | {lifecycle.OPEN}
     display.start()
     try:
@@ -627,13 +638,22 @@ def build_parser() -> argparse.ArgumentParser:
     resting.add_argument(
         "--stop-price", default=None, help="a stop order: execute once the market falls to this price"
     )
+    resting.add_argument(
+        "--sniper",
+        action="store_true",
+        help="a sniper order: execute once a pool of the pair (none may exist yet) holds --min-liquidity",
+    )
+    ex.add_argument(
+        "--min-liquidity", default=None, help="sniper: the TOKEN_IN the pool must hold (e.g. 50 SOL)"
+    )
+    ex.add_argument("--max-price", default=None, help="sniper: at most this much TOKEN_IN per TOKEN_OUT")
     ex.add_argument(
         "--expires-in",
         type=int,
         default=None,
-        help="seconds a limit/stop order waits (default: the engine's)",
+        help="seconds a limit/stop/sniper order waits (default: the engine's)",
     )
-    ex.add_argument("--wait", action="store_true", help="follow a limit/stop order past open, until it ends")
+    ex.add_argument("--wait", action="store_true", help="follow a resting order past open, until it ends")
     ex.add_argument(
         "--timeout", type=_seconds, default=120.0, help="give up following after this many seconds"
     )
@@ -649,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=[common], help="one order with its events")
     show.add_argument("order_id", metavar="ORDER_ID")
     show.set_defaults(run=cmd_show)
-    cancel = sub.add_parser("cancel", parents=[common], help="cancel an open limit or stop order")
+    cancel = sub.add_parser("cancel", parents=[common], help="cancel an open limit, stop or sniper order")
     cancel.add_argument("order_id", metavar="ORDER_ID")
     cancel.set_defaults(run=cmd_cancel)
     return parser
@@ -686,8 +706,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
             args.limit_price,
             args.stop_price,
             args.expires_in,
+            args.min_liquidity,
+            args.max_price,
         )
-        if args.quote_id and (given or any(t is not None for t in terms)):
+        if args.sniper is False and (args.min_liquidity is not None or args.max_price is not None):
+            parser.error("execute: --min-liquidity and --max-price are for --sniper orders")
+        if args.quote_id and (given or args.sniper or any(t is not None for t in terms)):
             parser.error("execute: --quote-id executes the quote as quoted; give no order with it")
         if not args.quote_id and len(given) != 3:
             parser.error("execute: TOKEN_IN TOKEN_OUT AMOUNT are required (or --quote-id)")

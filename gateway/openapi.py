@@ -115,9 +115,9 @@ SCHEMAS: dict[str, Any] = {
                 "leg's impact) is refused; absent: MAX_PRICE_IMPACT_BPS",
             },
             "type": {
-                "enum": ["market", "limit", "stop", None],
+                "enum": ["market", "limit", "stop", "sniper", None],
                 "default": "market",
-                "description": "limit and stop orders rest (status open) until they trigger, are "
+                "description": "limit, stop and sniper orders rest (status open) until they trigger, are "
                 "cancelled or expire; POST /api/quotes takes market orders only",
             },
             "limitPrice": {
@@ -134,15 +134,33 @@ SCHEMAS: dict[str, Any] = {
                 "description": "type stop (required): tokenOut per tokenIn; triggers when the market "
                 "price (one tokenIn's best route) falls to this or below, then executes with slippageBps",
             },
+            "minLiquidity": {
+                "type": "string",
+                "pattern": AMOUNT_PATTERN,
+                "maxLength": 64,
+                "description": "type sniper (required): tokenIn, at most its decimals; the order fires when "
+                "a pool of the pair (one that may not exist yet) holds at least this much of tokenIn, the "
+                "side the order pays with, and trades",
+            },
+            "maxPrice": {
+                "type": "string",
+                "pattern": AMOUNT_PATTERN,
+                "maxLength": 64,
+                "description": "type sniper (optional): the most tokenIn paid per whole tokenOut, at most "
+                "tokenIn's decimals; the order fires only when its own quote is within it, and its "
+                "min-out is the output at this price",
+            },
             "expiresInS": {
                 "type": "integer",
                 "minimum": 1,
-                "description": "limit/stop: expires this many seconds from now (at most ORDER_MAX_EXPIRY_S)",
+                "description": "limit/stop/sniper: expires this many seconds from now (at most "
+                "ORDER_MAX_EXPIRY_S)",
             },
             "expiresAt": {
                 "type": "string",
                 "format": "date-time",
-                "description": "limit/stop: expires at this time (with a zone); neither: ORDER_MAX_EXPIRY_S",
+                "description": "limit/stop/sniper: expires at this time (with a zone); neither: "
+                "ORDER_MAX_EXPIRY_S",
             },
         },
     },
@@ -230,6 +248,48 @@ SCHEMAS: dict[str, Any] = {
             "decimals": {"type": "integer", "minimum": 0},
         },
     },
+    "TradeCosts": {
+        "type": "object",
+        "description": "What a confirmed swap cost, from the landed transaction's meta: the fees and "
+        "the rent in SOL (Raw: lamports), and the wallet's balance change per mint (SOL counts the "
+        "wallet's lamports and its wSOL accounts, so with SOL in or out its change is the SOL swapped "
+        "less networkFee, priorityFee and rent, exactly)",
+        "required": [
+            "networkFee",
+            "networkFeeRaw",
+            "priorityFee",
+            "priorityFeeRaw",
+            "rent",
+            "rentRaw",
+            "balanceChanges",
+        ],
+        "properties": {
+            "networkFee": {**_DECIMAL, "description": "the signature fee, SOL"},
+            "networkFeeRaw": _RAW,
+            "priorityFee": {**_DECIMAL, "description": "compute unit price x limit, SOL"},
+            "priorityFeeRaw": _RAW,
+            "rent": {**_DECIMAL, "description": "put into token accounts the swap created (the output's)"},
+            "rentRaw": _RAW,
+            "balanceChanges": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["mint", "symbol", "change", "changeRaw"],
+                    "properties": {
+                        "mint": {"type": "string"},
+                        "symbol": _NULLABLE_STRING,
+                        "change": {
+                            **_DECIMAL,
+                            "type": ["string", "null"],
+                            "description": "signed: negative is what the wallet lost (null for a mint "
+                            "other than SOL, tokenIn and tokenOut)",
+                        },
+                        "changeRaw": {"type": "string", "pattern": "^-?[0-9]+$"},
+                    },
+                },
+            },
+        },
+    },
     "Event": {
         "type": "object",
         "required": ["seq", "status", "at", "data"],
@@ -273,11 +333,15 @@ SCHEMAS: dict[str, Any] = {
             "slippageBps": {"type": "integer"},
             "maxPriceImpactBps": {"type": ["integer", "null"]},
             "quoteId": {"type": ["string", "null"], "description": "the quote the order executes"},
-            "type": {"enum": ["market", "limit", "stop"]},
+            "type": {"enum": ["market", "limit", "stop", "sniper"]},
             "limitPrice": _DECIMAL,
             "limitPriceRaw": _RAW,
             "stopPrice": _DECIMAL,
             "stopPriceRaw": _RAW,
+            "minLiquidity": _DECIMAL,
+            "minLiquidityRaw": _RAW,
+            "maxPrice": {"type": ["string", "null"], "description": "sniper: tokenIn per tokenOut"},
+            "maxPriceRaw": {"type": ["string", "null"]},
             "expiresAt": {"type": "string", "format": "date-time"},
             "quotes": {"type": "array", "items": {"type": "object"}},
             "route": {"type": ["object", "null"]},
@@ -286,6 +350,11 @@ SCHEMAS: dict[str, Any] = {
             "dex": _NULLABLE_STRING,
             "txHash": _NULLABLE_STRING,
             "executedPrice": _NULLABLE_STRING,
+            "costs": {
+                "oneOf": [_ref("TradeCosts"), {"type": "null"}],
+                "description": "what the confirmed swap cost (null before): the same object as the "
+                "confirmed event's data.costs",
+            },
             "failureReason": _NULLABLE_STRING,
             "attempts": {"type": "integer", "minimum": 0},
             "lastSeq": {"type": "integer", "minimum": 0},

@@ -186,10 +186,28 @@ def test_a_limit_order_rests_and_is_cancelled_and_one_within_reach_lands(stack: 
     assert "triggered: market at" in out and "Confirmed in " in out
 
 
+def test_a_sniper_order_rests_open_and_is_cancelled(stack: Stack) -> None:
+    code, out, err = run_cli(
+        "execute", "SOL", "NEW", "1", "--sniper", "--min-liquidity", "100000", "--max-price", "0.01",
+        "--url", stack.url,
+    )  # fmt: skip
+    assert code == 0, (out, err)
+    order_id = out.splitlines()[0].split()[1].rstrip(":")
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("  ✓ ")] == ["pending", "open"]
+    assert "sniper: a pool with 100000 of the input, at most 0.01 per token, until " in out
+    code, out, _ = run_cli("orders", "cancel", order_id, "--url", stack.url)
+    assert code == 0 and out == f"Cancelled {order_id}\n"
+    code, _, err = run_cli("execute", "SOL", "NEW", "1", "--sniper", "--url", stack.url)
+    assert code == 2 and err.startswith("error: minLiquidity: "), err
+
+
 def test_argument_errors_exit_2() -> None:
     for argv in (
         ["execute", "--quote-id", "q", "SOL", "USDC", "1"],  # a quote executes as quoted
         ["execute", "SOL", "USDC", "1", "--limit-price", "1", "--stop-price", "1"],
+        ["execute", "SOL", "NEW", "1", "--sniper", "--limit-price", "1"],
+        ["execute", "SOL", "NEW", "1", "--min-liquidity", "5"],  # only with --sniper
+        ["execute", "--quote-id", "q", "--sniper"],
         ["execute", "SOL"],
         ["quote", "SOL", "USDC"],
     ):

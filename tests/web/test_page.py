@@ -373,3 +373,31 @@ def test_a_limit_order_rests_open_and_is_cancelled_from_the_history(page: Page, 
     expect(row).to_have_count(0)  # the open list no longer holds it
     expect(card).to_have_attribute("data-status", "cancelled")
     assert order_json(stack, order_id)["status"] == "cancelled"
+
+
+def test_a_sniper_order_rests_open_for_a_pair_with_no_pool(page: Page, stack: Stack) -> None:
+    known = card_ids(page)
+    page.get_by_label("Token in", exact=True).fill("SOL")
+    page.get_by_label("Token out", exact=True).fill("NEW")  # NEW has no pool
+    page.get_by_label("Amount", exact=True).fill("1")
+    page.get_by_label("Order type", exact=True).select_option("sniper")
+    expect(page.get_by_label("Limit price", exact=True)).to_be_hidden()
+    liquidity = page.get_by_label("Min liquidity", exact=True)
+    liquidity.fill("50.0000000001")  # SOL has 9 decimals: refused beside the field, nothing sent
+    page.get_by_role("button", name="Execute order").click()
+    expect(page.locator("#error-minLiquidity")).to_contain_text("9 decimal places")
+    expect(page.locator("article.order-card")).to_have_count(len(known))
+    liquidity.fill("50")
+    page.get_by_label("Max price", exact=True).fill("0.01")
+    page.get_by_label("Expires in (s)", exact=True).fill("600")
+    page.get_by_role("button", name="Execute order").click()
+    order_id = newest_card(page, known)
+    card = page.locator(f'article.order-card[data-order-id="{order_id}"]')
+    expect(card).to_have_attribute("data-status", "open")
+    order = order_json(stack, order_id)
+    assert (order["type"], order["minLiquidity"], order["maxPrice"]) == ("sniper", "50", "0.01")
+    page.get_by_label("Status", exact=True).select_option("open")
+    row = page.locator(f'#history-body tr[data-order-id="{order_id}"]')
+    expect(row).to_have_attribute("data-status", "open")
+    row.get_by_role("button", name=f"Cancel order {order_id}").click()
+    expect(card).to_have_attribute("data-status", "cancelled")

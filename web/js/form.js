@@ -4,7 +4,9 @@ import { h, replaceChildren } from './dom.js';
 import { formatBps, looksLikeMint, parseAmount, parseSlippage, shortenMiddle } from './format.js';
 
 /** Field names as the API names them; each input's id is its field name, its error is #error-<field>. */
-export const FIELDS = ['tokenIn', 'tokenOut', 'amount', 'slippageBps', 'orderType', 'triggerPrice', 'expiresInS'];
+export const FIELDS = [
+  'tokenIn', 'tokenOut', 'amount', 'slippageBps', 'orderType', 'triggerPrice', 'minLiquidity', 'maxPrice', 'expiresInS',
+];
 /** The engine's field names that this form shows under another input. */
 const ALIASES = { limitPrice: 'triggerPrice', stopPrice: 'triggerPrice', type: 'orderType' };
 
@@ -69,11 +71,24 @@ export function validateOrder(values, book) {
   const slippage = parseSlippage(values.slippageBps);
   if (slippage.error) errors.slippageBps = slippage.error;
 
-  const type = ['limit', 'stop'].includes(values.orderType) ? values.orderType : 'market';
+  const type = ['limit', 'stop', 'sniper'].includes(values.orderType) ? values.orderType : 'market';
   let expires = null;
-  if (type !== 'market') {
+  const maxPriceText = String(values.maxPrice ?? '').trim();
+  if (type === 'sniper') {
+    // both in token in: the pool's holdings of it, and the most of it paid per whole token out
+    const decimals = tin.token?.decimals ?? null;
+    const symbol = tin.token?.symbol ?? '';
+    const liquidity = parseAmount(values.minLiquidity, decimals, symbol);
+    if (liquidity.error) errors.minLiquidity = liquidity.error.replace('Enter an amount.', 'Enter the liquidity.');
+    if (maxPriceText !== '') {
+      const bound = parseAmount(maxPriceText, decimals, symbol);
+      if (bound.error) errors.maxPrice = bound.error.replace('amount', 'price').replace('Enter an price.', 'Enter a price.');
+    }
+  } else if (type !== 'market') {
     const price = parseAmount(values.triggerPrice, tout.token?.decimals ?? null, tout.token?.symbol ?? '');
     if (price.error) errors.triggerPrice = price.error.replace('amount', 'price').replace('Enter an price.', 'Enter a price.');
+  }
+  if (type !== 'market') {
     const text = String(values.expiresInS ?? '').trim();
     if (text !== '') {
       if (!/^\d{1,9}$/.test(text) || Number(text) < 1) errors.expiresInS = 'Enter a whole number of seconds.';
@@ -88,7 +103,12 @@ export function validateOrder(values, book) {
     amount: String(values.amount ?? '').trim(),
   };
   if (slippage.bps != null) body.slippageBps = slippage.bps;
-  if (type !== 'market') {
+  if (type === 'sniper') {
+    body.type = type;
+    body.minLiquidity = String(values.minLiquidity ?? '').trim();
+    if (maxPriceText !== '') body.maxPrice = maxPriceText;
+    if (expires != null) body.expiresInS = expires;
+  } else if (type !== 'market') {
     body.type = type;
     body[type === 'limit' ? 'limitPrice' : 'stopPrice'] = String(values.triggerPrice ?? '').trim();
     if (expires != null) body.expiresInS = expires;
@@ -246,9 +266,11 @@ export class OrderForm {
       tin?.decimals != null ? `In ${tin.symbol}, up to ${tin.decimals} decimal places.` : 'In units of the token in.',
     );
     const type = this.inputs.orderType.value;
-    const resting = type === 'limit' || type === 'stop';
-    document.getElementById('field-triggerPrice').hidden = !resting;
-    document.getElementById('field-expiresInS').hidden = !resting;
+    const priced = type === 'limit' || type === 'stop';
+    document.getElementById('field-triggerPrice').hidden = !priced;
+    document.getElementById('field-minLiquidity').hidden = type !== 'sniper';
+    document.getElementById('field-maxPrice').hidden = type !== 'sniper';
+    document.getElementById('field-expiresInS').hidden = !priced && type !== 'sniper';
     setText('label-triggerPrice', type === 'stop' ? 'Stop price' : 'Limit price');
     const tout = result.tokens.tokenOut;
     const per = `${tout?.symbol ?? 'token out'} per ${tin?.symbol ?? 'token in'}`;
@@ -258,9 +280,13 @@ export class OrderForm {
         ? 'Rests until the pool pays at least your price.'
         : type === 'stop'
           ? 'Rests until the market falls to your price, then sells.'
-          : 'Executes now at the best route.',
+          : type === 'sniper'
+            ? 'Rests until a pool of the pair (none may exist yet) holds your liquidity, then buys at once.'
+            : 'Executes now at the best route.',
     );
     setText('hint-triggerPrice', `In ${per}.`);
+    setText('hint-minLiquidity', `${tin?.symbol ?? 'Token in'} the new pool must hold.`);
+    setText('hint-maxPrice', `Optional. In ${tin?.symbol ?? 'token in'} per ${tout?.symbol ?? 'token out'}.`);
     setText('hint-expiresInS', 'Empty means the engine maximum.');
     const slip = parseSlippage(this.inputs.slippageBps.value);
     setText(
