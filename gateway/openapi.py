@@ -81,7 +81,9 @@ SCHEMAS: dict[str, Any] = {
     "OrderRequest": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["tokenIn", "tokenOut", "amount"],
+        "required": ["tokenIn", "tokenOut"],
+        "description": "exactly one of amount (spend exactly) and amountOut (receive exactly)",
+        "oneOf": [{"required": ["amount"]}, {"required": ["amountOut"]}],
         "properties": {
             "tokenIn": {
                 "type": "string",
@@ -95,6 +97,15 @@ SCHEMAS: dict[str, Any] = {
             },
             "amount": {
                 "description": "in units of tokenIn, at most as many decimals as its mint, more than 0",
+                "oneOf": [
+                    {"type": "string", "pattern": AMOUNT_PATTERN, "maxLength": 64},
+                    {"type": "number", "exclusiveMinimum": 0},
+                ],
+            },
+            "amountOut": {
+                "description": "exact-out, instead of amount: receive exactly this much tokenOut (at most "
+                "as many decimals as its mint, more than 0), spending at most the quote plus slippage "
+                "(the route's max-in, enforced by the program); market orders and quotes only",
                 "oneOf": [
                     {"type": "string", "pattern": AMOUNT_PATTERN, "maxLength": 64},
                     {"type": "number", "exclusiveMinimum": 0},
@@ -207,6 +218,12 @@ SCHEMAS: dict[str, Any] = {
             "tokenOut": _ref("Token"),
             "amountIn": _DECIMAL,
             "amountInRaw": _RAW,
+            "exactOut": {
+                "type": "boolean",
+                "description": "amountOut is delivered exactly (amountOut given)",
+            },
+            "maxAmountIn": {**_DECIMAL, "description": "exact-out: the most the route may spend"},
+            "maxAmountInRaw": _RAW,
             "slippageBps": {"type": "integer"},
             "maxPriceImpactBps": {"type": "integer"},
             "quotes": {
@@ -218,7 +235,8 @@ SCHEMAS: dict[str, Any] = {
             "route": {
                 "type": "object",
                 "description": "legs (venue, pool, amountInRaw, amountOutRaw, minAmountOutRaw, "
-                "priceImpactBps, feeRaw), dex, amountOut(Raw), minAmountOut(Raw), priceImpactBps, feeRaw",
+                "priceImpactBps, feeRaw; exact-out: exactOut, maxAmountInRaw), dex, amountOut(Raw), "
+                "minAmountOut(Raw), priceImpactBps, feeRaw (exact-out: exactOut, maxAmountInRaw)",
             },
             "amountOut": _DECIMAL,
             "amountOutRaw": _RAW,
@@ -328,8 +346,16 @@ SCHEMAS: dict[str, Any] = {
             "status": _STATUS,
             "tokenIn": _ref("Token"),
             "tokenOut": _ref("Token"),
-            "amountIn": _DECIMAL,
-            "amountInRaw": _RAW,
+            "amountIn": {
+                "type": ["string", "null"],
+                "description": "exact-in: the amount spent; exact-out: what the swap spent (null before)",
+            },
+            "amountInRaw": _NULLABLE_STRING,
+            "exactOut": {"type": "boolean", "description": "the order gave amountOut (receive exactly)"},
+            "targetAmountOut": {"type": ["string", "null"], "description": "exact-out: the amount asked"},
+            "targetAmountOutRaw": _NULLABLE_STRING,
+            "amountInSpent": {"type": ["string", "null"], "description": "debited once confirmed"},
+            "amountInSpentRaw": _NULLABLE_STRING,
             "slippageBps": {"type": "integer"},
             "maxPriceImpactBps": {"type": ["integer", "null"]},
             "quoteId": {"type": ["string", "null"], "description": "the quote the order executes"},
