@@ -61,8 +61,19 @@ _ORDER_COLUMNS = """id, input_mint, output_mint, amount_in, slippage_bps, input_
 _EVENT_COLUMNS = "order_id, seq, status, data, at"
 _EXECUTION_COLUMNS = """order_id, attempt, signature, signed_tx, last_valid_block_height, blockhash, state,
     created_at, updated_at"""
-# Neither finished nor resting (open orders are the trigger loop's): what recovery reads.
-_NOT_UNFINISHED_SQL = "('confirmed', 'failed', 'cancelled', 'expired', 'open')"
+
+
+def _sql_list(statuses: frozenset[str]) -> str:
+    return "(" + ", ".join(f"'{s}'" for s in sorted(statuses)) + ")"
+
+
+# An order's phase (migration 0011): what the indexes hold instead of its status, so that an event
+# that moves an order within a phase is a HOT update. `u.status` is the status being set.
+_PHASE_SQL = (
+    f"CASE WHEN u.status IN {_sql_list(lifecycle.TERMINAL)} THEN 'done' "
+    f"WHEN u.status IN {_sql_list(lifecycle.RESTING)} THEN 'open' ELSE 'active' END"
+)
+_FINAL_STATUS_SQL = f"CASE WHEN u.status IN {_sql_list(lifecycle.TERMINAL)} THEN u.status END"
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -570,7 +581,13 @@ async def list_orders(
         where.append("(created_at, id) < (%s, %s)")
         params += [created_at, order_id]
     if status is not None:
-        where.append("status = %s")
+        # through the index of the status's phase (no index holds the status itself)
+        if status in lifecycle.TERMINAL:
+            where.append("final_status = %s")
+        elif status in lifecycle.RESTING:
+            where.append("phase = 'open' AND status = %s")
+        else:
+            where.append("phase = 'active' AND status = %s")
         params.append(status)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     params.append(limit + 1)
@@ -589,11 +606,11 @@ async def list_unfinished(
     pool: AsyncConnectionPool, limit: int, older_than: datetime | None
 ) -> list[OrderRow]:
     """Orders neither finished nor resting (open), least recently updated first (the partial
-    index orders_unfinished_idx serves both forms)."""
+    index orders_active_idx holds exactly them)."""
     before = "" if older_than is None else "AND updated_at < %(before)s"
     async with pool.connection() as conn:
         cur = await conn.execute(
-            f"""SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN {_NOT_UNFINISHED_SQL} {before}
+            f"""SELECT {_ORDER_COLUMNS} FROM orders WHERE phase = 'active' {before}
                 ORDER BY updated_at, id LIMIT %(limit)s""",
             {"before": older_than, "limit": limit},
         )
@@ -622,8 +639,10 @@ async def _require_order(conn: psycopg.AsyncConnection[TupleRow], order_id: uuid
 
 
 # How an order row takes the fields its events set: NULL leaves a column as it is.
-_SET_ORDER_FIELDS = """
+_SET_ORDER_FIELDS = f"""
     status = u.status,
+    phase = {_PHASE_SQL},
+    final_status = {_FINAL_STATUS_SQL},
     last_seq = u.seq,
     updated_at = 'epoch'::timestamptz + u.at_us * interval '1 microsecond',
     attempts = COALESCE(u.attempts, o.attempts),

@@ -175,16 +175,37 @@ async def test_the_database_accepts_exactly_the_lifecycles_statuses(database_url
         assert statuses == set(lifecycle.STATUSES), table
 
 
-async def test_recovery_and_its_index_skip_the_terminal_and_resting_statuses(database_url: str) -> None:
-    """Recovery's query and the partial index it relies on each hold a copy of "terminal or resting"
-    in SQL: both must be lifecycle.TERMINAL | lifecycle.RESTING (and so each other, or the planner
-    cannot use the index)."""
+async def test_the_phase_copies_are_the_lifecycles(database_url: str) -> None:
+    """The order's phase (what the indexes hold instead of its status, so that most updates are
+    HOT) has SQL copies of "terminal" and "resting": the migration's backfill and the store's
+    expressions; each must be lifecycle.TERMINAL and lifecycle.RESTING. And the database sets it:
+    after a market order's events and a resting order's, phase and final_status are as derived."""
+    migration = next(m for m in db.load_migrations() if m.name == "hot_order_updates").sql
+    done, resting = re.search(
+        r"phase = CASE WHEN status IN \(([^)]*)\) THEN 'done'\s+WHEN status IN \(([^)]*)\)", migration
+    ).groups()  # type: ignore[union-attr]
+    assert set(re.findall(r"'([a-z_]+)'", done)) == lifecycle.TERMINAL
+    assert set(re.findall(r"'([a-z_]+)'", resting)) == lifecycle.RESTING
+    assert store._PHASE_SQL.count("IN (") == 2
+    assert set(re.findall(r"'([a-z_]+)'", store._PHASE_SQL.split("THEN 'done'")[0])) == lifecycle.TERMINAL
+    assert set(re.findall(r"'([a-z_]+)'", store._FINAL_STATUS_SQL)) == lifecycle.TERMINAL
     await db.apply_migrations(database_url)
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'orders_unfinished_idx'"
-        ).fetchone()
-    assert row is not None
-    expected = lifecycle.TERMINAL | lifecycle.RESTING
-    assert set(re.findall(r"'([a-z_]+)'::text", row[0])) == expected, row[0]
-    assert set(re.findall(r"'([a-z_]+)'", store._NOT_UNFINISHED_SQL)) == expected
+        indexed = {
+            r[0]
+            for r in conn.execute(
+                """SELECT a.attname FROM pg_index i
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                   WHERE i.indrelid = 'orders'::regclass"""
+            ).fetchall()
+        }
+        predicates = " ".join(
+            r[0] or ""
+            for r in conn.execute(
+                "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indrelid = 'orders'::regclass"
+            ).fetchall()
+        )
+    # no index holds what an event changes within a phase
+    for column in ("status", "updated_at", "last_seq", "attempts", "route", "tx_hash", "amount_out"):
+        assert column not in indexed, column
+        assert not re.search(rf"\b{column}\b", predicates), (column, predicates)

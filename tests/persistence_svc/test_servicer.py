@@ -864,3 +864,41 @@ async def test_append_event_stream_repeat_is_accepted_as_is(stub: OrdersStub) ->
         assert result.code == 0 and result.event.seq == 2
     got = await stub.GetOrder(S.GetOrderRequest(order_id=order.order_id, with_events=True))
     assert [e.seq for e in got.events] == [1, 2]
+
+
+async def test_an_orders_phase_follows_its_events_and_the_running_updates_are_hot(
+    stub: OrdersStub, database_url: str
+) -> None:
+    """phase/final_status (what the indexes hold instead of the status) follow the events, and the
+    updates within a phase are HOT (pg_stat counts them)."""
+
+    def phase(order_id: str) -> tuple[str, str | None]:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT phase, final_status FROM orders WHERE id = %s", (order_id,)).fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    def hot_updates() -> int:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'orders'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    orders = [await create(stub) for _ in range(20)]
+    assert phase(orders[0].order_id) == ("active", None)
+    before = hot_updates()
+    for seq, status in ((2, ROUTING), (3, BUILDING), (4, SUBMITTED)):
+        await stub.AppendEvents(
+            S.AppendEventsRequest(events=[event(o.order_id, seq, status) for o in orders])
+        )
+    assert phase(orders[0].order_id) == ("active", None)
+    await stub.AppendEvents(S.AppendEventsRequest(events=[event(o.order_id, 5, CONFIRMED) for o in orders]))
+    assert phase(orders[0].order_id) == ("done", "confirmed")
+    listed = await stub.ListOrders(S.ListOrdersRequest(status=CONFIRMED, limit=200))
+    assert {o.order_id for o in orders} <= {o.order_id for o in listed.orders}
+    deadline = time.monotonic() + 5
+    while hot_updates() - before < 40 and time.monotonic() < deadline:  # stats arrive within ~1 s
+        await asyncio.sleep(0.2)
+    # 60 running updates; a page without room may make one non-HOT, most must be HOT
+    assert hot_updates() - before >= 40
