@@ -4,6 +4,7 @@
     python -m cli execute SOL USDC 1.5 --json                  # one JSON line per event
     python -m cli quote SOL USDC 1.5                            # both venues, the route; a quote id
     python -m cli execute --quote-id <quote id>                 # execute exactly that quote
+    python -m cli execute SOL USDC --amount-out 150            # receive exactly 150 USDC (exact-out)
     python -m cli execute SOL USDC 1 --limit-price 155 --expires-in 3600   # rests until it triggers
     python -m cli execute SOL NEW 1 --sniper --min-liquidity 50 --max-price 0.01  # fires on a new pool
     python -m cli orders cancel <order id>
@@ -205,7 +206,8 @@ class Display:
             self.json_line({"type": "accepted", **doc})
             return
         slip = f", max slippage {slippage} bps" if slippage is not None else ""
-        self.line(f"Order {doc['orderId']}: {amount} {token_in} → {token_out}{slip}")
+        spend = f"{amount} {token_in}" if amount else token_in
+        self.line(f"Order {doc['orderId']}: {spend} → {token_out}{slip}")
         self.waiting_since = time.monotonic()
 
     def status_event(self, msg: dict[str, Any], out_symbol: str) -> None:
@@ -395,7 +397,11 @@ async def follow(
 
 def order_body(args: argparse.Namespace) -> dict[str, Any]:
     """The body of a market order (or a quote) from the command's arguments."""
-    body: dict[str, Any] = {"tokenIn": args.token_in, "tokenOut": args.token_out, "amount": args.amount}
+    body: dict[str, Any] = {"tokenIn": args.token_in, "tokenOut": args.token_out}
+    if args.amount_out is not None:
+        body["amountOut"] = args.amount_out  # exact-out: receive exactly this much TOKEN_OUT
+    else:
+        body["amount"] = args.amount
     if args.slippage_bps is not None:
         body["slippageBps"] = args.slippage_bps
     if args.max_price_impact_bps is not None:
@@ -430,21 +436,28 @@ async def cmd_quote(args: argparse.Namespace, client: Client, display: Display) 
         display.json_line(q)
         return EXIT_OK
     in_sym, out_sym = symbol(q.get("tokenIn"), args.token_in), symbol(q.get("tokenOut"), args.token_out)
+    exact = q.get("exactOut") is True
+    spend = f"{q['amountIn']} {in_sym} (at most {q['maxAmountIn']})" if exact else f"{q['amountIn']} {in_sym}"
+    receive = f"exactly {q['amountOut']} {out_sym}" if exact else out_sym
     display.line(
-        f"Quote {q['quoteId']}: {q['amountIn']} {in_sym} → {out_sym}, max slippage {q['slippageBps']} bps"
+        f"Quote {q['quoteId']}: {spend} → {receive}, max slippage {q['slippageBps']} bps"
         f" (valid until {q['expiresAt']})"
     )
     for v in q.get("quotes") or []:
         if v.get("error"):
             display.line(f"  {v['venue']:<13} cannot quote: {v['error']}")
         else:
-            display.line(
-                f"  {v['venue']:<13} {v['amountOut']:>18} {out_sym}  impact {v['priceImpactBps']} bps"
+            shown = (
+                f"needs {v['amountInRaw']} base units of {in_sym}"
+                if exact
+                else f"{v['amountOut']:>18} {out_sym}"
             )
+            display.line(f"  {v['venue']:<13} {shown}  impact {v['priceImpactBps']} bps")
     route = q["route"]
+    bound = f"at most {q['maxAmountIn']} {in_sym}" if exact else f"at least {q['minAmountOut']} {out_sym}"
     display.line(
-        f"  route         {route['dex']} → {q['amountOut']} {out_sym}, at least {q['minAmountOut']} "
-        f"{out_sym}, price impact {q['priceImpactBps']} bps, fees {q['fee']} {in_sym}"
+        f"  route         {route['dex']} → {q['amountOut']} {out_sym}, {bound}, "
+        f"price impact {q['priceImpactBps']} bps, fees {q['fee']} {in_sym}"
     )
     display.line(f"Execute it: python -m cli execute --quote-id {q['quoteId']}")
     return EXIT_OK
@@ -464,7 +477,13 @@ async def cmd_execute(args: argparse.Namespace, client: Client, display: Display
             symbol(placed.get("tokenOut"), "?"),
         )
         args.amount, args.slippage_bps = placed.get("amountIn"), placed.get("slippageBps")
-    display.accepted(accepted, args.token_in, args.token_out, args.amount, args.slippage_bps)
+        args.amount_out = placed.get("targetAmountOut")
+    if args.amount_out is not None:  # exact-out: what it receives is known, what it spends is not yet
+        display.accepted(
+            accepted, args.token_in, f"exactly {args.amount_out} {args.token_out}", "", args.slippage_bps
+        )
+    else:
+        display.accepted(accepted, args.token_in, args.token_out, args.amount, args.slippage_bps)
     resting = args.limit_price is not None or args.stop_price is not None or args.sniper
     until = lifecycle.TERMINAL if args.wait or not resting else lifecycle.TERMINAL | {lifecycle.OPEN}
     display.start()
@@ -602,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     qt = commands.add_parser(
         "quote", parents=[common], help="quote an order on every venue; execute it with --quote-id"
     )
-    for cmd, optional in ((ex, "?"), (qt, None)):
+    for cmd, optional in ((ex, "?"), (qt, "?")):
         cmd.add_argument(
             "token_in", metavar="TOKEN_IN", nargs=optional, help="symbol or mint address to sell"
         )
@@ -611,6 +630,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument(
             "amount", metavar="AMOUNT", nargs=optional, help="amount of TOKEN_IN, a decimal (e.g. 1.5)"
+        )
+        cmd.add_argument(
+            "--amount-out",
+            default=None,
+            help="exact-out, instead of AMOUNT: receive exactly this much TOKEN_OUT (e.g. 150), spending "
+            "at most the quote plus slippage",
         )
         cmd.add_argument(
             "--slippage-bps",
@@ -695,6 +720,18 @@ async def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         await client.aclose()
 
 
+def _check_amounts(
+    parser: argparse.ArgumentParser, command: str, given: list[str], amount_out: str | None
+) -> None:
+    """TOKEN_IN TOKEN_OUT and exactly one of AMOUNT and --amount-out."""
+    if amount_out is not None and len(given) == 3:
+        parser.error(f"{command}: give AMOUNT (spend exactly) or --amount-out (receive exactly), not both")
+    if len(given) != (2 if amount_out is not None else 3):
+        parser.error(
+            f"{command}: TOKEN_IN TOKEN_OUT AMOUNT (or TOKEN_IN TOKEN_OUT --amount-out X) are required"
+        )
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -713,8 +750,16 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
             parser.error("execute: --min-liquidity and --max-price are for --sniper orders")
         if args.quote_id and (given or args.sniper or any(t is not None for t in terms)):
             parser.error("execute: --quote-id executes the quote as quoted; give no order with it")
-        if not args.quote_id and len(given) != 3:
-            parser.error("execute: TOKEN_IN TOKEN_OUT AMOUNT are required (or --quote-id)")
+        if args.quote_id and args.amount_out is not None:
+            parser.error("execute: --quote-id executes the quote as quoted; give no order with it")
+        if not args.quote_id:
+            _check_amounts(parser, "execute", given, args.amount_out)
+        if args.amount_out is not None and (args.limit_price or args.stop_price or args.sniper):
+            parser.error("execute: --amount-out (exact-out) is for market orders only")
+    if args.command == "quote":
+        _check_amounts(
+            parser, "quote", [a for a in (args.token_in, args.token_out, args.amount) if a], args.amount_out
+        )
     if not args.url.startswith(("http://", "https://")):
         (err or sys.stderr).write(f"error: --url: must start with http:// or https://, got {args.url!r}\n")
         return EXIT_BAD_INPUT

@@ -335,3 +335,32 @@ async def test_follow_resumes_by_seq_after_a_limit_close_and_an_ended_subscripti
     assert asked_after == [0, 0, 1]
     assert [json.loads(line)["seq"] for line in out.getvalue().splitlines()] == [1, 2, 3, 4, 5]
     assert final["status"] == "confirmed"
+
+
+def test_exact_out_receives_exactly_the_amount_out(stack: Stack) -> None:
+    code, out, err = run_cli("execute", "SOL", "USDC", "--amount-out", "12.5", "--url", stack.url)
+    assert code == 0, (out, err)
+    lines = out.splitlines()
+    order_id = lines[0].split()[1].rstrip(":")
+    assert lines[0] == f"Order {order_id}: SOL → exactly 12.5 USDC"
+    order = httpx.get(f"{stack.url}/api/orders/{order_id}").json()
+    assert order["status"] == "confirmed" and order["exactOut"] is True
+    assert order["amountOutRaw"] == order["targetAmountOutRaw"] == "12500000"
+    assert int(order["amountInSpentRaw"]) > 0
+
+    code, out, err = run_cli("quote", "USDC", "SOL", "--amount-out", "0.1", "--url", stack.url)
+    assert code == 0, (out, err)
+    first = out.splitlines()[0]
+    assert " USDC (at most " in first and "→ exactly 0.1 SOL, max slippage" in first
+    assert "at most" in out.splitlines()[3]
+    for argv in (
+        ["execute", "SOL", "USDC", "1", "--amount-out", "2"],  # both
+        ["quote", "SOL", "USDC", "1", "--amount-out", "2"],
+        ["execute", "SOL", "USDC", "--amount-out", "1", "--limit-price", "1"],  # market orders only
+        ["execute", "--quote-id", "q", "--amount-out", "1"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(argv)
+        assert exited.value.code == 2, argv
+    code, out, err = run_cli("execute", "SOL", "USDC", "--amount-out", "0.0000001", "--url", stack.url)
+    assert code == 2 and err.startswith("error: amountOut: ") and out == ""
