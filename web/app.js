@@ -128,8 +128,16 @@ function showQuote(shown) {
     h('ul', { class: 'quote-venues' }, venues),
     h('dl', { class: 'quote-terms' },
       h('dt', {}, 'Route'), h('dd', {}, String(q.route?.dex ?? '')),
-      h('dt', {}, 'Amount out'), h('dd', {}, `${q.amountOut} ${out}`),
-      h('dt', {}, 'Minimum out'), h('dd', {}, `${q.minAmountOut} ${out}`),
+      ...(q.exactOut
+        ? [
+          h('dt', {}, 'Amount out'), h('dd', {}, `exactly ${q.amountOut} ${out}`),
+          h('dt', {}, 'Amount in'), h('dd', {}, `${q.amountIn} ${q.tokenIn?.symbol ?? ''}`),
+          h('dt', {}, 'Maximum in'), h('dd', {}, `${q.maxAmountIn} ${q.tokenIn?.symbol ?? ''}`),
+        ]
+        : [
+          h('dt', {}, 'Amount out'), h('dd', {}, `${q.amountOut} ${out}`),
+          h('dt', {}, 'Minimum out'), h('dd', {}, `${q.minAmountOut} ${out}`),
+        ]),
       h('dt', {}, 'Price impact'), h('dd', {}, `${q.priceImpactBps} bps`),
       h('dt', {}, 'Fees'), h('dd', {}, `${q.fee} ${q.tokenIn?.symbol ?? ''}`),
       h('dt', {}, 'Valid until'), h('dd', {}, h('time', { datetime: q.expiresAt }, String(q.expiresAt)))),
@@ -297,6 +305,7 @@ function follow(orderId, body, tokens, { followedBySocket }) {
       tokenIn: tokens.tokenIn ?? state.book.describe(body.tokenIn),
       tokenOut: tokens.tokenOut ?? state.book.describe(body.tokenOut),
       amount: body.amount,
+      amountOut: body.amountOut ?? null,
       slippageBps: body.slippageBps ?? null,
     });
   }

@@ -401,3 +401,32 @@ def test_a_sniper_order_rests_open_for_a_pair_with_no_pool(page: Page, stack: St
     expect(row).to_have_attribute("data-status", "open")
     row.get_by_role("button", name=f"Cancel order {order_id}").click()
     expect(card).to_have_attribute("data-status", "cancelled")
+
+
+def test_an_exact_out_order_receives_exactly_the_asked_amount(page: Page, stack: Stack) -> None:
+    known = card_ids(page)
+    page.get_by_label("Amount is", exact=True).select_option(label="Receive exactly")
+    page.get_by_label("Token out", exact=True).fill("USDC")
+    expect(page.locator("#hint-amount")).to_have_text("In USDC, up to 6 decimal places.")
+    fill_order(page, "SOL", "USDC", "3.210987", "100")
+    order_id = newest_card(page, known)
+    card = page.locator(f'article.order-card[data-order-id="{order_id}"]')
+    expect(card.locator('[data-field="targetAmountOut"]')).to_have_text("3.210987")
+    expect(card).to_have_attribute("data-status", "confirmed")
+    assert timeline(page, order_id) == [(s, i) for i, s in enumerate(LIFECYCLE, 1)]
+    order = order_json(stack, order_id)
+    assert order["status"] == "confirmed" and order["exactOut"] is True
+    assert order["amountOutRaw"] == order["targetAmountOutRaw"] == "3210987"  # exactly what was asked
+    assert int(order["amountInSpentRaw"]) > 0
+    expect(card.locator('[data-field="amountOut"]')).to_have_text("3.210987")
+
+    # "Receive exactly" is for market orders: on a limit order it is refused beside the field
+    submitted: list[str] = []
+    page.on("request", lambda r: submitted.append(r.url) if r.method == "POST" else None)
+    page.get_by_label("Order type", exact=True).select_option("limit")
+    page.get_by_label("Limit price", exact=True).fill("150")
+    page.get_by_role("button", name="Execute order").click()
+    expect(page.locator("#error-amountMode")).to_have_text("Receive exactly is for market orders only.")
+    assert submitted == []
+    page.get_by_label("Order type", exact=True).select_option("market")
+    page.get_by_label("Amount is", exact=True).select_option(label="Spend exactly")

@@ -5,10 +5,10 @@ import { formatBps, looksLikeMint, parseAmount, parseSlippage, shortenMiddle } f
 
 /** Field names as the API names them; each input's id is its field name, its error is #error-<field>. */
 export const FIELDS = [
-  'tokenIn', 'tokenOut', 'amount', 'slippageBps', 'orderType', 'triggerPrice', 'minLiquidity', 'maxPrice', 'expiresInS',
+  'tokenIn', 'tokenOut', 'amount', 'amountMode', 'slippageBps', 'orderType', 'triggerPrice', 'minLiquidity', 'maxPrice', 'expiresInS',
 ];
 /** The engine's field names that this form shows under another input. */
-const ALIASES = { limitPrice: 'triggerPrice', stopPrice: 'triggerPrice', type: 'orderType' };
+const ALIASES = { limitPrice: 'triggerPrice', stopPrice: 'triggerPrice', type: 'orderType', amountOut: 'amount' };
 
 /** The tokens of /api/markets, looked up by symbol (any case) or mint. */
 export class TokenBook {
@@ -65,7 +65,10 @@ export function validateOrder(values, book) {
     errors.tokenOut = 'Token out must differ from token in.';
   }
 
-  const amount = parseAmount(values.amount, tin.token?.decimals ?? null, tin.token?.symbol ?? '');
+  // "Receive exactly" (exact-out): the amount is of token out, sent as amountOut
+  const exactOut = values.amountMode === 'out';
+  const amountToken = exactOut ? tout.token : tin.token;
+  const amount = parseAmount(values.amount, amountToken?.decimals ?? null, amountToken?.symbol ?? '');
   if (amount.error) errors.amount = amount.error;
 
   const slippage = parseSlippage(values.slippageBps);
@@ -88,6 +91,7 @@ export function validateOrder(values, book) {
     const price = parseAmount(values.triggerPrice, tout.token?.decimals ?? null, tout.token?.symbol ?? '');
     if (price.error) errors.triggerPrice = price.error.replace('amount', 'price').replace('Enter an price.', 'Enter a price.');
   }
+  if (exactOut && type !== 'market') errors.amountMode = 'Receive exactly is for market orders only.';
   if (type !== 'market') {
     const text = String(values.expiresInS ?? '').trim();
     if (text !== '') {
@@ -100,7 +104,7 @@ export function validateOrder(values, book) {
     // a listed token is sent by its canonical symbol, anything else as typed
     tokenIn: wireName(tin, values.tokenIn),
     tokenOut: wireName(tout, values.tokenOut),
-    amount: String(values.amount ?? '').trim(),
+    [exactOut ? 'amountOut' : 'amount']: String(values.amount ?? '').trim(),
   };
   if (slippage.bps != null) body.slippageBps = slippage.bps;
   if (type === 'sniper') {
@@ -261,9 +265,19 @@ export class OrderForm {
       setText(`hint-${field}`, text);
     }
     const tin = result.tokens.tokenIn;
+    const exactOut = this.inputs.amountMode.value === 'out';
+    const unit = exactOut ? result.tokens.tokenOut : tin;
     setText(
       'hint-amount',
-      tin?.decimals != null ? `In ${tin.symbol}, up to ${tin.decimals} decimal places.` : 'In units of the token in.',
+      unit?.decimals != null
+        ? `In ${unit.symbol}, up to ${unit.decimals} decimal places.`
+        : `In units of the token ${exactOut ? 'out' : 'in'}.`,
+    );
+    setText(
+      'hint-amountMode',
+      exactOut
+        ? 'Receive exactly this amount, spending at most the quote plus slippage.'
+        : 'Spend exactly this amount; receive at least the quote less slippage.',
     );
     const type = this.inputs.orderType.value;
     const priced = type === 'limit' || type === 'stop';

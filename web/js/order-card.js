@@ -43,6 +43,7 @@ export class OrderCard {
     this.tokenIn = init.tokenIn ?? null;
     this.tokenOut = init.tokenOut ?? null;
     this.amount = init.amount ?? '';
+    this.amountOut = init.amountOut ?? null; // exact-out: the amount received exactly
     this.slippageBps = init.slippageBps ?? null;
 
     this.lastSeq = 0;
@@ -97,6 +98,7 @@ export class OrderCard {
     if (order.tokenIn && typeof order.tokenIn === 'object') this.tokenIn = order.tokenIn;
     if (order.tokenOut && typeof order.tokenOut === 'object') this.tokenOut = order.tokenOut;
     if (order.amountIn) this.amount = order.amountIn;
+    if (order.exactOut && order.targetAmountOut) this.amountOut = order.targetAmountOut;
     if (order.slippageBps != null) this.slippageBps = order.slippageBps;
     this.renderHeader();
     const events = Array.isArray(order.events) ? order.events : [];
@@ -236,6 +238,17 @@ export class OrderCard {
 
   renderHeader() {
     const slip = this.slippageBps != null ? ` · max slippage ${formatBps(this.slippageBps)}` : '';
+    if (this.amountOut) {
+      // exact-out: what is received is fixed; what is spent shows once confirmed
+      replaceChildren(
+        this.pairEl,
+        `${tokenName(this.tokenIn)} → exactly `,
+        h('span', { dataset: { field: 'targetAmountOut' } }, this.amountOut),
+        ` ${tokenName(this.tokenOut)}`,
+        h('span', { class: 'card-sub' }, slip),
+      );
+      return;
+    }
     replaceChildren(
       this.pairEl,
       h('span', { dataset: { field: 'amountIn' } }, this.amount || '?'),
