@@ -18,7 +18,7 @@ from common.streams import multiplex, singles
 from orderengine.v1 import router_pb2, router_pb2_grpc, types_pb2
 from router_svc.pools import PoolBook
 from router_svc.quotes import NoRoute, RouteChoice, choose_route, choose_route_exact_out
-from router_svc.watch import watch_pools
+from router_svc.watch import PairLearner, watch_pools
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ def to_response(request_id: str, choice: RouteChoice, slot: int) -> router_pb2.Q
 class RouterServicer(router_pb2_grpc.RouterServicer):
     def __init__(self, book: PoolBook, split_min_impact_bps: int = 10, split_min_gain_bps: int = 1) -> None:
         self.book = book
+        self.learner = PairLearner(book)  # a pair with no known pool: look it up on chain
         self.split_min_impact_bps = split_min_impact_bps
         self.split_min_gain_bps = split_min_gain_bps
         self.latencies_ms: list[float] = []
@@ -134,6 +135,13 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             snap = await self.book.snapshot()
         except ChainError as exc:
             raise Unavailable(f"pool state unavailable: {exc}") from None
+        if not snap.pools_for(request.input_mint, request.output_mint) and await self.learner.learn(
+            request.input_mint, request.output_mint
+        ):
+            try:
+                snap = await self.book.snapshot()  # pools created since start, now in the book
+            except ChainError as exc:
+                raise Unavailable(f"pool state unavailable: {exc}") from None
         started = time.perf_counter()
         try:
             choice = (choose_route_exact_out if request.amount_out else choose_route)(

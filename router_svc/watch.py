@@ -6,15 +6,17 @@ discriminator and both mints), hands any pool not known yet to the `PoolBook` (s
 from this call on, without a restart, and read once per slot like every other pool), and answers
 each pool's holdings of both mints and whether it swaps now, from one fresh snapshot.
 
-This replica learns the pools it is asked about; another router replica learns a new pair's pool
-the first time it is asked too (the worker's sniper watch asks before it triggers). On a real
-cluster `getProgramAccounts` is heavy: the worker asks only for pairs with open sniper orders, at
-SNIPER_INTERVAL_MS.
+This replica learns the pools it is asked about. Besides, `PairLearner` lets a quote for a pair
+with no known pool look the pair up on chain (at most once a second per pair, concurrent quotes
+sharing one scan), so a pool created at runtime is quotable on every replica, sniper or not. On a
+real cluster `getProgramAccounts` is heavy: the worker asks only for pairs with open sniper orders,
+at SNIPER_INTERVAL_MS, and a quote only for a pair nothing trades yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from solders.pubkey import Pubkey
 
@@ -25,6 +27,8 @@ from router_svc.discovery import FoundPool, discover_pools, pool_reserves
 from router_svc.pools import CpmmState, PoolBook
 
 MAX_PAIRS = 100
+LEARN_EVERY_S = 1.0  # a pair with no pool is looked up on chain at most this often
+MAX_REMEMBERED = 10_000
 
 
 def _pairs(request: router_pb2.WatchPoolsRequest) -> list[tuple[Pubkey, Pubkey]]:
@@ -83,3 +87,37 @@ async def watch_pools(book: PoolBook, request: router_pb2.WatchPoolsRequest) -> 
         # at the next POOL_REFRESH_MS, so that it is seen (and quoted) open in its first slot.
         book.expire()
     return router_pb2.WatchPoolsResponse(pools=out, slot=snap.slot)
+
+
+class PairLearner:
+    """Looks a pair up on chain when a quote finds no pool of it (see the module's note)."""
+
+    def __init__(self, book: PoolBook) -> None:
+        self.book = book
+        self._last: dict[frozenset[str], float] = {}
+        self._running: dict[frozenset[str], asyncio.Future[bool]] = {}
+
+    async def learn(self, mint_a: str, mint_b: str) -> bool:
+        """Whether pools of the pair were found that the book did not know (then quote again)."""
+        key = frozenset((mint_a, mint_b))
+        running = self._running.get(key)
+        if running is None:
+            now = time.monotonic()
+            if now - self._last.get(key, float("-inf")) < LEARN_EVERY_S:
+                return False
+            if len(self._last) >= MAX_REMEMBERED:
+                self._last.clear()
+            self._last[key] = now
+            running = asyncio.ensure_future(
+                self._scan(Pubkey.from_string(mint_a), Pubkey.from_string(mint_b))
+            )
+            self._running[key] = running
+            running.add_done_callback(lambda _: self._running.pop(key, None))
+        return await asyncio.shield(running)
+
+    async def _scan(self, mint_a: Pubkey, mint_b: Pubkey) -> bool:
+        try:
+            found = await discover_pools(self.book.chain, self.book.markets.programs, mint_a, mint_b)
+        except ChainError:
+            return False
+        return self.book.add_pools((pool.venue, pool.address) for pool in found) > 0

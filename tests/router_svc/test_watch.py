@@ -5,6 +5,7 @@ tradable after, and is quotable without restarting the router."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -93,3 +94,38 @@ async def test_bad_requests_name_the_field(stub: router_pb2_grpc.RouterStub, eng
             await stub.WatchPools(request, timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in (err.value.details() or ""), err.value.details()
+
+
+async def test_a_plain_quote_learns_a_pair_created_after_start(
+    eng: Engine, stub: router_pb2_grpc.RouterStub
+) -> None:
+    """No WatchPools: a quote for a pair with no known pool looks it up on chain (at most once a
+    second per pair), so a pool created at runtime is quotable on any router replica."""
+    usdc, new = mint(eng, "USDC"), mint(eng, "NEW")
+    quote = router_pb2.QuoteRequest(
+        input_mint=usdc, output_mint=new, amount_in=100 * NEW, slippage_bps=100, request_id="q"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as no_pool:
+        await stub.Quote(quote, timeout=5)
+    assert no_pool.value.code() == grpc.StatusCode.NOT_FOUND
+    made = await sim(
+        eng,
+        "simCreatePool",
+        [
+            {
+                "venue": "raydium_cpmm",
+                "mintA": usdc,
+                "mintB": new,
+                "amountA": 10_000 * NEW,
+                "amountB": 5_000 * NEW,
+            }
+        ],
+    )
+    await sim(eng, "simWarpSlots", [{"n": 1}])  # open
+    with pytest.raises(grpc.aio.AioRpcError) as too_soon:
+        await stub.Quote(quote, timeout=5)  # the pair was looked up less than a second ago
+    assert too_soon.value.code() == grpc.StatusCode.NOT_FOUND
+    await asyncio.sleep(1.05)
+    answer = await stub.Quote(quote, timeout=5)
+    assert [leg.pool for leg in answer.route.legs] == [made["pool"]]
+    assert 45 * NEW < answer.route.amount_out < 50 * NEW  # 0.5 NEW per USDC less the fee and impact
