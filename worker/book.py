@@ -68,9 +68,11 @@ class PairBook:
 
 
 class Book:
-    """Every open limit and stop order the loop watches, by id, by pair and by expiry."""
+    """Open orders of some types (limit and stop by default), by id, by expiry, and — limit and
+    stop orders — by pair and threshold."""
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: Iterable[orders_pb2.OrderType.ValueType] = (LIMIT, STOP)) -> None:
+        self.kinds = frozenset(kinds)
         self.orders: dict[str, orders_pb2.Order] = {}
         self.pairs: dict[Pair, PairBook] = {}
         self._expiries: list[tuple[int, str]] = []  # a heap; entries of removed orders stay until popped
@@ -93,8 +95,8 @@ class Book:
             self.add(order)
 
     def add(self, order: orders_pb2.Order) -> bool:
-        """Adds an open limit or stop order (or replaces an older copy of it); whether it is in."""
-        if order.status != S.ORDER_STATUS_OPEN or order.spec.order_type not in (LIMIT, STOP):
+        """Adds an open order of a kept type (or replaces an older copy of it); whether it is in."""
+        if order.status != S.ORDER_STATUS_OPEN or order.spec.order_type not in self.kinds:
             return False
         known = self.orders.get(order.order_id)
         if known is not None:
@@ -102,13 +104,15 @@ class Book:
                 return True
             self.remove(order.order_id)
         self.orders[order.order_id] = order
-        self.pairs.setdefault(pair_of(order), PairBook()).add(order)
+        if order.spec.order_type in (LIMIT, STOP):
+            self.pairs.setdefault(pair_of(order), PairBook()).add(order)
         heapq.heappush(self._expiries, (order.spec.expires_at_us, order.order_id))
+        self._compact()
         return True
 
     def remove(self, order_id: str) -> orders_pb2.Order | None:
         order = self.orders.pop(order_id, None)
-        if order is not None:
+        if order is not None and order.spec.order_type in (LIMIT, STOP):
             pair = pair_of(order)
             side = self.pairs[pair]
             side.remove(order)
@@ -134,7 +138,11 @@ class Book:
             if order is not None and order.spec.expires_at_us == at:
                 self.remove(order_id)
                 out.append(order)
-        if len(self._expiries) > 2 * len(self.orders) + 1024:  # compact what removals left behind
+        self._compact()
+        return out
+
+    def _compact(self) -> None:
+        """Drops the heap entries removals left behind, once they outnumber the live ones."""
+        if len(self._expiries) > 2 * len(self.orders) + 1024:
             self._expiries = [(o.spec.expires_at_us, oid) for oid, o in self.orders.items()]
             heapq.heapify(self._expiries)
-        return out

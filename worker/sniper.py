@@ -22,8 +22,9 @@ pays SNIPER_PRIORITY_FEE_PERCENTILE for its swap. Should this worker die mid-way
 re-queues the order like any unfinished one. An order whose expiry comes first is expired here, in
 the same AppendEvents call.
 
-The open orders are read from Postgres (ListOrders, status open) at most once a second, so a sniper
-order placed now is watched within a second; the pool scan itself runs every interval.
+The open sniper orders are kept in memory by worker.open_orders (read whole from Postgres when this
+worker takes the lease, then kept current by the committed events), so a sniper order placed now is
+watched from the next pass, and a pass reads nothing from Postgres; the pool scan runs every interval.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from common.timefmt import iso_ms_from_us
 from orderengine.v1 import orders_pb2, router_pb2
 from worker.lease import RELEASE_IF_MINE, Lease
 from worker.links import LinkBroken, QuoteFailed
+from worker.open_orders import OpenOrders
 from worker.triggers import TriggerLoop
 
 if TYPE_CHECKING:
@@ -51,8 +53,6 @@ log = logging.getLogger(__name__)
 
 S = orders_pb2
 SNIPER = S.ORDER_TYPE_SNIPER
-PAGE = 200
-ORDERS_REFRESH_S = 1.0
 QUOTE_TIMEOUT_S = 5.0
 WATCH_TIMEOUT_S = 5.0
 
@@ -87,8 +87,7 @@ class SniperWatch:
         self.lease = Lease(
             worker.redis, f"{worker.keys.prefix}:sniper", worker.name, lease_ms, "sniper watch"
         )
-        self.orders: list[orders_pb2.Order] = []
-        self._read_at = float("-inf")
+        self.open = OpenOrders(worker, (SNIPER,), "sniper")  # the open sniper orders, kept by events
         self.passes = 0
         self._driving: set[asyncio.Task[None]] = set()
 
@@ -98,39 +97,28 @@ class SniperWatch:
                 if await self.lease.hold():
                     await self.tick()
                 else:
-                    self._read_at = float("-inf")  # read afresh when this worker leads again
+                    await self.open.forget()  # read afresh when this worker leads again
             except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
+                self.open.stale()
                 log.warning("sniper pass interrupted", extra={"error": type(exc).__name__})
             await asyncio.sleep(self.interval_s)
 
     async def stop(self) -> None:
         for task in list(self._driving):
             task.cancel()
+        await self.open.forget()
         with contextlib.suppress(aioredis.RedisError):
             await self.lease.release()
-
-    async def open_snipers(self) -> list[orders_pb2.Order]:
-        orders: list[orders_pb2.Order] = []
-        cursor = ""
-        while True:
-            page = await self.w.orders.ListOrders(
-                orders_pb2.ListOrdersRequest(limit=PAGE, cursor=cursor, status=S.ORDER_STATUS_OPEN),
-                timeout=10.0,
-            )
-            orders.extend(o for o in page.orders if o.spec.order_type == SNIPER)
-            cursor = page.next_cursor
-            if not cursor:
-                return orders
 
     async def tick(self) -> None:
         """One pass: scan the pairs' pools, trigger the orders they satisfy, drive those at once."""
         self.passes += 1
-        if time.monotonic() - self._read_at >= ORDERS_REFRESH_S:
-            self.orders = await self.open_snipers()
-            self._read_at = time.monotonic()
+        if not await self.open.refresh():
+            return  # no events channel: the open orders cannot be kept current; wait for Redis
         now_us = int(time.time() * 1_000_000)
-        live = [o for o in self.orders if o.spec.expires_at_us > now_us]
-        expired = [o for o in self.orders if o.spec.expires_at_us <= now_us]
+        orders = list(self.open.book.orders.values())
+        live = [o for o in orders if o.spec.expires_at_us > now_us]
+        expired = [o for o in orders if o.spec.expires_at_us <= now_us]
         events = [
             self._event(
                 o,
@@ -142,11 +130,7 @@ class SniperWatch:
         fired = await self._fire(live, events) if live else []
         if not events:
             return
-        response = await self.w.orders.AppendEvents(
-            orders_pb2.AppendEventsRequest(events=events), timeout=10.0
-        )
-        decided = {event.order_id for event in events}
-        self.orders = [o for o in self.orders if o.order_id not in decided]
+        response = await self.open.append(events)
         by_id = {order.order_id: order for order in fired}
         for event, result in zip(events, response.results, strict=True):
             order = by_id.get(event.order_id)

@@ -1,15 +1,12 @@
 """Resting orders (limit, stop): the trigger loop and the integer rules it and the driver share.
 
 An open order waits here, never in the job stream. One worker (a Redis lease, as for the
-reconciler) runs the loop. It keeps the open orders in memory (worker.book: per pair, thresholds
-sorted; expiries in a heap), loaded whole from Postgres — the truth, so they survive any restart —
-when it takes the lease, after each (re)subscription to the committed events and every RESYNC_S,
-and kept current in between by those events (persistence publishes each on `{prefix}:events`):
-an `open` event of an order it does not hold is read (GetOrders, many per call), any later event of
-one it holds (routing, cancelled, expired) takes it out. Every TRIGGER_INTERVAL_MS (a slot) one pass
-asks the router — on the worker's QuoteStream, whose quotes share the router's per-slot pool
-snapshot — for each pair's market price: the best route's output for one whole input token. Against
-that one price:
+reconciler) runs the loop. It keeps the open limit and stop orders in memory (worker.book: per pair,
+thresholds sorted; expiries in a heap), read whole from Postgres — the truth, so they survive any
+restart — when it takes the lease, and kept current in between by the committed events
+(worker.open_orders). Every TRIGGER_INTERVAL_MS (a slot) one pass asks the router — on the worker's
+QuoteStream, whose quotes share the router's per-slot pool snapshot — for each pair's market price:
+the best route's output for one whole input token. Against that one price:
 
 - a stop order (sell when the market falls) triggers once the market price is at or below its stop
   price; sorted by stop price, the triggered ones are a prefix;
@@ -39,21 +36,20 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import orjson
 import redis.asyncio as aioredis
 from prometheus_client import Gauge, Histogram
 
 from common import jobs
 from common.amounts import format_amount
-from common.redis_client import follow_channel
 from common.timefmt import iso_ms_from_us
 from gateway.views import resting_json
 
 __all__ = ["TriggerLoop", "decide", "limit_out", "resting_json", "with_limit"]
 from orderengine.v1 import orders_pb2, router_pb2, types_pb2
-from worker.book import Book, Pair, PairBook
+from worker.book import Pair, PairBook
 from worker.lease import Lease
 from worker.links import LinkBroken, QuoteFailed
+from worker.open_orders import OpenOrders
 
 if TYPE_CHECKING:
     from worker.consumer import Worker
@@ -64,11 +60,6 @@ S = orders_pb2
 LIMIT, STOP = S.ORDER_TYPE_LIMIT, S.ORDER_TYPE_STOP
 PAGE = 200
 QUOTE_TIMEOUT_S = 5.0
-FETCH_CHUNK = 1000  # GetOrders' limit per call
-RESYNC_S = 60.0  # the book is read whole again this often, a safety net beside the events
-INBOX_MAX = 100_000
-# the statuses an event may carry for an order that is, or was just, open
-_AFTER_OPEN = frozenset({"open", "routing", "cancelled", "expired", "failed"})
 
 PASS_CPU = Histogram(
     "orderengine_trigger_pass_cpu_seconds",
@@ -129,17 +120,10 @@ class TriggerLoop:
             worker.redis, f"{worker.keys.prefix}:triggers", worker.name, lease_ms, "trigger loop"
         )
         self.passes = 0
-        self.book = Book()
-        self.reloads = 0
+        self.open = OpenOrders(worker, (LIMIT, STOP), "trigger")
+        self.book = self.open.book
         self.last_pass_cpu_s = 0.0  # on-CPU time of the last pass's own work (not its awaits)
         self._pass_cpu = 0.0
-        self._inbox: list[tuple[str, int, bool]] = []  # (order id, seq, is `open`) from the events channel
-        self._refetch: set[str] = set()  # ids to read again: opened since the load, or refused
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-        self._generation = 0  # subscriptions made; the book is current for `_synced` only
-        self._synced = -1
-        self._synced_at = 0.0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -149,118 +133,24 @@ class TriggerLoop:
                 if await self.lease.hold():
                     await self.tick()
                 else:
-                    await self._let_go()
+                    await self.open.forget()
             except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
-                self._synced = -1  # a pass cut short may have left the book behind: reload it
+                self.open.stale()  # a pass cut short may have left the book behind: reload it
                 log.warning("trigger pass interrupted", extra={"error": type(exc).__name__})
             await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
 
     async def stop(self) -> None:
-        await self._let_go()
+        await self.open.forget()
         with contextlib.suppress(aioredis.RedisError):
             await self.lease.release()
-
-    async def _let_go(self) -> None:
-        """Not (or no longer) the leader: no subscription, no book."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-            self._subscribed.clear()
-            self.book.load(())
-            self._inbox.clear()
-            self._refetch.clear()
-            self._synced = -1
-
-    # --- keeping the book current ---------------------------------------------------------------
-    async def _listen(self) -> None:
-        await follow_channel(
-            self.w.redis, self.w.keys.events, self._on_subscribed, self._take, self._subscribed.clear
-        )
-
-    def _on_subscribed(self) -> None:
-        """Each (re)subscription starts a new generation, for which the book is loaded again (what
-        was published while unsubscribed was never seen)."""
-        self._generation += 1
-        self._subscribed.set()
-
-    def _take(self, data: bytes | str) -> None:
-        """Keeps what may change the book: an order opened, or an event that may follow `open`."""
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        for item in doc if isinstance(doc, list) else (doc,):
-            if not isinstance(item, dict) or item.get("status") not in _AFTER_OPEN:
-                continue
-            oid, seq = item.get("orderId"), item.get("seq")
-            if isinstance(oid, str) and isinstance(seq, int):
-                self._inbox.append((oid, seq, item["status"] == "open"))
-        if len(self._inbox) > INBOX_MAX:  # a leader far behind: start over from Postgres
-            self._inbox.clear()
-            self._synced = -1
-
-    async def _listening(self) -> bool:
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(), name="trigger-events")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                await self._subscribed.wait()
-        return self._subscribed.is_set()
-
-    async def reload(self) -> None:
-        """The whole book from Postgres (on taking the lease, after a resubscription, now and then
-        as a safety net). Events committed meanwhile are in the inbox and applied after it."""
-        generation = self._generation
-        orders: list[orders_pb2.Order] = []
-        cursor = ""
-        while True:
-            page = await self.w.orders.ListOrders(
-                orders_pb2.ListOrdersRequest(limit=PAGE, cursor=cursor, status=S.ORDER_STATUS_OPEN),
-                timeout=10.0,
-            )
-            orders.extend(page.orders)
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        self.book.load(orders)
-        self._refetch.clear()
-        self._synced, self._synced_at = generation, time.monotonic()
-        self.reloads += 1
-        log.info("trigger book loaded", extra={"open": len(self.book)})
-
-    def _apply_inbox(self) -> None:
-        inbox, self._inbox = self._inbox, []
-        for oid, seq, opened in inbox:
-            if not opened:
-                self.book.note(oid, seq)  # it left open (if the book had it)
-            elif oid not in self.book:
-                self._refetch.add(oid)  # opened elsewhere: read it (Postgres decides if still open)
-
-    async def _fetch(self) -> None:
-        ids = list(self._refetch)
-        for i in range(0, len(ids), FETCH_CHUNK):
-            chunk = ids[i : i + FETCH_CHUNK]
-            found = await self.w.orders.GetOrders(orders_pb2.GetOrdersRequest(order_ids=chunk), timeout=10.0)
-            for order in found.orders:
-                self.book.add(order)  # only if still open
-            self._refetch.difference_update(chunk)
 
     # --- one pass -------------------------------------------------------------------------------
     async def tick(self) -> None:
         """One pass: bring the book up to date, expire, trigger, and queue what triggered."""
         self.passes += 1
-        if not await self._listening():
+        if not await self.open.refresh():
             return  # no events channel: the book cannot be kept current; wait for Redis
-        if self._synced != self._generation or time.monotonic() - self._synced_at > RESYNC_S:
-            await self.reload()
         cpu = time.thread_time()
-        self._apply_inbox()
-        if self._refetch:
-            cpu -= time.thread_time()
-            await self._fetch()
-            cpu += time.thread_time()
         now_us = int(time.time() * 1_000_000)
         events = [
             self._event(
@@ -275,26 +165,15 @@ class TriggerLoop:
         decided = await asyncio.gather(*(self._pair(pair, side) for pair, side in pairs))
         for pair_events in decided:
             events.extend(pair_events)
-        cpu = time.thread_time()
-        for event in events:
-            self.book.remove(event.order_id)  # whatever the answer, it is no longer open as read
-        self._pass_cpu += time.thread_time() - cpu
         self._measure()
         if not events:
             return
-        try:
-            response = await self.w.orders.AppendEvents(
-                orders_pb2.AppendEventsRequest(events=events), timeout=10.0
-            )
-        except grpc.aio.AioRpcError:
-            self._refetch.update(e.order_id for e in events)  # committed or not: read them again
-            raise
-        triggered = []
-        for result, event in zip(response.results, events, strict=True):
-            if result.code != 0:
-                self._refetch.add(event.order_id)  # refused (cancelled, raced): Postgres knows
-            elif event.status == S.ORDER_STATUS_ROUTING:
-                triggered.append((event.order_id, b""))
+        response = await self.open.append(events)
+        triggered = [
+            (event.order_id, b"")
+            for result, event in zip(response.results, events, strict=True)
+            if result.code == 0 and event.status == S.ORDER_STATUS_ROUTING
+        ]
         if triggered:
             await jobs.enqueue_many(self.w.redis, self.w.keys, triggered)
         log.info(

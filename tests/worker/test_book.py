@@ -119,3 +119,13 @@ def test_ten_thousand_orders_compact_their_expiry_heap() -> None:
     book.expired(0)  # nothing due; the heap is compacted to the live orders
     assert len(book._expiries) == 2_000
     assert [o.order_id for o in book.expired(10**15 + 10)] == ["o0", "o5", "o10"]
+
+
+def test_a_book_of_sniper_orders_keeps_them_by_id_and_expiry_only() -> None:
+    book = Book((S.ORDER_TYPE_SNIPER,))
+    assert book.add(order("s1", S.ORDER_TYPE_SNIPER, 0, expires_at_us=50))
+    assert book.add(order("s2", S.ORDER_TYPE_SNIPER, 0, expires_at_us=500))
+    assert not book.add(order("l1", S.ORDER_TYPE_LIMIT, 100))  # not a kept type
+    assert set(book.orders) == {"s1", "s2"} and not book.pairs
+    assert book.note("s2", 3) and set(book.orders) == {"s1"}
+    assert [o.order_id for o in book.expired(100)] == ["s1"] and len(book) == 0

@@ -251,7 +251,7 @@ async def test_a_stop_triggers_on_a_fall(
     assert NAMES[done.status] == "confirmed", [(NAMES[e.status], e.data_json) for e in done.events]
     assert json.loads(done.events[2].data_json)["trigger"]["type"] == "stop"
     # the loop's book learnt of the order from its `open` event, not from reading every open order
-    assert worker.triggers.reloads == 1 and oid not in worker.triggers.book
+    assert worker.triggers.open.reloads == 1 and oid not in worker.triggers.book
 
 
 async def test_a_limit_that_never_triggers_expires_and_a_cancelled_one_never_triggers(
