@@ -1,8 +1,8 @@
 """The order lifecycle: statuses, their proto enum values, and the legal transitions (one place).
 
 pending → routing → building → submitted → confirmed, or → failed with a reason. A retry is a new
-`routing` event, so routing may follow routing, building and submitted. Resting orders (limit, stop)
-go pending → open, and leave open by routing (triggered: at most once, since nothing returns to
+`routing` event, so routing may follow routing, building and submitted. Resting orders (limit, stop,
+sniper) go pending → open, and leave open by routing (triggered: at most once, since nothing returns to
 open), cancelled or expired. confirmed, failed, cancelled and expired are terminal. See
 docs/CONVENTIONS.md.
 
