@@ -40,6 +40,7 @@ from executor_svc.builder import (
     describe_transaction_error,
 )
 from executor_svc.checks import FreshQuoter, check_min_outs, check_order
+from executor_svc.costs import trade_cost
 from executor_svc.records import ExecutionRecorder, OrderReader, RecordRefused
 from executor_svc.sender import (
     UNSENDABLE_RPC_CODES,
@@ -658,4 +659,5 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             slot=info.slot,
             dex=dex,
             resumed=resumed,
+            cost=trade_cost(info, owner, len(tx.signatures)),
         )

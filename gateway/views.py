@@ -60,6 +60,41 @@ def route_json(route: types_pb2.Route, out_decimals: int) -> dict[str, Any]:
     }
 
 
+SOL_DECIMALS = 9
+_NATIVE_MINT = "So11111111111111111111111111111111111111112"
+
+
+def costs_json(cost: types_pb2.TradeCost, spec: orders_pb2.OrderSpec) -> dict[str, Any]:
+    """A confirmed swap's costs (the `confirmed` event's and the order's `costs`): the fees and the
+    rent in SOL, each of the wallet's balance changes in its mint's units (signed: negative is
+    what the wallet lost)."""
+    tokens = {
+        _NATIVE_MINT: ("SOL", SOL_DECIMALS),
+        spec.input_mint: (spec.input_symbol, spec.input_decimals),
+        spec.output_mint: (spec.output_symbol, spec.output_decimals),
+    }
+    changes = []
+    for change in cost.balance_changes:
+        symbol, decimals = tokens.get(change.mint, ("", -1))
+        changes.append(
+            {
+                "mint": change.mint,
+                "symbol": symbol or None,
+                "change": format_amount(change.change, decimals) if decimals >= 0 else None,
+                "changeRaw": str(change.change),
+            }
+        )
+    return {
+        "networkFee": format_amount(cost.network_fee, SOL_DECIMALS),
+        "networkFeeRaw": str(cost.network_fee),
+        "priorityFee": format_amount(cost.priority_fee, SOL_DECIMALS),
+        "priorityFeeRaw": str(cost.priority_fee),
+        "rent": format_amount(cost.rent, SOL_DECIMALS),
+        "rentRaw": str(cost.rent),
+        "balanceChanges": changes,
+    }
+
+
 def resting_json(spec: orders_pb2.OrderSpec) -> dict[str, Any]:
     """A resting order's terms (the `open` event's data, the order's JSON); {} for a market order."""
     if spec.order_type == orders_pb2.ORDER_TYPE_MARKET:
@@ -148,6 +183,7 @@ def order_json(
         "dex": order.dex or None,
         "txHash": order.tx_hash or None,
         "executedPrice": order.executed_price or None,
+        "costs": costs_json(order.cost, spec) if order.HasField("cost") else None,
         "failureReason": order.failure_reason or None,
         "attempts": order.attempts,
         "lastSeq": order.last_seq,

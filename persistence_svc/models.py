@@ -69,6 +69,7 @@ class Update:
     failure_reason: str | None = None
     route_proto: bytes | None = None  # a serialized orderengine.v1.Route
     amount_in_spent: int | None = None  # debited from the wallet (confirmed)
+    cost: bytes | None = None  # a serialized orderengine.v1.TradeCost (confirmed)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class OrderRow:
     last_seq: int
     route_proto: bytes = b""  # the chosen route, a serialized orderengine.v1.Route; b"" before routing
     amount_in_spent: int = 0  # debited from the wallet, once confirmed
+    cost: bytes = b""  # what the confirmed swap cost, a serialized orderengine.v1.TradeCost; b"" before
 
 
 @dataclass(frozen=True)

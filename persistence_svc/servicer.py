@@ -147,6 +147,7 @@ def order_message(order: OrderRow, events: list[EventRow] | None = None) -> orde
         route=types_pb2.Route.FromString(order.route_proto) if order.route_proto else None,
         amount_out=order.amount_out,
         amount_in=order.amount_in_spent,
+        cost=types_pb2.TradeCost.FromString(order.cost) if order.cost else None,
         tx_hash=order.tx_hash,
         dex=order.dex,
         executed_price=order.executed_price,

@@ -57,7 +57,7 @@ _ORDER_COLUMNS = """id, input_mint, output_mint, amount_in, slippage_bps, input_
     input_symbol, output_symbol, status, attempts, route, amount_out, tx_hash, dex, executed_price,
     failure_reason, created_at, updated_at, last_seq, route_proto, quoted_route, quote_id,
     max_price_impact_bps, order_type, trigger_price, expires_at, exact_amount_out, amount_in_spent,
-    min_liquidity, max_price"""
+    min_liquidity, max_price, cost"""
 _EVENT_COLUMNS = "order_id, seq, status, data, at"
 _EXECUTION_COLUMNS = """order_id, attempt, signature, signed_tx, last_valid_block_height, blockhash, state,
     created_at, updated_at"""
@@ -112,6 +112,7 @@ def _order_row(row: TupleRow) -> OrderRow:
         amount_in_spent,
         min_liquidity,
         max_price,
+        cost,
     ) = row
     return OrderRow(
         order_id=order_id,
@@ -147,6 +148,7 @@ def _order_row(row: TupleRow) -> OrderRow:
         last_seq=last_seq,
         route_proto=b"" if route_proto is None else bytes(route_proto),
         amount_in_spent=0 if amount_in_spent is None else int(amount_in_spent),
+        cost=b"" if cost is None else bytes(cost),
     )
 
 
@@ -653,10 +655,11 @@ _SET_ORDER_FIELDS = f"""
     executed_price = COALESCE(u.executed_price, o.executed_price),
     failure_reason = COALESCE(u.failure_reason, o.failure_reason),
     route_proto = COALESCE(u.route_proto, o.route_proto),
-    amount_in_spent = COALESCE(u.amount_in_spent, o.amount_in_spent)"""
+    amount_in_spent = COALESCE(u.amount_in_spent, o.amount_in_spent),
+    cost = COALESCE(u.cost, o.cost)"""
 _ROW_TYPE = """(i int, order_id uuid, seq int, status text, data jsonb, at_us bigint, attempts int,
      route jsonb, amount_out numeric, tx_hash text, dex text, executed_price text, failure_reason text,
-     route_proto bytea, amount_in_spent numeric)"""
+     route_proto bytea, amount_in_spent numeric, cost bytea)"""
 _AT = "'epoch'::timestamptz + u.at_us * interval '1 microsecond'"
 
 # Executions whose swap landed or may still land. An order with one is never `failed`: its
@@ -728,8 +731,8 @@ def _json_row(index: int, event: EventInput, at: datetime, fields: dict[str, Any
     for name, value in fields.items():
         if name == "route_json":
             parts.append(f'"route":{value}')
-        elif name == "route_proto":  # bytea's hex input form, as a JSON string
-            parts.append(f'"route_proto":"\\\\x{value.hex()}"')
+        elif name in ("route_proto", "cost"):  # bytea's hex input form, as a JSON string
+            parts.append(f'"{name}":"\\\\x{value.hex()}"')
         elif name in ("attempts", "amount_out", "amount_in_spent"):
             parts.append(f'"{name}":{int(value)}')
         else:

@@ -30,6 +30,7 @@ MAX_HASH_CHARS = 255
 MAX_OWNER_CHARS = 64
 MAX_QUOTE_ID_CHARS = 64
 MAX_ROUTE_LEGS = 8
+MAX_COST_CHANGES = 16  # a swap changes SOL and its two mints; room for what a real node reports
 MAX_SYMBOL_CHARS = 32
 MAX_REASON_CHARS = 4096
 EXECUTION_STATES = ("signed", "sent", "landed", "failed", "expired")
@@ -277,7 +278,29 @@ def parse_update(update: orders_pb2.OrderUpdate, prefix: str) -> Update:
         failure_reason,
         route_proto,
         amount_in_spent=update.amount_in if update.HasField("amount_in") else None,
+        cost=parse_cost(update.cost, f"{prefix}.cost") if update.HasField("cost") else None,
     )
+
+
+def parse_cost(cost: types_pb2.TradeCost, field: str) -> bytes:
+    """What a confirmed swap cost (at most MAX_COST_CHANGES balance changes, each a mint's
+    address once, none zero), serialized for the cost column."""
+    if len(cost.balance_changes) > MAX_COST_CHANGES:
+        raise InvalidArgument(
+            f"must have at most {MAX_COST_CHANGES} entries", field=f"{field}.balance_changes"
+        )
+    seen: set[str] = set()
+    for i, change in enumerate(cost.balance_changes):
+        where = f"{field}.balance_changes[{i}]"
+        _pubkey(change.mint, f"{where}.mint")
+        if change.mint in seen:
+            raise InvalidArgument("repeats the mint of another entry", field=f"{where}.mint")
+        seen.add(change.mint)
+        if change.change == 0:
+            raise InvalidArgument(
+                "must not be zero (a mint whose balance did not change is left out)", field=f"{where}.change"
+            )
+    return cost.SerializeToString(deterministic=True)
 
 
 def parse_route(route: types_pb2.Route, field: str) -> bytes:

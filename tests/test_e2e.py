@@ -12,12 +12,15 @@ import psycopg
 import pytest
 import websockets
 
+from common.amounts import format_amount
+from common.b58 import b58decode
 from common.stack import Stack
 from tests.stackutil import running_stack
 
 pytestmark = pytest.mark.e2e
 
 LIFECYCLE = ["pending", "routing", "building", "submitted", "confirmed"]
+NATIVE = "So11111111111111111111111111111111111111112"
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +277,69 @@ async def test_a_limit_order_rests_triggers_and_lands_at_its_limit_and_one_is_ca
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         refused = await client.post(f"/api/orders/{order_id}/cancel", json={})
         assert refused.status_code == 409 and "confirmed" in refused.json()["error"]["message"]
+
+
+async def test_a_confirmed_order_carries_exactly_what_its_swap_cost(stack: Stack) -> None:
+    """The confirmed event and the order show the swap's network fee, priority fee, rent and the
+    wallet's balance change per mint, each exactly the chain's number: meta.fee split by the
+    signatures and the compute budget the transaction carried, the wallet's USDC up by the amount
+    out, its SOL down by the amount in plus the fees and the rent (getTransaction's balances)."""
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.5", "slippageBps": 100}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        r = await client.post("/api/orders/execute", json=body)
+        assert r.status_code == 202, r.text
+        order_id = r.json()["orderId"]
+        events = (await follow(stack, [order_id]))[order_id]
+        assert [e["status"] for e in events] == LIFECYCLE, events
+        confirmed = events[-1]["data"]
+        costs = confirmed["costs"]
+        order = (await client.get(f"/api/orders/{order_id}")).json()
+        assert order["costs"] == costs
+    rpc_url = f"http://127.0.0.1:{stack.env['SIM_PORT']}"
+    async with httpx.AsyncClient(timeout=10) as chain:
+        r = await chain.post(
+            rpc_url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "getTransaction",
+                "params": [
+                    confirmed["txHash"],
+                    {"encoding": "json", "maxSupportedTransactionVersion": 0, "commitment": "confirmed"},
+                ],
+            },
+        )
+    tx = r.json()["result"]
+    meta, message = tx["meta"], tx["transaction"]["message"]
+    keys = message["accountKeys"]
+    wallet = keys[0]
+    signatures = len(tx["transaction"]["signatures"])
+    budget = {}
+    for ix in message["instructions"]:
+        if keys[ix["programIdIndex"]] == "ComputeBudget111111111111111111111111111111":
+            data = b58decode(ix["data"])
+            budget[data[0]] = int.from_bytes(data[1:], "little")
+    limit, price = budget[2], budget[3]
+    assert costs["networkFeeRaw"] == str(5_000 * signatures)
+    assert costs["priorityFeeRaw"] == str(-(-price * limit // 1_000_000))
+    assert int(costs["networkFeeRaw"]) + int(costs["priorityFeeRaw"]) == meta["fee"]
+    # the wallet's token accounts (owner = wallet in the token balances): USDC up by the amount
+    # out; SOL (its lamports and wSOL accounts) down by the amount in, the fees and the rent
+    balances = meta["preTokenBalances"] + meta["postTokenBalances"]
+    usdc = next(t["mint"] for t in balances if t["owner"] == wallet and t["mint"] != NATIVE)
+    wsol_accounts = {t["accountIndex"] for t in balances if t["owner"] == wallet and t["mint"] == NATIVE}
+
+    def token(balances: list[dict], mint: str) -> int:
+        return sum(
+            int(t["uiTokenAmount"]["amount"]) for t in balances if t["owner"] == wallet and t["mint"] == mint
+        )
+
+    usdc_change = token(meta["postTokenBalances"], usdc) - token(meta["preTokenBalances"], usdc)
+    sol_change = sum(meta["postBalances"][i] - meta["preBalances"][i] for i in {0, *wsol_accounts})
+    changes = {c["mint"]: c for c in costs["balanceChanges"]}
+    assert changes[usdc]["changeRaw"] == str(usdc_change) == confirmed["amountOutRaw"]
+    assert changes[usdc]["symbol"] == "USDC"
+    assert changes[NATIVE]["changeRaw"] == str(sol_change)
+    fees = int(costs["networkFeeRaw"]) + int(costs["priorityFeeRaw"]) + int(costs["rentRaw"])
+    assert -sol_change == 500_000_000 + fees
+    assert changes[NATIVE]["change"] == "-" + format_amount(500_000_000 + fees, 9)

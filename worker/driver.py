@@ -22,7 +22,7 @@ from common import lifecycle
 from common.amounts import format_amount, format_price
 from common.errors import LIVE_EXECUTION_REFUSAL
 from common.metrics import LATENCY_BUCKETS
-from gateway.views import quotes_json, route_json
+from gateway.views import costs_json, quotes_json, route_json
 from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
 from worker.events import AppendRejected
 from worker.links import LinkBroken, QuoteFailed
@@ -394,8 +394,10 @@ class OrderDriver:
                     "executedPrice": price,
                     "slot": update.slot,
                     "attempt": attempt,
+                    **({"costs": costs_json(update.cost, spec)} if update.HasField("cost") else {}),
                 },
                 orders_pb2.OrderUpdate(
+                    cost=update.cost if update.HasField("cost") else None,
                     amount_out=update.amount_out,
                     amount_in=update.amount_in,
                     tx_hash=update.signature,

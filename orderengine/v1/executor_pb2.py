@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orderengine.v1 import types_pb2 as orderengine_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dorderengine/v1/executor.proto\x12\x0eorderengine.v1\x1a\x1aorderengine/v1/types.proto\"\xce\x01\n\x0e\x45xecuteRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\ninput_mint\x18\x03 \x01(\t\x12\x13\n\x0boutput_mint\x18\x04 \x01(\t\x12\x11\n\tamount_in\x18\x05 \x01(\x04\x12$\n\x05route\x18\x06 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x13\n\x0bsettle_only\x18\x07 \x01(\x08\x12\x12\n\namount_out\x18\x14 \x01(\x04\x12\x0e\n\x06urgent\x18\x1e \x01(\x08\"\xa8\x03\n\x0f\x45xecutionUpdate\x12\x34\n\x05stage\x18\x01 \x01(\x0e\x32%.orderengine.v1.ExecutionUpdate.Stage\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x1f\n\x17last_valid_block_height\x18\x03 \x01(\x04\x12\x11\n\tamount_in\x18\x04 \x01(\x04\x12\x12\n\namount_out\x18\x05 \x01(\x04\x12\x0c\n\x04slot\x18\x06 \x01(\x04\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x11\n\tretryable\x18\x08 \x01(\x08\x12\x0b\n\x03\x64\x65x\x18\t \x01(\t\x12\x0f\n\x07resumed\x18\n \x01(\x08\x12\x14\n\x0cnothing_live\x18\x0b \x01(\x08\x12\x10\n\x08order_id\x18\x0c \x01(\t\x12\x0f\n\x07\x61ttempt\x18\r \x01(\r\x12\x0c\n\x04\x63ode\x18\x0e \x01(\x05\"n\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_BUILDING\x10\x01\x12\x13\n\x0fSTAGE_SUBMITTED\x10\x02\x12\x13\n\x0fSTAGE_CONFIRMED\x10\x03\x12\x10\n\x0cSTAGE_FAILED\x10\x04\"@\n\x0c\x45xecuteBatch\x12\x30\n\x08requests\x18\x01 \x03(\x0b\x32\x1e.orderengine.v1.ExecuteRequest\"H\n\x14\x45xecutionUpdateBatch\x12\x30\n\x07updates\x18\x01 \x03(\x0b\x32\x1f.orderengine.v1.ExecutionUpdate2\xb2\x01\n\x08\x45xecutor\x12L\n\x07\x45xecute\x12\x1e.orderengine.v1.ExecuteRequest\x1a\x1f.orderengine.v1.ExecutionUpdate0\x01\x12X\n\x0e\x45xecuteBatches\x12\x1c.orderengine.v1.ExecuteBatch\x1a$.orderengine.v1.ExecutionUpdateBatch(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dorderengine/v1/executor.proto\x12\x0eorderengine.v1\x1a\x1aorderengine/v1/types.proto\"\xce\x01\n\x0e\x45xecuteRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\ninput_mint\x18\x03 \x01(\t\x12\x13\n\x0boutput_mint\x18\x04 \x01(\t\x12\x11\n\tamount_in\x18\x05 \x01(\x04\x12$\n\x05route\x18\x06 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x13\n\x0bsettle_only\x18\x07 \x01(\x08\x12\x12\n\namount_out\x18\x14 \x01(\x04\x12\x0e\n\x06urgent\x18\x1e \x01(\x08\"\xd1\x03\n\x0f\x45xecutionUpdate\x12\x34\n\x05stage\x18\x01 \x01(\x0e\x32%.orderengine.v1.ExecutionUpdate.Stage\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x1f\n\x17last_valid_block_height\x18\x03 \x01(\x04\x12\x11\n\tamount_in\x18\x04 \x01(\x04\x12\x12\n\namount_out\x18\x05 \x01(\x04\x12\x0c\n\x04slot\x18\x06 \x01(\x04\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x11\n\tretryable\x18\x08 \x01(\x08\x12\x0b\n\x03\x64\x65x\x18\t \x01(\t\x12\x0f\n\x07resumed\x18\n \x01(\x08\x12\x14\n\x0cnothing_live\x18\x0b \x01(\x08\x12\x10\n\x08order_id\x18\x0c \x01(\t\x12\x0f\n\x07\x61ttempt\x18\r \x01(\r\x12\x0c\n\x04\x63ode\x18\x0e \x01(\x05\x12\'\n\x04\x63ost\x18( \x01(\x0b\x32\x19.orderengine.v1.TradeCost\"n\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_BUILDING\x10\x01\x12\x13\n\x0fSTAGE_SUBMITTED\x10\x02\x12\x13\n\x0fSTAGE_CONFIRMED\x10\x03\x12\x10\n\x0cSTAGE_FAILED\x10\x04\"@\n\x0c\x45xecuteBatch\x12\x30\n\x08requests\x18\x01 \x03(\x0b\x32\x1e.orderengine.v1.ExecuteRequest\"H\n\x14\x45xecutionUpdateBatch\x12\x30\n\x07updates\x18\x01 \x03(\x0b\x32\x1f.orderengine.v1.ExecutionUpdate2\xb2\x01\n\x08\x45xecutor\x12L\n\x07\x45xecute\x12\x1e.orderengine.v1.ExecuteRequest\x1a\x1f.orderengine.v1.ExecutionUpdate0\x01\x12X\n\x0e\x45xecuteBatches\x12\x1c.orderengine.v1.ExecuteBatch\x1a$.orderengine.v1.ExecutionUpdateBatch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEREQUEST']._serialized_start=78
   _globals['_EXECUTEREQUEST']._serialized_end=284
   _globals['_EXECUTIONUPDATE']._serialized_start=287
-  _globals['_EXECUTIONUPDATE']._serialized_end=711
-  _globals['_EXECUTIONUPDATE_STAGE']._serialized_start=601
-  _globals['_EXECUTIONUPDATE_STAGE']._serialized_end=711
-  _globals['_EXECUTEBATCH']._serialized_start=713
-  _globals['_EXECUTEBATCH']._serialized_end=777
-  _globals['_EXECUTIONUPDATEBATCH']._serialized_start=779
-  _globals['_EXECUTIONUPDATEBATCH']._serialized_end=851
-  _globals['_EXECUTOR']._serialized_start=854
-  _globals['_EXECUTOR']._serialized_end=1032
+  _globals['_EXECUTIONUPDATE']._serialized_end=752
+  _globals['_EXECUTIONUPDATE_STAGE']._serialized_start=642
+  _globals['_EXECUTIONUPDATE_STAGE']._serialized_end=752
+  _globals['_EXECUTEBATCH']._serialized_start=754
+  _globals['_EXECUTEBATCH']._serialized_end=818
+  _globals['_EXECUTIONUPDATEBATCH']._serialized_start=820
+  _globals['_EXECUTIONUPDATEBATCH']._serialized_end=892
+  _globals['_EXECUTOR']._serialized_start=895
+  _globals['_EXECUTOR']._serialized_end=1073
 # @@protoc_insertion_point(module_scope)

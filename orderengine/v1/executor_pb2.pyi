@@ -110,6 +110,7 @@ class ExecutionUpdate(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
     stage: Global___ExecutionUpdate.Stage.ValueType
     signature: _builtins.str
     """SUBMITTED, CONFIRMED"""
@@ -137,6 +138,10 @@ class ExecutionUpdate(_message.Message):
     """ExecuteBatches: the request's attempt"""
     code: _builtins.int
     """ExecuteBatches FAILED: the gRPC status code of a refusal, 0 = none"""
+    @_builtins.property
+    def cost(self) -> _types_pb2.TradeCost:
+        """CONFIRMED: fees, rent and the wallet's balance changes"""
+
     def __init__(
         self,
         *,
@@ -154,10 +159,11 @@ class ExecutionUpdate(_message.Message):
         order_id: _builtins.str = ...,
         attempt: _builtins.int = ...,
         code: _builtins.int = ...,
+        cost: _types_pb2.TradeCost | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempt", b"attempt", "code", b"code", "dex", b"dex", "last_valid_block_height", b"last_valid_block_height", "nothing_live", b"nothing_live", "order_id", b"order_id", "reason", b"reason", "resumed", b"resumed", "retryable", b"retryable", "signature", b"signature", "slot", b"slot", "stage", b"stage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempt", b"attempt", "code", b"code", "cost", b"cost", "dex", b"dex", "last_valid_block_height", b"last_valid_block_height", "nothing_live", b"nothing_live", "order_id", b"order_id", "reason", b"reason", "resumed", b"resumed", "retryable", b"retryable", "signature", b"signature", "slot", b"slot", "stage", b"stage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

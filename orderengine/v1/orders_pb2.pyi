@@ -212,6 +212,7 @@ class Order(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     ROUTE_FIELD_NUMBER: _builtins.int
     AMOUNT_IN_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     status: Global___OrderStatus.ValueType
     attempts: _builtins.int
@@ -240,6 +241,10 @@ class Order(_message.Message):
     def route(self) -> _types_pb2.Route:
         """the chosen route, typed (unset before routing); what the worker resumes"""
 
+    @_builtins.property
+    def cost(self) -> _types_pb2.TradeCost:
+        """what the confirmed swap cost (unset before)"""
+
     def __init__(
         self,
         *,
@@ -259,10 +264,11 @@ class Order(_message.Message):
         events: _abc.Iterable[Global___OrderEvent] | None = ...,
         route: _types_pb2.Route | None = ...,
         amount_in: _builtins.int = ...,
+        cost: _types_pb2.TradeCost | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["route", b"route", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "route", b"route", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "created_at_us", b"created_at_us", "dex", b"dex", "events", b"events", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "last_seq", b"last_seq", "order_id", b"order_id", "route", b"route", "route_json", b"route_json", "spec", b"spec", "status", b"status", "tx_hash", b"tx_hash", "updated_at_us", b"updated_at_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "cost", b"cost", "created_at_us", b"created_at_us", "dex", b"dex", "events", b"events", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "last_seq", b"last_seq", "order_id", b"order_id", "route", b"route", "route_json", b"route_json", "spec", b"spec", "status", b"status", "tx_hash", b"tx_hash", "updated_at_us", b"updated_at_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -315,6 +321,7 @@ class OrderUpdate(_message.Message):
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     ROUTE_FIELD_NUMBER: _builtins.int
     AMOUNT_IN_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
     attempts: _builtins.int
     route_json: _builtins.str
     amount_out: _builtins.int
@@ -328,6 +335,10 @@ class OrderUpdate(_message.Message):
     def route(self) -> _types_pb2.Route:
         """the chosen route, typed (stored beside route_json's display form)"""
 
+    @_builtins.property
+    def cost(self) -> _types_pb2.TradeCost:
+        """what the confirmed swap cost (set on confirmation)"""
+
     def __init__(
         self,
         *,
@@ -340,10 +351,11 @@ class OrderUpdate(_message.Message):
         failure_reason: _builtins.str | None = ...,
         route: _types_pb2.Route | None = ...,
         amount_in: _builtins.int | None = ...,
+        cost: _types_pb2.TradeCost | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_in", b"_amount_in", "_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_in", b"_amount_in", "_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "cost", b"cost", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_in", b"_amount_in", "_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_in", b"_amount_in", "_amount_out", b"_amount_out", "_attempts", b"_attempts", "_dex", b"_dex", "_executed_price", b"_executed_price", "_failure_reason", b"_failure_reason", "_route_json", b"_route_json", "_tx_hash", b"_tx_hash", "amount_in", b"amount_in", "amount_out", b"amount_out", "attempts", b"attempts", "cost", b"cost", "dex", b"dex", "executed_price", b"executed_price", "failure_reason", b"failure_reason", "route", b"route", "route_json", b"route_json", "tx_hash", b"tx_hash"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__amount_in: _TypeAlias = _typing.Literal["amount_in"]  # noqa: Y015
     _WhichOneofArgType__amount_in: _TypeAlias = _typing.Literal["_amount_in", b"_amount_in"]  # noqa: Y015

@@ -162,3 +162,70 @@ class VenueQuote(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VenueQuote: _TypeAlias = VenueQuote  # noqa: Y015
+
+@_typing.final
+class BalanceChange(_message.Message):
+    """How the wallet's balance of one mint changed in a landed transaction (post minus pre, from the
+    transaction's meta): SOL (the native mint) counts the wallet's lamports and its wSOL accounts,
+    fees and rent included; any other mint the wallet's token accounts of it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINT_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    mint: _builtins.str
+    change: _builtins.int
+    """base units of the mint; negative when the wallet lost some"""
+    def __init__(
+        self,
+        *,
+        mint: _builtins.str = ...,
+        change: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "mint", b"mint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BalanceChange: _TypeAlias = BalanceChange  # noqa: Y015
+
+@_typing.final
+class TradeCost(_message.Message):
+    """What a landed swap cost, from getTransaction's meta: every amount in lamports."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_FEE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FEE_FIELD_NUMBER: _builtins.int
+    RENT_FIELD_NUMBER: _builtins.int
+    BALANCE_CHANGES_FIELD_NUMBER: _builtins.int
+    network_fee: _builtins.int
+    """the signature fee (lamports per signature x signatures)"""
+    priority_fee: _builtins.int
+    """the rest of meta.fee: compute unit price x compute unit limit"""
+    rent: _builtins.int
+    """lamports put into the wallet's token accounts (of other mints"""
+    @_builtins.property
+    def balance_changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BalanceChange]:
+        """than SOL) the transaction created and left open: the output's
+        associated token account (wSOL accounts' lamports are SOL)
+        one per mint whose wallet balance changed
+        """
+
+    def __init__(
+        self,
+        *,
+        network_fee: _builtins.int = ...,
+        priority_fee: _builtins.int = ...,
+        rent: _builtins.int = ...,
+        balance_changes: _abc.Iterable[Global___BalanceChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_changes", b"balance_changes", "network_fee", b"network_fee", "priority_fee", b"priority_fee", "rent", b"rent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TradeCost: _TypeAlias = TradeCost  # noqa: Y015

@@ -826,3 +826,79 @@ async def test_dlmm_swaps_carry_bin_arrays_on_both_sides_and_still_fit_a_packet(
     assert ahead and behind  # both sides
     assert indexes == dlmm.swap_order([*ahead, *behind], selling_x)
     assert any(keys[i.program_id_index] == MEMO_PROGRAM_ID for i in message.instructions)
+
+
+# ------------------------------------------------------------------------------------------------
+# what a confirmed swap cost
+
+
+def _compute_budget(tx: Any) -> tuple[int, int]:
+    """(unit limit, unit price) of a transaction's ComputeBudget instructions."""
+    keys = tx.message.account_keys
+    limit = price = 0
+    for ix in tx.message.instructions:
+        if str(keys[ix.program_id_index]) != "ComputeBudget111111111111111111111111111111":
+            continue
+        data = bytes(ix.data)
+        if data[0] == 2:
+            limit = int.from_bytes(data[1:5], "little")
+        elif data[0] == 3:
+            price = int.from_bytes(data[1:9], "little")
+    return limit, price
+
+
+@pytest.mark.parametrize(
+    ("pair", "venue"), [(("SOL", "USDC"), "raydium_cpmm"), (("USDC", "SOL"), "meteora_dlmm")]
+)
+async def test_the_confirmed_update_carries_exactly_what_the_swap_cost(
+    stack: Stack, pair: tuple[str, str], venue: str
+) -> None:
+    """Network fee, priority fee (here nonzero: another trader paid a compute unit price on the pool
+    and the executor takes the 100th percentile), rent and the wallet's balance change per mint,
+    each exactly the chain's number: meta.fee split, the compute budget the transaction carried,
+    and the wallet's SOL and token balances read before and after."""
+    from solana.rpc.async_api import AsyncClient
+    from solders.compute_budget import set_compute_unit_price
+    from solders.transaction import VersionedTransaction
+
+    from tests.simchain.helpers import blockhash, plan_cpmm_swap, plan_dlmm_swap, send, sign
+
+    stack.running.servicer._builder._fee_percentile = 100
+    pool = Pubkey.from_string(stack.pool(venue, "SOL/USDC"))
+    trader = Keypair()
+    async with AsyncClient(stack.running.settings.solana_rpc_url) as client:
+        await client.request_airdrop(trader.pubkey(), 100 * 10**9)
+        plan = plan_cpmm_swap if venue == "raydium_cpmm" else plan_dlmm_swap
+        planned = await plan(client, pool, trader.pubkey(), NATIVE_MINT, 10**7)
+        signature = await send(
+            client, sign(trader, [set_compute_unit_price(777_000), planned.ix], await blockhash(client))
+        )
+        await client.confirm_transaction(signature, sleep_seconds=0.02)
+
+    amount = 10**8 if pair[0] == "SOL" else 20 * 10**6
+    order_id = await stack.order(pair[0], pair[1], amount)
+    sol_before, usdc_before = await stack.sol_value(), await stack.token_balance("USDC")
+    updates = await stack.execute(stack.request(order_id, pair[0], pair[1], [(venue, "SOL/USDC", amount, 1)]))
+    confirmed = updates[-1]
+    assert confirmed.stage == Stage.STAGE_CONFIRMED, confirmed
+    cost = confirmed.cost
+    info = await stack.chain.get_transaction(confirmed.signature)
+    assert info is not None
+    (execution,) = await stack.executions(order_id)
+    tx = VersionedTransaction.from_bytes(execution.signed_tx)
+    limit, price = _compute_budget(tx)
+    assert price == 777_000
+    assert cost.network_fee == 5_000 * len(tx.signatures)
+    assert cost.priority_fee == -(-price * limit // 1_000_000) > 0
+    assert cost.network_fee + cost.priority_fee == info.fee
+    changes = {c.mint: c.change for c in cost.balance_changes}
+    sol_change = await stack.sol_value() - sol_before
+    usdc_change = await stack.token_balance("USDC") - usdc_before
+    assert changes == {SOL: sol_change, stack.mint("USDC"): usdc_change}
+    fees = cost.network_fee + cost.priority_fee + cost.rent
+    if pair[0] == "SOL":  # the SOL swapped, the fees and the rent left the wallet's SOL
+        assert -sol_change == confirmed.amount_in + fees and usdc_change == confirmed.amount_out
+    else:
+        assert sol_change == confirmed.amount_out - fees and -usdc_change == confirmed.amount_in
+    # the wallet's USDC account existed before (the simulated chain funds it): no rent paid
+    assert cost.rent == 0
