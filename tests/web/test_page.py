@@ -188,6 +188,16 @@ def test_an_order_from_the_form_shows_each_status_in_order_and_the_result(page: 
     expect(card.locator('[data-field="txHash"]')).to_have_text(order["txHash"])
     assert re.fullmatch(r"[1-9A-HJ-NP-Za-km-z]{64,88}", order["txHash"])
     expect(card.locator('[data-field="failureReason"]')).to_have_count(0)
+    # what the swap cost: fees and rent in SOL, the wallet's change per mint (signed)
+    costs = order["costs"]
+    expect(card.locator('[data-field="networkFee"]')).to_have_text(costs["networkFee"])
+    expect(card.locator('[data-field="priorityFee"]')).to_have_text(costs["priorityFee"])
+    expect(card.locator('[data-field="rent"]')).to_have_text(costs["rent"])
+    changes = {c["symbol"]: c["change"] for c in costs["balanceChanges"]}
+    assert changes["SOL"].startswith("-") and not changes["USDC"].startswith("-")
+    expect(card.locator('[data-field="balanceChanges"] div')).to_have_text(
+        [f"{changes['SOL']} SOL", f"+{changes['USDC']} USDC"]
+    )
     # both venues' quotes side by side, the chosen one marked
     expect(card.locator(".quote")).to_have_count(2)
     expect(card.locator('.quote[data-chosen="true"]')).to_have_count(1 if order["dex"] != "split" else 2)

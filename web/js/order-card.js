@@ -25,6 +25,12 @@ import {
 // A gap that is still open after this long may ask for another resubscribe.
 const RESYNC_RETRY_MS = 3000;
 
+/** A signed decimal string as shown: "+1.5" for a gain, "-0.2" for a loss. */
+function signed(value) {
+  const text = String(value ?? '—');
+  return /^[0-9]/.test(text) && !/^0(\.0*)?$/.test(text) ? `+${text}` : text;
+}
+
 /** Display name of a token object { symbol, mint, decimals }. */
 export function tokenName(token) {
   if (!token) return '?';
@@ -53,7 +59,7 @@ export class OrderCard {
     this.status = null;
     this.firstAt = null;
     this.prevAt = null;
-    this.result = {}; // signature, txHash, dex, amountOut, amountOutRaw, executedPrice, reason
+    this.result = {}; // signature, txHash, dex, amountOut, amountOutRaw, executedPrice, costs, reason
 
     this.build();
   }
@@ -142,6 +148,7 @@ export class OrderCard {
           amountOut: data.amountOut ?? null,
           amountOutRaw: data.amountOutRaw ?? null,
           executedPrice: data.executedPrice ?? null,
+          costs: data.costs && typeof data.costs === 'object' ? data.costs : null,
         });
         this.renderResult();
         break;
@@ -362,6 +369,7 @@ export class OrderCard {
           ` ${tokenName(this.tokenOut)} per ${tokenName(this.tokenIn)}`),
         h('dt', {}, 'Transaction'),
         h('dd', {}, this.signatureEl(r.txHash, 'txHash')),
+        ...this.costRows(r.costs),
       ));
     }
     if (this.status !== 'confirmed' && r.signature) {
@@ -374,6 +382,23 @@ export class OrderCard {
     replaceChildren(this.resultEl, rows);
     this.resultEl.hidden = rows.length === 0;
     this.resultEl.dataset.status = this.status ?? '';
+  }
+
+  /** What the swap cost (the confirmed event's costs): fees and rent in SOL, the wallet's balance
+   *  change per mint (signed). Nothing when the event has no costs. */
+  costRows(costs) {
+    if (!costs) return [];
+    const sol = (value, field) => h('dd', {}, h('span', { dataset: { field } }, value ?? '—'), ' SOL');
+    const changes = Array.isArray(costs.balanceChanges) ? costs.balanceChanges : [];
+    return [
+      h('dt', {}, 'Network fee'), sol(costs.networkFee, 'networkFee'),
+      h('dt', {}, 'Priority fee'), sol(costs.priorityFee, 'priorityFee'),
+      h('dt', {}, 'Rent'), sol(costs.rent, 'rent'),
+      h('dt', {}, 'Wallet change'),
+      h('dd', { dataset: { field: 'balanceChanges' } },
+        ...changes.map((c) => h('div', { dataset: { mint: String(c.mint ?? '') } },
+          `${signed(c.change ?? c.changeRaw)} ${c.symbol ?? c.mint}`))),
+    ];
   }
 
   /** A signature: an explorer link when the cluster has one, plain monospace text otherwise (sim). */
