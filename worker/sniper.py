@@ -55,6 +55,7 @@ S = orders_pb2
 SNIPER = S.ORDER_TYPE_SNIPER
 QUOTE_TIMEOUT_S = 5.0
 WATCH_TIMEOUT_S = 5.0
+STOP_GRACE_S = 5.0
 
 
 def sniper_floor(spec: orders_pb2.OrderSpec) -> int:
@@ -103,7 +104,11 @@ class SniperWatch:
                 log.warning("sniper pass interrupted", extra={"error": type(exc).__name__})
             await asyncio.sleep(self.interval_s)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Lets the orders it drives finish for up to `grace_s` (a swap in flight is followed to its
+        end rather than left to recovery), then cancels the rest."""
+        if self._driving:
+            await asyncio.wait(list(self._driving), timeout=grace_s)
         for task in list(self._driving):
             task.cancel()
         await self.open.forget()
