@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from fractions import Fraction
 
 import grpc
 import httpx
 import pytest
+from solders.pubkey import Pubkey
 
+from common.dex import synthetic
 from common.grpc_client import open_channel
+from common.markets import load_markets
 from orderengine.v1 import router_pb2, router_pb2_grpc
+from simchain.ledger import Account
 from tests.engine import Engine, engine
 from tests.router_svc.test_servicer import mint
 
@@ -129,3 +134,33 @@ async def test_a_plain_quote_learns_a_pair_created_after_start(
     answer = await stub.Quote(quote, timeout=5)
     assert [leg.pool for leg in answer.route.legs] == [made["pool"]]
     assert 45 * NEW < answer.route.amount_out < 50 * NEW  # 0.5 NEW per USDC less the fee and impact
+
+
+async def test_the_watch_covers_dlmm_pairs_too(eng: Engine, stub: router_pb2_grpc.RouterStub) -> None:
+    """The simulated chain makes CPMM pools only through the program; a Meteora DLMM pair of SOL/NEW
+    put straight into its ledger (in the pair's own mint order, NEW first) is found by the same
+    scan, with its holdings, and quoted."""
+    sol, new = mint(eng, "SOL"), mint(eng, "NEW")
+    program = load_markets(eng.settings.markets_path).program_id("meteora_dlmm")
+    accounts = synthetic.make_dlmm_pair(
+        program, Pubkey.from_string(new), Pubkey.from_string(sol), 6, 9, Fraction("0.005"), bin_step=10,
+        liquidity_x=20_000 * NEW, liquidity_y=100 * SOL, bins_each_side=30, include_mints=False,
+    )  # fmt: skip
+    for key, (owner, data, lamports) in accounts.items():
+        eng.sim.node.ledger.put(key, Account(lamports, owner, data))
+    pair_address = str(next(iter(accounts)))
+    found = (
+        await stub.WatchPools(
+            router_pb2.WatchPoolsRequest(pairs=[router_pb2.PoolPair(mint_a=sol, mint_b=new)]), timeout=5
+        )
+    ).pools
+    assert [(p.venue, p.pool, p.tradable) for p in found] == [("meteora_dlmm", pair_address, True)]
+    assert 99 * SOL <= found[0].reserve_a <= 100 * SOL and 19_900 * NEW <= found[0].reserve_b <= 20_000 * NEW
+    answer = await stub.Quote(
+        router_pb2.QuoteRequest(
+            input_mint=sol, output_mint=new, amount_in=SOL, slippage_bps=100, request_id="d"
+        ),
+        timeout=5,
+    )
+    assert [(leg.venue, leg.pool) for leg in answer.route.legs] == [("meteora_dlmm", pair_address)]
+    assert 190 * NEW < answer.route.amount_out < 200 * NEW
