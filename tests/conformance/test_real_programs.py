@@ -21,6 +21,7 @@ simulates it and signs it, reading the chain through an adapter over the SVM. Th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -49,7 +50,14 @@ from common.dex.errors import QuoteError
 from common.dex.spl_token import NATIVE_MINT, TOKEN_PROGRAM_ID, decode_token_account
 from common.markets import Markets, Token
 from common.settings import load_settings
-from executor_svc.builder import BuildFailed, LegPlan, OrderPlan, TxBuilder, create_ata_idempotent_ix
+from executor_svc.builder import (
+    SLIPPAGE_CODES,
+    BuildFailed,
+    LegPlan,
+    OrderPlan,
+    TxBuilder,
+    create_ata_idempotent_ix,
+)
 from executor_svc.builder import associated_token_address as ata
 from executor_svc.wallet import Wallet
 from tests.common.dex.conftest import cpmm_fixture, dlmm_fixture, load_account, pools, vectors
@@ -252,7 +260,8 @@ async def test_the_program_accepts_our_transaction_and_pays_our_quote(v: dict[st
             await builder.build(plan)
         code, name = v["error"]["code"], v["error"]["name"]
         assert f"program error {code} {name}" in failed.value.reason, (failed.value.reason, chain.simulated)
-        assert not failed.value.retryable
+        # the min-out check is a retryable "price moved" (a fresh quote may fill it), any other not
+        assert failed.value.retryable == (code in SLIPPAGE_CODES[v["venue"]])
         # the program itself refused it, in the simulation, with that code (so nothing is signed or sent)
         rejected = chain.simulated[-1]
         assert rejected.err["InstructionError"][1] == {"Custom": code}
@@ -276,3 +285,82 @@ async def test_the_program_accepts_our_transaction_and_pays_our_quote(v: dict[st
     logs = "\n".join(result.logs())
     assert f"Program {v['program_id']} success" in logs
     assert "Program MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr success" in logs
+
+
+async def test_a_dlmm_swap_built_before_the_pool_moved_into_another_bin_array_lands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 item 6 against the real program: our order buys X (the walk goes up the bin ids)
+    from the fixture pair whose active bin is the first of bin array 0; both transactions are built
+    and signed from that state, then another trader sells X and moves the active bin down into
+    array -1. The transaction carrying only the arrays in its own direction from the stale active
+    bin (what the builder did before: array 0) fails 3005 AccountNotEnoughKeys in the program; ours,
+    carrying the array behind too, lands and pays at least its quote (the price moved our way)."""
+    from executor_svc import builder as builder_module
+
+    v = next(x for x in VECTORS if x["id"] == "dlmm-pub-04")  # SOL (Y) in, X out, on pair B5Eia…
+    svm = _svm(v)
+    pool = Pubkey.from_string(v["pool"])
+    input_mint, output_mint = Pubkey.from_string(v["input_mint"]), Pubkey.from_string(v["output_mint"])
+    settings = load_settings({}, dotenv=Path("/nonexistent"))
+
+    def wallet(sol: int) -> tuple[Keypair, TxBuilder]:
+        kp = Keypair()
+        _put(svm, kp.pubkey(), SYSTEM_PROGRAM_ID, b"", sol)
+        return kp, TxBuilder(SvmChain(svm, kp), _markets(v), Wallet(kp), settings)  # type: ignore[arg-type]
+
+    def pair() -> dlmm.LbPair:
+        acct = svm.get_account(pool)
+        assert acct is not None
+        return dlmm.decode_lb_pair(pool, acct.owner, bytes(acct.data), acct.owner)
+
+    stale = pair()
+    assert stale.active_id == 0 and stale.token_y_mint == input_mint  # buying X: up from bin 0
+    payer, ours = wallet(WALLET_SOL)
+    trader, theirs = wallet(10**12)
+    _fund_input(svm, trader, output_mint, 500_000_000)  # (a new blockhash: before ours are signed)
+    quoted = _quote(v)
+    plan = OrderPlan(
+        str(uuid.uuid4()),
+        1,
+        input_mint,
+        output_mint,
+        v["amount_in"],
+        (LegPlan(v["venue"], pool, v["amount_in"], quoted),),
+    )
+    built = await ours.build(plan)
+    with monkeypatch.context() as before:
+        before.setattr(builder_module, "DLMM_BIN_ARRAYS_BEHIND", 0)
+        old = await ours.build(dataclasses.replace(plan, attempt=2))  # the same order as built before
+    behind = dlmm.bin_array_pda(Pubkey.from_string(v["program_id"]), pool, -1)
+    assert behind in built.tx.message.account_keys and behind not in old.tx.message.account_keys
+
+    # another trader sells X: the active bin moves down into bin array -1
+    sell = OrderPlan(
+        str(uuid.uuid4()),
+        1,
+        output_mint,
+        input_mint,
+        500_000_000,
+        (LegPlan(v["venue"], pool, 500_000_000, 1),),
+    )
+    result = svm.send_transaction((await theirs.build(sell)).tx)
+    assert isinstance(result, TransactionMetadata), result
+    assert dlmm.bin_array_index(pair().active_id) == -1
+
+    failed = svm.send_transaction(old.tx)
+    assert isinstance(failed, FailedTransactionMetadata)
+    assert _err_json(failed.err()) == {"InstructionError": [_swap_index(old), {"Custom": 3005}]}
+    assert any("AccountNotEnoughKeys" in line for line in failed.meta().logs())
+
+    landed = svm.send_transaction(built.tx)
+    assert isinstance(landed, TransactionMetadata), landed
+    address = ata(payer.pubkey(), output_mint, _token_program(svm, output_mint))
+    account = svm.get_account(address)
+    assert account is not None
+    assert decode_token_account(address, account.owner, bytes(account.data)).amount >= quoted
+
+
+def _swap_index(built: Any) -> int:
+    """The index of the DEX instruction in one of our transactions."""
+    return next(i for i, role in built.roles.items() if role.endswith(" swap"))
