@@ -205,6 +205,7 @@ async def run(stack: Stack, args: argparse.Namespace, metrics_url: str, persiste
         target = market * (1_000_000 + FIRST_PPM + args.triggered * STEP_PPM) // 1_000_000
         moved_at: dict[str, str] = {}
         logged = len(trigger_passes(stack.procs["worker"].log_path or Path("/dev/null")))
+        burst0 = {name: cpu_ticks(pid) or 0 for name, pid in pids.items()}
         while await price(client) < target:
             sell = await sell_sol(client, args.sell)
             moved_at[sell] = ""
@@ -222,6 +223,7 @@ async def run(stack: Stack, args: argparse.Namespace, metrics_url: str, persiste
                 if fired and sent >= fired:
                     break
                 await asyncio.sleep(0.5)
+        burst = {name: ((cpu_ticks(pid) or 0) - burst0[name]) * TICK_S * 1000 for name, pid in pids.items()}
         await asyncio.sleep(1)
         with psycopg.connect(stack.settings.database_url) as conn:
             rows = conn.execute(
@@ -244,6 +246,10 @@ async def run(stack: Stack, args: argparse.Namespace, metrics_url: str, persiste
         passes_logged = trigger_passes(stack.procs["worker"].log_path or Path("/dev/null"))[logged:]
         firing = [p for p in passes_logged if p.get("triggered")]
         print(f"\nmarket moved by {len(moved_at)} sells of {args.sell} SOL: {len(rows)} orders triggered")
+        print(
+            "  CPU ms from the first sell to the last triggered order submitted (sells included): "
+            + ", ".join(f"{name} {ms:.0f}" for name, ms in burst.items())
+        )
         for p in firing:
             print(
                 f"  pass: {p.get('triggered')} triggered of {p.get('open', 0) + p.get('decided', 0)} open, "
