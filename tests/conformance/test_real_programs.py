@@ -364,3 +364,105 @@ async def test_a_dlmm_swap_built_before_the_pool_moved_into_another_bin_array_la
 def _swap_index(built: Any) -> int:
     """The index of the DEX instruction in one of our transactions."""
     return next(i for i, role in built.roles.items() if role.endswith(" swap"))
+
+
+def _quote_exact_out(v: dict[str, Any], amount_out: int, max_amount_in: int = 2**64 - 1) -> int:
+    """Our exact-out quote: the input the program takes to pay exactly `amount_out` (raises
+    QuoteError where the program refuses, e.g. a max-in below it)."""
+    c = v["clock"]
+    if v["venue"] == "raydium_cpmm":
+        fx = cpmm_fixture()
+        zero_for_one = v["direction"] == "token_0_to_token_1"
+        fee_in, fee_out = (fx.fee_0, fx.fee_1) if zero_for_one else (fx.fee_1, fx.fee_0)
+        return cpmm.quote_exact_out(
+            fx.pool,
+            fx.config,
+            fx.vault_0,
+            fx.vault_1,
+            amount_out,
+            zero_for_one,
+            c["unix_timestamp"],
+            fee_in,
+            fee_out,
+            c["epoch"],
+            max_amount_in,
+        ).amount_in
+    d = dlmm_fixture(v["fixture"])
+    return dlmm.quote_exact_out(
+        d.pair,
+        d.arrays,
+        amount_out,
+        v["direction"] == "x_to_y",
+        c["slot"],
+        c["unix_timestamp"],
+        c["epoch"],
+        d.fee_x,
+        d.fee_y,
+        max_amount_in=max_amount_in,
+    ).amount_in
+
+
+ACCEPTED = [v for v in VECTORS if v["result"] != "error"]
+
+
+@pytest.mark.parametrize("v", ACCEPTED, ids=[v["id"] for v in ACCEPTED])
+async def test_exact_out_lands_exactly_and_takes_exactly_our_quote(v: dict[str, Any]) -> None:
+    """Exact-out through the real programs: the executor's swap_base_output / swap_exact_out2 for
+    the vector's output, with max-in set to exactly our exact-out quote, lands; the wallet receives
+    exactly that output and is debited exactly our quote; one unit less of max-in is refused by the
+    program in simulation with the error our quote raises, and nothing is sent."""
+    want = v["expected_amount_out"]
+    needed = _quote_exact_out(v, want)
+    assert 0 < needed <= v["amount_in"]  # exact-in of amount_in paid `want`: buying it costs no more
+    input_mint, output_mint = Pubkey.from_string(v["input_mint"]), Pubkey.from_string(v["output_mint"])
+    pool = Pubkey.from_string(v["pool"])
+
+    def plan(max_in: int) -> OrderPlan:
+        leg = LegPlan(v["venue"], pool, needed, want, True, max_in)
+        return OrderPlan(str(uuid.uuid4()), 1, input_mint, output_mint, 0, (leg,), want)
+
+    with pytest.raises(QuoteError) as too_little:
+        _quote_exact_out(v, want, needed - 1)
+    svm = _svm(v)
+    payer = Keypair()
+    _put(svm, payer.pubkey(), SYSTEM_PROGRAM_ID, b"", WALLET_SOL)
+    spare = 1_000  # the wallet holds more than the swap may take
+    _fund_input(svm, payer, input_mint, needed + spare)
+    chain = SvmChain(svm, payer)
+    builder = TxBuilder(chain, _markets(v), Wallet(payer), load_settings({}, dotenv=Path("/nonexistent")))  # type: ignore[arg-type]
+
+    with pytest.raises(BuildFailed) as refused:
+        await builder.build(plan(needed - 1))
+    code = too_little.value.code
+    assert f"program error {code} {too_little.value.name}" in refused.value.reason, (
+        refused.value.reason,
+        chain.simulated[-1].logs,
+    )
+    assert chain.simulated[-1].err["InstructionError"][1] == {"Custom": code}
+
+    built = await builder.build(plan(needed))
+    assert chain.simulated[-1].err is None, chain.simulated[-1].logs
+    lamports_before = svm.get_balance(payer.pubkey())
+    result = svm.send_transaction(built.tx)
+    assert isinstance(result, TransactionMetadata), (result, chain.simulated[-1].logs)
+    fee = 5000 + math.ceil(built.compute_unit_limit * built.compute_unit_price / 10**6)
+    assert result.fee() == fee
+    out_rent = 0
+    if output_mint != NATIVE_MINT:
+        out_account = svm.get_account(ata(payer.pubkey(), output_mint, _token_program(svm, output_mint)))
+        assert out_account is not None
+        out_rent = out_account.lamports  # the output account the transaction created
+        assert _received(svm, payer.pubkey(), output_mint, lamports_before, fee) == want
+    if input_mint == NATIVE_MINT:
+        spent = lamports_before - svm.get_balance(payer.pubkey()) - fee - out_rent
+    else:
+        address = ata(payer.pubkey(), input_mint, _token_program(svm, input_mint))
+        acct = svm.get_account(address)
+        assert acct is not None
+        spent = needed + spare - decode_token_account(address, acct.owner, bytes(acct.data)).amount
+    assert spent == needed
+    if output_mint == NATIVE_MINT:  # unwrapped into the wallet by the same transaction
+        assert _received(svm, payer.pubkey(), output_mint, lamports_before, fee) == want
+    wsol = svm.get_account(ata(payer.pubkey(), NATIVE_MINT, TOKEN_PROGRAM_ID))
+    assert wsol is None or wsol.lamports == 0
+    assert f"Program {v['program_id']} success" in "\n".join(result.logs())
