@@ -212,3 +212,27 @@ async def test_the_checks_refuse_a_max_in_above_the_ceiling_or_another_amount_ou
     request.route.legs[0].min_amount_out = want - 1
     err = await refused(stack, request)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "min_amount_out" in (err.details() or "")
+
+
+def test_exact_out_instruction_layouts_follow_the_idls() -> None:
+    """Anchor: data = sha256("global:<name>")[:8] + the args in the IDL's order, little-endian.
+    Raydium CPMM swap_base_output(max_amount_in: u64, amount_out: u64); Meteora DLMM
+    swap_exact_out2(max_in_amount: u64, out_amount: u64, remaining_accounts_info: {slices: []})."""
+    import hashlib
+    import struct
+
+    from common.dex import meteora_dlmm, raydium_cpmm
+
+    def disc(name: str) -> bytes:
+        return hashlib.sha256(f"global:{name}".encode()).digest()[:8]
+
+    keys = [Pubkey.new_unique() for _ in range(16)]
+    leg = LegPlan("raydium_cpmm", keys[0], 1_000, 150, True, 1_010)
+    assert leg.ix_amounts == (1_010, 150)  # (max in, exact out): the order both programs take
+    assert LegPlan("raydium_cpmm", keys[0], 1_000, 150).ix_amounts == (1_000, 150)
+    cpmm_ix = raydium_cpmm.swap_base_output_ix(*keys[:13], *leg.ix_amounts)
+    assert bytes(cpmm_ix.data) == disc("swap_base_output") + struct.pack("<QQ", 1_010, 150)
+    assert len(cpmm_ix.accounts) == 13 and cpmm_ix.accounts[0].is_signer
+    dlmm_ix = meteora_dlmm.swap_exact_out2_ix(*keys[:15], [keys[15]], *leg.ix_amounts)
+    assert bytes(dlmm_ix.data) == disc("swap_exact_out2") + struct.pack("<QQI", 1_010, 150, 0)
+    assert len(dlmm_ix.accounts) == 17  # the 16 of the IDL's Swap2 context, then the bin array
