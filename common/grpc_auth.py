@@ -48,6 +48,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     _ORDERS + "AppendEvent": frozenset({"worker"}),
     _ORDERS + "AppendEvents": frozenset({"worker"}),
     _ORDERS + "AppendEventStream": frozenset({"worker"}),
+    _ORDERS + "GetOrderStream": frozenset({"executor"}),
+    _ORDERS + "RecordExecutionStream": frozenset({"executor"}),
     _ORDERS + "RecordExecution": frozenset({"executor"}),
     _ORDERS + "RecordExecutions": frozenset({"executor"}),
     _ORDERS + "ListExecutions": frozenset({"executor", "worker"}),

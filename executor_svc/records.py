@@ -1,21 +1,30 @@
-"""The executor's persistence calls in batches: every order in flight shares one call per flush.
+"""The executor's persistence traffic on two long-lived streams (Orders.RecordExecutionStream and
+Orders.GetOrderStream): no call set-up per batch.
 
 Storing the signed transaction before its first send is the rule that keeps a swap from being sent
-twice; reading the stored order is how the executor trusts no caller's numbers. Each is one
-persistence round trip per order when made alone. Here each caller still waits for its own
-member's result (nothing is sent before its record is committed), but the round trip is shared:
-while one batch is on the wire the next accumulates (common.batching.MicroBatcher).
+twice; reading the stored order is how the executor trusts no caller's numbers. Each caller waits
+for its own member's result (nothing is sent before its record is committed); requests written
+while the previous message was on its way leave together, and persistence stores (or reads)
+whatever arrived during its previous statement together. A broken stream or a transient result is
+asked again: recording is idempotent (an upsert by signature), reading has no effect.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+
 import grpc
 
-from common.batching import MicroBatcher
 from common.errors import status_code
+from common.stream_link import In, LinkBroken, Out, Req, Resp, StreamLink
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
 PERSISTENCE_TIMEOUT_S = 5.0
+ATTEMPTS = 3
+_TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+Metadata = tuple[tuple[str, str], ...]
 
 
 class RecordRefused(Exception):
@@ -30,67 +39,102 @@ class RecordRefused(Exception):
 
 
 class ExecutionRecorder:
-    """RecordExecution's rules, many executions per RecordExecutions call."""
+    """RecordExecution's rules, many executions per message on one stream."""
 
-    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub, linger_s: float = 0.0) -> None:
-        self._stub = stub
-        self._batcher: MicroBatcher[orders_pb2.Execution, orders_pb2.Execution] = MicroBatcher(
-            "recorder", self._flush, linger_s=linger_s
+    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub, metadata: Metadata) -> None:
+        self._keys = itertools.count()
+        self._link: StreamLink[
+            tuple[str, orders_pb2.Execution],
+            orders_pb2.RecordExecutionResult,
+            orders_pb2.RecordExecutionsRequest,
+            orders_pb2.RecordExecutionsResponse,
+        ] = StreamLink(
+            "record-executions",
+            lambda: stub.RecordExecutionStream(
+                metadata=metadata, wait_for_ready=True
+            ),  # deadline-exempt: long-lived; each record waits PERSISTENCE_TIMEOUT_S at most
+            lambda keyed: orders_pb2.RecordExecutionsRequest(
+                keys=[k for k, _ in keyed], executions=[e for _, e in keyed]
+            ),
+            lambda message: message.results,
+            lambda result: result.key,
         )
 
     async def record(self, execution: orders_pb2.Execution) -> orders_pb2.Execution:
         """Stores one execution; raises RecordRefused."""
-        return await self._batcher.submit(execution)
+        code, message = grpc.StatusCode.UNAVAILABLE, ""
+        for _ in range(ATTEMPTS):
+            key = str(next(self._keys))
+            try:
+                async with asyncio.timeout(PERSISTENCE_TIMEOUT_S):
+                    result = await _first(self._link, key, (key, execution))
+            except LinkBroken as exc:
+                code, message = exc.code, "the persistence stream broke"
+                continue
+            except TimeoutError:
+                code, message = grpc.StatusCode.DEADLINE_EXCEEDED, "no answer from persistence"
+                continue
+            if result.code == 0:
+                return result.execution
+            code, message = status_code(result.code), result.message
+            if code not in _TRANSIENT:
+                raise RecordRefused(code, message, result.live if result.HasField("live") else None)
+        raise RecordRefused(code, message)
 
     async def stop(self) -> None:
-        await self._batcher.stop()
-
-    async def _flush(self, batch: list[orders_pb2.Execution]) -> list[orders_pb2.Execution | BaseException]:
-        try:
-            response = await self._stub.RecordExecutions(
-                orders_pb2.RecordExecutionsRequest(executions=batch),
-                timeout=PERSISTENCE_TIMEOUT_S,
-                wait_for_ready=True,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise RecordRefused(exc.code(), exc.details() or "") from None
-        results: list[orders_pb2.Execution | BaseException] = []
-        for result in response.results:
-            if result.code == 0:
-                results.append(result.execution)
-            else:
-                code = status_code(result.code)
-                results.append(
-                    RecordRefused(code, result.message, result.live if result.HasField("live") else None)
-                )
-        return results
+        await self._link.close()
 
 
 class OrderReader:
-    """GetOrder for many orders per GetOrders call. Raises grpc.aio.AioRpcError as GetOrder would
-    (NOT_FOUND for an unknown order, the call's own code when it failed)."""
+    """GetOrder for many orders per message on one stream. Raises grpc.aio.AioRpcError as GetOrder
+    would (NOT_FOUND for an unknown order, UNAVAILABLE when persistence cannot answer)."""
 
-    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub, linger_s: float = 0.0) -> None:
-        self._stub = stub
-        self._batcher: MicroBatcher[str, orders_pb2.Order] = MicroBatcher(
-            "order-reader", self._flush, linger_s=linger_s
+    def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub, metadata: Metadata) -> None:
+        self._link: StreamLink[
+            str, orders_pb2.Order | str, orders_pb2.GetOrdersRequest, orders_pb2.GetOrdersResponse
+        ] = StreamLink(
+            "read-orders",
+            lambda: stub.GetOrderStream(
+                metadata=metadata, wait_for_ready=True
+            ),  # deadline-exempt: long-lived; each read waits PERSISTENCE_TIMEOUT_S at most
+            lambda ids: orders_pb2.GetOrdersRequest(order_ids=ids),
+            lambda message: [*message.orders, *message.missing],
+            lambda item: item if isinstance(item, str) else item.order_id,
         )
+        self._reading: dict[str, asyncio.Future[orders_pb2.Order]] = {}
 
     async def get(self, order_id: str) -> orders_pb2.Order:
-        return await self._batcher.submit(order_id)
+        """The stored order; concurrent reads of one order share one request."""
+        future = self._reading.get(order_id)
+        if future is None:
+            future = asyncio.ensure_future(self._read(order_id))
+            self._reading[order_id] = future
+            future.add_done_callback(lambda _: self._reading.pop(order_id, None))
+        return await asyncio.shield(future)
+
+    async def _read(self, order_id: str) -> orders_pb2.Order:
+        for attempt in range(ATTEMPTS):
+            try:
+                async with asyncio.timeout(PERSISTENCE_TIMEOUT_S):
+                    item = await _first(self._link, order_id, order_id)
+            except (LinkBroken, TimeoutError):
+                if attempt + 1 == ATTEMPTS:
+                    raise _error(grpc.StatusCode.UNAVAILABLE, "cannot read the order") from None
+                continue
+            if isinstance(item, str):
+                raise _error(grpc.StatusCode.NOT_FOUND, "order_id: order not found")
+            return item
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def stop(self) -> None:
-        await self._batcher.stop()
-
-    async def _flush(self, batch: list[str]) -> list[orders_pb2.Order | BaseException]:
-        response = await self._stub.GetOrders(
-            orders_pb2.GetOrdersRequest(order_ids=batch), timeout=PERSISTENCE_TIMEOUT_S, wait_for_ready=True
-        )
-        found = {order.order_id: order for order in response.orders}
-        return [found.get(oid) or _not_found(oid) for oid in batch]
+        await self._link.close()
 
 
-def _not_found(order_id: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(
-        grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), "order_id: order not found"
-    )
+async def _first(link: StreamLink[Req, Resp, Out, In], key: str, request: Req) -> Resp:
+    async for response in link.responses(key, request):
+        return response
+    raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
+
+
+def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)

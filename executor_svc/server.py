@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 
 from common.chain import ChainClient, ChainError
-from common.grpc_client import open_channel
+from common.grpc_client import open_channel, open_stream_channel
 from common.grpc_server import GrpcService, run_service, start_grpc_service
 from common.markets import MarketsError, load_markets
 from common.settings import Settings
@@ -37,6 +37,7 @@ class Running:
     service: GrpcService
     chain: ChainClient
     channel: grpc.aio.Channel
+    stream_channel: grpc.aio.Channel
     servicer: ExecutorServicer
     wallet: Wallet
     _stopped: bool = False
@@ -57,6 +58,7 @@ class Running:
         finally:
             await self.servicer.close()
             await self.channel.close()
+            await self.stream_channel.close()
             await self.chain.close()
 
 
@@ -95,12 +97,19 @@ async def serve(settings: Settings, keys: KeySettings | None = None) -> Running:
     wallet = load_wallet(settings, KeySettings() if keys is None else keys)
     chain = ChainClient.from_settings(settings)
     channel = open_channel(settings.persistence_addr, settings, "executor")
+    stream_channel, stream_metadata = open_stream_channel(settings.persistence_addr, settings, "executor")
     try:
         if settings.chain == "sim":
             await fund_sim_wallet(chain, wallet)
         builder = TxBuilder(chain, markets, wallet, settings)
         servicer = ExecutorServicer(
-            builder, Sender(chain, settings), orders_pb2_grpc.OrdersStub(channel), markets, wallet, settings
+            builder,
+            Sender(chain, settings),
+            orders_pb2_grpc.OrdersStub(channel),
+            markets,
+            wallet,
+            settings,
+            (orders_pb2_grpc.OrdersStub(stream_channel), stream_metadata),
         )
 
         def register(server: grpc.aio.Server) -> None:
@@ -109,6 +118,7 @@ async def serve(settings: Settings, keys: KeySettings | None = None) -> Running:
         service = await start_grpc_service(settings.executor_addr, register, [SERVICE_NAME], settings)
     except BaseException:
         await channel.close()
+        await stream_channel.close()
         await chain.close()
         raise
     log.info(
@@ -120,7 +130,7 @@ async def serve(settings: Settings, keys: KeySettings | None = None) -> Running:
             "chain": settings.chain,
         },
     )
-    return Running(settings, service, chain, channel, servicer, wallet)
+    return Running(settings, service, chain, channel, stream_channel, servicer, wallet)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -210,13 +210,17 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         markets: Markets,
         wallet: Wallet,
         settings: Settings,
+        orders_stream: tuple[orders_pb2_grpc.OrdersAsyncStub, tuple[tuple[str, str], ...]] | None = None,
     ) -> None:
+        """`orders` for the occasional calls; `orders_stream` (a stub on a channel without
+        interceptors, and the metadata its streams carry) for the hot path's two streams
+        (default: the `orders` stub, no metadata)."""
         self._builder = builder
         self._sender = sender
         self._orders = orders
-        self._recorder = ExecutionRecorder(orders, linger_s=settings.batch_linger_ms / 1000)
-        self._reader = OrderReader(orders, linger_s=settings.batch_linger_ms / 1000)
-        self._background: set[asyncio.Task[None]] = set()
+        stream_stub, stream_metadata = orders_stream if orders_stream is not None else (orders, ())
+        self._recorder = ExecutionRecorder(stream_stub, stream_metadata)
+        self._reader = OrderReader(stream_stub, stream_metadata)
         self._markets = markets
         self._wallet = wallet
         self._programs = {venue: markets.program_id(venue) for venue in markets.programs}
@@ -306,14 +310,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             except ValueError:  # the generator was finished in another context
                 pass
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def close(self) -> None:
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=5.0)
         await self._recorder.stop()
         await self._reader.stop()
 
@@ -554,9 +551,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self, plan: OrderPlan, execution: orders_pb2.Execution, outcome: Outcome, resumed: bool
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         if isinstance(outcome, Landed):
-            # Off the order's path: "signed" already counts as live for every rule that reads
-            # it (never failed, never a second swap), so "landed" only refines it.
-            self._in_background(self._record_best_effort(execution, "landed"))
+            await self._record_best_effort(execution, "landed")
             async for update in self._landed(plan, execution, resumed):
                 yield update
         elif isinstance(outcome, LandedWithError):

@@ -193,6 +193,13 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         self._appender: MicroBatcher[EventInput, AppendOutcome] = MicroBatcher(
             "append-stream", self._append_and_publish, max_batch=MAX_CREATE_BATCH, flushers=2
         )
+        # the same for the executor's streams: reads, and stored executions
+        self._reader: MicroBatcher[uuid.UUID, orders_pb2.Order | None] = MicroBatcher(
+            "read-stream", self._read_orders, max_batch=MAX_EXECUTIONS_PER_CALL, flushers=2
+        )
+        self._recorder: MicroBatcher[ExecutionInput, ExecutionRow | Exception] = MicroBatcher(
+            "record-stream", self._record_batch, max_batch=MAX_EXECUTIONS_PER_CALL, flushers=2
+        )
 
     async def CreateOrder(
         self,
@@ -339,8 +346,82 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
             result.message = "internal error"
         emit(result)
 
+    async def GetOrderStream(
+        self,
+        request_iterator: AsyncIterator[orders_pb2.GetOrdersRequest],
+        context: grpc.aio.ServicerContext[orders_pb2.GetOrdersRequest, orders_pb2.GetOrdersResponse],
+    ) -> AsyncIterator[orders_pb2.GetOrdersResponse]:
+        """GetOrders on a stream: ids from every message share one read per batch."""
+
+        async def groups() -> AsyncIterator[list[str]]:
+            async for batch in request_iterator:
+                yield list(batch.order_ids)
+
+        async for ready in multiplex(groups(), self._read_streamed):
+            response = orders_pb2.GetOrdersResponse()
+            for item in ready:
+                if isinstance(item, str):
+                    response.missing.append(item)
+                else:
+                    response.orders.append(item)
+            yield response
+
+    async def _read_streamed(self, raw_id: str, emit: Callable[[orders_pb2.Order | str], None]) -> None:
+        try:
+            order = await self._reader.submit(validation.parse_uuid(raw_id, "order_ids[]"))
+        except Exception as exc:  # noqa: BLE001 - the caller gets an answer whatever happened
+            if not isinstance(exc, DomainError):
+                log.error("a streamed read failed", extra={"error": type(exc).__name__})
+            emit(raw_id)  # read as missing: the executor then refuses, nothing is built
+            return
+        emit(order if order is not None else raw_id)
+
+    async def _read_orders(self, ids: list[uuid.UUID]) -> list[orders_pb2.Order | None]:
+        async with _database():
+            found = {o.order_id: order_message(o) for o in await store.get_orders(self.pool, ids)}
+        return [found.get(oid) for oid in ids]
+
+    async def RecordExecutionStream(
+        self,
+        request_iterator: AsyncIterator[orders_pb2.RecordExecutionsRequest],
+        context: grpc.aio.ServicerContext[
+            orders_pb2.RecordExecutionsRequest, orders_pb2.RecordExecutionsResponse
+        ],
+    ) -> AsyncIterator[orders_pb2.RecordExecutionsResponse]:
+        """RecordExecutions on a stream: executions from every message share one statement per batch."""
+
+        async def groups() -> AsyncIterator[list[tuple[str, orders_pb2.Execution]]]:
+            async for batch in request_iterator:
+                if len(batch.keys) != len(batch.executions):
+                    raise InvalidArgument("must hold one key per execution", field="keys")
+                yield list(zip(batch.keys, batch.executions, strict=True))
+
+        async for ready in multiplex(groups(), self._record_streamed):
+            yield orders_pb2.RecordExecutionsResponse(results=ready)
+
+    async def _record_streamed(
+        self,
+        keyed: tuple[str, orders_pb2.Execution],
+        emit: Callable[[orders_pb2.RecordExecutionResult], None],
+    ) -> None:
+        key, message = keyed
+        outcome: ExecutionRow | Exception
+        try:
+            outcome = await self._recorder.submit(validation.parse_execution(message))
+        except Exception as exc:  # noqa: BLE001 - each member's own result, as RecordExecutions gives
+            outcome = exc
+        result = _record_result(outcome)
+        result.key = key
+        emit(result)
+
+    async def _record_batch(self, executions: list[ExecutionInput]) -> list[ExecutionRow | Exception]:
+        async with _database():
+            return await store.record_executions(self.pool, executions)
+
     async def close(self) -> None:
         await self._appender.stop()
+        await self._reader.stop()
+        await self._recorder.stop()
 
     async def CancelOrder(
         self,

@@ -70,6 +70,11 @@ class OrdersStub:
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersResponse.FromString,
                 _registered_method=True)
+        self.GetOrderStream = channel.stream_stream(
+                '/orderengine.v1.Orders/GetOrderStream',
+                request_serializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersResponse.FromString,
+                _registered_method=True)
         self.ListOrders = channel.unary_unary(
                 '/orderengine.v1.Orders/ListOrders',
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.ListOrdersRequest.SerializeToString,
@@ -87,6 +92,11 @@ class OrdersStub:
                 _registered_method=True)
         self.RecordExecutions = channel.unary_unary(
                 '/orderengine.v1.Orders/RecordExecutions',
+                request_serializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.FromString,
+                _registered_method=True)
+        self.RecordExecutionStream = channel.stream_stream(
+                '/orderengine.v1.Orders/RecordExecutionStream',
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.FromString,
                 _registered_method=True)
@@ -169,6 +179,15 @@ class OrdersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOrderStream(self, request_iterator, context):
+        """GetOrders on one long-lived stream (the executor's order checks): ids that arrive while a
+        read is under way are read together in the next; each id comes back in `orders`, or in
+        `missing` when there is no such order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListOrders(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -194,6 +213,16 @@ class OrdersServicer:
     def RecordExecutions(self, request, context):
         """RecordExecution for many executions in one call (the executor's batches); each gets its own
         result with the code RecordExecution would have returned, and the live execution it names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordExecutionStream(self, request_iterator, context):
+        """RecordExecutions on one long-lived stream (the executor's hot path): each execution carries
+        the caller's key (`keys`, parallel to `executions`), which its result repeats; executions
+        that arrive while a batch is being stored are stored together in the next (one statement),
+        each with the result RecordExecution would have given it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -260,6 +289,11 @@ def add_OrdersServicer_to_server(servicer, server):
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersResponse.SerializeToString,
             ),
+            'GetOrderStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.GetOrderStream,
+                    request_deserializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_orders__pb2.GetOrdersResponse.SerializeToString,
+            ),
             'ListOrders': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOrders,
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.ListOrdersRequest.FromString,
@@ -277,6 +311,11 @@ def add_OrdersServicer_to_server(servicer, server):
             ),
             'RecordExecutions': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordExecutions,
+                    request_deserializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.SerializeToString,
+            ),
+            'RecordExecutionStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.RecordExecutionStream,
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.SerializeToString,
             ),
@@ -497,6 +536,33 @@ class Orders:
             _registered_method=True)
 
     @staticmethod
+    def GetOrderStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orderengine.v1.Orders/GetOrderStream',
+            orderengine_dot_v1_dot_orders__pb2.GetOrdersRequest.SerializeToString,
+            orderengine_dot_v1_dot_orders__pb2.GetOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListOrders(request,
             target,
             options=(),
@@ -592,6 +658,33 @@ class Orders:
             request,
             target,
             '/orderengine.v1.Orders/RecordExecutions',
+            orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.SerializeToString,
+            orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordExecutionStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orderengine.v1.Orders/RecordExecutionStream',
             orderengine_dot_v1_dot_orders__pb2.RecordExecutionsRequest.SerializeToString,
             orderengine_dot_v1_dot_orders__pb2.RecordExecutionsResponse.FromString,
             options,

@@ -60,6 +60,11 @@ class OrdersStub:
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]
     GetOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrdersRequest, _orders_pb2.GetOrdersResponse]
     """Many orders by id in one call (without events); unknown ids are simply absent."""
+    GetOrderStream: _grpc.StreamStreamMultiCallable[_orders_pb2.GetOrdersRequest, _orders_pb2.GetOrdersResponse]
+    """GetOrders on one long-lived stream (the executor's order checks): ids that arrive while a
+    read is under way are read together in the next; each id comes back in `orders`, or in
+    `missing` when there is no such order.
+    """
     ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]
     ListEvents: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListEventsRequest, _orders_pb2.ListEventsResponse]
     RecordExecution: _grpc.UnaryUnaryMultiCallable[_orders_pb2.Execution, _orders_pb2.Execution]
@@ -71,6 +76,12 @@ class OrdersStub:
     RecordExecutions: _grpc.UnaryUnaryMultiCallable[_orders_pb2.RecordExecutionsRequest, _orders_pb2.RecordExecutionsResponse]
     """RecordExecution for many executions in one call (the executor's batches); each gets its own
     result with the code RecordExecution would have returned, and the live execution it names.
+    """
+    RecordExecutionStream: _grpc.StreamStreamMultiCallable[_orders_pb2.RecordExecutionsRequest, _orders_pb2.RecordExecutionsResponse]
+    """RecordExecutions on one long-lived stream (the executor's hot path): each execution carries
+    the caller's key (`keys`, parallel to `executions`), which its result repeats; executions
+    that arrive while a batch is being stored are stored together in the next (one statement),
+    each with the result RecordExecution would have given it.
     """
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListExecutionsRequest, _orders_pb2.ListExecutionsResponse]
     ListUnfinishedOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListUnfinishedOrdersRequest, _orders_pb2.ListOrdersResponse]
@@ -114,6 +125,11 @@ class OrdersAsyncStub(OrdersStub):
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
     GetOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrdersRequest, _orders_pb2.GetOrdersResponse]  # type: ignore[assignment]
     """Many orders by id in one call (without events); unknown ids are simply absent."""
+    GetOrderStream: _aio.StreamStreamMultiCallable[_orders_pb2.GetOrdersRequest, _orders_pb2.GetOrdersResponse]  # type: ignore[assignment]
+    """GetOrders on one long-lived stream (the executor's order checks): ids that arrive while a
+    read is under way are read together in the next; each id comes back in `orders`, or in
+    `missing` when there is no such order.
+    """
     ListOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
     ListEvents: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListEventsRequest, _orders_pb2.ListEventsResponse]  # type: ignore[assignment]
     RecordExecution: _aio.UnaryUnaryMultiCallable[_orders_pb2.Execution, _orders_pb2.Execution]  # type: ignore[assignment]
@@ -125,6 +141,12 @@ class OrdersAsyncStub(OrdersStub):
     RecordExecutions: _aio.UnaryUnaryMultiCallable[_orders_pb2.RecordExecutionsRequest, _orders_pb2.RecordExecutionsResponse]  # type: ignore[assignment]
     """RecordExecution for many executions in one call (the executor's batches); each gets its own
     result with the code RecordExecution would have returned, and the live execution it names.
+    """
+    RecordExecutionStream: _aio.StreamStreamMultiCallable[_orders_pb2.RecordExecutionsRequest, _orders_pb2.RecordExecutionsResponse]  # type: ignore[assignment]
+    """RecordExecutions on one long-lived stream (the executor's hot path): each execution carries
+    the caller's key (`keys`, parallel to `executions`), which its result repeats; executions
+    that arrive while a batch is being stored are stored together in the next (one statement),
+    each with the result RecordExecution would have given it.
     """
     ListExecutions: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListExecutionsRequest, _orders_pb2.ListExecutionsResponse]  # type: ignore[assignment]
     ListUnfinishedOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListUnfinishedOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
@@ -209,6 +231,17 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
         """Many orders by id in one call (without events); unknown ids are simply absent."""
 
     @_abc_1.abstractmethod
+    def GetOrderStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_orders_pb2.GetOrdersRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orders_pb2.GetOrdersResponse], _abc.AsyncIterator[_orders_pb2.GetOrdersResponse]]:
+        """GetOrders on one long-lived stream (the executor's order checks): ids that arrive while a
+        read is under way are read together in the next; each id comes back in `orders`, or in
+        `missing` when there is no such order.
+        """
+
+    @_abc_1.abstractmethod
     def ListOrders(
         self,
         request: _orders_pb2.ListOrdersRequest,
@@ -242,6 +275,18 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orders_pb2.RecordExecutionsResponse, _abc.Awaitable[_orders_pb2.RecordExecutionsResponse]]:
         """RecordExecution for many executions in one call (the executor's batches); each gets its own
         result with the code RecordExecution would have returned, and the live execution it names.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordExecutionStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_orders_pb2.RecordExecutionsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orders_pb2.RecordExecutionsResponse], _abc.AsyncIterator[_orders_pb2.RecordExecutionsResponse]]:
+        """RecordExecutions on one long-lived stream (the executor's hot path): each execution carries
+        the caller's key (`keys`, parallel to `executions`), which its result repeats; executions
+        that arrive while a batch is being stored are stored together in the next (one statement),
+        each with the result RecordExecution would have given it.
         """
 
     @_abc_1.abstractmethod

@@ -31,6 +31,7 @@ from common.grpc_client import open_channel
 from common.log import JsonFormatter
 from common.markets import Markets, load_markets
 from common.settings import Settings
+from common.stream_link import LinkBroken
 from executor_svc import server as executor_server
 from executor_svc.wallet import KeySettings
 from orderengine.v1 import executor_pb2, executor_pb2_grpc, orders_pb2, orders_pb2_grpc, types_pb2
@@ -328,25 +329,23 @@ async def test_execution_is_stored_before_the_first_send(stack: Stack) -> None:
 async def test_store_failure_means_nothing_is_sent(stack: Stack) -> None:
     order_id = await stack.order("SOL", "USDC", 10**7)
     recorder = stack.running.servicer._recorder
-    real = recorder._stub
+    real = recorder._link
 
-    class FailingRecord:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(real, name)
+    class BrokenStream:
+        """Persistence's record stream breaks on every try (the database or the link is down)."""
 
-        async def RecordExecutions(self, request: Any, **options: Any) -> Any:  # noqa: N802
-            raise grpc.aio.AioRpcError(
-                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "database unavailable"
-            )
+        async def responses(self, key: str, request: Any) -> AsyncIterator[Any]:
+            raise LinkBroken(grpc.StatusCode.UNAVAILABLE)
+            yield  # pragma: no cover - an async generator that never yields
 
     sends_before = stack.running.chain.calls.get("sendTransaction", 0)
-    recorder._stub = FailingRecord()  # type: ignore[assignment]
+    recorder._link = BrokenStream()  # type: ignore[assignment]
     try:
         updates = await stack.execute(
             stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
         )
     finally:
-        recorder._stub = real
+        recorder._link = real
     assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_FAILED]
     assert updates[-1].retryable is True and "nothing was sent" in updates[-1].reason
     assert stack.running.chain.calls.get("sendTransaction", 0) == sends_before
@@ -427,16 +426,20 @@ async def test_a_fresh_order_is_built_without_reading_stored_executions(stack: S
     servicer = stack.running.servicer
     real = servicer._orders
     counting = CountingOrders(real)
-    servicer._orders = servicer._recorder._stub = servicer._reader._stub = counting  # type: ignore[assignment]
+    servicer._orders = counting  # type: ignore[assignment]
+    reads, records = servicer._reader._link.requests_written, servicer._recorder._link.requests_written
     try:
         updates = await stack.execute(
             stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
         )
     finally:
-        servicer._orders = servicer._recorder._stub = servicer._reader._stub = real
+        servicer._orders = real
     assert updates[-1].stage == Stage.STAGE_CONFIRMED
-    # the stored order, in a batch (executor_svc/checks.py); signed, landed: no stored execution read
-    assert counting.calls == {"GetOrders": 1, "RecordExecutions": 2}
+    # the stored order on the read stream (executor_svc/checks.py); signed, landed on the record
+    # stream; no unary call at all, so no stored execution read
+    assert counting.calls == {}
+    assert servicer._reader._link.requests_written - reads == 1
+    assert servicer._recorder._link.requests_written - records == 2
 
 
 async def test_two_executors_racing_on_one_order_send_one_swap(stack: Stack) -> None:
