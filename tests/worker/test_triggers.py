@@ -304,3 +304,52 @@ async def test_open_orders_survive_a_restart_and_each_triggers_once(
             assert sum(1 for e in done.events if '"trigger"' in e.data_json) == 1  # triggered once
     finally:
         await second.stop(grace_s=1)
+
+
+async def test_a_lost_event_subscription_reloads_the_book_from_postgres(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Redis (this test's own) dies and comes back empty; an order cancelled meanwhile published
+    its event to no one (and the outbox relay is held off), so only a reload from Postgres — after
+    the resubscription, or after the pass Redis interrupted — can take it out of the book. (Either
+    alone suffices; with neither, this fails.)"""
+    from common.stack import free_port
+    from tests.test_chaos import RedisServer
+
+    own = RedisServer(free_port(), tmp_path / "redis.log")
+    own.start()
+    try:
+        settings = make_settings(
+            REDIS_URL=own.url,
+            SIM_SLOT_MS="20",
+            TRIGGER_INTERVAL_MS="50",
+            POOL_REFRESH_MS="20",
+            OUTBOX_RELAY_AGE_MS="600000",
+        )
+        async with engine(settings) as eng:
+            w = Worker(eng.settings)
+            await w.start()
+            channel = open_channel(eng.settings.persistence_addr)
+            orders = orders_pb2_grpc.OrdersStub(channel)
+            router_channel = open_channel(eng.settings.router_addr)
+            try:
+                market = await price(router_pb2_grpc.RouterStub(router_channel), eng)
+                gone, kept = [
+                    await place(eng, orders, resting(eng, S.ORDER_TYPE_LIMIT, market * 2)) for _ in range(2)
+                ]
+                async with asyncio.timeout(10):  # opened, and learnt from their `open` events
+                    while gone not in w.triggers.book or kept not in w.triggers.book:
+                        await asyncio.sleep(0.05)
+                assert w.triggers.open.reloads == 1
+                own.kill()
+                cancelled = await orders.CancelOrder(S.CancelOrderRequest(order_id=gone), timeout=5)
+                assert cancelled.status == S.ORDER_STATUS_CANCELLED  # committed; its publish went nowhere
+                own.start()
+                async with asyncio.timeout(15):
+                    while gone in w.triggers.book:
+                        await asyncio.sleep(0.05)
+                assert w.triggers.open.reloads >= 2 and kept in w.triggers.book
+            finally:
+                await w.stop(grace_s=1)
+                await channel.close()
+                await router_channel.close()
+    finally:
+        own.kill()
