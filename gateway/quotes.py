@@ -150,7 +150,12 @@ async def ask_router(
         if known is not None:
             status, code, message, field = known
             detail = exc.details() or ""
-            raise ApiError(status, code, f"{message}: {detail}" if detail else message, field) from None
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT and detail.startswith("amount_in: "):
+                # an amount that buys 0 base units on every venue (router_svc.quotes.ZERO_OUTPUT)
+                code, message, field = "amount_too_small", "", "amount"
+                detail = detail.removeprefix("amount_in: ")
+            text = f"{message}: {detail}" if message and detail else message or detail
+            raise ApiError(status, code, text, field) from None
         raise ApiError(
             503,
             "unavailable",

@@ -128,6 +128,12 @@ async def test_the_price_impact_guard_refuses_at_quote_time(make_settings) -> No
         # bad quote bodies: the market order's rules, field named
         r = await client.post("/api/quotes", json=body_of(amount="-1"))
         assert r.status_code == 422 and r.json()["error"]["field"] == "amount"
+        # an amount that buys 0 base units of tokenOut on every venue: refused at routing, naming it
+        r = await client.post("/api/quotes", json=body_of(amount="0.000000001"))
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert (err["code"], err["field"]) == ("amount_too_small", "amount"), err
+        assert err["message"].startswith("the amount is too small: no venue pays anything for it"), err
         assert edge.orders_stored() == 2
 
 
