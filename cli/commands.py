@@ -295,6 +295,7 @@ class Display:
                     f"{data.get('executedPrice') or order.get('executedPrice')} {out_sym} per {in_sym}",
                 ),
                 ("signature", data.get("txHash") or order.get("txHash")),
+                *cost_rows(data.get("costs") or order.get("costs")),
             ]
         elif final.get("status") == lifecycle.OPEN:
             self.line(f"Open: it waits for its trigger until {data.get('expiresAt')}")
@@ -537,6 +538,24 @@ async def cmd_list(args: argparse.Namespace, client: Client, display: Display) -
     return EXIT_OK
 
 
+def cost_rows(costs: Any) -> list[tuple[str, str]]:
+    """What a confirmed swap cost (its `costs`), as rows: the fees and the rent in SOL, then the
+    wallet's signed balance change per mint ("-1.500005 SOL, +225.61 USDC")."""
+    if not isinstance(costs, dict):
+        return []
+    changes = ", ".join(
+        f"{'' if str(c.get('change') or c.get('changeRaw')).startswith('-') else '+'}"
+        f"{c.get('change') or c.get('changeRaw')} {c.get('symbol') or c.get('mint')}"
+        for c in costs.get("balanceChanges") or []
+        if isinstance(c, dict)
+    )
+    return [
+        ("fees", f"{costs.get('networkFee')} SOL network + {costs.get('priorityFee')} SOL priority"),
+        ("rent", f"{costs.get('rent')} SOL"),
+        ("wallet", changes or "—"),
+    ]
+
+
 async def cmd_show(args: argparse.Namespace, client: Client, display: Display) -> int:
     order = await client.request("GET", f"/api/orders/{quote(args.order_id, safe='')}")
     if display.as_json:
@@ -555,6 +574,7 @@ async def cmd_show(args: argparse.Namespace, client: Client, display: Display) -
         ("amount out", amount_out),
         ("price", order.get("executedPrice")),
         ("signature", order.get("txHash")),
+        *cost_rows(order.get("costs")),
         ("reason", order.get("failureReason")),
         ("attempts", order.get("attempts")),
         ("created", order.get("createdAt")),

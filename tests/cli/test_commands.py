@@ -60,6 +60,11 @@ def test_execute_shows_each_status_with_timings_then_the_result(stack: Stack) ->
     assert result["amount out"] == f"{order['amountOut']} USDC"
     assert result["price"] == f"{order['executedPrice']} USDC per SOL"
     assert result["signature"] == order["txHash"]
+    costs = order["costs"]
+    assert result["fees"] == f"{costs['networkFee']} SOL network + {costs['priorityFee']} SOL priority"
+    assert result["rent"] == f"{costs['rent']} SOL"
+    sol, usdc = (c["change"] for c in costs["balanceChanges"])
+    assert sol.startswith("-") and result["wallet"] == f"{sol} SOL, +{usdc} USDC"
 
 
 def test_json_prints_one_line_per_event(stack: Stack) -> None:
@@ -128,6 +133,7 @@ def test_orders_list_and_show(stack: Stack) -> None:
     assert code == 0
     assert [line.split()[1] for line in out.splitlines() if line.startswith("  ✓ ")] == LIFECYCLE
     assert "signature" in out and "venue" in out
+    assert "  fees " in out and "  rent " in out and "  wallet " in out  # what the swap cost
 
     code, out, _ = run_cli("orders", "show", order_id, "--json", "--url", stack.url)
     assert code == 0 and json.loads(out)["orderId"] == order_id
