@@ -41,6 +41,7 @@ _ORDERS = "/orderengine.v1.Orders/"
 ALLOWED: Mapping[str, frozenset[str]] = {
     _ORDERS + "CreateOrder": frozenset({"gateway"}),
     _ORDERS + "CreateOrders": frozenset({"gateway"}),
+    _ORDERS + "CreateOrderStream": frozenset({"gateway"}),
     _ORDERS + "GetOrder": frozenset({"gateway", "worker", "executor"}),
     _ORDERS + "GetOrders": frozenset({"worker", "executor"}),
     _ORDERS + "ListOrders": frozenset({"gateway", "worker"}),

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from common import jobs, lifecycle
 from common.errors import status_code
 from common.grpc_auth import client_token
-from common.grpc_client import open_channel
+from common.grpc_client import open_channel, open_stream_channel
 from common.markets import Markets, load_markets
 from common.redis_client import open_redis
 from common.settings import REPO_ROOT, Settings
@@ -613,13 +613,15 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
         state.limits = limits if limits.max_amount or limits.daily_cap else None
         state.router = router_pb2_grpc.RouterStub(router_channel)
         state.quote_book = QuoteBook(redis, settings.redis_prefix, settings.quote_ttl_s)
+        stream_channel, stream_metadata = open_stream_channel(settings.persistence_addr, settings, "gateway")
         state.batcher = OrderBatcher(
-            stub,
+            orders_pb2_grpc.OrdersStub(stream_channel),
             redis,
             keys,
             max_wait_s=settings.create_batch_ms / 1000,
             max_size=settings.create_batch_max,
             timeout_s=RPC_TIMEOUT_S,
+            metadata=stream_metadata,
         )
         state.tasks.append(asyncio.create_task(_watch_backlog(state), name="backlog"))
         state.tasks.append(asyncio.create_task(sockets.run(), name="ws-ticker"))
@@ -633,6 +635,7 @@ def create_app(settings: Settings, markets: Markets | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await state.batcher.close()
+            await stream_channel.close()
             await hub.stop()
             await feeds.aclose()
             await channel.close()

@@ -1,5 +1,6 @@
 """New orders in micro-batches: concurrent POST /api/orders/execute and WebSocket `execute` requests
-share one CreateOrders call (one statement and one commit in persistence) and one pipelined XADD.
+share one CreateOrders batch (one statement and one commit in persistence), sent on the gateway's
+long-lived CreateOrderStream (no call set-up per batch), and one pipelined XADD.
 
 The batching is common.batching.MicroBatcher's: a batch waits at most CREATE_BATCH_MS to fill up to
 CREATE_BATCH_MAX orders, and while batches are on the wire the next ones accumulate. Each caller gets
@@ -13,13 +14,17 @@ is not created; once a batch has left, it is committed and queued whoever still 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 import redis.asyncio as aioredis
 
 from common import jobs
 from common.batching import MicroBatcher
+from common.errors import status_code
+from common.stream_link import LinkBroken, StreamLink
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -46,8 +51,25 @@ class OrderBatcher:
         max_wait_s: float,
         max_size: int,
         timeout_s: float,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        self.orders = orders
+        """`orders`: a stub on a channel for long-lived streams (common.grpc_client.
+        open_stream_channel), and `metadata` the stream's credentials."""
+        self._batch_ids = itertools.count()
+        self._link: StreamLink[
+            orders_pb2.CreateOrdersRequest,
+            orders_pb2.CreateOrdersResponse,
+            orders_pb2.CreateOrderBatches,
+            orders_pb2.CreateOrdersResponses,
+        ] = StreamLink(
+            "create-orders",
+            lambda: orders.CreateOrderStream(
+                metadata=metadata, wait_for_ready=True
+            ),  # deadline-exempt: long-lived; each batch waits timeout_s at most
+            lambda batches: orders_pb2.CreateOrderBatches(batches=batches),
+            lambda message: message.responses,
+            lambda response: response.batch_id,
+        )
         self.redis = redis
         self.keys = keys
         self.timeout_s = timeout_s
@@ -75,12 +97,19 @@ class OrderBatcher:
     async def _create_and_queue(
         self, requests: list[orders_pb2.CreateOrderRequest]
     ) -> list[orders_pb2.CreateOrderResult]:
+        batch_id = str(next(self._batch_ids))
+        request = orders_pb2.CreateOrdersRequest(orders=requests, batch_id=batch_id)
         try:
-            response = await self.orders.CreateOrders(
-                orders_pb2.CreateOrdersRequest(orders=requests), timeout=self.timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise BatchFailed(exc) from None
+            async with asyncio.timeout(self.timeout_s):
+                response = await _first(self._link.responses(batch_id, request))
+        except LinkBroken as exc:
+            # Not retried: a batch that may have been committed is answered UNAVAILABLE, and its
+            # callers retry with their idempotency keys (as after a unary call that broke).
+            raise BatchFailed(_status(exc.code, "the persistence stream broke")) from None
+        except TimeoutError:
+            raise BatchFailed(_status(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")) from None
+        if response.code:
+            raise BatchFailed(_status(status_code(response.code), response.message))
         results = list(response.results)
         if len(results) != len(requests):
             log.error("CreateOrders answered %d results for %d orders", len(results), len(requests))
@@ -113,5 +142,19 @@ class OrderBatcher:
                     await asyncio.sleep(0.05 * (attempt + 1))
 
     async def close(self) -> None:
-        """Stops the flushers (the lifespan's end, once the server has finished its requests)."""
+        """Stops the flushers and the stream (the lifespan's end, once the server has finished its
+        requests)."""
         await self._batcher.stop()
+        await self._link.close()
+
+
+async def _first(
+    responses: AsyncIterator[orders_pb2.CreateOrdersResponse],
+) -> orders_pb2.CreateOrdersResponse:
+    async for response in responses:
+        return response
+    raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
+
+
+def _status(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)

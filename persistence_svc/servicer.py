@@ -54,6 +54,10 @@ EVENTS = Counter(
     ["status"],
 )
 _EVENTS = {s: EVENTS.labels(s) for s in lifecycle.STATUSES}
+CREATE_BATCHES = Counter(
+    "orderengine_persistence_create_batches_total",
+    "Batches of new orders stored (CreateOrders calls and CreateOrderStream batches): one statement each.",
+)
 
 
 def _count(events: list[EventRow]) -> None:
@@ -226,8 +230,41 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         """CreateOrder for a batch: one statement and one commit for the batch (store.create_orders),
         then one publish of every new order's first event. Each member gets the code and message
         CreateOrder would have given it; one member's failure is that member's alone."""
+        return await self._create_batch(request)
+
+    async def CreateOrderStream(
+        self,
+        request_iterator: AsyncIterator[orders_pb2.CreateOrderBatches],
+        context: grpc.aio.ServicerContext[orders_pb2.CreateOrderBatches, orders_pb2.CreateOrdersResponses],
+    ) -> AsyncIterator[orders_pb2.CreateOrdersResponses]:
+        """CreateOrders on a stream: each batch as CreateOrders would take it, answered by batch_id."""
+
+        async def groups() -> AsyncIterator[list[orders_pb2.CreateOrdersRequest]]:
+            async for message in request_iterator:
+                yield list(message.batches)
+
+        async for ready in multiplex(groups(), self._create_streamed):
+            yield orders_pb2.CreateOrdersResponses(responses=ready)
+
+    async def _create_streamed(
+        self, request: orders_pb2.CreateOrdersRequest, emit: Callable[[orders_pb2.CreateOrdersResponse], None]
+    ) -> None:
+        try:
+            response = await self._create_batch(request)
+        except DomainError as exc:
+            response = orders_pb2.CreateOrdersResponse(code=_code(exc.code), message=exc.client_message())
+        except Exception as exc:  # noqa: BLE001 - the caller gets an answer whatever happened
+            log.error("a streamed create failed", extra={"error": type(exc).__name__})
+            response = orders_pb2.CreateOrdersResponse(
+                code=_code(grpc.StatusCode.INTERNAL), message="internal error"
+            )
+        response.batch_id = request.batch_id
+        emit(response)
+
+    async def _create_batch(self, request: orders_pb2.CreateOrdersRequest) -> orders_pb2.CreateOrdersResponse:
         if len(request.orders) > MAX_CREATE_BATCH:
             raise InvalidArgument(f"must hold at most {MAX_CREATE_BATCH} orders", field="orders")
+        CREATE_BATCHES.inc()
         results = [orders_pb2.CreateOrderResult() for _ in request.orders]
         valid: list[tuple[int, NewOrder]] = []
         for index, raw in enumerate(request.orders):

@@ -492,6 +492,9 @@ class CreateOrdersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDERS_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """CreateOrderStream: repeated in the response"""
     @_builtins.property
     def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateOrderRequest]:
         """at most 1000"""
@@ -500,14 +503,55 @@ class CreateOrdersRequest(_message.Message):
         self,
         *,
         orders: _abc.Iterable[Global___CreateOrderRequest] | None = ...,
+        batch_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "orders", b"orders"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateOrdersRequest: _TypeAlias = CreateOrdersRequest  # noqa: Y015
+
+@_typing.final
+class CreateOrderBatches(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateOrdersRequest]: ...
+    def __init__(
+        self,
+        *,
+        batches: _abc.Iterable[Global___CreateOrdersRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrderBatches: _TypeAlias = CreateOrderBatches  # noqa: Y015
+
+@_typing.final
+class CreateOrdersResponses(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateOrdersResponse]: ...
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___CreateOrdersResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrdersResponses: _TypeAlias = CreateOrdersResponses  # noqa: Y015
 
 @_typing.final
 class CreateOrderResult(_message.Message):
@@ -548,6 +592,14 @@ class CreateOrdersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """CreateOrderStream: the request's"""
+    code: _builtins.int
+    """CreateOrderStream: the batch failed as a whole, 0 = no"""
+    message: _builtins.str
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateOrderResult]:
         """one per request member, in order"""
@@ -556,10 +608,13 @@ class CreateOrdersResponse(_message.Message):
         self,
         *,
         results: _abc.Iterable[Global___CreateOrderResult] | None = ...,
+        batch_id: _builtins.str = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "code", b"code", "message", b"message", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -45,6 +45,11 @@ class OrdersStub:
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponse.FromString,
                 _registered_method=True)
+        self.CreateOrderStream = channel.stream_stream(
+                '/orderengine.v1.Orders/CreateOrderStream',
+                request_serializer=orderengine_dot_v1_dot_orders__pb2.CreateOrderBatches.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponses.FromString,
+                _registered_method=True)
         self.AppendEvent = channel.unary_unary(
                 '/orderengine.v1.Orders/AppendEvent',
                 request_serializer=orderengine_dot_v1_dot_orders__pb2.NewEvent.SerializeToString,
@@ -135,6 +140,15 @@ class OrdersServicer:
         micro-batches). Each member gets its own result, with the code and message CreateOrder would
         have returned for it; members that repeat an idempotency key of the same owner are the same
         order (or ALREADY_EXISTS with another request_hash), exactly as concurrent CreateOrders are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOrderStream(self, request_iterator, context):
+        """CreateOrders on one long-lived stream (the gateway's micro-batches): each message carries
+        batches, each with the caller's batch_id, which its response repeats; a batch that fails as a
+        whole (the code CreateOrders would have failed with) answers with `code` and `message`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -264,6 +278,11 @@ def add_OrdersServicer_to_server(servicer, server):
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponse.SerializeToString,
             ),
+            'CreateOrderStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.CreateOrderStream,
+                    request_deserializer=orderengine_dot_v1_dot_orders__pb2.CreateOrderBatches.FromString,
+                    response_serializer=orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponses.SerializeToString,
+            ),
             'AppendEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.AppendEvent,
                     request_deserializer=orderengine_dot_v1_dot_orders__pb2.NewEvent.FromString,
@@ -390,6 +409,33 @@ class Orders:
             '/orderengine.v1.Orders/CreateOrders',
             orderengine_dot_v1_dot_orders__pb2.CreateOrdersRequest.SerializeToString,
             orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrderStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orderengine.v1.Orders/CreateOrderStream',
+            orderengine_dot_v1_dot_orders__pb2.CreateOrderBatches.SerializeToString,
+            orderengine_dot_v1_dot_orders__pb2.CreateOrdersResponses.FromString,
             options,
             channel_credentials,
             insecure,

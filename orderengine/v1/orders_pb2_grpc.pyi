@@ -44,6 +44,11 @@ class OrdersStub:
     have returned for it; members that repeat an idempotency key of the same owner are the same
     order (or ALREADY_EXISTS with another request_hash), exactly as concurrent CreateOrders are.
     """
+    CreateOrderStream: _grpc.StreamStreamMultiCallable[_orders_pb2.CreateOrderBatches, _orders_pb2.CreateOrdersResponses]
+    """CreateOrders on one long-lived stream (the gateway's micro-batches): each message carries
+    batches, each with the caller's batch_id, which its response repeats; a batch that fails as a
+    whole (the code CreateOrders would have failed with) answers with `code` and `message`.
+    """
     AppendEvent: _grpc.UnaryUnaryMultiCallable[_orders_pb2.NewEvent, _orders_pb2.OrderEvent]
     """Appends one event. FAILED_PRECONDITION for an illegal transition, NOT_FOUND for an
     unknown order, ABORTED when seq is taken by a different event.
@@ -108,6 +113,11 @@ class OrdersAsyncStub(OrdersStub):
     micro-batches). Each member gets its own result, with the code and message CreateOrder would
     have returned for it; members that repeat an idempotency key of the same owner are the same
     order (or ALREADY_EXISTS with another request_hash), exactly as concurrent CreateOrders are.
+    """
+    CreateOrderStream: _aio.StreamStreamMultiCallable[_orders_pb2.CreateOrderBatches, _orders_pb2.CreateOrdersResponses]  # type: ignore[assignment]
+    """CreateOrders on one long-lived stream (the gateway's micro-batches): each message carries
+    batches, each with the caller's batch_id, which its response repeats; a batch that fails as a
+    whole (the code CreateOrders would have failed with) answers with `code` and `message`.
     """
     AppendEvent: _aio.UnaryUnaryMultiCallable[_orders_pb2.NewEvent, _orders_pb2.OrderEvent]  # type: ignore[assignment]
     """Appends one event. FAILED_PRECONDITION for an illegal transition, NOT_FOUND for an
@@ -182,6 +192,17 @@ class OrdersServicer(metaclass=_abc_1.ABCMeta):
         micro-batches). Each member gets its own result, with the code and message CreateOrder would
         have returned for it; members that repeat an idempotency key of the same owner are the same
         order (or ALREADY_EXISTS with another request_hash), exactly as concurrent CreateOrders are.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateOrderStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_orders_pb2.CreateOrderBatches],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orders_pb2.CreateOrdersResponses], _abc.AsyncIterator[_orders_pb2.CreateOrdersResponses]]:
+        """CreateOrders on one long-lived stream (the gateway's micro-batches): each message carries
+        batches, each with the caller's batch_id, which its response repeats; a batch that fails as a
+        whole (the code CreateOrders would have failed with) answers with `code` and `message`.
         """
 
     @_abc_1.abstractmethod
