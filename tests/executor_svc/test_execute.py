@@ -529,9 +529,7 @@ INVALID: list[tuple[Callable[[Any], None], str]] = [
     (lambda r: r.route.ClearField("legs"), "route.legs"),
     (lambda r: setattr(r, "amount_in", r.amount_in + 1), "route.legs"),
     (lambda r: setattr(r.route.legs[0], "venue", "orca"), "route.legs[0].venue"),
-    (lambda r: setattr(r.route.legs[0], "pool", str(Pubkey.new_unique())), "route.legs[0].pool"),
     (lambda r: setattr(r.route.legs[0], "pool", "not base58 0OIl"), "route.legs[0].pool"),
-    (lambda r: setattr(r.route.legs[0], "venue", "meteora_dlmm"), "route.legs[0].pool"),
     (lambda r: setattr(r.route.legs[0], "amount_in", 0), "route.legs[0].amount_in"),
     (lambda r: setattr(r.route.legs[0], "min_amount_out", 0), "route.legs[0].min_amount_out"),
     (lambda r: r.route.legs.extend([r.route.legs[0]] * 2), "route.legs"),
@@ -557,6 +555,25 @@ async def test_invalid_requests(stack: Stack) -> None:
     assert (await stack.execute(ok))[-1].stage == Stage.STAGE_CONFIRMED
     assert await stack.executions(order_id) != []  # only the valid request stored anything
     assert len(await stack.executions(order_id)) == 1
+
+
+async def test_a_pool_that_is_not_on_chain_fails_the_attempt_with_nothing_signed(stack: Stack) -> None:
+    """Pools are not limited to the markets file (a sniper's pool appears at runtime): a pool the
+    request names is read from the chain, and one that does not exist fails the attempt before
+    anything is signed or stored."""
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    sends_before = stack.running.chain.calls.get("sendTransaction", 0)
+    missing = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    missing.route.legs[0].pool = str(Pubkey.new_unique())
+    # a Raydium pool named as a Meteora one: another program's account
+    foreign = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    foreign.route.legs[0].venue = "meteora_dlmm"
+    for request, reason in ((missing, "does not exist"), (foreign, "")):
+        updates = await stack.execute(request)
+        assert updates[-1].stage == Stage.STAGE_FAILED and reason in updates[-1].reason, updates
+        assert not updates[-1].retryable
+    assert stack.running.chain.calls.get("sendTransaction", 0) == sends_before
+    assert await stack.executions(order_id) == [] and await stack.swaps(order_id) == []
 
 
 async def test_unknown_order_is_not_found(stack: Stack) -> None:
