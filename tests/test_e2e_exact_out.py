@@ -61,7 +61,10 @@ async def check_exact(stack: Stack, client: httpx.AsyncClient, order_id: str, wa
     spent = int(confirmed["amountInRaw"])
     assert int(confirmed["amountOutRaw"]) == want  # exactly what was asked
     assert 0 < spent <= max_in
-    assert spent == sum(int(leg["amountInRaw"]) for leg in route["legs"])  # nothing moved the pool
+    # what the route was quoted to need, give or take what the pool moved since its snapshot (a DLMM
+    # pair's variable fee decays with time, another order's swap may land first): never above max-in
+    quoted = sum(int(leg["amountInRaw"]) for leg in route["legs"])
+    assert abs(spent - quoted) * 10_000 <= quoted * 100
     (swap,) = await chain_swaps(stack, order_id)
     assert int(swap["amountOut"]) == want and swap["signature"] == confirmed["txHash"]
     order = (await client.get(f"/api/orders/{order_id}")).json()
