@@ -86,6 +86,12 @@ class StreamLink(Generic[Req, Resp, Out, In]):
             if self._waiting.get(key) is queue:
                 del self._waiting[key]
 
+    async def first(self, key: str, request: Req) -> Resp:
+        """Sends `request` and returns its first response (a request answered once)."""
+        async for response in self.responses(key, request):
+            return response
+        raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
+
     async def _open(self) -> _Open[Req, Out, In]:
         async with self._opening:
             if self._stream is None:

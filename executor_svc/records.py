@@ -17,7 +17,7 @@ import itertools
 import grpc
 
 from common.errors import status_code
-from common.stream_link import In, LinkBroken, Out, Req, Resp, StreamLink
+from common.stream_link import LinkBroken, StreamLink
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 
 PERSISTENCE_TIMEOUT_S = 5.0
@@ -67,7 +67,7 @@ class ExecutionRecorder:
             key = str(next(self._keys))
             try:
                 async with asyncio.timeout(PERSISTENCE_TIMEOUT_S):
-                    result = await _first(self._link, key, (key, execution))
+                    result = await self._link.first(key, (key, execution))
             except LinkBroken as exc:
                 code, message = exc.code, "the persistence stream broke"
                 continue
@@ -116,7 +116,7 @@ class OrderReader:
         for attempt in range(ATTEMPTS):
             try:
                 async with asyncio.timeout(PERSISTENCE_TIMEOUT_S):
-                    item = await _first(self._link, order_id, order_id)
+                    item = await self._link.first(order_id, order_id)
             except (LinkBroken, TimeoutError):
                 if attempt + 1 == ATTEMPTS:
                     raise _error(grpc.StatusCode.UNAVAILABLE, "cannot read the order") from None
@@ -128,12 +128,6 @@ class OrderReader:
 
     async def stop(self) -> None:
         await self._link.close()
-
-
-async def _first(link: StreamLink[Req, Resp, Out, In], key: str, request: Req) -> Resp:
-    async for response in link.responses(key, request):
-        return response
-    raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
 
 
 def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:

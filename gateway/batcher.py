@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator
 
 import grpc
 import redis.asyncio as aioredis
@@ -101,7 +100,7 @@ class OrderBatcher:
         request = orders_pb2.CreateOrdersRequest(orders=requests, batch_id=batch_id)
         try:
             async with asyncio.timeout(self.timeout_s):
-                response = await _first(self._link.responses(batch_id, request))
+                response = await self._link.first(batch_id, request)
         except LinkBroken as exc:
             # Not retried: a batch that may have been committed is answered UNAVAILABLE, and its
             # callers retry with their idempotency keys (as after a unary call that broke).
@@ -146,14 +145,6 @@ class OrderBatcher:
         requests)."""
         await self._batcher.stop()
         await self._link.close()
-
-
-async def _first(
-    responses: AsyncIterator[orders_pb2.CreateOrdersResponse],
-) -> orders_pb2.CreateOrdersResponse:
-    async for response in responses:
-        return response
-    raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
 
 
 def _status(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:

@@ -130,6 +130,4 @@ class EventLink(
 
     async def append(self, event: orders_pb2.NewEvent) -> orders_pb2.AppendResult:
         """The event's result (its code and, when stored, the event); LinkBroken if the stream broke."""
-        async for result in self.responses(f"{event.order_id}:{event.seq}", event):
-            return result
-        raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
+        return await self.first(f"{event.order_id}:{event.seq}", event)

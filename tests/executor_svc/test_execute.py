@@ -334,9 +334,8 @@ async def test_store_failure_means_nothing_is_sent(stack: Stack) -> None:
     class BrokenStream:
         """Persistence's record stream breaks on every try (the database or the link is down)."""
 
-        async def responses(self, key: str, request: Any) -> AsyncIterator[Any]:
+        async def first(self, key: str, request: Any) -> Any:
             raise LinkBroken(grpc.StatusCode.UNAVAILABLE)
-            yield  # pragma: no cover - an async generator that never yields
 
     sends_before = stack.running.chain.calls.get("sendTransaction", 0)
     recorder._link = BrokenStream()  # type: ignore[assignment]
