@@ -173,9 +173,16 @@ def test_persistence_exports_events_by_status(stack: Stack, orders: list[str]) -
     m = scrape(stack, "persistence")
     for status in ("pending", "routing", "building", "submitted", "confirmed"):
         assert value(m, "orderengine_persistence_events_total", status=status) == 2, status
-    assert handled(m, "Orders", "CreateOrders") == 2  # the gateway's micro-batches: one POST each here
+    # the gateway's micro-batches (one POST each here) on its CreateOrderStream
+    assert value(m, "orderengine_persistence_create_batches_total") == 2
     assert handled(m, "Orders", "GetOrder", "NOT_FOUND") >= 1
-    assert handled(m, "Orders", "AppendEvents") >= 1
+    # the hot path's streams: the gateway's creates, the worker's events, the executor's order
+    # reads and records; none of their unary twins was used
+    for method in ("CreateOrderStream", "AppendEventStream", "GetOrderStream", "RecordExecutionStream"):
+        assert started(m, "Orders", method) >= 1, method
+        assert streamed(m, "Orders", method) >= 1, method
+    for method in ("CreateOrders", "AppendEvents", "GetOrders", "RecordExecutions"):
+        assert not any(("grpc_method", method) in labels for _, labels in m), method
 
 
 def test_no_series_is_labelled_by_order(stack: Stack, orders: list[str]) -> None:
