@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import grpc
 import orjson
 
+from common import event_messages
 from common.redis_client import follow_channel
 from orderengine.v1 import orders_pb2
 from worker.book import Book
@@ -132,9 +133,18 @@ class OpenOrders:
         self._subscribed.set()
 
     def _take(self, data: bytes | str) -> None:
-        """Keeps what may change the book: an order opened, or an event that may follow `open`."""
+        """Keeps what may change the book: an order opened, or an event that may follow `open`.
+        Only a message with an `open` event is parsed (its terms name the order's type); of the
+        others (nearly all: every market order's events) the heads are enough."""
+        raw = data if isinstance(data, bytes) else data.encode()
+        if b'"status":"open"' not in raw:
+            for head_id, head_seq, status in event_messages.heads(raw):
+                if status in _AFTER_OPEN:
+                    self._inbox.append((head_id, head_seq, False))
+            self._check_inbox()
+            return
         try:
-            doc = orjson.loads(data)
+            doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return
         for item in doc if isinstance(doc, list) else (doc,):
@@ -147,6 +157,9 @@ class OpenOrders:
                 continue  # an order of a type this book does not keep
             if isinstance(oid, str) and isinstance(seq, int):
                 self._inbox.append((oid, seq, opened))
+        self._check_inbox()
+
+    def _check_inbox(self) -> None:
         if len(self._inbox) > INBOX_MAX:  # a leader far behind: start over from Postgres
             self._inbox.clear()
             self._synced = -1

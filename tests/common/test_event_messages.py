@@ -40,3 +40,30 @@ def test_malformed_messages_raise_and_non_objects_are_skipped() -> None:
         list(event_messages.unpack(b"{not json"))
     assert [d["seq"] for d, _ in event_messages.unpack(b'[1, "x", {"seq": 2}]')] == [2]
     assert list(event_messages.unpack(b"42")) == []
+
+
+def test_heads_are_read_without_parsing_exactly_as_persistence_writes_them() -> None:
+    """`heads` relies on the field order of persistence's own message (publisher.event_message):
+    built from real rows, every event's (order id, seq, status) comes back, in order; a look-alike
+    inside an event's data (quotes escaped there) is not taken for an event."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from persistence_svc.models import EventRow
+    from persistence_svc.publisher import event_message
+
+    ids = [uuid.uuid4() for _ in range(3)]
+    look_alike = '{"type":"status","orderId":"' + str(ids[0]) + '","seq":9,"status":"open"}'
+    sneaky = json.dumps({"note": look_alike})
+    rows = [
+        EventRow(ids[0], 2, "routing", {}, datetime.now(UTC), sneaky),
+        EventRow(ids[1], 5, "confirmed", {}, datetime.now(UTC), '{"amountOut":"1"}'),
+        EventRow(ids[2], 3, "open", {}, datetime.now(UTC), '{"type":"limit"}'),
+    ]
+    (message,) = event_messages.pack([event_message(r) for r in rows])
+    assert list(event_messages.heads(message.encode())) == [
+        (str(ids[0]), 2, "routing"),
+        (str(ids[1]), 5, "confirmed"),
+        (str(ids[2]), 3, "open"),
+    ]
+    assert list(event_messages.heads(event_message(rows[1]).encode())) == [(str(ids[1]), 5, "confirmed")]
