@@ -210,7 +210,7 @@ def _resting(s: orders_pb2.OrderSpec) -> dict[str, Any]:
         if s.trigger_price:
             raise InvalidArgument("is only for limit and stop orders", field="spec.trigger_price")
         if s.expires_at_us:
-            raise InvalidArgument("is only for limit and stop orders", field="spec.expires_at_us")
+            raise InvalidArgument("is only for resting orders", field="spec.expires_at_us")
     else:
         if s.trigger_price == 0:  # a uint64: numeric(20, 0) holds every value
             raise InvalidArgument("must be greater than zero", field="spec.trigger_price")
