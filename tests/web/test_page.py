@@ -385,6 +385,27 @@ def test_a_limit_order_rests_open_and_is_cancelled_from_the_history(page: Page, 
     assert order_json(stack, order_id)["status"] == "cancelled"
 
 
+def test_a_stop_order_rests_open_then_triggers_when_the_market_is_under_it(page: Page, stack: Stack) -> None:
+    """A stop (sell when the price falls to the stop price or below) whose stop price is above the
+    market: the form sends it as a stop, it rests `open` and the trigger loop's next pass fires it;
+    the card then shows it routed, built, submitted and confirmed like a market order."""
+    known = card_ids(page)
+    page.get_by_label("Token in", exact=True).fill("SOL")
+    page.get_by_label("Token out", exact=True).fill("USDC")
+    page.get_by_label("Amount", exact=True).fill("0.5")
+    page.get_by_label("Order type", exact=True).select_option("stop")
+    page.get_by_label("Stop price", exact=True).fill("1000000")  # far above any SOL price in USDC
+    page.get_by_label("Expires in (s)", exact=True).fill("600")
+    page.get_by_role("button", name="Execute order").click()
+    order_id = newest_card(page, known)
+    card = page.locator(f'article.order-card[data-order-id="{order_id}"]')
+    expect(card).to_have_attribute("data-status", "confirmed")
+    order = order_json(stack, order_id)
+    assert order["type"] == "stop" and order["stopPrice"] == "1000000", order
+    statuses = [s for s, _ in timeline(page, order_id)]
+    assert statuses[:2] == ["pending", "open"] and statuses[-1] == "confirmed", statuses
+
+
 def test_a_sniper_order_rests_open_for_a_pair_with_no_pool(page: Page, stack: Stack) -> None:
     known = card_ids(page)
     page.get_by_label("Token in", exact=True).fill("SOL")
