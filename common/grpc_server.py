@@ -16,6 +16,7 @@ from common import grpc_handlers
 from common.errors import DomainError
 from common.grpc_handlers import Continuation, Req, Resp
 from common.metrics import MetricsInterceptor
+from common.parent import die_with_parent
 
 if TYPE_CHECKING:
     from common.settings import Settings
@@ -193,6 +194,7 @@ def run_service(
     from common.metrics import start_exporter
     from common.settings import ConfigError, load_settings
 
+    die_with_parent()
     settings = load_settings()
     setup_logging(name, settings.log_level)
     start_exporter(settings, name)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -39,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +46,7 @@ import httpx
 from prometheus_client import Counter
 
 from common.healthcheck import serving
+from common.parent import PARENT_PID_ENV
 from common.settings import KEY_VARIABLES, REPO_ROOT, Settings, load_settings, read_dotenv
 
 log = logging.getLogger("supervisor")
@@ -77,25 +77,6 @@ class Proc:
     restarts: int = 0  # started again by `supervise` after it exited
     backoff_s: float = 0.0  # the delay before the last restart (0: none since it was stable)
     restart_at: float | None = None  # when `supervise` starts it again
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to send the child SIGTERM when its parent dies (PR_SET_PDEATHSIG),
-    so a supervisor killed with SIGKILL leaves no orphans. None elsewhere. Linux ties this to the
-    parent *thread*: start children from a thread that lives as long as they should (the event
-    loop's, as `Stack` does)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the forked child
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-    return preexec
 
 
 def _exit_text(returncode: int) -> dict[str, object]:
@@ -138,6 +119,7 @@ class Stack:
         """The environment of child `name`: this process's, overlaid by `env`, without the wallet
         key's variables unless `name` is the executor."""
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        env[PARENT_PID_ENV] = str(os.getpid())  # the child asks to die with this process (common/parent.py)
         env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         if name != "executor":
             for variable in KEY_VARIABLES:
@@ -169,7 +151,6 @@ class Stack:
                 # its own process group: a terminal's Ctrl-C reaches the supervisor only, which
                 # stops the children in order
                 process_group=0,
-                preexec_fn=_die_with_parent(),
             )
         finally:
             if out is not None:

@@ -10,12 +10,14 @@ from starlette.applications import Starlette
 from common.log import setup_logging
 from common.markets import load_markets
 from common.metrics import start_exporter
+from common.parent import die_with_parent
 from common.settings import load_settings
 from gateway import wsproto
 from gateway.app import create_app
 
 
 def main() -> None:
+    die_with_parent()
     settings = load_settings()
     setup_logging("gateway", settings.log_level)
     start_exporter(settings, "gateway")

@@ -34,6 +34,7 @@ from solders.pubkey import Pubkey
 
 from common.log import setup_logging
 from common.markets import Markets, load_markets
+from common.parent import die_with_parent
 from common.settings import Settings, load_settings
 from simchain.genesis import Genesis, build_genesis
 from simchain.journal import Journal
@@ -402,6 +403,7 @@ async def _serve(settings: Settings) -> None:
 
 
 def main() -> None:
+    die_with_parent()
     settings = load_settings()
     setup_logging("simchain", settings.log_level)
     uvloop.run(_serve(settings))

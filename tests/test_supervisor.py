@@ -64,6 +64,20 @@ def test_only_the_executor_receives_the_key_and_sigterm_stops_every_child(tmp_pa
     assert "stopping every process" in stopped and stopped[-1] == "stopped"
 
 
+def test_a_supervisor_killed_with_sigkill_leaves_no_orphans(tmp_path: Path) -> None:
+    """Each child asked Linux to SIGTERM it when the supervisor dies (common/parent.py, done by
+    the child after exec: no preexec_fn runs in a forked copy of the supervisor)."""
+    with supervised_engine(tmp_path) as engine:
+        children = engine.children()
+        assert set(children) == PROCESSES, children
+        engine.popen.send_signal(signal.SIGKILL)
+        engine.popen.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in children.values()):
+            time.sleep(0.2)
+        assert not [name for name, pid in children.items() if _alive(pid)]
+
+
 def free_block(n: int) -> int:
     """The first of `n` consecutive free ports."""
     for _ in range(50):

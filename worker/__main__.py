@@ -8,6 +8,7 @@ import logging
 from common.grpc_server import start_grpc_service, wait_for_shutdown_signal
 from common.log import setup_logging
 from common.metrics import start_exporter
+from common.parent import die_with_parent
 from common.settings import Settings, load_settings
 from worker.consumer import Worker
 
@@ -39,6 +40,7 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
+    die_with_parent()
     settings = load_settings()
     setup_logging("worker", settings.log_level)
     start_exporter(settings, "worker")
