@@ -32,7 +32,7 @@ from orderengine.v1 import executor_pb2, orders_pb2, router_pb2
 from tests.conftest import SettingsFactory
 from tests.engine import engine
 
-BUDGET_S = 12.0
+BUDGET_S = 8.0
 SEED = 20261204
 SERVER_ERRORS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 SOL = "So11111111111111111111111111111111111111112"

@@ -31,7 +31,7 @@ from gateway.openapi import openapi_document
 from tests.gateway.edgeutil import running_edge
 
 MAX_EXAMPLES = 50  # per operation and mode
-FUZZ_BUDGET_S = 30.0
+FUZZ_BUDGET_S = 20.0
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.conftest import SettingsFactory
 from tests.gateway.edgeutil import ORDER, running_edge
 
-BUDGET_S = 10.0
+BUDGET_S = 8.0
 SEED = 20261204
 ACTIONS = ["subscribe", "unsubscribe", "execute", "pong", "nope", "", None, 1, ["execute"]]
 FIELDS = ["orderId", "afterSeq", "tokenIn", "tokenOut", "amount", "slippageBps", "idempotencyKey", "type"]
