@@ -12,7 +12,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from common import jobs
-from common.grpc_client import open_channel
 from common.markets import load_markets
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
@@ -29,21 +28,6 @@ async def eng(make_settings) -> AsyncIterator[Engine]:  # type: ignore[no-untype
     )
     async with engine(settings) as e:
         yield e
-
-
-@pytest.fixture
-async def worker(eng: Engine) -> AsyncIterator[Worker]:
-    w = Worker(eng.settings)
-    await w.start()
-    yield w
-    await w.stop(grace_s=2)
-
-
-@pytest.fixture
-async def orders(eng: Engine) -> AsyncIterator[orders_pb2_grpc.OrdersStub]:
-    channel = open_channel(eng.settings.persistence_addr)
-    yield orders_pb2_grpc.OrdersStub(channel)
-    await channel.close()
 
 
 async def sim_faults(eng: Engine, **faults: float) -> None:

@@ -20,10 +20,10 @@ from common.grpc_client import open_channel
 from common.markets import load_markets
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2, router_pb2_grpc, types_pb2
 from tests.engine import Engine
-from tests.worker.test_driver import NAMES, eng, orders, wait_terminal, worker  # noqa: F401
+from tests.worker.test_driver import NAMES, eng, wait_terminal  # noqa: F401
 from worker.consumer import Worker
 
-__all__ = ["eng", "orders", "worker"]
+__all__ = ["eng"]
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from common.markets import load_markets
 from gateway.views import route_json
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2, router_pb2_grpc
 from tests.engine import Engine
-from tests.worker.test_driver import NAMES, eng, orders, wait_terminal, worker
+from tests.worker.test_driver import NAMES, eng, wait_terminal
 from worker.consumer import Worker
 
-__all__ = ["eng", "orders", "worker"]  # fixtures
+__all__ = ["eng"]  # fixtures
 
 
 async def test_resumes_from_the_stored_typed_route(

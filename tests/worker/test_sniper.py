@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from common.grpc_client import open_channel
 from common.markets import load_markets
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2
 from tests.engine import Engine, engine
@@ -74,21 +73,6 @@ async def eng(make_settings) -> AsyncIterator[Engine]:  # type: ignore[no-untype
     settings = make_settings(SIM_SLOT_MS="20", POOL_REFRESH_MS="20", SNIPER_INTERVAL_MS="30")
     async with engine(settings) as e:
         yield e
-
-
-@pytest.fixture
-async def worker(eng: Engine) -> AsyncIterator[Worker]:
-    w = Worker(eng.settings)
-    await w.start()
-    yield w
-    await w.stop(grace_s=2)
-
-
-@pytest.fixture
-async def orders(eng: Engine) -> AsyncIterator[orders_pb2_grpc.OrdersAsyncStub]:
-    channel = open_channel(eng.settings.persistence_addr)
-    yield orders_pb2_grpc.OrdersStub(channel)
-    await channel.close()
 
 
 def sniper(

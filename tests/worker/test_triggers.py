@@ -86,21 +86,6 @@ async def eng(make_settings) -> AsyncIterator[Engine]:  # type: ignore[no-untype
 
 
 @pytest.fixture
-async def worker(eng: Engine) -> AsyncIterator[Worker]:
-    w = Worker(eng.settings)
-    await w.start()
-    yield w
-    await w.stop(grace_s=2)
-
-
-@pytest.fixture
-async def orders(eng: Engine) -> AsyncIterator[orders_pb2_grpc.OrdersAsyncStub]:
-    channel = open_channel(eng.settings.persistence_addr)
-    yield orders_pb2_grpc.OrdersStub(channel)
-    await channel.close()
-
-
-@pytest.fixture
 async def router(eng: Engine) -> AsyncIterator[router_pb2_grpc.RouterAsyncStub]:
     channel = open_channel(eng.settings.router_addr)
     yield router_pb2_grpc.RouterStub(channel)
