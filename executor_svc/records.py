@@ -91,15 +91,18 @@ class OrderReader:
 
     def __init__(self, stub: orders_pb2_grpc.OrdersAsyncStub, metadata: Metadata) -> None:
         self._link: StreamLink[
-            str, orders_pb2.Order | str, orders_pb2.GetOrdersRequest, orders_pb2.GetOrdersResponse
+            str,
+            orders_pb2.Order | tuple[str, str],
+            orders_pb2.GetOrdersRequest,
+            orders_pb2.GetOrdersResponse,
         ] = StreamLink(
             "read-orders",
             lambda: stub.GetOrderStream(
                 metadata=metadata, wait_for_ready=True
             ),  # deadline-exempt: long-lived; each read waits PERSISTENCE_TIMEOUT_S at most
             lambda ids: orders_pb2.GetOrdersRequest(order_ids=ids),
-            lambda message: [*message.orders, *message.missing],
-            lambda item: item if isinstance(item, str) else item.order_id,
+            _read_answers,
+            lambda item: item.order_id if isinstance(item, orders_pb2.Order) else item[1],
         )
         self._reading: dict[str, asyncio.Future[orders_pb2.Order]] = {}
 
@@ -118,16 +121,27 @@ class OrderReader:
                 async with asyncio.timeout(PERSISTENCE_TIMEOUT_S):
                     item = await self._link.first(order_id, order_id)
             except (LinkBroken, TimeoutError):
-                if attempt + 1 == ATTEMPTS:
-                    raise _error(grpc.StatusCode.UNAVAILABLE, "cannot read the order") from None
-                continue
-            if isinstance(item, str):
+                item = ("unavailable", order_id)
+            if isinstance(item, orders_pb2.Order):
+                return item
+            if item[0] == "missing":
                 raise _error(grpc.StatusCode.NOT_FOUND, "order_id: order not found")
-            return item
+            if attempt + 1 == ATTEMPTS:
+                raise _error(grpc.StatusCode.UNAVAILABLE, "cannot read the order")
+            await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def stop(self) -> None:
         await self._link.close()
+
+
+def _read_answers(message: orders_pb2.GetOrdersResponse) -> list[orders_pb2.Order | tuple[str, str]]:
+    """A GetOrderStream message's answers: orders, ("missing", id) and ("unavailable", id)."""
+    return [
+        *message.orders,
+        *(("missing", i) for i in message.missing),
+        *(("unavailable", i) for i in message.unavailable),
+    ]
 
 
 def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:

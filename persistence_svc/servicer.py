@@ -397,21 +397,32 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         async for ready in multiplex(groups(), self._read_streamed):
             response = orders_pb2.GetOrdersResponse()
             for item in ready:
-                if isinstance(item, str):
-                    response.missing.append(item)
-                else:
+                if isinstance(item, orders_pb2.Order):
                     response.orders.append(item)
+                elif item[0] == "missing":
+                    response.missing.append(item[1])
+                else:
+                    response.unavailable.append(item[1])
             yield response
 
-    async def _read_streamed(self, raw_id: str, emit: Callable[[orders_pb2.Order | str], None]) -> None:
+    async def _read_streamed(
+        self, raw_id: str, emit: Callable[[orders_pb2.Order | tuple[str, str]], None]
+    ) -> None:
+        """Emits the order, ("missing", id) or ("unavailable", id): a read that failed is never
+        answered as missing (the executor would take the order for unknown, not retry)."""
         try:
-            order = await self._reader.submit(validation.parse_uuid(raw_id, "order_ids[]"))
+            order_id = validation.parse_uuid(raw_id, "order_ids[]")
+        except DomainError:
+            emit(("missing", raw_id))  # no order has such an id
+            return
+        try:
+            order = await self._reader.submit(order_id)
         except Exception as exc:  # noqa: BLE001 - the caller gets an answer whatever happened
             if not isinstance(exc, DomainError):
                 log.error("a streamed read failed", extra={"error": type(exc).__name__})
-            emit(raw_id)  # read as missing: the executor then refuses, nothing is built
+            emit(("unavailable", raw_id))
             return
-        emit(order if order is not None else raw_id)
+        emit(order if order is not None else ("missing", raw_id))
 
     async def _read_orders(self, ids: list[uuid.UUID]) -> list[orders_pb2.Order | None]:
         async with _database():

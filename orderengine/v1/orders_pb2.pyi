@@ -749,21 +749,27 @@ class GetOrdersResponse(_message.Message):
 
     ORDERS_FIELD_NUMBER: _builtins.int
     MISSING_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
     @_builtins.property
     def missing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """GetOrderStream: ids with no order"""
 
+    @_builtins.property
+    def unavailable(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """GetOrderStream: ids not read (the database unavailable): ask again"""
+
     def __init__(
         self,
         *,
         orders: _abc.Iterable[Global___Order] | None = ...,
         missing: _abc.Iterable[_builtins.str] | None = ...,
+        unavailable: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["missing", b"missing", "orders", b"orders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["missing", b"missing", "orders", b"orders", "unavailable", b"unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -902,3 +902,28 @@ async def test_an_orders_phase_follows_its_events_and_the_running_updates_are_ho
         await asyncio.sleep(0.2)
     # 60 running updates; a page without room may make one non-HOT, most must be HOT
     assert hot_updates() - before >= 40
+
+
+async def test_get_order_stream_never_answers_a_failed_read_as_missing(
+    stub: OrdersStub, service: Running
+) -> None:
+    """Found → orders; no such order → missing; a read that failed (here the pool is closed) →
+    unavailable, which the executor asks again, never 'order not found'."""
+    order = await create(stub)
+    unknown = str(uuid.uuid4())
+
+    async def read(ids: list[str]) -> S.GetOrdersResponse:
+        call = stub.GetOrderStream()  # deadline-exempt: the test closes it
+        await call.write(S.GetOrdersRequest(order_ids=ids))
+        await call.done_writing()
+        merged = S.GetOrdersResponse()
+        async for message in call:
+            merged.MergeFrom(message)
+        return merged
+
+    found = await read([order.order_id, unknown, "not-a-uuid"])
+    assert [o.order_id for o in found.orders] == [order.order_id]
+    assert sorted(found.missing) == sorted([unknown, "not-a-uuid"]) and not found.unavailable
+    await service.pool.close()
+    failed = await read([order.order_id])
+    assert list(failed.unavailable) == [order.order_id] and not failed.missing and not failed.orders
