@@ -65,6 +65,12 @@ CHAIN_RPC_ERRORS = Counter(
     "(rate_limited: HTTP 429; rpc: a JSON-RPC error answer; transport: timeout, connection, 5xx, malformed).",
     ["method", "kind"],
 )
+CHAIN_CONFIRMATIONS = Counter(
+    "orderengine_chain_confirmations_total",
+    "Sent transactions whose outcome was learned, by how: push (signatureSubscribe on the node's "
+    "WebSocket) or poll (getSignatureStatuses; the fallback, and the only way without a WebSocket).",
+    ["via"],
+)
 CHAIN_RPC_SECONDS = Histogram(
     "orderengine_chain_rpc_seconds",
     "Time until a JSON-RPC call (with its retries) answered, by method.",

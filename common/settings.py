@@ -215,6 +215,7 @@ class Settings:
     split_min_gain_bps: int = _setting("SPLIT_MIN_GAIN_BPS", 1, _int(0, 10_000))
 
     confirm_poll_ms: int = _setting("CONFIRM_POLL_MS", 0, _int(0, 60_000))
+    confirm_push: bool = _setting("CONFIRM_PUSH", True, _bool)
     rebroadcast_ms: int = _setting("REBROADCAST_MS", 2000, _int(100, 60_000))
     expiry_margin_blocks: int = _setting("EXPIRY_MARGIN_BLOCKS", 10, _int(0, 10_000))
     priority_fee_max_micro_lamports: int = _setting("PRIORITY_FEE_MAX", 1_000_000, _int(0, 10**12))
@@ -310,6 +311,20 @@ class Settings:
         raise ConfigError(
             "SOLANA_RPC_URL",
             f"required when CHAIN={self.chain} (e.g. https://api.devnet.solana.com or a provider's URL)",
+        )
+
+    @property
+    def ws_url(self) -> str:
+        """The node's pubsub WebSocket: SOLANA_WS_URL, or the JSON-RPC URL's own host, port and
+        path with ws/wss (the simulated chain and most providers serve both on one address; a
+        solana-test-validator's is its RPC port + 1, so set SOLANA_WS_URL for it)."""
+        if self.solana_ws_url:
+            return self.solana_ws_url
+        url = self.rpc_url
+        return (
+            "wss://" + url[len("https://") :]
+            if url.startswith("https://")
+            else "ws://" + url[len("http://") :]
         )
 
     @property

@@ -18,7 +18,9 @@ from typing import Any
 from solders.pubkey import Pubkey
 
 from common.chain import ChainClient, ChainError, SignatureStatus, TransactionInfo
+from common.chain_pubsub import FeedUnavailable, SignatureFeed, Watch
 from common.dex.spl_token import NATIVE_MINT
+from common.metrics import CHAIN_CONFIRMATIONS
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,11 @@ UNSENDABLE_RPC_CODES = frozenset({-32003, -32600, -32602, -32700})
 MAX_POLL_ERRORS = 3
 # How long a confirmed transaction may take to show up in getTransaction.
 TX_DETAILS_TIMEOUT_S = 5.0
+# While a signatureSubscribe is live, a status poll runs only when nothing was pushed for this long
+# (it also checks expiry and rebroadcasts).
+PUSH_FALLBACK_S = 1.0
+_PUSHED = CHAIN_CONFIRMATIONS.labels("push")
+_POLLED = CHAIN_CONFIRMATIONS.labels("poll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +66,23 @@ Outcome = Landed | LandedWithError | Expired | RpcTrouble
 
 
 class Sender:
-    def __init__(self, chain: ChainClient, settings: Settings) -> None:
+    def __init__(self, chain: ChainClient, settings: Settings, feed: SignatureFeed | None = None) -> None:
         self._chain = chain
+        self._feed = feed
         self._commitment = settings.commitment
         self._poll_s = settings.confirm_poll_s
         self._rebroadcast_s = settings.rebroadcast_ms / 1000
         self._expiry_margin = settings.expiry_margin_blocks
+
+    async def watch(self, signature: str) -> Watch | None:
+        """A pushed-confirmation subscription, taken before the transaction is sent; None when the
+        node offers none right now (the transaction is then followed by polls alone)."""
+        if self._feed is None:
+            return None
+        try:
+            return await self._feed.watch(signature)
+        except FeedUnavailable:
+            return None
 
     async def send(self, raw: bytes) -> None:
         """One send of the stored bytes (transport failures retried with the same bytes)."""
@@ -91,31 +109,46 @@ class Sender:
             return Expired()
         return LandedWithError(status) if status.err is not None else Landed(status)
 
-    async def follow(self, raw: bytes, signature: str, last_valid_block_height: int) -> Outcome:
-        """Polls until the transaction reaches the commitment level, fails on chain or expires,
-        rebroadcasting the same bytes every REBROADCAST_MS meanwhile."""
+    async def follow(
+        self, raw: bytes, signature: str, last_valid_block_height: int, watch: Watch | None = None
+    ) -> Outcome:
+        """Follows the transaction until it reaches the commitment level, fails on chain or
+        expires, rebroadcasting the same bytes every REBROADCAST_MS meanwhile.
+
+        With a live `watch` (subscribed before the send) the node pushes the outcome and a status
+        poll runs only after PUSH_FALLBACK_S without one; without, the status is polled every
+        CONFIRM_POLL_MS. Expiry is only ever decided by polls (`lookup`)."""
         next_rebroadcast = time.monotonic() + self._rebroadcast_s
         errors = 0
-        first = True
+        # Without a watch the first look is at once: a node that executes on receipt (the
+        # simulated chain, a fast leader) has the status already, and the look shares a
+        # getSignatureStatuses call with every other order's anyway.
+        first = watch is None
         while True:
-            # The first look is at once: a node that executes on receipt (the simulated chain, a
-            # fast leader) has the status already, and the look shares a getSignatureStatuses
-            # call with every other order's anyway.
             if not first:
-                await asyncio.sleep(self._poll_s)
+                if watch is not None and not watch.broken:
+                    pushed = await watch.wait(PUSH_FALLBACK_S)
+                    if pushed is not None:
+                        _PUSHED.inc()
+                        return LandedWithError(pushed) if pushed.err is not None else Landed(pushed)
+                else:
+                    await asyncio.sleep(self._poll_s)
             first = False
             try:
                 status = await self._chain.signature_status(signature)
                 if status is not None:
                     if status.err is not None:
+                        _POLLED.inc()
                         return LandedWithError(status)
                     if status.reached(self._commitment):
+                        _POLLED.inc()
                         return Landed(status)
                 elif await self._chain.block_height() > last_valid_block_height:
                     final = await self.lookup(signature, last_valid_block_height)
                     if final is not None:
                         if isinstance(final, Landed) and not final.status.reached(self._commitment):
                             continue
+                        _POLLED.inc()
                         return final
                 errors = 0
             except ChainError as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import grpc
 
 from common.chain import ChainClient, ChainError
+from common.chain_pubsub import SignatureFeed
 from common.grpc_client import open_channel, open_stream_channel
 from common.grpc_server import GrpcService, run_service, start_grpc_service
 from common.markets import MarketsError, load_markets
@@ -40,6 +41,7 @@ class Running:
     stream_channel: grpc.aio.Channel
     servicer: ExecutorServicer
     wallet: Wallet
+    feed: SignatureFeed | None = None
     _stopped: bool = False
 
     @property
@@ -60,6 +62,8 @@ class Running:
             await self.channel.close()
             await self.stream_channel.close()
             await self.chain.close()
+            if self.feed is not None:
+                await self.feed.close()
 
 
 async def fund_sim_wallet(chain: ChainClient, wallet: Wallet, timeout_s: float = FUNDING_TIMEOUT_S) -> None:
@@ -102,9 +106,10 @@ async def serve(settings: Settings, keys: KeySettings | None = None) -> Running:
         if settings.chain == "sim":
             await fund_sim_wallet(chain, wallet)
         builder = TxBuilder(chain, markets, wallet, settings)
+        feed = SignatureFeed(settings.ws_url, settings.commitment) if settings.confirm_push else None
         servicer = ExecutorServicer(
             builder,
-            Sender(chain, settings),
+            Sender(chain, settings, feed),
             orders_pb2_grpc.OrdersStub(channel),
             markets,
             wallet,
@@ -130,7 +135,7 @@ async def serve(settings: Settings, keys: KeySettings | None = None) -> Running:
             "chain": settings.chain,
         },
     )
-    return Running(settings, service, chain, channel, stream_channel, servicer, wallet)
+    return Running(settings, service, chain, channel, stream_channel, servicer, wallet, feed)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from common.chain import ChainError
+from common.chain_pubsub import Watch
 from common.dex.spl_token import ASSOCIATED_TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 from common.errors import RETRYABLE_CODES, DomainError, InvalidArgument, NotFound, Unavailable
 from common.log import order_id_var
@@ -504,7 +505,19 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     async def _send_and_follow(
         self, plan: OrderPlan, execution: orders_pb2.Execution, resumed: bool
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
-        """Sends the stored bytes, reports SUBMITTED and follows the transaction to an outcome."""
+        """Subscribes to the signature (pushed confirmation), sends the stored bytes, reports
+        SUBMITTED and follows the transaction to an outcome."""
+        watch = await self._sender.watch(execution.signature)
+        try:
+            async for update in self._send_watched(plan, execution, resumed, watch):
+                yield update
+        finally:
+            if watch is not None:
+                watch.close()
+
+    async def _send_watched(
+        self, plan: OrderPlan, execution: orders_pb2.Execution, resumed: bool, watch: Watch | None
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         try:
             await self._sender.send(execution.signed_tx)
         except ChainError as exc:
@@ -542,7 +555,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             resumed=resumed,
         )
         outcome = await self._sender.follow(
-            execution.signed_tx, execution.signature, execution.last_valid_block_height
+            execution.signed_tx, execution.signature, execution.last_valid_block_height, watch
         )
         async for update in self._finish(plan, execution, outcome, resumed=resumed):
             yield update

@@ -251,6 +251,8 @@ class Ledger:
         self.swaps: list[dict[str, Any]] = []
         # called with every landed transaction's record (the journal, when the node keeps one)
         self.on_record: Callable[[TxRecord], None] | None = None
+        # called with every landed record, and with None after the tip moved (signatureSubscribe)
+        self.observers: list[Callable[[TxRecord | None], None]] = []
         self._fees: deque[_SlotFees] = deque(maxlen=PRIORITY_FEE_WINDOW)
         self._hash_slot: dict[Hash, int] = {}
         self._slot_hashes: deque[Hash] = deque()
@@ -312,6 +314,8 @@ class Ledger:
             for s in range(self.slot - n + 1, self.slot + 1):
                 self._fees.append(_SlotFees(s))
         self._write_clock()
+        for observer in self.observers:
+            observer(None)
 
     def _write_clock(self) -> None:
         epoch = self.epoch
@@ -371,6 +375,8 @@ class Ledger:
         self.transaction_count += 1
         if self.on_record is not None:
             self.on_record(rec)
+        for observer in self.observers:
+            observer(rec)
         # Old records go once there are too many, but never while their blockhash is still valid:
         # the history is also the status cache that refuses a transaction landing twice.
         order = self._history_order

@@ -68,6 +68,7 @@ from simchain.ledger import (
     minimum_balance,
 )
 from simchain.programs.memo import MEMO_V1_PROGRAM_ID
+from simchain.pubsub import SignatureSubscriptions
 from simchain.runtime import (
     COMPUTE_BUDGET_PROGRAM_ID,
     MAX_BASE58_SIZE,
@@ -397,6 +398,8 @@ class Node:
         self.faults = faults
         self.rng = rng
         self._airdrops = 0
+        # signatureSubscribe over the WebSocket (simchain.pubsub)
+        self.pubsub = SignatureSubscriptions(ledger, lambda: faults.status_lag_slots)
         self.methods: dict[str, Callable[[Any], Any]] = {
             "getHealth": self.get_health,
             "getVersion": self.get_version,

@@ -31,6 +31,7 @@ import orjson
 import uvicorn
 import uvloop
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from common.log import setup_logging
 from common.markets import Markets, load_markets
@@ -40,6 +41,7 @@ from simchain.genesis import Genesis, build_genesis
 from simchain.journal import Journal
 from simchain.ledger import Ledger
 from simchain.programs import programs_for
+from simchain.pubsub import PubsubSocket
 from simchain.rpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -83,6 +85,9 @@ class RpcApp:
         self.journal = journal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await PubsubSocket(self.node.pubsub, _is_signature).serve(receive, send)
+            return
         if scope["type"] != "http":
             return
         method = scope["method"]
@@ -181,6 +186,16 @@ class RpcApp:
     async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _is_signature(value: str) -> bool:
+    if not 64 <= len(value) <= 88:
+        return False
+    try:
+        Signature.from_string(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _valid_id(id_: Any) -> bool:

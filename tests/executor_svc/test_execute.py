@@ -30,6 +30,7 @@ from common.dex.spl_token import (
 from common.grpc_client import open_channel
 from common.log import JsonFormatter
 from common.markets import Markets, load_markets
+from common.metrics import CHAIN_CONFIRMATIONS, CHAIN_RPC_CALLS
 from common.settings import Settings
 from common.stream_link import LinkBroken
 from executor_svc import server as executor_server
@@ -133,7 +134,11 @@ SECRET = Keypair()
 
 
 @pytest.fixture
-async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
+async def stack(
+    make_settings: Callable[..., Settings], request: pytest.FixtureRequest
+) -> AsyncIterator[Stack]:
+    """The executor on a simulated chain; a test may add settings (`indirect` parametrization)."""
+    extra: dict[str, str] = getattr(request, "param", {})
     sim_settings = make_settings(CHAIN="sim", SIM_PORT="0", SIM_SLOT_MS="40")
     markets = load_markets(sim_settings.markets_path)
     sim = await sim_server.start(sim_settings, markets=markets)
@@ -150,6 +155,7 @@ async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
         # these tests send min-outs of 1 to reach the paths after the checks; the checks' own
         # tests are in test_checks.py
         EXECUTOR_QUOTE_TOLERANCE_BPS="10000",
+        **extra,
     )
     # a known key, so the tests can look for it in logs
     running = await executor_server.serve(settings, KeySettings(private_key=str(SECRET)))
@@ -921,3 +927,100 @@ async def test_the_confirmed_update_carries_exactly_what_the_swap_cost(
         assert sol_change == confirmed.amount_out - fees and -usdc_change == confirmed.amount_in
     # the wallet's USDC account existed before (the simulated chain funds it): no rent paid
     assert cost.rent == 0
+
+
+# -- pushed confirmations (signatureSubscribe) ----------------------------------------------------
+
+
+def _count(via: str) -> float:
+    return CHAIN_CONFIRMATIONS.labels(via)._value.get()
+
+
+def _calls(method: str) -> float:
+    return CHAIN_RPC_CALLS.labels(method)._value.get()
+
+
+async def test_the_confirmation_is_pushed_and_no_status_is_polled(stack: Stack) -> None:
+    feed = stack.running.feed
+    assert feed is not None and feed.url.startswith("ws://")
+    pushed, polled, status_calls = _count("push"), _count("poll"), _calls("getSignatureStatuses")
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    updates = await stack.execute(
+        stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    )
+    assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
+    assert (_count("push"), _count("poll")) == (pushed + 1, polled)
+    assert _calls("getSignatureStatuses") == status_calls  # subscribed before the send: nothing to ask
+    assert feed.pushed >= 1 and feed.ignored == 0
+    assert not feed._subs and not feed._pending  # the one notification ended the subscription
+
+
+@pytest.mark.parametrize("stack", [{"SOLANA_WS_URL": "ws://127.0.0.1:1"}], indirect=True)
+async def test_without_a_websocket_the_transaction_is_followed_by_polls(stack: Stack) -> None:
+    polled = _count("poll")
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    updates = await stack.execute(
+        stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    )
+    assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
+    assert _count("poll") == polled + 1
+    assert stack.running.feed is not None and stack.running.feed.pushed == 0
+
+
+@pytest.mark.parametrize("stack", [{"CONFIRM_PUSH": "false"}], indirect=True)
+async def test_push_can_be_turned_off(stack: Stack) -> None:
+    assert stack.running.feed is None
+    status_calls = _calls("getSignatureStatuses")
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    updates = await stack.execute(
+        stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    )
+    assert updates[-1].stage == Stage.STAGE_CONFIRMED
+    assert _calls("getSignatureStatuses") > status_calls  # followed by polls
+
+
+async def test_a_socket_lost_while_a_transaction_is_in_flight_falls_back_to_polls(stack: Stack) -> None:
+    feed = stack.running.feed
+    assert feed is not None
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    await stack.sim("simSetFaults", {"dropRate": 1.0})  # sent, but no leader takes it yet
+    submitted, task = await _until_submitted(stack, request)
+    assert feed._subs  # it is watched
+    polled = _count("poll")
+    assert feed._ws is not None
+    await feed._ws.close()  # the node's WebSocket goes away
+    await stack.sim("simSetFaults", {"dropRate": 0.0})  # a rebroadcast of the same bytes lands
+    updates = await asyncio.wait_for(task, 10)
+    assert updates[-1].stage == Stage.STAGE_CONFIRMED and updates[-1].signature == submitted.signature
+    assert _count("poll") == polled + 1
+    (swap,) = await stack.swaps(order_id)
+    assert swap["signature"] == submitted.signature
+    # the next transaction is watched on a new socket
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    pushed = _count("push")
+    await asyncio.sleep(1.1)  # a lost socket is reconnected after a second
+    updates = await stack.execute(
+        stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+    )
+    assert updates[-1].stage == Stage.STAGE_CONFIRMED and _count("push") == pushed + 1
+
+
+async def test_what_the_node_pushes_is_checked_before_it_is_believed(stack: Stack) -> None:
+    """A malformed or unexpected message never confirms anything: the watch breaks and polls decide."""
+    feed = stack.running.feed
+    assert feed is not None
+    watch = await feed.watch(str(Keypair().sign_message(b"never sent")))
+    assert watch.sub_id is not None
+    for junk in (
+        b"{oops",
+        b"[]",
+        b'{"jsonrpc":"2.0","id":123456,"result":7}',
+        b'{"method":"signatureNotification"}',
+    ):
+        feed._on_message(junk)
+    assert not watch.broken and feed.ignored == 4
+    bad = {"subscription": watch.sub_id, "result": {"context": {"slot": -1}, "value": {"err": None}}}
+    feed._on_message(json.dumps({"jsonrpc": "2.0", "method": "signatureNotification", "params": bad}))
+    assert watch.broken and await watch.wait(0.01) is None
+    assert feed.pushed == 0
