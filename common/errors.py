@@ -12,6 +12,8 @@ import grpc
 
 class DomainError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    # asking again may succeed although the code alone says otherwise (see RETRYABLE_CODES)
+    retryable: bool = False
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)

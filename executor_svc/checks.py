@@ -80,6 +80,14 @@ def max_in_ceiling(fresh_in: int, slippage_bps: int, tolerance_bps: int) -> int:
     return -(-after_slippage * (BPS + tolerance_bps) // BPS)
 
 
+class OffMarketBound(FailedPrecondition):
+    """A leg's min-out (max-in) is outside the executor's own quote. Retryable: the caller most
+    likely quoted a pool that moved since (in the trader's favour, too: a better price raises the
+    floor); its next attempt quotes again. A caller that keeps asking is refused every time."""
+
+    retryable = True
+
+
 def check_min_outs(
     legs: Sequence[LegPlan], fresh: Sequence[int], slippage_bps: int, tolerance_bps: int
 ) -> None:
@@ -91,7 +99,7 @@ def check_min_outs(
         if leg.exact_out:
             ceiling = max_in_ceiling(fresh_amount, slippage_bps, tolerance_bps)
             if fresh_amount and leg.max_amount_in > ceiling:
-                raise FailedPrecondition(
+                raise OffMarketBound(
                     f"{leg.max_amount_in} is above the executor's ceiling {ceiling} (its quote "
                     f"{fresh_amount} plus {slippage_bps} bps slippage and {tolerance_bps} bps tolerance)",
                     field=f"route.legs[{i}].max_amount_in",
@@ -99,7 +107,7 @@ def check_min_outs(
             continue
         floor = min_out_floor(fresh_amount, slippage_bps, tolerance_bps)
         if leg.min_amount_out < floor:
-            raise FailedPrecondition(
+            raise OffMarketBound(
                 f"{leg.min_amount_out} is below the executor's floor {floor} (its quote {fresh_amount} less "
                 f"{slippage_bps} bps slippage and {tolerance_bps} bps tolerance)",
                 field=f"route.legs[{i}].min_amount_out",

@@ -270,7 +270,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                     order_id=request.order_id,
                     attempt=request.attempt,
                     reason=exc.client_message(),
-                    retryable=exc.code in RETRYABLE_CODES,
+                    retryable=exc.retryable or exc.code in RETRYABLE_CODES,
                     code=exc.code.value[0],
                 )
             )

@@ -46,8 +46,9 @@ def order_of(status: int = orders_pb2.ORDER_STATUS_ROUTING, amount_in: int = 1_0
 def test_check_order() -> None:
     check_order(plan_of(), order_of())
     for status in (orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED):
-        with pytest.raises(FailedPrecondition):
+        with pytest.raises(FailedPrecondition) as ended:
             check_order(plan_of(), order_of(status))
+        assert ended.value.retryable is False  # an ended order is never executed again
     with pytest.raises(InvalidArgument) as bad:
         check_order(plan_of(amount_in=1_001), order_of())
     assert bad.value.field == "amount_in"
@@ -65,6 +66,8 @@ def test_min_out_floor_rounds_like_the_router() -> None:
     with pytest.raises(FailedPrecondition) as low:
         check_min_outs(plan_of(min_out=9_800).legs, [10_000], 100, 100)
     assert low.value.field == "route.legs[0].min_amount_out"
+    # retryable: the caller's quote is most likely older than the executor's (the worker quotes again)
+    assert low.value.retryable is True
     with pytest.raises(FailedPrecondition):
         check_min_outs(plan_of(min_out=1).legs, [10_000], 100, 100)
 
