@@ -345,6 +345,14 @@ def describe_transaction_error(err: Any, roles: dict[int, str]) -> tuple[str, bo
                         f"(program error {code} {program_error})",
                         True,
                     )
+                if venue == "meteora_dlmm" and code == meteora_dlmm.BITMAP_EXTENSION_NOT_PROVIDED:
+                    # the pair's liquidity on that side ran out since the quote (other swaps took
+                    # it): the next attempt routes again, to another pool or to no route at all
+                    return (
+                        f"{PRICE_MOVED}: meteora_dlmm ran out of liquidity for the swap "
+                        f"(program error {code} {program_error})",
+                        True,
+                    )
                 if program_error is not None:
                     return f"{venue} rejected the swap (program error {code} {program_error})", False
                 if code in _TOKEN_ERRORS:

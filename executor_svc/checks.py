@@ -124,11 +124,12 @@ class FreshQuoter:
         self._programs = programs
         self._decodes: dict[Pubkey, tuple[tuple[AccountData | None, ...], PoolStateT]] = {}
 
-    async def quote(self, plan: OrderPlan) -> list[int]:
+    async def quote(self, plan: OrderPlan, max_age_s: float | None = None) -> list[int]:
         """The amount out of each leg on the current state, or for an exact-out leg the input it
-        needs (0 where the pool cannot quote it)."""
+        needs (0 where the pool cannot quote it). `max_age_s` as in get_multiple_accounts (default:
+        the chain client's per-slot cache; 0 reads the chain now)."""
         first = [CLOCK_SYSVAR, *(leg.pool for leg in plan.legs)]
-        slot, accounts = await self._chain.get_multiple_accounts(first)
+        slot, accounts = await self._chain.get_multiple_accounts(first, max_age_s)
         found: dict[Pubkey, AccountData | None] = dict(zip(first, accounts, strict=True))
         needed: list[Pubkey] = []
         deps: dict[Pubkey, list[Pubkey]] = {}
@@ -136,7 +137,7 @@ class FreshQuoter:
             deps[leg.pool] = self._dependencies(leg, found[leg.pool])
             needed += deps[leg.pool]
         if needed:
-            _, more = await self._chain.get_multiple_accounts(needed)
+            _, more = await self._chain.get_multiple_accounts(needed, max_age_s)
             found.update(zip(needed, more, strict=True))
         clock_account = found[CLOCK_SYSVAR]
         clock = (

@@ -40,7 +40,7 @@ from executor_svc.builder import (
     associated_token_address,
     describe_transaction_error,
 )
-from executor_svc.checks import FreshQuoter, check_min_outs, check_order
+from executor_svc.checks import FreshQuoter, OffMarketBound, check_min_outs, check_order
 from executor_svc.costs import trade_cost
 from executor_svc.records import ExecutionRecorder, OrderReader, RecordRefused
 from executor_svc.sender import (
@@ -367,7 +367,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         try:
             # the floors come from the same per-slot pool state the build reads next
             fresh = await self._quoter.quote(plan)
-            check_min_outs(plan.legs, fresh, order.spec.slippage_bps, self._quote_tolerance_bps)
+            try:
+                check_min_outs(plan.legs, fresh, order.spec.slippage_bps, self._quote_tolerance_bps)
+            except OffMarketBound:
+                # the per-slot cache may hold state older than the caller's quote (a chain whose
+                # slots are shorter than the cache's lifetime, swaps landing within a slot): never
+                # refuse on it, look at the chain's state now and judge on that
+                fresh = await self._quoter.quote(plan, max_age_s=0)
+                check_min_outs(plan.legs, fresh, order.spec.slippage_bps, self._quote_tolerance_bps)
             built = await self._builder.build(plan)
         except (BuildFailed, ChainError) as exc:
             # A stored execution that landed or may still land outranks a failed build: a resumed

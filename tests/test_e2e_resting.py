@@ -124,13 +124,6 @@ async def test_a_limit_triggers_when_another_traders_swap_moves_the_pool_across_
     assert (await landed_swaps(stack)).get(order_id) == 1
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, found 2026-12-04: after this module's earlier trades the router's DLMM quote of a "
-    "1,000 SOL sell is 1.2 % below the executor's fresh quote of the same pool, so the executor refuses "
-    "the other trader's min-out (route.legs[0].min_amount_out below its floor) on every attempt; "
-    "reproduces at 012244a on a fast machine, passes when the router re-reads pools for every quote",
-)
 async def test_a_stop_triggers_on_a_fall_and_its_cancelled_twin_never_does(stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
         stop = await price(client, "SOL", "USDC") * 995 // 1000

@@ -250,6 +250,8 @@ SLIPPAGE_ERROR_CODES: Final = frozenset({6003, 6057, 6104})
 # Anchor's error when a swap runs out of bin arrays among its remaining accounts (the pool moved
 # beyond those the swap carries).
 ACCOUNT_NOT_ENOUGH_KEYS: Final = 3005
+# the walk left the pair's own bitmap (its liquidity on that side ran out) without an extension
+BITMAP_EXTENSION_NOT_PROVIDED: Final = 6036
 
 _ERRORS_BY_NAME: Final[dict[str, tuple[int, str]]] = {
     name: (code, message) for code, (name, message) in {**ANCHOR_ERRORS, **PROGRAM_ERRORS}.items()

@@ -39,8 +39,15 @@ def test_error_reasons() -> None:
         "(program error 3005 AccountNotEnoughKeys)",
         True,
     )
-    # the same code from the other venue is no such thing
+    # the pair's liquidity on that side ran out since the quote: routed again (another pool, or none)
+    assert describe_transaction_error({"InstructionError": [7, {"Custom": 6036}]}, ROLES) == (
+        "price moved: meteora_dlmm ran out of liquidity for the swap "
+        "(program error 6036 BitmapExtensionAccountIsNotProvided)",
+        True,
+    )
+    # the same codes from the other venue are no such thing
     assert describe_transaction_error({"InstructionError": [6, {"Custom": 3005}]}, ROLES)[1] is False
+    assert describe_transaction_error({"InstructionError": [6, {"Custom": 6036}]}, ROLES)[1] is False
     assert describe_transaction_error({"InstructionError": [7, {"Custom": 6042}]}, ROLES) == (
         "meteora_dlmm rejected the swap (program error 6042 PoolDisabled)",
         False,

@@ -161,3 +161,45 @@ async def test_a_min_out_below_the_fresh_quote_is_refused_and_the_floor_is_accep
     updates = await stack.execute(request)
     assert stages(updates)[-1] == Stage.STAGE_CONFIRMED, updates[-1]
     assert updates[-1].amount_out >= request.route.legs[0].min_amount_out
+
+
+def sell_plan(stack: Stack, order_id: str, amount_in: int) -> OrderPlan:
+    pool = Pubkey.from_string(stack.pool("raydium_cpmm", "SOL/USDC"))
+    return OrderPlan(
+        order_id,
+        1,
+        Pubkey.from_string(SOL),
+        Pubkey.from_string(USDC),
+        amount_in,
+        (LegPlan("raydium_cpmm", pool, amount_in, 1),),
+    )
+
+
+async def test_a_bound_refused_on_cached_state_is_judged_again_on_the_chain_state_now(stack: Stack) -> None:
+    """The executor's per-slot pool cache can be older than the caller's quote (other swaps landed
+    since): a min-out below the floor of the cached state is judged again on the state read now,
+    and accepted when it holds there (before, the order failed on every attempt)."""
+    await strict(stack)
+    stack.running.chain._slot_ttl_s = 60.0  # the cache outlives every swap of this test
+    programs = {v: stack.markets.program_id(v) for v in stack.markets.programs}
+    now = FreshQuoter(stack.chain, programs)  # the test's own reads, never cached
+    amount = 10**11  # 100 SOL
+    cached_floor = fresh = 0
+    for _ in range(20):  # other traders' sells move the pool away from the executor's cache
+        order_id = await stack.order("SOL", "USDC", amount)
+        (fresh,) = await now.quote(sell_plan(stack, order_id, amount), max_age_s=0)
+        (cached,) = await stack.running.servicer._quoter.quote(sell_plan(stack, order_id, amount))
+        cached_floor = min_out_floor(cached, 100, 100)
+        if min_out_floor(fresh, 100, 0) < cached_floor:
+            break
+        request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", amount, 1)])
+        request.route.legs[0].min_amount_out = min_out_floor(fresh, 100, 0)
+        assert stages(await stack.execute(request))[-1] == Stage.STAGE_CONFIRMED
+        amount *= 2
+    # the router's min-out from the state now is below the floor of the executor's cached state
+    assert 0 < min_out_floor(fresh, 100, 0) < cached_floor
+    request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", amount, 1)])
+    request.route.legs[0].min_amount_out = min_out_floor(fresh, 100, 0)
+    updates = await stack.execute(request)
+    assert stages(updates)[-1] == Stage.STAGE_CONFIRMED, updates[-1]
+    assert updates[-1].amount_out >= request.route.legs[0].min_amount_out
