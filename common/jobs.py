@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from common.redis_names import events_channel
+from common.redis_names import events_channel, resting_events_channel
 
 GROUP = "workers"
 
@@ -27,6 +27,10 @@ class Keys:
     @property
     def events(self) -> str:
         return events_channel(self.prefix)
+
+    @property
+    def resting_events(self) -> str:
+        return resting_events_channel(self.prefix)
 
     def lock(self, order_id: str) -> str:
         return f"{self.prefix}:lock:{order_id}"

@@ -150,6 +150,9 @@ class AppendOutcome:
     message: str = ""
     event: EventRow | None = None
     new: bool = False
+    # the event is `open`, or its order was open before it (it triggered, was cancelled, expired or
+    # failed while resting): what the resting books follow (`{prefix}:events:resting`)
+    resting: bool = False
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,10 @@ class Outbox:
         return total
 
     async def _publish(self, events: list[EventRow]) -> bool:
-        return await self.publisher.publish_messages([event_message(e) for e in events])
+        # whether an event concerns a resting order is not known here: the resting books get every
+        # relayed event too (they skip what they do not hold), so no state change is lost to them
+        messages = [event_message(e) for e in events]
+        return await self.publisher.publish_messages(messages, resting=messages)
 
     def start(self) -> None:
         if self.interval_s > 0:

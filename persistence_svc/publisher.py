@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from common import event_messages
-from common.redis_names import events_channel
+from common.redis_names import events_channel, resting_events_channel
 from common.timefmt import iso_ms
 from persistence_svc.models import EventRow
 
@@ -41,14 +41,16 @@ def event_message(event: EventRow) -> str:
 
 
 EventKey = tuple[uuid.UUID, int]  # (order_id, seq)
+_Waiting = tuple[Sequence[str], Sequence[str], Sequence[EventKey], "asyncio.Future[bool]"]
 
 
 class EventPublisher(Protocol):
-    async def publish(self, events: Sequence[EventRow]) -> bool: ...
+    async def publish(self, events: Sequence[EventRow], resting: Sequence[bool] = ()) -> bool: ...
 
 
 class RedisPublisher:
-    """PUBLISHes events on `{prefix}:events`.
+    """PUBLISHes events on `{prefix}:events`, and those of resting orders on
+    `{prefix}:events:resting` too (the worker's books need nothing else).
 
     Calls that arrive while a pipeline is on the wire are sent together in the next one (FIFO, so
     the order of publish calls is kept): one round trip and one Redis message (JSON array) for many
@@ -64,25 +66,35 @@ class RedisPublisher:
     ) -> None:
         self.client = client
         self.channel = events_channel(prefix)
+        self.resting_channel = resting_events_channel(prefix)
         self.timeout_s = timeout_s
         self.on_published = on_published
-        self._waiting: list[tuple[Sequence[str], Sequence[EventKey], asyncio.Future[bool]]] = []
+        self._waiting: list[
+            tuple[Sequence[str], Sequence[str], Sequence[EventKey], asyncio.Future[bool]]
+        ] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def publish(self, events: Sequence[EventRow]) -> bool:
-        """True when every event was handed to Redis; False (logged) otherwise. Never raises."""
+    async def publish(self, events: Sequence[EventRow], resting: Sequence[bool] = ()) -> bool:
+        """True when every event was handed to Redis; False (logged) otherwise. Never raises.
+        `resting[i]`: event i also goes on the resting channel."""
         if not events:
             return True
+        messages = [event_message(e) for e in events]
         return await self.publish_messages(
-            [event_message(e) for e in events], [(e.order_id, e.seq) for e in events]
+            messages,
+            [(e.order_id, e.seq) for e in events],
+            [m for m, r in zip(messages, resting, strict=False) if r],
         )
 
-    async def publish_messages(self, messages: Sequence[str], keys: Sequence[EventKey] = ()) -> bool:
-        """Publishes `messages`; on success the `keys` (of outbox rows) go to `on_published`."""
+    async def publish_messages(
+        self, messages: Sequence[str], keys: Sequence[EventKey] = (), resting: Sequence[str] = ()
+    ) -> bool:
+        """Publishes `messages` (and `resting`, a subset, on the resting channel too); on success
+        the `keys` (of outbox rows) go to `on_published`."""
         if not messages:
             return True
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((messages, keys, future))
+        self._waiting.append((messages, resting, keys, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="event-publisher")
         # shield: a caller that goes away (deadline) must not cancel other callers' pipeline
@@ -93,26 +105,30 @@ class RedisPublisher:
             batch, self._waiting = self._waiting, []
             ok = False
             try:
-                ok = await self._send([m for messages, _, _ in batch for m in messages])
+                ok = await self._send(
+                    [m for messages, _, _, _ in batch for m in messages],
+                    [m for _, resting, _, _ in batch for m in resting],
+                )
             finally:  # even when cancelled: no caller may wait forever
-                for _, _, future in batch:
+                for _, _, _, future in batch:
                     if not future.done():
                         future.set_result(ok)
             if ok and self.on_published is not None:
-                keys = [k for _, batch_keys, _ in batch for k in batch_keys]
+                keys = [k for _, _, batch_keys, _ in batch for k in batch_keys]
                 if keys:
                     self.on_published(keys)
 
-    async def _send(self, messages: list[str]) -> bool:
+    async def _send(self, messages: list[str], resting: list[str]) -> bool:
         try:
             async with asyncio.timeout(self.timeout_s):
-                packed = event_messages.pack(messages)
+                packed = [(self.channel, m) for m in event_messages.pack(messages)]
+                packed += [(self.resting_channel, m) for m in event_messages.pack(resting)] if resting else []
                 if len(packed) == 1:
-                    await self.client.publish(self.channel, packed[0])
+                    await self.client.publish(*packed[0])
                 else:
                     async with self.client.pipeline(transaction=False) as pipe:
-                        for message in packed:
-                            pipe.publish(self.channel, message)
+                        for channel, message in packed:
+                            pipe.publish(channel, message)
                         await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning(

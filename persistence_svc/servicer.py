@@ -320,7 +320,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
             raise _StatusError(outcome.code, outcome.message)
         if outcome.new:
             _count([outcome.event])
-            await self.publisher.publish([outcome.event])
+            await self.publisher.publish([outcome.event], [outcome.resting])
         return event_message(outcome.event)
 
     async def AppendEvents(
@@ -347,9 +347,10 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         """Commits the events (one statement, one commit), then publishes the new ones."""
         async with _database():
             outcomes = await store.append_events(self.pool, events)
-        new_events = [o.event for o in outcomes if o.event is not None and o.new]
+        new = [o for o in outcomes if o.event is not None and o.new]
+        new_events = [o.event for o in new if o.event is not None]
         _count(new_events)
-        await self.publisher.publish(new_events)
+        await self.publisher.publish(new_events, [o.resting for o in new])
         return outcomes
 
     async def AppendEventStream(
@@ -495,7 +496,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
             if outcome.code == grpc.StatusCode.OK and outcome.event is not None:
                 if outcome.new:
                     _count([outcome.event])
-                    await self.publisher.publish([outcome.event])
+                    await self.publisher.publish([outcome.event], [outcome.resting])
                 async with _database():
                     order, _ = await store.get_order(self.pool, order_id, False, owner)
                 return order_message(order)

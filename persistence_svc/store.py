@@ -675,7 +675,7 @@ locked AS (
     SELECT id, status, last_seq FROM orders WHERE id IN (SELECT order_id FROM input) ORDER BY id FOR UPDATE
 ),
 ok AS (
-    SELECT u.* FROM input AS u JOIN locked AS l ON l.id = u.order_id
+    SELECT u.*, l.status AS prior FROM input AS u JOIN locked AS l ON l.id = u.order_id
     WHERE u.seq = l.last_seq + 1 AND l.status || '>' || u.status = ANY(%(legal)s::text[])
       AND NOT (u.status = 'failed' AND EXISTS (
           SELECT 1 FROM executions AS x WHERE x.order_id = u.order_id AND x.state IN {_LIVE_STATES}))
@@ -692,7 +692,7 @@ updated AS (
     UPDATE orders AS o SET {_SET_ORDER_FIELDS}
     FROM ok AS u WHERE o.id = u.order_id
 )
-SELECT i FROM ok"""
+SELECT i, prior FROM ok"""
 
 # The write of the checked path: the accepted events, and one row per changed order.
 _WRITE_CHECKED = f"""
@@ -747,6 +747,11 @@ def _set_fields(update: Update) -> dict[str, Any]:
 _UPDATE_FIELDS = tuple(Update.__dataclass_fields__)
 
 
+def _resting(prior: str, status: str) -> bool:
+    """An event the resting books follow: an order opens, or leaves `open`."""
+    return status == lifecycle.OPEN or prior == lifecycle.OPEN
+
+
 async def append_events(pool: AsyncConnectionPool, events: Sequence[EventInput]) -> list[AppendOutcome]:
     """Appends a batch; returns one outcome per event, in order.
 
@@ -766,10 +771,11 @@ async def append_events(pool: AsyncConnectionPool, events: Sequence[EventInput])
             cur = await conn.execute(
                 _APPEND_FAST, {"events": "[" + ",".join(rows) + "]", "legal": _LEGAL_PAIRS}
             )
-            for (i,) in await cur.fetchall():
+            for i, prior in await cur.fetchall():
                 e = events[i]
                 written = EventRow(e.order_id, e.seq, e.status, e.data, ats[i], e.data_json)
-                outcomes[i] = AppendOutcome(grpc.StatusCode.OK, event=written, new=True)
+                resting = _resting(prior, e.status)
+                outcomes[i] = AppendOutcome(grpc.StatusCode.OK, event=written, new=True, resting=resting)
     rest = [i for i, outcome in enumerate(outcomes) if outcome is None]
     if rest:
         for i, outcome in zip(rest, await _append_checked(pool, [events[i] for i in rest]), strict=True):
@@ -851,10 +857,11 @@ async def _append_checked(pool: AsyncConnectionPool, events: Sequence[EventInput
                 outcomes.append(AppendOutcome(grpc.StatusCode.FAILED_PRECONDITION, message))
                 continue
             written = EventRow(event.order_id, event.seq, event.status, event.data, utcnow(), event.data_json)
+            resting = _resting(pending.status, event.status)
             pending.apply(event, written.at)
             stored[(event.order_id, event.seq)] = written
             new_rows.append(_json_row(len(new_rows), event, written.at, {}))
-            outcomes.append(AppendOutcome(grpc.StatusCode.OK, event=written, new=True))
+            outcomes.append(AppendOutcome(grpc.StatusCode.OK, event=written, new=True, resting=resting))
 
         if new_rows:
             changed = [

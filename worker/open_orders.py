@@ -2,9 +2,10 @@
 events instead of being read from Postgres on every pass.
 
 Postgres stays the truth: the book is read whole (ListOrders, status open) the first time it is
-needed, after every (re)subscription to the events channel (whatever was published while there was
-no subscription was never seen), and every RESYNC_S as a safety net. In between, the events
-persistence publishes on `{prefix}:events` keep it current: an `open` event of an order the book does
+needed, after every (re)subscription to the resting events channel (whatever was published while
+there was no subscription was never seen), and every RESYNC_S as a safety net. In between, the
+events persistence publishes on `{prefix}:events:resting` (an order opens, or leaves `open`; never
+a market order's) keep it current: an `open` event of an order the book does
 not hold is read (GetOrders, many per call; Postgres says whether it is still open and of a kept
 type), any later event of an order it holds (routing, cancelled, expired, failed) takes it out.
 
@@ -124,7 +125,7 @@ class OpenOrders:
     # --- the events channel ---------------------------------------------------------------------
     async def _listen(self) -> None:
         await follow_channel(
-            self.w.redis, self.w.keys.events, self._on_subscribed, self._take, self._subscribed.clear
+            self.w.redis, self.w.keys.resting_events, self._on_subscribed, self._take, self._subscribed.clear
         )
 
     def _on_subscribed(self) -> None:

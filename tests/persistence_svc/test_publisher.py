@@ -191,3 +191,52 @@ async def test_concurrent_publishes_keep_their_order(
     messages = await receive(subscriber, 150)
     assert [json.loads(m)["seq"] for m in messages] == [10 * i + k for i in range(50) for k in range(3)]
     await publisher.aclose()
+
+
+async def test_resting_orders_events_also_go_on_the_resting_channel(
+    stub: OrdersStub, redis_client: aioredis.Redis, redis_prefix: str, subscriber: PubSub
+) -> None:
+    """`{prefix}:events:resting` carries an order opening and leaving `open` (by the fast path, by
+    the checked path and by a cancel), never a market order's events; `:events` carries all."""
+    resting = redis_client.pubsub()
+    await resting.subscribe(f"{redis_prefix}:events:resting")
+    await resting.get_message(timeout=1.0)
+    try:
+        expires = int(datetime.now(UTC).timestamp() * 1_000_000) + 3_600_000_000
+        limit = make_spec(order_type=S.ORDER_TYPE_LIMIT, trigger_price=150_000_000, expires_at_us=expires)
+        market = (await stub.CreateOrder(S.CreateOrderRequest(spec=make_spec()))).order.order_id
+        a = (await stub.CreateOrder(S.CreateOrderRequest(spec=limit))).order.order_id
+        b = (await stub.CreateOrder(S.CreateOrderRequest(spec=limit))).order.order_id
+        # one event per order: the one-statement path
+        await stub.AppendEvents(
+            S.AppendEventsRequest(
+                events=[
+                    S.NewEvent(order_id=market, seq=2, status=S.ORDER_STATUS_ROUTING),
+                    S.NewEvent(order_id=a, seq=2, status=S.ORDER_STATUS_OPEN),
+                    S.NewEvent(order_id=b, seq=2, status=S.ORDER_STATUS_OPEN),
+                ]
+            )
+        )
+        # two events of one order in a batch: the checked path (a triggers: open → routing → building)
+        await stub.AppendEvents(
+            S.AppendEventsRequest(
+                events=[
+                    S.NewEvent(order_id=a, seq=3, status=S.ORDER_STATUS_ROUTING),
+                    S.NewEvent(order_id=a, seq=4, status=S.ORDER_STATUS_BUILDING),
+                    S.NewEvent(order_id=market, seq=3, status=S.ORDER_STATUS_BUILDING),
+                ]
+            )
+        )
+        await stub.CancelOrder(S.CancelOrderRequest(order_id=b))
+        seen = [json.loads(m) for m in await receive(resting, 4)]
+        assert [(m["orderId"], m["seq"], m["status"]) for m in seen] == [
+            (a, 2, "open"),
+            (b, 2, "open"),
+            (a, 3, "routing"),
+            (b, 3, "cancelled"),
+        ]
+        await nothing_more(resting)
+        assert len(await receive(subscriber, 10)) == 10  # every event, on the main channel
+    finally:
+        await resting.unsubscribe()
+        await resting.aclose()
