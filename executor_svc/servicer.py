@@ -26,7 +26,14 @@ from solders.transaction import VersionedTransaction
 from common.chain import ChainError
 from common.chain_pubsub import Watch
 from common.dex.spl_token import ASSOCIATED_TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
-from common.errors import RETRYABLE_CODES, DomainError, InvalidArgument, NotFound, Unavailable
+from common.errors import (
+    RETRYABLE_CODES,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from common.log import order_id_var
 from common.markets import VENUES, Markets
 from common.settings import Settings
@@ -414,6 +421,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                 if live is None:
                     if exc.code == grpc.StatusCode.NOT_FOUND:
                         raise NotFound("order not found", field="order_id") from None
+                    if exc.code == grpc.StatusCode.FAILED_PRECONDITION:
+                        # the order ended meanwhile (e.g. failed by its worker): nothing is sent
+                        raise FailedPrecondition(exc.message) from None
                     log.warning(
                         "cannot store the signed transaction; not sending", extra={"code": exc.code.name}
                     )

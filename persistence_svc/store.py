@@ -28,6 +28,7 @@ from common.errors import (
     Aborted,
     AlreadyExists,
     DomainError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
@@ -764,7 +765,13 @@ async def append_events(pool: AsyncConnectionPool, events: Sequence[EventInput])
     if not events:
         return []
     outcomes: list[AppendOutcome | None] = [None] * len(events)
-    if len({e.order_id for e in events}) == len(events):
+    fast = len({e.order_id for e in events}) == len(events)
+    if fast and any(e.status == lifecycle.FAILED for e in events):
+        # `failed` is decided where its live-execution read comes after the orders' locks (a
+        # statement of its own, so it sees an execution stored while it waited for a lock); in the
+        # one-statement path that read would use the statement's older snapshot
+        fast = False
+    if fast:
         ats = [utcnow() for _ in events]
         rows = [_json_row(i, e, ats[i], _set_fields(e.update)) for i, e in enumerate(events)]
         async with pool.connection() as conn:
@@ -892,10 +899,16 @@ RETURNING {_EXECUTION_COLUMNS}"""
 # A new signed transaction: stored unless its signature is known or another execution of the order
 # is live (the unique index executions_one_live_idx decides, atomically, even between racing
 # executors: the second insert waits for the first to commit, then conflicts).
+#
+# Only for an order that has not ended: the check takes a KEY SHARE lock on the order's row, which
+# waits for an append holding it (FOR UPDATE) and then re-reads the row, so a `failed` committed
+# meanwhile is seen and nothing is stored (so nothing sent) for a failed order.
+_ORDER_NOT_ENDED = "SELECT 1 FROM orders AS o WHERE o.id = {id} AND o.phase <> 'done' FOR KEY SHARE OF o"
 _INSERT_SIGNED = f"""
 INSERT INTO executions ({_EXECUTION_COLUMNS})
-VALUES (%(order_id)s, %(attempt)s, %(signature)s, %(signed_tx)s, %(lvbh)s, %(blockhash)s, %(state)s,
-        %(now)s, %(now)s)
+SELECT %(order_id)s, %(attempt)s, %(signature)s, %(signed_tx)s, %(lvbh)s, %(blockhash)s, %(state)s,
+       %(now)s, %(now)s
+WHERE EXISTS ({_ORDER_NOT_ENDED.format(id="%(order_id)s")})
 ON CONFLICT DO NOTHING
 RETURNING {_EXECUTION_COLUMNS}"""
 
@@ -947,6 +960,15 @@ async def record_execution(pool: AsyncConnectionPool, execution: ExecutionInput)
         )
         found = await cur.fetchone()
         if found is None:
+            if execution.state == "signed":
+                cur = await conn.execute("SELECT status FROM orders WHERE id = %s", (execution.order_id,))
+                order = await cur.fetchone()
+                if order is None:
+                    raise NotFound("order not found", field="order_id")
+                if order[0] in lifecycle.TERMINAL:
+                    raise FailedPrecondition(
+                        f"the order is {order[0]}; no transaction is stored or sent for it", field="order_id"
+                    )
             raise LiveExecution(await _live_execution(conn, execution))
         existing = _execution_row(found)
         if existing.order_id != execution.order_id:
@@ -963,7 +985,7 @@ SELECT u.order_id, u.attempt, u.signature, u.signed_tx, u.lvbh, u.blockhash, 'si
 FROM unnest(%(order_id)s::uuid[], %(attempt)s::int[], %(signature)s::text[], %(signed_tx)s::bytea[],
             %(lvbh)s::numeric[], %(blockhash)s::text[])
      AS u(order_id, attempt, signature, signed_tx, lvbh, blockhash)
-WHERE EXISTS (SELECT 1 FROM orders AS o WHERE o.id = u.order_id)
+WHERE EXISTS ({_ORDER_NOT_ENDED.format(id="u.order_id")})
 ON CONFLICT DO NOTHING
 RETURNING {_EXECUTION_COLUMNS}"""
 

@@ -927,3 +927,51 @@ async def test_get_order_stream_never_answers_a_failed_read_as_missing(
     await service.pool.close()
     failed = await read([order.order_id])
     assert list(failed.unavailable) == [order.order_id] and not failed.missing and not failed.orders
+
+
+async def test_nothing_is_stored_to_sign_for_an_order_that_ended(stub: OrdersStub) -> None:
+    """A signed transaction is never stored (so never sent) for a failed or cancelled order; the
+    refusal names the order and its status, and an unknown order is NOT_FOUND as before."""
+    oid = (await create(stub)).order_id
+    await stub.AppendEvent(
+        S.NewEvent(order_id=oid, seq=2, status=S.ORDER_STATUS_FAILED, data_json='{"reason":"x"}')
+    )
+    for call in (
+        stub.RecordExecution(execution(oid, 1)),
+        stub.RecordExecutions(S.RecordExecutionsRequest(executions=[execution(oid, 1)])),
+    ):
+        try:
+            result = await call
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "order_id: the order is failed" in (exc.details() or "")
+        else:  # the batch call answers per member
+            (member,) = result.results
+            assert member.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+            assert "the order is failed" in member.message
+    assert list((await stub.ListExecutions(S.ListExecutionsRequest(order_id=oid))).executions) == []
+    await expect_error(stub.RecordExecution(execution(str(uuid.uuid4()), 1)), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_a_signed_record_waiting_on_a_failing_append_sees_the_failure(
+    stub: OrdersStub, database_url: str
+) -> None:
+    """The race the row lock decides: an append holds the order's row (FOR UPDATE) and commits
+    `failed` while a signed transaction of the order is being stored. The store waits for the lock,
+    then reads the row again: it stores nothing."""
+    oid = (await create(stub)).order_id
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute("SELECT 1 FROM orders WHERE id = %s FOR UPDATE", (oid,))  # the append's lock
+        record = asyncio.ensure_future(stub.RecordExecution(execution(oid, 1)))
+        await asyncio.sleep(0.3)
+        assert not record.done()  # waiting for the row
+        await conn.execute(
+            "UPDATE orders SET status = 'failed', phase = 'done', final_status = 'failed', last_seq = 2 "
+            "WHERE id = %s",
+            (oid,),
+        )
+        await conn.commit()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await record
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert list((await stub.ListExecutions(S.ListExecutionsRequest(order_id=oid))).executions) == []
