@@ -581,9 +581,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self, plan: OrderPlan, execution: orders_pb2.Execution, outcome: Outcome, resumed: bool
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         if isinstance(outcome, Landed):
-            await self._record_best_effort(execution, "landed")
-            async for update in self._landed(plan, execution, resumed):
-                yield update
+            # the landed state is stored while the transaction's details are read (two round trips
+            # at once instead of one after the other), and always before the outcome is reported
+            recorded = asyncio.ensure_future(self._record_best_effort(execution, "landed"))
+            try:
+                async for update in self._landed(plan, execution, resumed):
+                    await asyncio.shield(recorded)
+                    yield update
+            finally:
+                await asyncio.shield(recorded)
         elif isinstance(outcome, LandedWithError):
             await self._record_best_effort(execution, "failed")
             roles = instruction_roles(VersionedTransaction.from_bytes(execution.signed_tx), self._programs)
