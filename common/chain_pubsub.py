@@ -77,6 +77,7 @@ class Watch:
         self.broken = True
         if not self._ack.done():
             self._ack.set_exception(error)
+            self._ack.exception()  # retrieved: the subscriber may have stopped waiting for it
         if not self._status.done():
             self._status.set_exception(error)
             self._status.exception()  # retrieved: a watch nobody waits on is not an error
