@@ -65,6 +65,11 @@ class RpcTrouble:
 Outcome = Landed | LandedWithError | Expired | RpcTrouble
 
 
+def _landed(status: SignatureStatus) -> Landed | LandedWithError:
+    """A transaction the chain knows: landed, or landed with its error (only the fee was taken)."""
+    return LandedWithError(status) if status.err is not None else Landed(status)
+
+
 class Sender:
     def __init__(self, chain: ChainClient, settings: Settings, feed: SignatureFeed | None = None) -> None:
         self._chain = chain
@@ -98,7 +103,7 @@ class Sender:
         never turns a transaction that may still land into an expired one."""
         status = await self._chain.signature_status(signature, search_history=True)
         if status is not None:
-            return LandedWithError(status) if status.err is not None else Landed(status)
+            return _landed(status)
         if await self._chain.block_height() <= last_valid_block_height:
             return None  # cheap (cached, confirmed) check first: still valid for leaders
         slot, finalized_height = await self._chain.finalized_position()
@@ -107,7 +112,7 @@ class Sender:
         status = await self._chain.signature_status_since(signature, min_context_slot=slot)
         if status is None:
             return Expired()
-        return LandedWithError(status) if status.err is not None else Landed(status)
+        return _landed(status)
 
     async def follow(
         self, raw: bytes, signature: str, last_valid_block_height: int, watch: Watch | None = None
@@ -130,7 +135,7 @@ class Sender:
                     pushed = await watch.wait(PUSH_FALLBACK_S)
                     if pushed is not None:
                         _PUSHED.inc()
-                        return LandedWithError(pushed) if pushed.err is not None else Landed(pushed)
+                        return _landed(pushed)
                 else:
                     await asyncio.sleep(self._poll_s)
             first = False

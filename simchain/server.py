@@ -31,7 +31,6 @@ import orjson
 import uvicorn
 import uvloop
 from solders.pubkey import Pubkey
-from solders.signature import Signature
 
 from common.log import setup_logging
 from common.markets import Markets, load_markets
@@ -51,6 +50,7 @@ from simchain.rpc import (
     Node,
     RpcError,
 )
+from simchain.rpc import _signature as rpc_signature
 from simchain.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -189,11 +189,10 @@ class RpcApp:
 
 
 def _is_signature(value: str) -> bool:
-    if not 64 <= len(value) <= 88:
-        return False
+    """The JSON-RPC methods' own signature check, as a yes or no (for the WebSocket's requests)."""
     try:
-        Signature.from_string(value)
-    except ValueError:
+        rpc_signature(value)
+    except RpcError:
         return False
     return True
 
