@@ -102,6 +102,15 @@ def _record_result(outcome: ExecutionRow | Exception) -> orders_pb2.RecordExecut
     return orders_pb2.RecordExecutionResult(execution=execution_message(outcome))
 
 
+def _streamed_error(exc: Exception, what: str) -> tuple[int, str]:
+    """The (code, message) a member of a stream answers with for an exception: a DomainError's own
+    (what the unary call would have raised), anything else INTERNAL, logged."""
+    if isinstance(exc, DomainError):
+        return _code(exc.code), exc.client_message()
+    log.error(f"a streamed {what} failed", extra={"error": type(exc).__name__})
+    return _code(grpc.StatusCode.INTERNAL), "internal error"
+
+
 def _fill_result(result: orders_pb2.AppendResult, outcome: AppendOutcome) -> None:
     result.code = _code(outcome.code)
     result.message = outcome.message
@@ -251,13 +260,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
     ) -> None:
         try:
             response = await self._create_batch(request)
-        except DomainError as exc:
-            response = orders_pb2.CreateOrdersResponse(code=_code(exc.code), message=exc.client_message())
         except Exception as exc:  # noqa: BLE001 - the caller gets an answer whatever happened
-            log.error("a streamed create failed", extra={"error": type(exc).__name__})
-            response = orders_pb2.CreateOrdersResponse(
-                code=_code(grpc.StatusCode.INTERNAL), message="internal error"
-            )
+            code, message = _streamed_error(exc, "create")
+            response = orders_pb2.CreateOrdersResponse(code=code, message=message)
         response.batch_id = request.batch_id
         emit(response)
 
@@ -375,13 +380,8 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         try:
             event = validation.parse_new_event(raw, "events[].")
             _fill_result(result, await self._appender.submit(event))
-        except DomainError as exc:
-            result.code = _code(exc.code)
-            result.message = exc.client_message()
         except Exception as exc:  # noqa: BLE001 - the caller gets a result whatever happened
-            log.error("a streamed append failed", extra={"error": type(exc).__name__})
-            result.code = _code(grpc.StatusCode.INTERNAL)
-            result.message = "internal error"
+            result.code, result.message = _streamed_error(exc, "append")
         emit(result)
 
     async def GetOrderStream(
