@@ -1006,7 +1006,11 @@ async def record_executions(
     refusal, an unknown order, two members of one order) are decided one by one, exactly as alone.
     Returns the stored row or the exception record_execution would have raised, per member."""
     results: list[ExecutionRow | Exception | None] = [None] * len(executions)
-    signed = [i for i, e in enumerate(executions) if e.state == "signed"]
+    # in order id order: the insert takes each order's row lock (KEY SHARE) as it goes, and appends
+    # lock theirs in id order too, so the two can wait for each other but never deadlock
+    signed = sorted(
+        (i for i, e in enumerate(executions) if e.state == "signed"), key=lambda i: executions[i].order_id
+    )
     moves = [i for i, e in enumerate(executions) if e.state != "signed"]
     now = utcnow()
     async with pool.connection() as conn:

@@ -975,3 +975,30 @@ async def test_a_signed_record_waiting_on_a_failing_append_sees_the_failure(
         await record
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert list((await stub.ListExecutions(S.ListExecutionsRequest(order_id=oid))).executions) == []
+
+
+async def test_a_batch_of_signed_records_and_an_append_never_deadlock(
+    service: Running, stub: OrdersStub
+) -> None:
+    """The batch insert locks the orders' rows in id order, as appends do: a batch given in the
+    other order waits for an append holding the first row, instead of holding the second and
+    deadlocking with it (Postgres used to abort one of them every few thousand orders)."""
+    from persistence_svc import store
+    from persistence_svc.validation import parse_execution
+
+    low, high = sorted([uuid.UUID((await create(stub)).order_id) for _ in range(2)])
+    batch = [parse_execution(execution(str(high), 1)), parse_execution(execution(str(low), 1))]
+    async with await psycopg.AsyncConnection.connect(service.settings.database_url) as append:
+        await append.execute(
+            "SELECT 1 FROM orders WHERE id = %s FOR UPDATE", (low,)
+        )  # an append's first lock
+        recording = asyncio.ensure_future(store.record_executions(service.pool, batch))
+        await asyncio.sleep(0.3)
+        assert not recording.done()  # waiting for `low`, holding nothing the append needs next
+        async with asyncio.timeout(
+            5
+        ):  # the append's second lock: free (the deadlock detector acts after 1 s)
+            await append.execute("SELECT 1 FROM orders WHERE id = %s FOR UPDATE", (high,))
+        await append.commit()
+    results = await recording
+    assert [r.order_id for r in results if not isinstance(r, Exception)] == [high, low], results
