@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -61,7 +62,32 @@ POLL_S = 0.1  # how often the supervisor looks for exited children
 METRICS_SERVICES = ("gateway", "worker", "router", "executor", "persistence", "supervisor")
 
 
+# Ports handed out below the kernel's ephemeral range: a port the kernel picked for us (bind to 0)
+# lies inside that range, where any outgoing connection may take it before the child binds it
+# (seen: a gateway failing with "address already in use"). Below the range only another bind can.
+_PICK_FROM = 20_000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # not Linux: fall back to the kernel's choice
+
+
 def free_port() -> int:
+    """A 127.0.0.1 port free now, for a child to bind; outside the ephemeral range where there is
+    room, so no outgoing connection takes it meanwhile."""
+    low = _ephemeral_low()
+    if low - _PICK_FROM >= 1_000:
+        for _ in range(100):
+            port = random.randrange(_PICK_FROM, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
