@@ -133,6 +133,24 @@ async def test_another_amount_or_an_unknown_order_is_refused(stack: Stack) -> No
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
+def sell_plan(stack: Stack, order_id: str, amount_in: int, venue: str = "raydium_cpmm") -> OrderPlan:
+    """A one-leg SOL → USDC plan on the venue's SOL/USDC pool (what FreshQuoter quotes)."""
+    pool = Pubkey.from_string(stack.pool(venue, "SOL/USDC"))
+    return OrderPlan(
+        order_id,
+        1,
+        Pubkey.from_string(SOL),
+        Pubkey.from_string(USDC),
+        amount_in,
+        (LegPlan(venue, pool, amount_in, 1),),
+    )
+
+
+def own_quoter(stack: Stack) -> FreshQuoter:
+    """The executor's quoter on the test's own chain client (not the executor's cache)."""
+    return FreshQuoter(stack.chain, {v: stack.markets.program_id(v) for v in stack.markets.programs})
+
+
 @pytest.mark.parametrize("venue", ["raydium_cpmm", "meteora_dlmm"])
 async def test_a_min_out_below_the_fresh_quote_is_refused_and_the_floor_is_accepted(
     stack: Stack, venue: str
@@ -145,34 +163,12 @@ async def test_a_min_out_below_the_fresh_quote_is_refused_and_the_floor_is_accep
 
     # the executor's own floor (its quote less the order's 100 bps and the tolerance) is accepted
     request = stack.request(order_id, "SOL", "USDC", [(venue, "SOL/USDC", 10**8, 1)])
-    pool = Pubkey.from_string(request.route.legs[0].pool)
-    plan = OrderPlan(
-        order_id,
-        1,
-        Pubkey.from_string(SOL),
-        Pubkey.from_string(USDC),
-        10**8,
-        (LegPlan(venue, pool, 10**8, 1),),
-    )
-    programs = {v: stack.markets.program_id(v) for v in stack.markets.programs}
-    (fresh,) = await FreshQuoter(stack.chain, programs).quote(plan)
+    (fresh,) = await own_quoter(stack).quote(sell_plan(stack, order_id, 10**8, venue))
     assert fresh > 0
     request.route.legs[0].min_amount_out = min_out_floor(fresh, 100, 0)  # what the router would ask
     updates = await stack.execute(request)
     assert stages(updates)[-1] == Stage.STAGE_CONFIRMED, updates[-1]
     assert updates[-1].amount_out >= request.route.legs[0].min_amount_out
-
-
-def sell_plan(stack: Stack, order_id: str, amount_in: int) -> OrderPlan:
-    pool = Pubkey.from_string(stack.pool("raydium_cpmm", "SOL/USDC"))
-    return OrderPlan(
-        order_id,
-        1,
-        Pubkey.from_string(SOL),
-        Pubkey.from_string(USDC),
-        amount_in,
-        (LegPlan("raydium_cpmm", pool, amount_in, 1),),
-    )
 
 
 async def test_a_bound_refused_on_cached_state_is_judged_again_on_the_chain_state_now(stack: Stack) -> None:
@@ -181,8 +177,7 @@ async def test_a_bound_refused_on_cached_state_is_judged_again_on_the_chain_stat
     and accepted when it holds there (before, the order failed on every attempt)."""
     await strict(stack)
     stack.running.chain._slot_ttl_s = 60.0  # the cache outlives every swap of this test
-    programs = {v: stack.markets.program_id(v) for v in stack.markets.programs}
-    now = FreshQuoter(stack.chain, programs)  # the test's own reads, never cached
+    now = own_quoter(stack)  # the test's own reads, never cached (max_age_s=0 below)
     amount = 10**11  # 100 SOL
     cached_floor = fresh = 0
     for _ in range(20):  # other traders' sells move the pool away from the executor's cache
