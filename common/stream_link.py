@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -88,9 +88,32 @@ class StreamLink(Generic[Req, Resp, Out, In]):
 
     async def first(self, key: str, request: Req) -> Resp:
         """Sends `request` and returns its first response (a request answered once)."""
-        async for response in self.responses(key, request):
-            return response
-        raise LinkBroken(grpc.StatusCode.UNAVAILABLE)  # pragma: no cover - responses() never ends
+        (response,) = await self.first_all([(key, request)])
+        return response
+
+    async def first_all(self, requests: Sequence[tuple[str, Req]]) -> list[Resp]:
+        """Sends the (key, request) pairs in one message, in this order, and returns each one's
+        first response. Raises LinkBroken if the stream breaks before every answer came."""
+        queues: list[tuple[str, asyncio.Queue[Resp | LinkBroken]]] = [
+            (key, asyncio.Queue()) for key, _ in requests
+        ]
+        for key, queue in queues:
+            self._waiting[key] = queue
+        try:
+            stream = await self._open()
+            stream.outbox.extend(request for _, request in requests)
+            stream.wake.set()
+            answers: list[Resp] = []
+            for _, queue in queues:
+                item = await queue.get()
+                if isinstance(item, LinkBroken):
+                    raise item
+                answers.append(item)
+            return answers
+        finally:
+            for key, queue in queues:
+                if self._waiting.get(key) is queue:
+                    del self._waiting[key]
 
     async def _open(self) -> _Open[Req, Out, In]:
         async with self._opening:

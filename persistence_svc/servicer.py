@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -111,6 +111,19 @@ def _streamed_error(exc: Exception, what: str) -> tuple[int, str]:
     return _code(grpc.StatusCode.INTERNAL), "internal error"
 
 
+def _chains(events: Iterable[orders_pb2.NewEvent]) -> list[list[orders_pb2.NewEvent]]:
+    """A message's events as chains: runs of one order's events with consecutive seqs (a worker
+    appends an order's `routing` and `building` together). Any other event is a chain of its own."""
+    chains: list[list[orders_pb2.NewEvent]] = []
+    for event in events:
+        last = chains[-1][-1] if chains else None
+        if last is not None and last.order_id == event.order_id and event.seq == last.seq + 1:
+            chains[-1].append(event)
+        else:
+            chains.append([event])
+    return chains
+
+
 def _fill_result(result: orders_pb2.AppendResult, outcome: AppendOutcome) -> None:
     result.code = _code(outcome.code)
     result.message = outcome.message
@@ -203,8 +216,9 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         self._next_purge = 0.0
         # AppendEventStream's group commit: events that arrive while a commit is under way (from
         # any stream) go together in the next one; two commits at most at a time.
-        self._appender: MicroBatcher[EventInput, AppendOutcome] = MicroBatcher(
-            "append-stream", self._append_and_publish, max_batch=MAX_CREATE_BATCH, flushers=2
+        # an item is a chain: one order's consecutive events of one message, kept in one batch
+        self._appender: MicroBatcher[list[EventInput], list[AppendOutcome]] = MicroBatcher(
+            "append-stream", self._append_chains, max_batch=MAX_CREATE_BATCH, flushers=2
         )
         # the same for the executor's streams: reads, and stored executions
         self._reader: MicroBatcher[uuid.UUID, orders_pb2.Order | None] = MicroBatcher(
@@ -366,23 +380,43 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         """AppendEvents on a stream: every event of every message goes to the shared group commit
         (`self._appender`), and the results ready together leave in one message."""
 
-        async def groups() -> AsyncIterator[list[orders_pb2.NewEvent]]:
+        async def groups() -> AsyncIterator[list[list[orders_pb2.NewEvent]]]:
             async for batch in request_iterator:
-                yield list(batch.events)
+                yield _chains(batch.events)
 
         async for ready in multiplex(groups(), self._append_streamed):
             yield orders_pb2.AppendEventsResponse(results=ready)
 
+    async def _append_chains(self, chains: list[list[EventInput]]) -> list[list[AppendOutcome]]:
+        """The appender's flush: every chain's events in one batch, each chain's outcomes apart."""
+        outcomes = iter(await self._append_and_publish([e for chain in chains for e in chain]))
+        return [[next(outcomes) for _ in chain] for chain in chains]
+
     async def _append_streamed(
-        self, raw: orders_pb2.NewEvent, emit: Callable[[orders_pb2.AppendResult], None]
+        self, raws: list[orders_pb2.NewEvent], emit: Callable[[orders_pb2.AppendResult], None]
     ) -> None:
-        result = orders_pb2.AppendResult(order_id=raw.order_id, seq=raw.seq)
+        """One chain of a message: one order's events in seq order, stored in one batch (and in the
+        common case one statement). A member that is not valid ends the chain there: it and the
+        members after it are answered with its error, and nothing after it is stored."""
+        results = [orders_pb2.AppendResult(order_id=raw.order_id, seq=raw.seq) for raw in raws]
         try:
-            event = validation.parse_new_event(raw, "events[].")
-            _fill_result(result, await self._appender.submit(event))
+            chain: list[EventInput] = []
+            for raw in raws:
+                chain.append(validation.parse_new_event(raw, "events[]."))
         except Exception as exc:  # noqa: BLE001 - the caller gets a result whatever happened
-            result.code, result.message = _streamed_error(exc, "append")
-        emit(result)
+            code, message = _streamed_error(exc, "append")
+            for result in results[len(chain) :]:
+                result.code, result.message = code, message
+        try:
+            outcomes = await self._appender.submit(chain) if chain else []
+            for result, outcome in zip(results[: len(chain)], outcomes, strict=True):
+                _fill_result(result, outcome)
+        except Exception as exc:  # noqa: BLE001 - the caller gets a result whatever happened
+            code, message = _streamed_error(exc, "append")
+            for result in results[: len(chain)]:
+                result.code, result.message = code, message
+        for result in results:
+            emit(result)
 
     async def GetOrderStream(
         self,

@@ -661,29 +661,36 @@ _SET_ORDER_FIELDS = f"""
 _ROW_TYPE = """(i int, order_id uuid, seq int, status text, data jsonb, at_us bigint, attempts int,
      route jsonb, amount_out numeric, tx_hash text, dex text, executed_price text, failure_reason text,
      route_proto bytea, amount_in_spent numeric, cost bytea)"""
+_CHAIN_TYPE = _ROW_TYPE[:-1] + ", first_seq int, first_status text)"
 _AT = "'epoch'::timestamptz + u.at_us * interval '1 microsecond'"
 
 # Executions whose swap landed or may still land. An order with one is never `failed`: its
 # transaction is followed until it lands (→ confirmed) or provably expires (state "expired").
 _LIVE_STATES = "('signed', 'sent', 'landed')"
 
-# The common case in one statement and one round trip (autocommit, so one commit too): lock the
-# orders in id order, keep the events whose seq is next and whose transition is legal (the pairs
-# come from lifecycle.TRANSITIONS), insert them and update their orders; return their indexes.
+# The common case in one statement and one round trip (autocommit, so one commit too). Its input
+# is chains: each order's events of the batch, consecutive seqs with legal steps between them
+# (checked in Python), as one row per order (the first event's seq and status, the last event's
+# seq, status and time, the order fields the chain sets). Lock the orders in id order, keep the
+# chains whose first event is next after the stored last_seq and whose first transition is legal
+# (the pairs come from lifecycle.TRANSITIONS), insert all their events, update each order once, and
+# return the kept orders with their prior status. A chain is kept whole or not at all.
 _APPEND_FAST = f"""
-WITH input AS (SELECT * FROM json_to_recordset(%(events)s::json) AS u{_ROW_TYPE}),
+WITH chains AS (
+    SELECT * FROM json_to_recordset(%(chains)s::json) AS u{_CHAIN_TYPE}
+),
 locked AS (
-    SELECT id, status, last_seq FROM orders WHERE id IN (SELECT order_id FROM input) ORDER BY id FOR UPDATE
+    SELECT id, status, last_seq FROM orders WHERE id IN (SELECT order_id FROM chains) ORDER BY id FOR UPDATE
 ),
 ok AS (
-    SELECT u.*, l.status AS prior FROM input AS u JOIN locked AS l ON l.id = u.order_id
-    WHERE u.seq = l.last_seq + 1 AND l.status || '>' || u.status = ANY(%(legal)s::text[])
-      AND NOT (u.status = 'failed' AND EXISTS (
-          SELECT 1 FROM executions AS x WHERE x.order_id = u.order_id AND x.state IN {_LIVE_STATES}))
+    SELECT u.*, l.status AS prior FROM chains AS u JOIN locked AS l ON l.id = u.order_id
+    WHERE u.first_seq = l.last_seq + 1 AND l.status || '>' || u.first_status = ANY(%(legal)s::text[])
 ),
 inserted AS (
     INSERT INTO order_events (order_id, seq, status, data, at)
-    SELECT u.order_id, u.seq, u.status, u.data, {_AT} FROM ok AS u
+    SELECT u.order_id, u.seq, u.status, u.data, {_AT}
+    FROM json_to_recordset(%(events)s::json) AS u{_ROW_TYPE}
+    WHERE u.order_id IN (SELECT order_id FROM ok)
     RETURNING order_id, seq, at
 ),
 outboxed AS (
@@ -693,7 +700,7 @@ updated AS (
     UPDATE orders AS o SET {_SET_ORDER_FIELDS}
     FROM ok AS u WHERE o.id = u.order_id
 )
-SELECT i, prior FROM ok"""
+SELECT order_id, prior FROM ok"""
 
 # The write of the checked path: the accepted events, and one row per changed order.
 _WRITE_CHECKED = f"""
@@ -756,38 +763,71 @@ def _resting(prior: str, status: str) -> bool:
 async def append_events(pool: AsyncConnectionPool, events: Sequence[EventInput]) -> list[AppendOutcome]:
     """Appends a batch; returns one outcome per event, in order.
 
-    A batch with one event per order (the gateway's shape) first goes through one statement that
-    accepts every event that is plainly next and legal. Whatever it leaves (repeats, conflicts,
-    unknown orders, illegal transitions), and any batch with several events for one order, goes
-    through the checked path: one transaction that locks the orders and decides each event in
-    Python. Either way an event is accepted only if its seq is the order's last_seq + 1 and its
-    transition is legal, under the order's row lock."""
+    Each order's events of the batch that form a chain (consecutive seqs, each step a legal
+    transition, no `failed`) go through one statement for the whole batch, which accepts a chain
+    whose first event is plainly next and legal. Whatever it leaves (repeats, conflicts, unknown
+    orders, illegal transitions, broken chains, `failed`) goes through the checked path: one
+    transaction that locks the orders and decides each event in Python. Either way an event is
+    accepted only if its seq is the order's last_seq + 1 and its transition is legal, under the
+    order's row lock."""
     if not events:
         return []
     outcomes: list[AppendOutcome | None] = [None] * len(events)
-    fast = len({e.order_id for e in events}) == len(events)
-    if fast and any(e.status == lifecycle.FAILED for e in events):
-        # `failed` is decided where its live-execution read comes after the orders' locks (a
-        # statement of its own, so it sees an execution stored while it waited for a lock); in the
-        # one-statement path that read would use the statement's older snapshot
-        fast = False
-    if fast:
+    by_order: dict[uuid.UUID, list[int]] = {}
+    for i, e in enumerate(events):
+        by_order.setdefault(e.order_id, []).append(i)
+    chains = {order_id: members for order_id, members in by_order.items() if _is_chain(events, members)}
+    if chains:
         ats = [utcnow() for _ in events]
-        rows = [_json_row(i, e, ats[i], _set_fields(e.update)) for i, e in enumerate(events)]
+        rows: list[str] = []
+        heads: list[str] = []
+        for members in chains.values():
+            fields: dict[str, Any] = {}
+            for i in members:
+                rows.append(_json_row(i, events[i], ats[i], {}))
+                fields.update(_set_fields(events[i].update))
+            first, last = events[members[0]], members[-1]
+            head = _json_row(last, events[last], ats[last], fields)
+            heads.append(f'{head[:-1]},"first_seq":{first.seq},"first_status":"{first.status}"}}')
         async with pool.connection() as conn:
             cur = await conn.execute(
-                _APPEND_FAST, {"events": "[" + ",".join(rows) + "]", "legal": _LEGAL_PAIRS}
+                _APPEND_FAST,
+                {
+                    "events": "[" + ",".join(rows) + "]",
+                    "chains": "[" + ",".join(heads) + "]",
+                    "legal": _LEGAL_PAIRS,
+                },
             )
-            for i, prior in await cur.fetchall():
-                e = events[i]
-                written = EventRow(e.order_id, e.seq, e.status, e.data, ats[i], e.data_json)
-                resting = _resting(prior, e.status)
-                outcomes[i] = AppendOutcome(grpc.StatusCode.OK, event=written, new=True, resting=resting)
+            for order_id, prior in await cur.fetchall():
+                for i in chains[order_id]:
+                    e = events[i]
+                    written = EventRow(e.order_id, e.seq, e.status, e.data, ats[i], e.data_json)
+                    resting = _resting(prior, e.status)
+                    outcomes[i] = AppendOutcome(grpc.StatusCode.OK, event=written, new=True, resting=resting)
+                    prior = e.status
     rest = [i for i, outcome in enumerate(outcomes) if outcome is None]
     if rest:
         for i, outcome in zip(rest, await _append_checked(pool, [events[i] for i in rest]), strict=True):
             outcomes[i] = outcome
     return [o for o in outcomes if o is not None]
+
+
+def _is_chain(events: Sequence[EventInput], members: list[int]) -> bool:
+    """The order's events of a batch can take the one-statement path: consecutive seqs, each step
+    a legal transition, and no `failed` (decided where its live-execution read comes after the
+    orders' locks: a statement of its own, so it sees an execution stored while it waited for a
+    lock; in the one statement that read would use the statement's older snapshot)."""
+    previous: EventInput | None = None
+    for i in members:
+        e = events[i]
+        if e.status == lifecycle.FAILED:
+            return False
+        if previous is not None and (
+            e.seq != previous.seq + 1 or not lifecycle.is_legal(previous.status, e.status)
+        ):
+            return False
+        previous = e
+    return True
 
 
 class _Pending:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 S = orders_pb2  # statuses
+Step = tuple["orders_pb2.OrderStatus.ValueType", dict[str, Any], "orders_pb2.OrderUpdate | None"]  # one event
 Stage = executor_pb2.ExecutionUpdate
 QUOTE_TIMEOUT_S = 5.0
 EXECUTE_TIMEOUT_S = 180.0
@@ -97,6 +98,18 @@ class Superseded(Exception):
         self.appended = appended  # events this driver had appended before it was refused
 
 
+def _routed(attempt: int, data: dict[str, Any], routing: dict[str, Any], route: Any) -> Step:
+    """The `routing` event of an attempt, which stores its route on the order."""
+    update = orders_pb2.OrderUpdate(attempts=attempt, route_json=orjson.dumps(routing).decode(), route=route)
+    return S.ORDER_STATUS_ROUTING, data, update
+
+
+def _handed_over(routed: Step) -> list[Step]:
+    """The route and the hand-over to the executor (`building`), appended together: one commit and
+    one publish, and the executor starts on a route already stored."""
+    return [routed, (S.ORDER_STATUS_BUILDING, {"attempt": routed[1]["attempt"]}, None)]
+
+
 class OrderDriver:
     """Drives one order; knows the order's last seq and status so it appends only legal events."""
 
@@ -118,16 +131,25 @@ class OrderDriver:
         data: dict[str, Any],
         update: orders_pb2.OrderUpdate | None = None,
     ) -> None:
-        event = orders_pb2.NewEvent(
-            order_id=self.order.order_id,
-            seq=self.seq + 1,
-            status=status,
-            data_json=orjson.dumps(data).decode(),
-            update=update,
-        )
+        await self.append_chain([(status, data, update)])
+
+    async def append_chain(self, steps: list[Step]) -> None:
+        """Appends consecutive events of the order in one call (persistence stores them together,
+        in the common case with one statement and one commit); stops at the first refused one."""
+        events = [
+            orders_pb2.NewEvent(
+                order_id=self.order.order_id,
+                seq=self.seq + 1 + k,
+                status=status,
+                data_json=orjson.dumps(data).decode(),
+                update=update,
+            )
+            for k, (status, data, update) in enumerate(steps)
+        ]
         try:
-            await self.w.events.append(event)
+            await self.w.events.append_all(events)
         except AppendRejected as exc:
+            self._appended(steps[: exc.stored])
             if exc.code == grpc.StatusCode.FAILED_PRECONDITION and exc.message.startswith(
                 LIVE_EXECUTION_REFUSAL
             ):
@@ -135,10 +157,14 @@ class OrderDriver:
             if exc.code in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
                 raise Superseded(exc.message, self.appended) from None
             raise
-        self.seq += 1
-        self.status = status
-        self.appended += 1
-        self._measure(status)
+        self._appended(steps)
+
+    def _appended(self, steps: list[Step]) -> None:
+        for status, _, _ in steps:
+            self.seq += 1
+            self.status = status
+            self.appended += 1
+            self._measure(status)
 
     def _measure(self, status: int) -> None:
         """Counts the event and times the stage it ends (cheap: no label lookups)."""
@@ -237,29 +263,21 @@ class OrderDriver:
                     "amount_out": route.amount_out,
                 },
             )
-            await self.append(
-                S.ORDER_STATUS_ROUTING,
-                data,
-                orders_pb2.OrderUpdate(
-                    attempts=attempt,
-                    route_json=orjson.dumps(routing).decode(),
-                    route=route,
-                ),
-            )
+            routed = _routed(attempt, data, routing, route)
             limit = spec.max_price_impact_bps
+            refusal = ""
             if limit and route.price_impact_bps > limit:
-                await self.fail(
-                    f"price impact {route.price_impact_bps} bps exceeds maxPriceImpactBps {limit}",
-                    attempt,
-                )
-                return
-            if route.amount_out < floor:
-                await self.fail(
+                refusal = f"price impact {route.price_impact_bps} bps exceeds maxPriceImpactBps {limit}"
+            elif route.amount_out < floor:
+                refusal = (
                     f"the price moved below the limit after the trigger: the best route pays "
-                    f"{route.amount_out}, the limit needs {floor} (base units of the output)",
-                    attempt,
+                    f"{route.amount_out}, the limit needs {floor} (base units of the output)"
                 )
+            if refusal:
+                await self.append(*routed)  # the route is on record, then why it is not taken
+                await self.fail(refusal, attempt)
                 return
+            await self.append_chain(_handed_over(routed))
             next_try = await self.after(await self.execute(attempt, route), attempt)
             if next_try is None:
                 return
@@ -284,11 +302,7 @@ class OrderDriver:
         data: dict[str, Any] = {"attempt": attempt, **routing}
         if retry_of:
             data["retryOf"] = retry_of
-        await self.append(
-            S.ORDER_STATUS_ROUTING,
-            data,
-            orders_pb2.OrderUpdate(attempts=attempt, route_json=orjson.dumps(routing).decode(), route=route),
-        )
+        await self.append_chain(_handed_over(_routed(attempt, data, routing, route)))
         return await self.execute(attempt, route)
 
     async def quote(self, request: router_pb2.QuoteRequest) -> router_pb2.QuoteResponse:

@@ -9,7 +9,7 @@ again: the executor resumes what it stored (never a second swap), a quote is sim
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
@@ -128,6 +128,7 @@ class EventLink(
             lambda result: f"{result.order_id}:{result.seq}",
         )
 
-    async def append(self, event: orders_pb2.NewEvent) -> orders_pb2.AppendResult:
-        """The event's result (its code and, when stored, the event); LinkBroken if the stream broke."""
-        return await self.first(f"{event.order_id}:{event.seq}", event)
+    async def append_all(self, events: Sequence[orders_pb2.NewEvent]) -> list[orders_pb2.AppendResult]:
+        """The events' results (each its code and, when stored, the event), the events written in one
+        message (one order's consecutive events are stored together); LinkBroken if the stream broke."""
+        return await self.first_all([(f"{event.order_id}:{event.seq}", event) for event in events])

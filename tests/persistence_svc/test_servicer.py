@@ -1002,3 +1002,81 @@ async def test_a_batch_of_signed_records_and_an_append_never_deadlock(
         await append.commit()
     results = await recording
     assert [r.order_id for r in results if not isinstance(r, Exception)] == [high, low], results
+
+
+async def test_append_event_stream_stores_an_orders_consecutive_events_together(
+    stub: OrdersStub, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One order's consecutive events in one message (the worker's `routing` + `building`) are one
+    chain: stored by the one-statement path, the order row updated once with what both set; a chain
+    whose first event is refused stores nothing, a gap or an invalid member ends it there."""
+    from persistence_svc import store
+
+    checked: list[int] = []
+    real_checked = store._append_checked
+
+    async def spy(pool: Any, events: Any) -> Any:
+        checked.append(len(events))
+        return await real_checked(pool, events)
+
+    monkeypatch.setattr(store, "_append_checked", spy)
+    chained, gap, illegal, invalid = [await create(stub) for _ in range(4)]
+    route = {"route": {"dex": "raydium_cpmm"}}
+    call = stub.AppendEventStream()  # deadline-exempt: the test closes it
+    await call.write(
+        S.AppendEventsRequest(
+            events=[
+                event(chained.order_id, 2, ROUTING, {"attempt": 1}, attempts=1, route_json=json.dumps(route)),
+                event(chained.order_id, 3, BUILDING, {"attempt": 1}),
+            ]
+        )
+    )
+    first: list[S.AppendResult] = []
+    while len(first) < 2:
+        first.extend((await call.read()).results)
+    assert sorted((r.seq, r.code, r.event.status) for r in first) == [(2, 0, ROUTING), (3, 0, BUILDING)]
+    assert checked == []  # the chain took the one-statement path
+    await call.write(
+        S.AppendEventsRequest(
+            events=[
+                event(gap.order_id, 2, ROUTING),
+                event(gap.order_id, 4, BUILDING),  # not consecutive: a chain of its own, refused
+                event(illegal.order_id, 2, SUBMITTED),  # pending → submitted is illegal
+                event(illegal.order_id, 3, CONFIRMED),
+                event(invalid.order_id, 2, ROUTING),
+                S.NewEvent(
+                    order_id=invalid.order_id, seq=3, status=BUILDING, data_json="[1]"
+                ),  # not an object
+                event(invalid.order_id, 4, SUBMITTED),
+            ]
+        )
+    )
+    await call.done_writing()
+    results: dict[tuple[str, int], S.AppendResult] = {}
+    while len(results) < 7:
+        results.update({(r.order_id, r.seq): r for r in (await call.read()).results})
+    code = {k: r.code for k, r in results.items()}
+    assert code[(gap.order_id, 2)] == 0
+    assert code[(gap.order_id, 4)] == grpc.StatusCode.ABORTED.value[0]
+    assert code[(illegal.order_id, 2)] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert code[(illegal.order_id, 3)] != 0
+    assert code[(invalid.order_id, 2)] == 0
+    assert (
+        code[(invalid.order_id, 3)]
+        == code[(invalid.order_id, 4)]
+        == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    )
+    assert "data_json" in results[(invalid.order_id, 4)].message
+
+    def stored(order_id: str) -> list[int]:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute("SELECT seq FROM order_events WHERE order_id = %s ORDER BY seq", (order_id,))
+            return [row[0] for row in rows]
+
+    assert stored(chained.order_id) == [1, 2, 3]
+    assert stored(gap.order_id) == [1, 2]
+    assert stored(illegal.order_id) == [1]
+    assert stored(invalid.order_id) == [1, 2]
+    got = await stub.GetOrder(S.GetOrderRequest(order_id=chained.order_id))
+    assert (got.status, got.last_seq, got.attempts) == (BUILDING, 3, 1)
+    assert json.loads(got.route_json) == route
