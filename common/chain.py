@@ -986,7 +986,9 @@ class ChainClient:
             "getTransaction",
             [
                 str(signature),
-                {"encoding": "json", "commitment": commitment, "maxSupportedTransactionVersion": 0},
+                # base64: the node sends the bytes instead of building the message's JSON, and the
+                # account keys come from solders' parser
+                {"encoding": "base64", "commitment": commitment, "maxSupportedTransactionVersion": 0},
             ],
             lambda r: _transaction_info(r, "result"),
         )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import orjson
 
 from common.timefmt import EPOCH, from_us, to_us
 
@@ -22,7 +23,10 @@ def utcnow() -> datetime:
 def compact_json(value: Any) -> str:
     """Compact, keys sorted: one event reads the same whether just written or read from jsonb
     (which keeps its own key order)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # an integer beyond 64 bits, which orjson does not write: the exact slow path
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
 @dataclass(frozen=True)

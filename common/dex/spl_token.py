@@ -17,6 +17,7 @@ program ids (those are always passed in).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -443,8 +444,11 @@ def encode_token_account(acct: TokenAccount) -> bytes:
 # associated token accounts
 
 
+@functools.lru_cache(maxsize=4096)
 def associated_token_address(owner: Pubkey, mint: Pubkey, token_program: Pubkey) -> Pubkey:
-    """``get_associated_token_address_with_program_id``: PDA of [owner, token_program, mint]."""
+    """``get_associated_token_address_with_program_id``: PDA of [owner, token_program, mint]
+    (remembered: a PDA search hashes until it leaves the curve, and every swap asks for the same
+    few)."""
     return Pubkey.find_program_address(
         [bytes(owner), bytes(token_program), bytes(mint)], ASSOCIATED_TOKEN_PROGRAM_ID
     )[0]

@@ -436,6 +436,7 @@ async def test_simulate_and_transaction_parsing(stub: RpcStub) -> None:
         assert info.pre_balances == (10, 1) and info.post_token_balances[0].amount == 42
         assert await chain.get_transaction("1" * 64) is None
     assert stub.params["getTransaction"][0][1]["maxSupportedTransactionVersion"] == 0
+    assert stub.params["getTransaction"][0][1]["encoding"] == "base64"  # not the JSON the node must build
 
 
 async def test_prioritization_fee_percentile_cached(stub: RpcStub) -> None:
