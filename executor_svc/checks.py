@@ -123,6 +123,7 @@ class FreshQuoter:
         self._chain = chain
         self._programs = programs
         self._decodes: dict[Pubkey, tuple[tuple[AccountData | None, ...], PoolStateT]] = {}
+        self._deps: dict[Pubkey, tuple[AccountData, list[Pubkey]]] = {}
 
     async def quote(self, plan: OrderPlan, max_age_s: float | None = None) -> list[int]:
         """The amount out of each leg on the current state, or for an exact-out leg the input it
@@ -176,8 +177,18 @@ class FreshQuoter:
         return state
 
     def _dependencies(self, leg: LegPlan, account: AccountData | None) -> list[Pubkey]:
+        """The accounts a pool's quote needs besides its own, reused while the chain client serves
+        the very same account object (as `_decoded`): one decode per pool per slot."""
         if account is None:
             return []
+        cached = self._deps.get(leg.pool)
+        if cached is not None and cached[0] is account:
+            return cached[1]
+        deps = self._read_dependencies(leg, account)
+        self._deps[leg.pool] = (account, deps)
+        return deps
+
+    def _read_dependencies(self, leg: LegPlan, account: AccountData) -> list[Pubkey]:
         program = self._programs[leg.venue]
         try:
             if leg.venue == "raydium_cpmm":

@@ -198,3 +198,37 @@ async def test_a_bound_refused_on_cached_state_is_judged_again_on_the_chain_stat
     updates = await stack.execute(request)
     assert stages(updates)[-1] == Stage.STAGE_CONFIRMED, updates[-1]
     assert updates[-1].amount_out >= request.route.legs[0].min_amount_out
+
+
+@pytest.mark.parametrize("venue", ["raydium_cpmm", "meteora_dlmm"])
+async def test_the_quoter_decodes_a_pool_once_per_state_it_is_served(
+    stack: Stack, venue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many orders quoted on one slot's cached accounts: the pool is decoded (and the accounts its
+    quote needs derived) once, not once per order; a new state of the pool is decoded again."""
+    from common.dex import meteora_dlmm, raydium_cpmm
+
+    module, name = (
+        (raydium_cpmm, "decode_pool_state") if venue == "raydium_cpmm" else (meteora_dlmm, "decode_lb_pair")
+    )
+    calls: list[object] = []
+    real = getattr(module, name)
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    quoter = own_quoter(stack)
+    plan = sell_plan(stack, str(uuid.uuid4()), 10**8, venue)
+    await quoter.quote(plan)
+    once = len(calls)  # its dependencies, its state
+    assert once >= 1
+    for _ in range(4):  # more orders on one slot's cache: the same account objects
+        await quoter.quote(plan)
+    # decoded again only if the cache moved to a new slot meanwhile (at most once in these few ms);
+    # a decode per order would be 4 more
+    assert len(calls) <= 2 * once, calls
+    before = len(calls)
+    await quoter.quote(plan, max_age_s=0)  # read anew: other account objects, decoded again
+    assert len(calls) > before, calls
