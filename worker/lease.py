@@ -7,9 +7,12 @@ and another worker takes it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
 import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
@@ -48,3 +51,35 @@ class Lease:
 
     async def _eval(self, script: str, *args: Any) -> Any:
         return await self.redis.eval(script, 1, self.key, self.holder, *args)
+
+
+async def lead_passes(
+    stopping: asyncio.Event,
+    lease: Lease,
+    interval_s: float,
+    lead: Callable[[], Awaitable[None]],
+    follow: Callable[[], Awaitable[None]] | None = None,
+    interrupted: Callable[[], None] | None = None,
+) -> None:
+    """Runs `lead` once every `interval_s` while this worker holds `lease` (`follow` while another
+    worker does), until `stopping` is set. A pass cut short by persistence or Redis is logged and
+    the next one tries again; a pass that fails in any other way is logged with its traceback and
+    the loop goes on too: the engine-wide job never stops while its worker runs. `interrupted` runs
+    after a pass that did not finish (e.g. to reload a book the pass may have left behind)."""
+    loop = asyncio.get_running_loop()
+    while not stopping.is_set():
+        started = loop.time()
+        try:
+            if await lease.hold():
+                await lead()
+            elif follow is not None:
+                await follow()
+        except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
+            if interrupted is not None:
+                interrupted()
+            log.warning(f"{lease.role} pass interrupted", extra={"error": type(exc).__name__})
+        except Exception:  # noqa: BLE001 - a failed pass must not end the loop for good
+            if interrupted is not None:
+                interrupted()
+            log.exception(f"{lease.role} pass failed; the next pass starts afresh")
+        await asyncio.sleep(max(0.0, interval_s - (loop.time() - started)))

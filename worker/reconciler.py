@@ -28,7 +28,7 @@ from common.log import order_id_var
 from orderengine.v1 import orders_pb2
 from worker.driver import OrderDriver, Superseded
 from worker.events import AppendRejected
-from worker.lease import RELEASE_IF_MINE, RENEW_IF_MINE, Lease
+from worker.lease import RELEASE_IF_MINE, RENEW_IF_MINE, Lease, lead_passes
 
 if TYPE_CHECKING:
     from worker.consumer import Worker
@@ -52,14 +52,11 @@ class Reconciler:
 
     # --- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
-        while not self.w.stopping.is_set():
-            try:
-                if await self.lease.hold():
-                    await self._recover()
-                    await self._settle_handed_over()
-            except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
-                log.warning("reconciler pass interrupted", extra={"error": type(exc).__name__})
-            await asyncio.sleep(self.interval_s)
+        await lead_passes(self.w.stopping, self.lease, self.interval_s, self._pass)
+
+    async def _pass(self) -> None:
+        await self._recover()
+        await self._settle_handed_over()
 
     async def stop(self) -> None:
         tasks = list(self.settling.values())

@@ -35,13 +35,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import grpc
 import redis.asyncio as aioredis
 
 from common.amounts import format_amount
 from common.timefmt import iso_ms_from_us
 from orderengine.v1 import orders_pb2, router_pb2
-from worker.lease import RELEASE_IF_MINE, Lease
+from worker.lease import RELEASE_IF_MINE, Lease, lead_passes
 from worker.links import LinkBroken, QuoteFailed
 from worker.open_orders import OpenOrders
 from worker.triggers import TriggerLoop
@@ -93,16 +92,14 @@ class SniperWatch:
         self._driving: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        while not self.w.stopping.is_set():
-            try:
-                if await self.lease.hold():
-                    await self.tick()
-                else:
-                    await self.open.forget()  # read afresh when this worker leads again
-            except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
-                self.open.stale()
-                log.warning("sniper pass interrupted", extra={"error": type(exc).__name__})
-            await asyncio.sleep(self.interval_s)
+        await lead_passes(
+            self.w.stopping,
+            self.lease,
+            self.interval_s,
+            self.tick,
+            follow=self.open.forget,  # read afresh when this worker leads again
+            interrupted=self.open.stale,
+        )
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Lets the orders it drives finish for up to `grace_s` (a swap in flight is followed to its

@@ -35,7 +35,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import redis.asyncio as aioredis
 from prometheus_client import Gauge, Histogram
 
@@ -47,7 +46,7 @@ from gateway.views import resting_json
 __all__ = ["TriggerLoop", "decide", "limit_out", "resting_json", "with_limit"]
 from orderengine.v1 import orders_pb2, router_pb2, types_pb2
 from worker.book import Pair, PairBook
-from worker.lease import Lease
+from worker.lease import Lease, lead_passes
 from worker.links import LinkBroken, QuoteFailed
 from worker.open_orders import OpenOrders
 
@@ -126,18 +125,14 @@ class TriggerLoop:
         self._pass_cpu = 0.0
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self.w.stopping.is_set():
-            started = loop.time()
-            try:
-                if await self.lease.hold():
-                    await self.tick()
-                else:
-                    await self.open.forget()
-            except (grpc.aio.AioRpcError, aioredis.RedisError) as exc:
-                self.open.stale()  # a pass cut short may have left the book behind: reload it
-                log.warning("trigger pass interrupted", extra={"error": type(exc).__name__})
-            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
+        await lead_passes(
+            self.w.stopping,
+            self.lease,
+            self.interval_s,
+            self.tick,
+            follow=self.open.forget,  # read afresh when this worker leads again
+            interrupted=self.open.stale,  # a pass cut short may have left the book behind: reload it
+        )
 
     async def stop(self) -> None:
         await self.open.forget()
