@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -30,6 +30,7 @@ from common import event_messages
 from common.redis_client import follow_channel
 from orderengine.v1 import orders_pb2
 from worker.book import Book
+from worker.lease import Lease, lead_passes
 
 if TYPE_CHECKING:
     from worker.consumer import Worker
@@ -108,6 +109,14 @@ class OpenOrders:
             raise
         self.refetch(e.order_id for e, r in zip(events, response.results, strict=True) if r.code)
         return response
+
+    async def lead(self, lease: Lease, interval_s: float, tick: Callable[[], Awaitable[None]]) -> None:
+        """Runs the loop that keeps this book: `tick` once per interval while this worker holds
+        `lease`; without it the book is dropped (read afresh when this worker leads again), and a
+        pass cut short leaves it to be read whole on the next one."""
+        await lead_passes(
+            self.w.stopping, lease, interval_s, tick, follow=self.forget, interrupted=self.stale
+        )
 
     async def forget(self) -> None:
         """Not (or no longer) the leader: no subscription, no book."""

@@ -40,7 +40,7 @@ import redis.asyncio as aioredis
 from common.amounts import format_amount
 from common.timefmt import iso_ms_from_us
 from orderengine.v1 import orders_pb2, router_pb2
-from worker.lease import RELEASE_IF_MINE, Lease, lead_passes
+from worker.lease import RELEASE_IF_MINE, Lease
 from worker.links import LinkBroken, QuoteFailed
 from worker.open_orders import OpenOrders
 from worker.triggers import TriggerLoop
@@ -92,14 +92,7 @@ class SniperWatch:
         self._driving: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        await lead_passes(
-            self.w.stopping,
-            self.lease,
-            self.interval_s,
-            self.tick,
-            follow=self.open.forget,  # read afresh when this worker leads again
-            interrupted=self.open.stale,
-        )
+        await self.open.lead(self.lease, self.interval_s, self.tick)
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Lets the orders it drives finish for up to `grace_s` (a swap in flight is followed to its

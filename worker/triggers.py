@@ -46,7 +46,7 @@ from gateway.views import resting_json
 __all__ = ["TriggerLoop", "decide", "limit_out", "resting_json", "with_limit"]
 from orderengine.v1 import orders_pb2, router_pb2, types_pb2
 from worker.book import Pair, PairBook
-from worker.lease import Lease, lead_passes
+from worker.lease import Lease
 from worker.links import LinkBroken, QuoteFailed
 from worker.open_orders import OpenOrders
 
@@ -125,14 +125,7 @@ class TriggerLoop:
         self._pass_cpu = 0.0
 
     async def run(self) -> None:
-        await lead_passes(
-            self.w.stopping,
-            self.lease,
-            self.interval_s,
-            self.tick,
-            follow=self.open.forget,  # read afresh when this worker leads again
-            interrupted=self.open.stale,  # a pass cut short may have left the book behind: reload it
-        )
+        await self.open.lead(self.lease, self.interval_s, self.tick)
 
     async def stop(self) -> None:
         await self.open.forget()
