@@ -41,6 +41,7 @@ from common.streams import multiplex
 from executor_svc.builder import (
     MEMO_PROGRAM_ID,
     BuildFailed,
+    BuiltTx,
     LegPlan,
     OrderPlan,
     TxBuilder,
@@ -203,6 +204,14 @@ def instruction_roles(tx: VersionedTransaction, programs: dict[str, Pubkey]) -> 
 
 # ------------------------------------------------------------------------------------------------
 # the servicer
+
+
+def _close_watch(watching: asyncio.Future[Watch | None]) -> None:
+    """Done callback of a subscription no longer followed: closes it once it is taken."""
+    if not watching.cancelled() and watching.exception() is None:
+        watch = watching.result()
+        if watch is not None:
+            watch.close()
 
 
 def _failed(reason: str, retryable: bool) -> Any:
@@ -408,6 +417,24 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             blockhash=str(built.blockhash),
             state="signed",
         )
+        # The subscription to its outcome (pushed confirmation) is taken while it is stored: one
+        # round trip to the node fewer before the send.
+        watching = asyncio.ensure_future(self._sender.watch(execution.signature))
+        try:
+            async for update in self._store_and_send(plan, execution, built, watching):
+                yield update
+        finally:
+            # closed once taken, whether it was followed (closing it again is harmless) or nothing
+            # was sent (stored elsewhere, refused)
+            watching.add_done_callback(_close_watch)
+
+    async def _store_and_send(
+        self,
+        plan: OrderPlan,
+        execution: orders_pb2.Execution,
+        built: BuiltTx,
+        watching: asyncio.Future[Watch | None],
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         # 2. Stored before the first send, or not sent at all. Refused while another execution of
         #    the order is live (another executor, an earlier attempt, a crashed one): that one is
         #    resumed (reported, or its same bytes re-sent) and ours is dropped unsent; if it turns
@@ -451,7 +478,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                     "cu_price": built.compute_unit_price,
                 },
             )
-        async for update in self._send_and_follow(plan, execution, resumed=False):
+        async for update in self._send_and_follow(plan, execution, resumed=False, watching=watching):
             yield update
 
     async def _settle(self, plan: OrderPlan) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
@@ -520,11 +547,16 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             yield update
 
     async def _send_and_follow(
-        self, plan: OrderPlan, execution: orders_pb2.Execution, resumed: bool
+        self,
+        plan: OrderPlan,
+        execution: orders_pb2.Execution,
+        resumed: bool,
+        watching: asyncio.Future[Watch | None] | None = None,
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
-        """Subscribes to the signature (pushed confirmation), sends the stored bytes, reports
-        SUBMITTED and follows the transaction to an outcome."""
-        watch = await self._sender.watch(execution.signature)
+        """Subscribes to the signature (pushed confirmation; `watching`: a subscription already
+        asked for), sends the stored bytes once the node acknowledged it, reports SUBMITTED and
+        follows the transaction to an outcome."""
+        watch = await (watching if watching is not None else self._sender.watch(execution.signature))
         try:
             async for update in self._send_watched(plan, execution, resumed, watch):
                 yield update

@@ -334,8 +334,6 @@ async def test_execution_is_stored_before_the_first_send(stack: Stack) -> None:
 
 async def test_store_failure_means_nothing_is_sent(stack: Stack) -> None:
     order_id = await stack.order("SOL", "USDC", 10**7)
-    recorder = stack.running.servicer._recorder
-    real = recorder._link
 
     class BrokenStream:
         """Persistence's record stream breaks on every try (the database or the link is down)."""
@@ -344,17 +342,60 @@ async def test_store_failure_means_nothing_is_sent(stack: Stack) -> None:
             raise LinkBroken(grpc.StatusCode.UNAVAILABLE)
 
     sends_before = stack.running.chain.calls.get("sendTransaction", 0)
-    recorder._link = BrokenStream()  # type: ignore[assignment]
-    try:
-        updates = await stack.execute(
-            stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
-        )
-    finally:
-        recorder._link = real
+    updates = await _execute_recording_through(stack, order_id, BrokenStream())
     assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_FAILED]
     assert updates[-1].retryable is True and "nothing was sent" in updates[-1].reason
     assert stack.running.chain.calls.get("sendTransaction", 0) == sends_before
     assert await stack.swaps(order_id) == []
+    await _no_subscription_left(stack)  # the one taken while it was being stored is closed
+
+
+async def _execute_recording_through(
+    stack: Stack, order_id: str, link: Any
+) -> list[executor_pb2.ExecutionUpdate]:
+    """Executes a SOL → USDC swap of the order with the executor's record stream replaced by `link`."""
+    recorder = stack.running.servicer._recorder
+    real = recorder._link
+    recorder._link = link
+    try:
+        return await stack.execute(
+            stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
+        )
+    finally:
+        recorder._link = real
+
+
+async def _no_subscription_left(stack: Stack) -> None:
+    feed = stack.running.feed
+    assert feed is not None
+    async with asyncio.timeout(2):
+        while feed._subs or feed._pending:
+            await asyncio.sleep(0.01)
+
+
+async def test_the_outcome_is_subscribed_to_while_the_signed_transaction_is_stored(stack: Stack) -> None:
+    """The signatureSubscribe round trip overlaps the record of the signed transaction: it is asked
+    for before the record is made, and the send still waits for both."""
+    feed = stack.running.feed
+    assert feed is not None
+    order_id = await stack.order("SOL", "USDC", 10**7)
+    recorder = stack.running.servicer._recorder
+    real = recorder._link
+    seen: list[int] = []
+
+    class Watching:
+        async def first(self, key: str, request: Any) -> Any:
+            await asyncio.sleep(0.05)  # a slow store: the subscription is asked for meanwhile
+            if request[1].state == "signed":
+                seen.append(len(feed._pending) + len(feed._subs))
+                assert stack.running.chain.calls.get("sendTransaction", 0) == sends  # not sent yet
+            return await real.first(key, request)
+
+    sends = stack.running.chain.calls.get("sendTransaction", 0)
+    updates = await _execute_recording_through(stack, order_id, Watching())
+    assert stages(updates) == [Stage.STAGE_BUILDING, Stage.STAGE_SUBMITTED, Stage.STAGE_CONFIRMED]
+    assert seen == [1]  # subscribed (or asked) before the signed transaction was stored
+    await _no_subscription_left(stack)
 
 
 async def _until_submitted(
@@ -407,6 +448,7 @@ async def test_stored_unexpired_execution_is_resumed_not_resigned(stack: Stack) 
     assert stack.running.chain.calls.get("sendTransaction", 0) == sends
     assert len(await stack.swaps(order_id)) == 1
     assert [e.state for e in await stack.executions(order_id)] == ["landed"]
+    await _no_subscription_left(stack)  # attempt 2's own, never sent, is closed too
 
 
 class CountingOrders:
