@@ -34,6 +34,16 @@ class LinkBroken(Exception):
         self.code = code
 
 
+# How a stream broken by its peer's death may end: gRPC reports a process killed mid-stream as
+# UNAVAILABLE, or as INTERNAL (the connection reset under a stream: RST_STREAM) or UNKNOWN (stream
+# removed). To a caller all three are the same, the peer went away: UNAVAILABLE, ask again.
+_PEER_GONE = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+
+
+def _broken_code(code: grpc.StatusCode) -> grpc.StatusCode:
+    return grpc.StatusCode.UNAVAILABLE if code in _PEER_GONE else code
+
+
 @dataclass(eq=False)
 class _Open(Generic[Req, Out, In]):
     """One open stream: its call, the requests waiting to be written, and its two tasks."""
@@ -142,7 +152,7 @@ class StreamLink(Generic[Req, Resp, Out, In]):
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
             log.warning(f"{self.name} stream write failed", extra={"error": type(exc).__name__})
             code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.UNAVAILABLE
-            self._broken(stream, code)
+            self._broken(stream, _broken_code(code))
 
     async def _read(self, stream: _Open[Req, Out, In]) -> None:
         code = grpc.StatusCode.UNAVAILABLE
@@ -153,7 +163,7 @@ class StreamLink(Generic[Req, Resp, Out, In]):
                     if queue is not None:
                         queue.put_nowait(response)
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
+            code = _broken_code(exc.code())
             log.warning(
                 f"{self.name} stream broke; requests in flight ask again", extra={"grpc_code": code.name}
             )
