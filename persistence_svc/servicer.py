@@ -399,8 +399,8 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         common case one statement). A member that is not valid ends the chain there: it and the
         members after it are answered with its error, and nothing after it is stored."""
         results = [orders_pb2.AppendResult(order_id=raw.order_id, seq=raw.seq) for raw in raws]
+        chain: list[EventInput] = []
         try:
-            chain: list[EventInput] = []
             for raw in raws:
                 chain.append(validation.parse_new_event(raw, "events[]."))
         except Exception as exc:  # noqa: BLE001 - the caller gets a result whatever happened
