@@ -196,8 +196,9 @@ async def test_concurrent_publishes_keep_their_order(
 async def test_resting_orders_events_also_go_on_the_resting_channel(
     stub: OrdersStub, redis_client: aioredis.Redis, redis_prefix: str, subscriber: PubSub
 ) -> None:
-    """`{prefix}:events:resting` carries an order opening and leaving `open` (by the fast path, by
-    the checked path and by a cancel), never a market order's events; `:events` carries all."""
+    """`{prefix}:events:resting` carries an order opening and leaving `open` (by the one-statement
+    path, one event or a chain of them, by the checked path and by a cancel), never a market
+    order's events; `:events` carries all."""
     resting = redis_client.pubsub()
     await resting.subscribe(f"{redis_prefix}:events:resting")
     await resting.get_message(timeout=1.0)
@@ -207,6 +208,7 @@ async def test_resting_orders_events_also_go_on_the_resting_channel(
         market = (await stub.CreateOrder(S.CreateOrderRequest(spec=make_spec()))).order.order_id
         a = (await stub.CreateOrder(S.CreateOrderRequest(spec=limit))).order.order_id
         b = (await stub.CreateOrder(S.CreateOrderRequest(spec=limit))).order.order_id
+        c = (await stub.CreateOrder(S.CreateOrderRequest(spec=limit))).order.order_id
         # one event per order: the one-statement path
         await stub.AppendEvents(
             S.AppendEventsRequest(
@@ -214,10 +216,25 @@ async def test_resting_orders_events_also_go_on_the_resting_channel(
                     S.NewEvent(order_id=market, seq=2, status=S.ORDER_STATUS_ROUTING),
                     S.NewEvent(order_id=a, seq=2, status=S.ORDER_STATUS_OPEN),
                     S.NewEvent(order_id=b, seq=2, status=S.ORDER_STATUS_OPEN),
+                    S.NewEvent(order_id=c, seq=2, status=S.ORDER_STATUS_OPEN),
                 ]
             )
         )
-        # two events of one order in a batch: the checked path (a triggers: open → routing → building)
+        # `failed` always takes the checked path (c fails while resting: it leaves open)
+        await stub.AppendEvents(
+            S.AppendEventsRequest(
+                events=[
+                    S.NewEvent(
+                        order_id=c,
+                        seq=3,
+                        status=S.ORDER_STATUS_FAILED,
+                        update=S.OrderUpdate(failure_reason="test"),
+                    )
+                ]
+            )
+        )
+        # two events of one order in a batch: a chain, still the one-statement path (a triggers:
+        # open → routing → building; only the first leaves open)
         await stub.AppendEvents(
             S.AppendEventsRequest(
                 events=[
@@ -228,15 +245,17 @@ async def test_resting_orders_events_also_go_on_the_resting_channel(
             )
         )
         await stub.CancelOrder(S.CancelOrderRequest(order_id=b))
-        seen = [json.loads(m) for m in await receive(resting, 4)]
+        seen = [json.loads(m) for m in await receive(resting, 6)]
         assert [(m["orderId"], m["seq"], m["status"]) for m in seen] == [
             (a, 2, "open"),
             (b, 2, "open"),
+            (c, 2, "open"),
+            (c, 3, "failed"),
             (a, 3, "routing"),
             (b, 3, "cancelled"),
         ]
         await nothing_more(resting)
-        assert len(await receive(subscriber, 10)) == 10  # every event, on the main channel
+        assert len(await receive(subscriber, 13)) == 13  # every event, on the main channel
     finally:
         await resting.unsubscribe()
         await resting.aclose()
