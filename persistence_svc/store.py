@@ -732,14 +732,19 @@ WHERE (order_id, seq) IN (SELECT * FROM unnest(%s::uuid[], %s::int[]))"""
 _LEGAL_PAIRS = [f"{a}>{b}" for a, targets in lifecycle.TRANSITIONS.items() for b in sorted(targets)]
 
 
-def _json_row(index: int, event: EventInput, at: datetime, fields: dict[str, Any]) -> str:
+def _json_row(
+    index: int, event: EventInput, at: datetime, fields: dict[str, Any], with_data: bool = True
+) -> str:
     """One record for json_to_recordset: the event, and the order fields to set (absent = keep).
-    Built by hand: ids, ints and statuses need no escaping; data and route are compact JSON."""
+    Built by hand: ids, ints and statuses need no escaping; data and route are compact JSON.
+    A row that only updates its order leaves the event's data out (`with_data`): Postgres would
+    parse it for nothing."""
     parts = [
         f'{{"i":{index},"order_id":"{event.order_id}","seq":{event.seq},"status":"{event.status}"',
-        f'"data":{event.data_json}',
         f'"at_us":{to_us(at)}',
     ]
+    if with_data:
+        parts.append(f'"data":{event.data_json}')
     for name, value in fields.items():
         if name == "route_json":
             parts.append(f'"route":{value}')
@@ -791,7 +796,7 @@ async def append_events(pool: AsyncConnectionPool, events: Sequence[EventInput])
                 rows.append(_json_row(i, events[i], ats[i], {}))
                 fields.update(_set_fields(events[i].update))
             first, last = events[members[0]], members[-1]
-            head = _json_row(last, events[last], ats[last], fields)
+            head = _json_row(last, events[last], ats[last], fields, with_data=False)
             heads.append(f'{head[:-1]},"first_seq":{first.seq},"first_status":"{first.status}"}}')
         async with pool.connection() as conn:
             cur = await conn.execute(
@@ -917,7 +922,9 @@ async def _append_checked(pool: AsyncConnectionPool, events: Sequence[EventInput
 
         if new_rows:
             changed = [
-                _json_row(0, p.last[0], p.last[1], p.fields) for p in state.values() if p.last is not None
+                _json_row(0, p.last[0], p.last[1], p.fields, with_data=False)
+                for p in state.values()
+                if p.last is not None
             ]
             await conn.execute(
                 _WRITE_CHECKED,
