@@ -199,6 +199,11 @@ async def test_resting_orders_events_also_go_on_the_resting_channel(
     """`{prefix}:events:resting` carries an order opening and leaving `open` (by the one-statement
     path, one event or a chain of them, by the checked path and by a cancel), never a market
     order's events; `:events` carries all."""
+
+    async def append(*events: S.NewEvent) -> None:
+        response = await stub.AppendEvents(S.AppendEventsRequest(events=events))
+        assert [r.code for r in response.results] == [0] * len(events), response
+
     resting = redis_client.pubsub()
     await resting.subscribe(f"{redis_prefix}:events:resting")
     await resting.get_message(timeout=1.0)
@@ -210,39 +215,21 @@ async def test_resting_orders_events_also_go_on_the_resting_channel(
         b = (await stub.CreateOrder(S.CreateOrderRequest(spec=limit))).order.order_id
         c = (await stub.CreateOrder(S.CreateOrderRequest(spec=limit))).order.order_id
         # one event per order: the one-statement path
-        await stub.AppendEvents(
-            S.AppendEventsRequest(
-                events=[
-                    S.NewEvent(order_id=market, seq=2, status=S.ORDER_STATUS_ROUTING),
-                    S.NewEvent(order_id=a, seq=2, status=S.ORDER_STATUS_OPEN),
-                    S.NewEvent(order_id=b, seq=2, status=S.ORDER_STATUS_OPEN),
-                    S.NewEvent(order_id=c, seq=2, status=S.ORDER_STATUS_OPEN),
-                ]
-            )
+        await append(
+            S.NewEvent(order_id=market, seq=2, status=S.ORDER_STATUS_ROUTING),
+            S.NewEvent(order_id=a, seq=2, status=S.ORDER_STATUS_OPEN),
+            S.NewEvent(order_id=b, seq=2, status=S.ORDER_STATUS_OPEN),
+            S.NewEvent(order_id=c, seq=2, status=S.ORDER_STATUS_OPEN),
         )
         # `failed` always takes the checked path (c fails while resting: it leaves open)
-        await stub.AppendEvents(
-            S.AppendEventsRequest(
-                events=[
-                    S.NewEvent(
-                        order_id=c,
-                        seq=3,
-                        status=S.ORDER_STATUS_FAILED,
-                        update=S.OrderUpdate(failure_reason="test"),
-                    )
-                ]
-            )
-        )
+        failed = S.OrderUpdate(failure_reason="test")
+        await append(S.NewEvent(order_id=c, seq=3, status=S.ORDER_STATUS_FAILED, update=failed))
         # two events of one order in a batch: a chain, still the one-statement path (a triggers:
         # open → routing → building; only the first leaves open)
-        await stub.AppendEvents(
-            S.AppendEventsRequest(
-                events=[
-                    S.NewEvent(order_id=a, seq=3, status=S.ORDER_STATUS_ROUTING),
-                    S.NewEvent(order_id=a, seq=4, status=S.ORDER_STATUS_BUILDING),
-                    S.NewEvent(order_id=market, seq=3, status=S.ORDER_STATUS_BUILDING),
-                ]
-            )
+        await append(
+            S.NewEvent(order_id=a, seq=3, status=S.ORDER_STATUS_ROUTING),
+            S.NewEvent(order_id=a, seq=4, status=S.ORDER_STATUS_BUILDING),
+            S.NewEvent(order_id=market, seq=3, status=S.ORDER_STATUS_BUILDING),
         )
         await stub.CancelOrder(S.CancelOrderRequest(order_id=b))
         seen = [json.loads(m) for m in await receive(resting, 6)]
