@@ -1,6 +1,6 @@
-"""MicroBatcher's linger (the gateway's CREATE_BATCH_MS, the worker's BATCH_LINGER_MS): under load (the
-last batch held more than one item) a batch waits for more items up to the linger, and leaves at once
-when it is full; an idle batcher sends a lone item at once."""
+"""MicroBatcher's linger (the gateway's CREATE_BATCH_MS, the worker's BATCH_LINGER_MS): under load
+(another flush on the wire, or the last batch held more than one item) a batch waits for more items
+up to the linger, and leaves at once when it is full; an idle batcher sends a lone item at once."""
 
 from __future__ import annotations
 
@@ -75,3 +75,26 @@ async def test_a_full_batch_leaves_without_waiting_for_the_linger() -> None:
         assert results == [i * 10 for i in range(8)]
         assert rec.batches == [[-1, -2], [0, 1, 2, 3], [4, 5, 6, 7]]
         await batcher.stop()
+
+
+async def test_an_item_that_comes_while_a_batch_is_on_the_wire_lingers() -> None:
+    gate = asyncio.Event()
+    rec = Recorder()
+
+    async def flush(items: list[int]) -> list[int]:
+        if items == [1]:
+            await gate.wait()  # the first batch stays on the wire
+        return await rec.flush(items)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher("t", flush, max_batch=100, flushers=2, linger_s=0.2)
+    first = asyncio.create_task(batcher.submit(1))  # idle: sent at once
+    for _ in range(5):
+        await asyncio.sleep(0)
+    second = asyncio.create_task(batcher.submit(2))  # the other flusher takes it, and lingers
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert list(await asyncio.gather(second, batcher.submit(3))) == [20, 30]
+    assert rec.batches == [[2, 3]]
+    gate.set()
+    assert await first == 10
+    await batcher.stop()
