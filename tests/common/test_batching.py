@@ -36,11 +36,27 @@ async def _loaded(batcher: MicroBatcher[int, int]) -> None:
 
 async def test_an_idle_batcher_sends_a_lone_item_without_lingering() -> None:
     rec = Recorder()
-    batcher: MicroBatcher[int, int] = MicroBatcher("t", rec.flush, max_batch=100, flushers=1, linger_s=60)
-    async with asyncio.timeout(10):  # far below the 60 s linger
-        assert await batcher.submit(1) == 10
-        assert await batcher.submit(2) == 20
-    assert rec.batches == [[1], [2]]
+    batcher: MicroBatcher[int, int] = MicroBatcher("t", rec.flush, max_batch=100, flushers=1, linger_s=0.05)
+    for item in (1, 2):
+        first = asyncio.create_task(batcher.submit(item))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert rec.batches[-1] == [item]  # sent at once, no linger
+        assert await first == item * 10
+        await asyncio.sleep(0.1)  # idle: longer than the linger since the last item
+    await batcher.stop()
+
+
+async def test_an_item_within_the_linger_of_the_last_one_lingers() -> None:
+    rec = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher("t", rec.flush, max_batch=100, flushers=1, linger_s=0.2)
+    assert await batcher.submit(1) == 10  # idle: sent at once
+    second = asyncio.create_task(batcher.submit(2))  # right after it: that rate is load
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert rec.batches == [[1]]  # still lingering
+    assert list(await asyncio.gather(second, batcher.submit(3))) == [20, 30]
+    assert rec.batches == [[1], [2, 3]]
     await batcher.stop()
 
 
@@ -54,7 +70,8 @@ async def test_under_load_linger_lets_later_items_join_the_batch() -> None:
     assert rec.batches == [[-1, -2]]  # still lingering
     assert list(await asyncio.gather(first, batcher.submit(2))) == [10, 20]
     assert rec.batches == [[-1, -2], [1, 2]]
-    assert await batcher.submit(3) == 30  # lingered, alone: a batch of one, the load is gone
+    assert await batcher.submit(3) == 30  # lingered, alone: a batch of one
+    await asyncio.sleep(0.3)  # and nothing for longer than the linger: the load is gone
     fourth = asyncio.create_task(batcher.submit(4))
     for _ in range(5):
         await asyncio.sleep(0)
