@@ -8,11 +8,10 @@ takes an item first waits up to that long for the batch to fill (up to `max_batc
 (the gateway's CREATE_BATCH_MS, the worker's BATCH_LINGER_MS) — under load only: while another
 flush is on the wire, after a flush of several items, or within `linger_s` of the last item taken
 (at that rate another is due within the linger). An item that finds the batcher idle is sent at
-once: a lone item gains nothing by
-waiting (on an idle engine the linger was ~2.5 ms of an order's 25 at the median, with no batch to
-show for it), while under load the linger still fills the batches (at 420 orders/s offered,
-403-405 achieved with it, 392-400 without). A flush that raises fails every item of that batch with
-the same error, as each would have failed alone.
+once: a lone item gains nothing by waiting (on an idle engine the linger was ~2.5 ms of an order's
+25 at the median, with no batch to show for it), while under load the linger still fills the
+batches (at 420 orders/s offered, 403-405 achieved with it, 392-400 without). A flush that raises
+fails every item of that batch with the same error, as each would have failed alone.
 """
 
 from __future__ import annotations
