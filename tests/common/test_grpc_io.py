@@ -16,7 +16,7 @@ from common.settings import REPO_ROOT
 # A finder that notes the environment's GRPC_EXPERIMENTS when `grpc` is first looked for, then
 # imports the package and the module `python -m <package>` runs (its main() is not called).
 _PROBE = """
-import importlib, importlib.util, json, os, sys
+import importlib, json, os, sys
 seen = []
 class Probe:
     def find_spec(self, name, path=None, target=None):
@@ -33,31 +33,23 @@ print(json.dumps({"at_grpc_import": seen, "now": os.environ.get("GRPC_EXPERIMENT
 """
 
 
+def _python(env: dict[str, str], *args: str) -> str:
+    """What `python *args` prints, run in the repository with `env`."""
+    out = subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout
+
+
 @pytest.mark.parametrize("package", ["gateway", "worker", "router_svc", "executor_svc", "persistence_svc"])
 def test_grpc_loads_after_its_io_is_chosen(package: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE, package],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    probe = json.loads(out.stdout)
-    chosen = GRPC_IO
-    assert probe["at_grpc_import"] == [chosen], probe
-    assert probe["now"] == chosen
+    probe = json.loads(_python(env, "-c", _PROBE, package))
+    assert probe["at_grpc_import"] == [GRPC_IO], probe
+    assert probe["now"] == GRPC_IO
 
 
 def test_an_operators_setting_is_kept() -> None:
     env = {**os.environ, "GRPC_EXPERIMENTS": "event_engine_client"}
-    out = subprocess.run(
-        [sys.executable, "-c", "import os, worker; print(os.environ['GRPC_EXPERIMENTS'])"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "event_engine_client"
+    printed = _python(env, "-c", "import os, worker; print(os.environ['GRPC_EXPERIMENTS'])")
+    assert printed.strip() == "event_engine_client"
