@@ -215,6 +215,11 @@ class _SingleFlight:
         self._inflight: dict[Hashable, asyncio.Task[Any]] = {}
 
     async def do(self, key: Hashable, fn: Callable[[], Awaitable[V]]) -> V:
+        # a cancelled waiter must not cancel the shared call
+        return await asyncio.shield(self.start(key, fn))
+
+    def start(self, key: Hashable, fn: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        """The call with this key in flight, started if there is none; not waited for."""
         task: asyncio.Task[V] | None = self._inflight.get(key)
         if task is None:
             task = asyncio.ensure_future(fn())
@@ -226,8 +231,13 @@ class _SingleFlight:
                 _consume_exception(t)
 
             task.add_done_callback(done)
-        # a cancelled waiter must not cancel the shared call
-        return await asyncio.shield(task)
+        return task
+
+    def cancel_all(self) -> list[asyncio.Task[Any]]:
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        return tasks
 
 
 class _StatusBatcher:
@@ -509,6 +519,10 @@ def _signature(value: Any, where: str) -> Signature:
         raise _Malformed(f"{where}: not a valid signature") from None
 
 
+def _chunks(keys: Sequence[Pubkey], size: int) -> list[tuple[Pubkey, ...]]:
+    return [tuple(keys[i : i + size]) for i in range(0, len(keys), size)]
+
+
 def percentile_of(values: Sequence[int], percentile: int) -> int:
     """The nearest-rank percentile (0..100) of `values`; 0 for none."""
     if not values:
@@ -543,6 +557,7 @@ class ChainClient:
         slot_ttl_s: float = 0.4,
         blockhash_ttl_s: float = 0.4,
         block_height_ttl_s: float = 0.2,
+        refresh_ahead: float = 0.25,
         status_window_s: float = 0.002,
         max_connections: int = 16,
         batch_max: int = 100,
@@ -559,6 +574,9 @@ class ChainClient:
         self._slot_ttl_s = slot_ttl_s
         self._blockhash_ttl_s = blockhash_ttl_s
         self._block_height_ttl_s = block_height_ttl_s
+        if not 0 <= refresh_ahead < 1:
+            raise ValueError("refresh_ahead must be within [0, 1)")
+        self._refresh_ahead = refresh_ahead
         self._http = RpcHttpClient(rpc_url, max_connections=max_connections)
         self._batch_max = max(1, batch_max)
         self._max_posts = max(1, max_posts)
@@ -569,6 +587,7 @@ class ChainClient:
         self._next_id = 0
         self._flight = _SingleFlight()
         self._accounts: dict[Pubkey, _CachedAccount] = {}
+        self._renewing: set[Pubkey] = set()  # accounts being read again before they expire
         self._blockhash: tuple[Hash, int, float] | None = None
         self._block_height: tuple[int, float] | None = None
         self._fees: dict[tuple[tuple[str, ...], int], tuple[int, float]] = {}
@@ -610,10 +629,11 @@ class ChainClient:
         for pending in self._queue:
             pending.future.cancel()
         self._queue.clear()
+        reads = self._flight.cancel_all()
         for task in list(self._posts):
             task.cancel()
-        if self._posts:
-            await asyncio.gather(*self._posts, return_exceptions=True)
+        if self._posts or reads:
+            await asyncio.gather(*self._posts, *reads, return_exceptions=True)
         await self._http.close()
 
     async def __aenter__(self) -> ChainClient:
@@ -787,6 +807,17 @@ class ChainClient:
         except _Malformed as exc:
             raise ChainError(f"{method}: malformed response: {exc}", retryable=False) from None
 
+    # -- caches ---------------------------------------------------------------------------------
+    #
+    # Each cached read (accounts, blockhash, block height, fees) is served until its lifetime ends;
+    # one served in the last `refresh_ahead` of its lifetime also starts the same read in the
+    # background (shared with any caller that finds it expired meanwhile). Under steady traffic
+    # the cache is renewed before it runs out, so no caller waits for a read that a cache could
+    # have spared, and no value served is older than its lifetime, as before.
+
+    def _due(self, expires_at: float, ttl: float, now: float) -> bool:
+        return expires_at - now < ttl * self._refresh_ahead
+
     # -- accounts -------------------------------------------------------------------------------
 
     async def get_multiple_accounts(
@@ -801,17 +832,22 @@ class ChainClient:
         now = time.monotonic()
         found: dict[Pubkey, _CachedAccount] = {}
         missing: list[Pubkey] = []
+        ageing: list[Pubkey] = []
         for key in dict.fromkeys(pubkeys):
             cached = self._accounts.get(key)
             if cached is not None and cached.expires_at - self._slot_ttl_s + ttl > now:
                 found[key] = cached
+                if self._due(cached.expires_at, self._slot_ttl_s, now):
+                    ageing.append(key)
             else:
                 missing.append(key)
+        ageing = [key for key in ageing if key not in self._renewing]
+        for chunk in _chunks(ageing, MAX_ACCOUNTS_PER_CALL):
+            self._renewing.update(chunk)
+            task = self._flight.start(("gma", chunk), functools.partial(self._fetch_accounts, chunk))
+            task.add_done_callback(functools.partial(self._renewed, chunk))
         if missing:
-            chunks = [
-                tuple(missing[i : i + MAX_ACCOUNTS_PER_CALL])
-                for i in range(0, len(missing), MAX_ACCOUNTS_PER_CALL)
-            ]
+            chunks = _chunks(missing, MAX_ACCOUNTS_PER_CALL)
             results = await asyncio.gather(
                 *(
                     self._flight.do(("gma", chunk), functools.partial(self._fetch_accounts, chunk))
@@ -823,6 +859,9 @@ class ChainClient:
                     found[key] = _CachedAccount(slot, account, 0.0)
         slot = min(c.slot for c in found.values()) if found else 0
         return slot, [found[k].account for k in pubkeys]
+
+    def _renewed(self, keys: tuple[Pubkey, ...], _task: object) -> None:
+        self._renewing.difference_update(keys)
 
     async def _fetch_accounts(self, keys: tuple[Pubkey, ...]) -> tuple[int, list[AccountData | None]]:
         def parse(result: Any) -> tuple[int, list[AccountData | None]]:
@@ -895,7 +934,10 @@ class ChainClient:
     async def latest_blockhash(self) -> tuple[Hash, int]:
         """(blockhash, last_valid_block_height), one RPC call per `blockhash_ttl_s` for everyone."""
         cached = self._blockhash
-        if cached is not None and cached[2] > time.monotonic():
+        now = time.monotonic()
+        if cached is not None and cached[2] > now:
+            if self._due(cached[2], self._blockhash_ttl_s, now):
+                self._flight.start("blockhash", self._fetch_blockhash)
             return cached[0], cached[1]
         return await self._flight.do("blockhash", self._fetch_blockhash)
 
@@ -922,7 +964,10 @@ class ChainClient:
     async def block_height(self) -> int:
         """The current block height (cached for `block_height_ttl_s`)."""
         cached = self._block_height
-        if cached is not None and cached[1] > time.monotonic():
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            if self._due(cached[1], self._block_height_ttl_s, now):
+                self._flight.start("block_height", self._fetch_block_height)
             return cached[0]
         return await self._flight.do("block_height", self._fetch_block_height)
 
@@ -1055,9 +1100,13 @@ class ChainClient:
             raise ValueError("percentile must be within 0..100")
         key = (tuple(sorted(str(a) for a in accounts)), percentile)
         cached = self._fees.get(key)
-        if cached is not None and cached[1] > time.monotonic():
+        now = time.monotonic()
+        fetch = functools.partial(self._fetch_fee, key)
+        if cached is not None and cached[1] > now:
+            if self._due(cached[1], self._slot_ttl_s, now):
+                self._flight.start(("fee", key), fetch)
             return cached[0]
-        return await self._flight.do(("fee", key), functools.partial(self._fetch_fee, key))
+        return await self._flight.do(("fee", key), fetch)
 
     async def _fetch_fee(self, key: tuple[tuple[str, ...], int]) -> int:
         def parse(result: Any) -> list[int]:

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 CLOCK_SYSVAR = Pubkey.from_string("SysvarC1ock11111111111111111111111111111111")
 BIN_ARRAYS_EACH_WAY = 3
+# The share of a snapshot's lifetime, at its end, in which a quote starts the next read (as
+# common.chain.ChainClient renews its caches): steady traffic finds the pools read already.
+REFRESH_AHEAD = 0.25
 
 
 @dataclass(frozen=True)
@@ -147,14 +150,23 @@ class PoolBook:
         return {frozenset(p.mints) for p in (self._snapshot.pools if self._snapshot else [])}
 
     async def snapshot(self) -> Snapshot:
+        """The pools as read at most `refresh_s` ago. One served in the last quarter of that
+        starts the next read in the background, so that steady traffic never waits for one."""
         snap = self._snapshot
-        if snap is not None and time.monotonic() - snap.taken_at < self.refresh_s:
-            return snap
+        if snap is not None:
+            age = time.monotonic() - snap.taken_at
+            if age < self.refresh_s:
+                if age >= self.refresh_s * (1 - REFRESH_AHEAD):
+                    self._start_refresh()
+                return snap
+        return await asyncio.shield(self._start_refresh())
+
+    def _start_refresh(self) -> asyncio.Future[Snapshot]:
         if self._refreshing is None:
             generation = self._generation
             self._refreshing = asyncio.ensure_future(self._refresh())
             self._refreshing.add_done_callback(lambda fut: self._refresh_done(fut, generation))
-        return await asyncio.shield(self._refreshing)
+        return self._refreshing
 
     def _refresh_done(self, fut: asyncio.Future[Snapshot], generation: int) -> None:
         self._refreshing = None

@@ -242,6 +242,57 @@ async def test_block_height_cached_briefly(stub: RpcStub) -> None:
     assert stub.count("getBlockHeight") == 2
 
 
+async def test_caches_are_renewed_before_they_expire(stub: RpcStub) -> None:
+    """A value served in the last quarter of its lifetime starts the same read in the background:
+    steady traffic never waits for a read, and nothing served is older than its lifetime."""
+    key = Pubkey.new_unique()
+    stub.handlers["getMultipleAccounts"] = lambda p: {
+        "context": {"slot": 5},
+        "value": [_account_json(1, b"x") for _ in p[0]],
+    }
+    stub.handlers["getRecentPrioritizationFees"] = lambda p: [{"slot": 1, "prioritizationFee": 9}]
+    methods = ("getLatestBlockhash", "getBlockHeight", "getMultipleAccounts", "getRecentPrioritizationFees")
+
+    async def read_all(chain: ChainClient) -> None:
+        await chain.latest_blockhash()
+        await chain.block_height()
+        await chain.get_multiple_accounts([key])
+        await chain.recent_prioritization_fee([key])
+
+    async with client_for(stub, slot_ttl_s=0.4, blockhash_ttl_s=0.4, block_height_ttl_s=0.4) as chain:
+        await read_all(chain)
+        assert [stub.count(m) for m in methods] == [1, 1, 1, 1]
+        await asyncio.sleep(0.2)  # half-way: served, nothing read
+        await read_all(chain)
+        assert [stub.count(m) for m in methods] == [1, 1, 1, 1]
+        await asyncio.sleep(0.13)  # in the last quarter: served, and read again in the background
+        await asyncio.gather(*(read_all(chain) for _ in range(5)))  # one read each, shared
+        await asyncio.sleep(0.05)
+        assert [stub.count(m) for m in methods] == [2, 2, 2, 2]
+        await asyncio.sleep(0.1)  # past the first reads' lifetime: the renewed values are served
+        await read_all(chain)
+        assert [stub.count(m) for m in methods] == [2, 2, 2, 2]
+
+    before = stub.count("getLatestBlockhash")
+    async with client_for(stub, slot_ttl_s=0.4, blockhash_ttl_s=0.4, refresh_ahead=0) as chain:
+        await chain.latest_blockhash()
+        await asyncio.sleep(0.33)
+        await chain.latest_blockhash()
+        await asyncio.sleep(0.05)
+        assert stub.count("getLatestBlockhash") - before == 1  # off: nothing renewed ahead
+
+
+async def test_a_renewal_that_fails_leaves_the_cached_value_to_its_lifetime(stub: RpcStub) -> None:
+    async with client_for(stub, blockhash_ttl_s=0.3, max_retries=0) as chain:
+        assert (await chain.latest_blockhash())[1] == 160
+        stub.handlers["getLatestBlockhash"] = lambda p: JSONResponse({"error": "down"}, status_code=503)
+        await asyncio.sleep(0.25)
+        assert (await chain.latest_blockhash())[1] == 160  # served; the renewal fails quietly
+        await asyncio.sleep(0.1)
+        with pytest.raises(ChainError):
+            await chain.latest_blockhash()
+
+
 @pytest.mark.parametrize(
     "response",
     [

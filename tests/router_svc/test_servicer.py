@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,6 +12,7 @@ from common.amounts import min_out
 from common.grpc_client import open_channel
 from common.markets import load_markets
 from orderengine.v1 import router_pb2, router_pb2_grpc
+from router_svc.pools import PoolBook
 from tests.engine import Engine, engine
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -178,3 +180,20 @@ async def test_pool_state_is_read_once_per_refresh(eng: Engine, stub: router_pb2
         )
     )
     assert chain.calls.get("getMultipleAccounts", 0) - before <= 2
+
+
+async def test_the_pools_are_read_again_before_the_snapshot_expires(eng: Engine) -> None:
+    """A snapshot served in the last quarter of its lifetime starts the next read in the background;
+    the quote after its end finds the new one without waiting."""
+    book = PoolBook(eng.router.chain, load_markets(eng.settings.markets_path), refresh_s=0.4)
+    first = await book.snapshot()
+    await asyncio.sleep(0.2)
+    assert await book.snapshot() is first and book.refreshes == 1
+    await asyncio.sleep(0.13)
+    assert await book.snapshot() is first  # served at once, the next read started
+    assert await book.snapshot() is first  # still one read
+    await asyncio.sleep(0.05)
+    assert book.refreshes == 2
+    await asyncio.sleep(0.1)  # past the first snapshot's lifetime
+    second = await book.snapshot()
+    assert second is not first and second.taken_at > first.taken_at and book.refreshes == 2
