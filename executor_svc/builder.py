@@ -177,6 +177,19 @@ class BuiltTx:
     accounts: WalletAccounts
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A transaction ready to sign: its final message (compute budget from the simulation)."""
+
+    message: MessageV0
+    blockhash: Hash
+    last_valid_block_height: int
+    compute_unit_limit: int
+    compute_unit_price: int
+    roles: dict[int, str]
+    accounts: WalletAccounts
+
+
 @dataclass(slots=True)
 class _Leg:
     """A leg with everything read from the chain that its instruction needs."""
@@ -612,6 +625,13 @@ class TxBuilder:
         """Reads the pools, simulates, and returns the signed transaction to store and send.
 
         Raises BuildFailed (nothing to send) or ChainError (the chain could not be read)."""
+        return self.sign(await self.draft(plan))
+
+    async def draft(self, plan: OrderPlan) -> Draft:
+        """Everything but the signature: the pools read, the transaction simulated (unsigned) and
+        its compute budget set from the simulation. Nothing leaves the process signed.
+
+        Raises BuildFailed (nothing to send) or ChainError (the chain could not be read)."""
         try:
             legs = await self._legs(plan)
         except QuoteError as exc:  # e.g. BitmapExtensionAccountIsNotProvided while finding bin arrays
@@ -644,15 +664,19 @@ class TxBuilder:
             cu_limit = DEFAULT_OVERHEAD_UNITS + sum(DEFAULT_LEG_UNITS[leg.plan.venue] for leg in legs)
 
         message, roles = self._compile(plan, legs, accounts, cu_limit, cu_price, blockhash)
-        tx = self._wallet.sign(message)
+        return Draft(message, blockhash, last_valid, cu_limit, cu_price, roles, accounts)
+
+    def sign(self, draft: Draft) -> BuiltTx:
+        """The drafted transaction, signed by the wallet."""
+        tx = self._wallet.sign(draft.message)
         return BuiltTx(
             tx=tx,
             raw=bytes(tx),
             signature=tx.signatures[0],
-            blockhash=blockhash,
-            last_valid_block_height=last_valid,
-            compute_unit_limit=cu_limit,
-            compute_unit_price=cu_price,
-            roles=roles,
-            accounts=accounts,
+            blockhash=draft.blockhash,
+            last_valid_block_height=draft.last_valid_block_height,
+            compute_unit_limit=draft.compute_unit_limit,
+            compute_unit_price=draft.compute_unit_price,
+            roles=draft.roles,
+            accounts=draft.accounts,
         )

@@ -206,6 +206,15 @@ def instruction_roles(tx: VersionedTransaction, programs: dict[str, Pubkey]) -> 
 # the servicer
 
 
+async def _dropped(*tasks: asyncio.Future[Any]) -> None:
+    """Cancels what is left of `tasks` and waits for them, their errors read (a draft or quote
+    that a refusal made moot)."""
+    left = [t for t in tasks if not t.done()]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _close_watch(watching: asyncio.Future[Watch | None]) -> None:
     """Done callback of a subscription no longer followed: closes it once it is taken."""
     if not watching.cancelled() and watching.exception() is None:
@@ -373,26 +382,40 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
 
     async def _execute(self, plan: OrderPlan) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         # 0. Trust no caller's numbers (executor_svc/checks.py): the stored order must allow this
-        #    attempt, before anything is built or signed.
-        order = await self._stored_order(plan.order_id)
-        check_order(plan, order)
-        # 1. Build, simulate, sign, without reading anything first: a fresh order has nothing stored,
-        #    and persistence refuses to store a second live execution of an order, naming the live
-        #    one instead (step 2), so nothing stored can be overlooked.
-        yield Update(stage=Stage.STAGE_BUILDING)
+        #    attempt before anything is signed. It is read while the executor quotes the pools and
+        #    builds and simulates the transaction (reads only, nothing signed), which would
+        #    otherwise wait for it; a refused attempt drops them unsigned.
+        # 1. Build, simulate, sign, without reading anything stored first: a fresh order has
+        #    nothing stored, and persistence refuses to store a second live execution of an order,
+        #    naming the live one instead (step 2), so nothing stored can be overlooked.
+        quoting = asyncio.ensure_future(self._quoter.quote(plan))
+        drafting = asyncio.ensure_future(self._builder.draft(plan))
         try:
-            # the floors come from the same per-slot pool state the build reads next
-            fresh = await self._quoter.quote(plan)
+            order = await self._stored_order(plan.order_id)
+            check_order(plan, order)
+            yield Update(stage=Stage.STAGE_BUILDING)
             try:
-                check_min_outs(plan.legs, fresh, order.spec.slippage_bps, self._quote_tolerance_bps)
-            except OffMarketBound:
-                # the per-slot cache may hold state older than the caller's quote (a chain whose
-                # slots are shorter than the cache's lifetime, swaps landing within a slot): never
-                # refuse on it, look at the chain's state now and judge on that
-                fresh = await self._quoter.quote(plan, max_age_s=0)
-                check_min_outs(plan.legs, fresh, order.spec.slippage_bps, self._quote_tolerance_bps)
-            built = await self._builder.build(plan)
-        except (BuildFailed, ChainError) as exc:
+                # the floors come from the same per-slot pool state the draft was built on
+                fresh = await quoting
+                try:
+                    check_min_outs(plan.legs, fresh, order.spec.slippage_bps, self._quote_tolerance_bps)
+                except OffMarketBound:
+                    # the per-slot cache may hold state older than the caller's quote (a chain
+                    # whose slots are shorter than the cache's lifetime, swaps landing within a
+                    # slot): never refuse on it, look at the chain's state now, judge and build
+                    # on that
+                    fresh = await self._quoter.quote(plan, max_age_s=0)
+                    check_min_outs(plan.legs, fresh, order.spec.slippage_bps, self._quote_tolerance_bps)
+                    await _dropped(drafting)
+                    drafting = asyncio.ensure_future(self._builder.draft(plan))
+                built = self._builder.sign(await drafting)
+            except (BuildFailed, ChainError) as exc:
+                failure: BuildFailed | ChainError | None = exc
+            else:
+                failure = None
+        finally:
+            await _dropped(quoting, drafting)
+        if failure is not None:
             # A stored execution that landed or may still land outranks a failed build: a resumed
             # order whose swap already moved the pool may well fail its own simulation.
             resumed = False
@@ -401,11 +424,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
                 yield update
             if resumed:
                 return
-            if isinstance(exc, BuildFailed):
-                log.info("attempt not built", extra={"reason": exc.reason, "retryable": exc.retryable})
-                yield _failed(exc.reason, exc.retryable)
+            if isinstance(failure, BuildFailed):
+                extra = {"reason": failure.reason, "retryable": failure.retryable}
+                log.info("attempt not built", extra=extra)
+                yield _failed(failure.reason, failure.retryable)
             else:
-                yield _failed(f"cannot build the transaction: {exc.message}", exc.retryable)
+                yield _failed(f"cannot build the transaction: {failure.message}", failure.retryable)
             return
 
         execution = orders_pb2.Execution(

@@ -8,11 +8,14 @@ import uuid
 
 import grpc
 import pytest
+from solders.message import MessageV0
 from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
 
 from common.errors import FailedPrecondition, InvalidArgument
 from executor_svc.builder import LegPlan, OrderPlan
 from executor_svc.checks import FreshQuoter, check_min_outs, check_order, min_out_floor
+from executor_svc.wallet import Wallet
 from orderengine.v1 import executor_pb2, orders_pb2
 from tests.executor_svc import test_execute
 from tests.executor_svc.test_execute import SOL, Stack, stages
@@ -84,10 +87,23 @@ async def strict(stack: Stack) -> None:
 async def refused(stack: Stack, request: executor_pb2.ExecuteRequest) -> grpc.aio.AioRpcError:
     sends = stack.running.chain.calls.get("sendTransaction", 0)
     simulations = stack.running.chain.calls.get("simulateTransaction", 0)
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stack.execute(request)
-    # nothing built, signed, stored, sent or swapped
-    assert stack.running.chain.calls.get("simulateTransaction", 0) == simulations
+    signs: list[object] = []
+    sign = Wallet.sign
+
+    def counted(wallet: Wallet, message: MessageV0) -> VersionedTransaction:
+        signs.append(message)
+        return sign(wallet, message)
+
+    Wallet.sign = counted  # type: ignore[method-assign]
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stack.execute(request)
+    finally:
+        Wallet.sign = sign  # type: ignore[method-assign]
+    # nothing signed, stored, sent or swapped; at most the one unsigned simulation of the draft
+    # built while the stored order was read
+    assert signs == []
+    assert stack.running.chain.calls.get("simulateTransaction", 0) - simulations <= 1
     assert stack.running.chain.calls.get("sendTransaction", 0) == sends
     try:
         assert await stack.executions(request.order_id) == []
