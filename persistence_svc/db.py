@@ -39,14 +39,14 @@ class SessionTimeouts:
     A statement or lock wait cut short is an OperationalError, which the servicer answers with
     UNAVAILABLE (retryable). Migrations run on their own connection, without these.
 
-    Every run of a prepared statement is also planned for its own parameters and the tables as they
-    are (plan_cache_mode=force_custom_plan): after five runs Postgres may switch a prepared statement
-    to a generic plan costed on the tables as they were then, and keeps it until the next ANALYZE.
-    Made on a fresh database, the batch statements' generic plans seq-scan `orders` (a few pages
-    then), and every create and append went on scanning the whole table as it grew: Postgres' CPU
-    per order doubled within a one-minute benchmark sweep. A plan costs far less than that scan, and
-    on a grown table Postgres keeps these statements on custom plans anyway (their generic plan,
-    costed for ten ids, loses to the custom one for the few a batch holds)."""
+    A prepared statement is planned once per session, not per run (plan_cache_mode=
+    force_generic_plan): at small batches planning was a third of Postgres' CPU per order. Such a
+    plan is costed on the tables as they are when it is made, on a fresh database a few pages, where
+    a seq scan of `orders` is cheapest, and it stays until the tables' statistics change (an
+    ANALYZE); so the sessions also never choose a seq scan where an index serves
+    (enable_seqscan=off): every statement here finds its rows by key, which is the right plan at any
+    size. tests/persistence_svc/test_plans.py holds the hot statements to both: planned once, on a
+    fresh database, and probing their keys once the tables grew."""
 
     statement_ms: int = 10_000
     lock_ms: int = 5_000
@@ -57,7 +57,7 @@ class SessionTimeouts:
         options = (
             f"-c statement_timeout={self.statement_ms} -c lock_timeout={self.lock_ms} "
             f"-c idle_in_transaction_session_timeout={self.idle_in_transaction_ms} "
-            "-c plan_cache_mode=force_custom_plan"
+            "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off"
         )
         return {"options": options, "connect_timeout": self.connect_s}
 

@@ -544,14 +544,15 @@ async def get_order(
         return order, events
 
 
+_GET_ORDERS = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ANY(%(ids)s)"
+
+
 async def get_orders(pool: AsyncConnectionPool, order_ids: Sequence[uuid.UUID]) -> list[OrderRow]:
     """The orders among `order_ids` that exist (one statement for the whole batch)."""
     if not order_ids:
         return []
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ANY(%s)", (list(order_ids),)
-        )
+        cur = await conn.execute(_GET_ORDERS, {"ids": list(order_ids)})
         return [_order_row(r) for r in await cur.fetchall()]
 
 
