@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ import redis.asyncio as aioredis
 
 from common import jobs
 from common.markets import load_markets
-from orderengine.v1 import orders_pb2, orders_pb2_grpc
+from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2
 from tests.engine import Engine, engine
 from worker.consumer import Worker
 
@@ -44,6 +45,7 @@ async def submit(
     token_in: str = "SOL",
     token_out: str = "USDC",
     amount: int = 10**9,
+    with_spec: bool = False,
 ) -> str:
     markets = load_markets(eng.settings.markets_path)
     tin, tout = markets.token(token_in), markets.token(token_out)
@@ -65,7 +67,8 @@ async def submit(
     )
     redis = aioredis.Redis.from_url(eng.settings.redis_url)
     try:
-        await jobs.enqueue(redis, jobs.Keys(eng.settings.redis_prefix), resp.order.order_id)
+        spec = resp.order.spec.SerializeToString() if with_spec else b""
+        await jobs.enqueue(redis, jobs.Keys(eng.settings.redis_prefix), resp.order.order_id, spec)
     finally:
         await redis.aclose()
     return resp.order.order_id
@@ -110,6 +113,74 @@ async def test_orders_confirm(eng: Engine, worker: Worker, orders: orders_pb2_gr
         assert await redis.xlen(jobs.Keys(eng.settings.redis_prefix).stream) == 0  # all acknowledged
     finally:
         await redis.aclose()
+
+
+def _trace_lock_and_quotes(worker: Worker) -> list[str]:
+    """What the worker asks of Redis' order lock and of the router, in the order it happens."""
+    seen: list[str] = []
+    command, quote = worker.batch.command, worker.router_link.quote
+
+    async def traced_command(*args: Any) -> Any:
+        if args[0] != "SET":
+            return await command(*args)
+        seen.append("lock asked")
+        taken = await command(*args)
+        seen.append("lock taken" if taken else "lock held elsewhere")
+        return taken
+
+    async def traced_quote(request: router_pb2.QuoteRequest) -> router_pb2.QuoteResponse:
+        seen.append("quote asked")
+        return await quote(request)
+
+    worker.batch.command = traced_command  # type: ignore[method-assign]
+    worker.router_link.quote = traced_quote  # type: ignore[method-assign]
+    return seen
+
+
+async def test_a_new_orders_first_quote_is_asked_while_its_lock_is_taken(
+    eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
+) -> None:
+    seen = _trace_lock_and_quotes(worker)
+    order = await wait_terminal(orders, await submit(eng, orders, with_spec=True))
+    assert order.status == orders_pb2.ORDER_STATUS_CONFIRMED and order.attempts == 1
+    # one quote for its one attempt, asked before the lock's answer came back (both reads)
+    assert seen.count("quote asked") == 1 and seen.count("lock taken") == 1, seen
+    assert seen.index("quote asked") < seen.index("lock taken"), seen
+
+
+async def test_a_duplicate_delivery_drops_the_quote_asked_ahead(
+    eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
+) -> None:
+    seen = _trace_lock_and_quotes(worker)
+    keys = jobs.Keys(eng.settings.redis_prefix)
+    redis = aioredis.Redis.from_url(eng.settings.redis_url)
+    try:
+        order_id = str(uuid.uuid4())
+        await redis.set(keys.lock(order_id), "another-worker:1-0", px=60_000)  # driven elsewhere
+        markets = load_markets(eng.settings.markets_path)
+        sol, usdc = markets.token("SOL"), markets.token("USDC")
+        assert sol and usdc
+        spec = orders_pb2.OrderSpec(
+            input_mint=sol.mint,
+            output_mint=usdc.mint,
+            amount_in=10**8,
+            slippage_bps=100,
+            input_decimals=sol.decimals,
+            output_decimals=usdc.decimals,
+            input_symbol=sol.symbol,
+            output_symbol=usdc.symbol,
+        )
+        await orders.CreateOrder(orders_pb2.CreateOrderRequest(order_id=order_id, spec=spec))
+        await jobs.enqueue(redis, keys, order_id, spec.SerializeToString())
+        async with asyncio.timeout(10):  # acknowledged as a duplicate
+            while await redis.xlen(keys.stream):
+                await asyncio.sleep(0.02)
+    finally:
+        await redis.aclose()
+    assert "lock held elsewhere" in seen, seen
+    order = await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id, with_events=True))
+    assert [NAMES[e.status] for e in order.events] == ["pending"]  # nothing appended, nothing run
+    assert not worker.inflight
 
 
 async def test_transient_failures_retry_with_backoff_then_fail(
