@@ -39,6 +39,26 @@ async def sim_faults(eng: Engine, **faults: float) -> None:
         assert "error" not in r.json(), r.text
 
 
+def spec_of(
+    eng: Engine, token_in: str, token_out: str, amount: int, slippage_bps: int = 100, **fields: object
+) -> orders_pb2.OrderSpec:
+    """An order of `amount` base units of `token_in` (a market order, unless `fields` say)."""
+    markets = load_markets(eng.settings.markets_path)
+    tin, tout = markets.token(token_in), markets.token(token_out)
+    assert tin and tout
+    return orders_pb2.OrderSpec(
+        input_mint=tin.mint,
+        output_mint=tout.mint,
+        amount_in=amount,
+        slippage_bps=slippage_bps,
+        input_decimals=tin.decimals,
+        output_decimals=tout.decimals,
+        input_symbol=tin.symbol,
+        output_symbol=tout.symbol,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
 async def submit(
     eng: Engine,
     orders: orders_pb2_grpc.OrdersStub,
@@ -47,24 +67,8 @@ async def submit(
     amount: int = 10**9,
     with_spec: bool = False,
 ) -> str:
-    markets = load_markets(eng.settings.markets_path)
-    tin, tout = markets.token(token_in), markets.token(token_out)
-    assert tin and tout
-    resp = await orders.CreateOrder(
-        orders_pb2.CreateOrderRequest(
-            order_id=str(uuid.uuid4()),
-            spec=orders_pb2.OrderSpec(
-                input_mint=tin.mint,
-                output_mint=tout.mint,
-                amount_in=amount,
-                slippage_bps=100,
-                input_decimals=tin.decimals,
-                output_decimals=tout.decimals,
-                input_symbol=tin.symbol,
-                output_symbol=tout.symbol,
-            ),
-        )
-    )
+    spec = spec_of(eng, token_in, token_out, amount)
+    resp = await orders.CreateOrder(orders_pb2.CreateOrderRequest(order_id=str(uuid.uuid4()), spec=spec))
     redis = aioredis.Redis.from_url(eng.settings.redis_url)
     try:
         spec = resp.order.spec.SerializeToString() if with_spec else b""
@@ -157,19 +161,7 @@ async def test_a_duplicate_delivery_drops_the_quote_asked_ahead(
     try:
         order_id = str(uuid.uuid4())
         await redis.set(keys.lock(order_id), "another-worker:1-0", px=60_000)  # driven elsewhere
-        markets = load_markets(eng.settings.markets_path)
-        sol, usdc = markets.token("SOL"), markets.token("USDC")
-        assert sol and usdc
-        spec = orders_pb2.OrderSpec(
-            input_mint=sol.mint,
-            output_mint=usdc.mint,
-            amount_in=10**8,
-            slippage_bps=100,
-            input_decimals=sol.decimals,
-            output_decimals=usdc.decimals,
-            input_symbol=sol.symbol,
-            output_symbol=usdc.symbol,
-        )
+        spec = spec_of(eng, "SOL", "USDC", 10**8)
         await orders.CreateOrder(orders_pb2.CreateOrderRequest(order_id=order_id, spec=spec))
         await jobs.enqueue(redis, keys, order_id, spec.SerializeToString())
         async with asyncio.timeout(10):  # acknowledged as a duplicate

@@ -17,10 +17,9 @@ from prometheus_client import REGISTRY
 
 from common import jobs
 from common.grpc_client import open_channel
-from common.markets import load_markets
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2, router_pb2_grpc, types_pb2
 from tests.engine import Engine
-from tests.worker.test_driver import NAMES, eng, wait_terminal  # noqa: F401
+from tests.worker.test_driver import NAMES, eng, spec_of, wait_terminal  # noqa: F401
 from worker.consumer import Worker
 
 __all__ = ["eng"]
@@ -37,23 +36,6 @@ def router_quotes() -> float:
     return sum(
         REGISTRY.get_sample_value("orderengine_router_quotes_total", {"outcome": o}) or 0.0
         for o in ("ok", "invalid", "not_found", "no_route", "unavailable", "error")
-    )
-
-
-def spec_of(eng: Engine, amount: int, **fields: object) -> orders_pb2.OrderSpec:  # noqa: F811
-    markets = load_markets(eng.settings.markets_path)
-    sol, usdc = markets.token("SOL"), markets.token("USDC")
-    assert sol and usdc
-    return orders_pb2.OrderSpec(
-        input_mint=sol.mint,
-        output_mint=usdc.mint,
-        amount_in=amount,
-        slippage_bps=100,
-        input_decimals=sol.decimals,
-        output_decimals=usdc.decimals,
-        input_symbol=sol.symbol,
-        output_symbol=usdc.symbol,
-        **fields,  # type: ignore[arg-type]
     )
 
 
@@ -96,10 +78,12 @@ async def test_a_quoted_order_lands_exactly_its_quoted_route(
     router: router_pb2_grpc.RouterAsyncStub,
     with_spec: bool,
 ) -> None:
-    base = spec_of(eng, 2 * 10**9)
+    base = spec_of(eng, "SOL", "USDC", 2 * 10**9)
     quoted = (await quote(router, base)).route
     asked = router_quotes()
-    oid = await place(eng, orders, spec_of(eng, 2 * 10**9, quoted_route=quoted, quote_id="q-7"), with_spec)
+    oid = await place(
+        eng, orders, spec_of(eng, "SOL", "USDC", 2 * 10**9, quoted_route=quoted, quote_id="q-7"), with_spec
+    )
     order = await wait_terminal(orders, oid)
     assert [NAMES[e.status] for e in order.events] == [
         "pending",
@@ -123,7 +107,7 @@ async def test_a_quoted_min_out_the_pool_cannot_pay_fails_without_rerouting(
     orders: orders_pb2_grpc.OrdersAsyncStub,  # noqa: F811
     router: router_pb2_grpc.RouterAsyncStub,
 ) -> None:
-    base = spec_of(eng, 10**9)
+    base = spec_of(eng, "SOL", "USDC", 10**9)
     route = (await quote(router, base)).route
     greedy = types_pb2.Route()
     greedy.CopyFrom(route)
@@ -133,7 +117,9 @@ async def test_a_quoted_min_out_the_pool_cannot_pay_fails_without_rerouting(
     greedy.amount_out = sum(leg.amount_out for leg in greedy.legs)
     greedy.min_amount_out = sum(leg.min_amount_out for leg in greedy.legs)
     asked = router_quotes()
-    oid = await place(eng, orders, spec_of(eng, 10**9, quoted_route=greedy, quote_id="q-greedy"), True)
+    oid = await place(
+        eng, orders, spec_of(eng, "SOL", "USDC", 10**9, quoted_route=greedy, quote_id="q-greedy"), True
+    )
     order = await wait_terminal(orders, oid, timeout=30)
     assert NAMES[order.status] == "failed" and order.failure_reason
     routings = [json.loads(e.data_json) for e in order.events if e.status == orders_pb2.ORDER_STATUS_ROUTING]
@@ -149,13 +135,13 @@ async def test_the_price_impact_guard_fails_a_route_that_moves_the_pool_too_far(
     router: router_pb2_grpc.RouterAsyncStub,
 ) -> None:
     amount = 500 * 10**9
-    impact = (await quote(router, spec_of(eng, amount))).route.price_impact_bps
+    impact = (await quote(router, spec_of(eng, "SOL", "USDC", amount))).route.price_impact_bps
     assert impact > 1
-    oid = await place(eng, orders, spec_of(eng, amount, max_price_impact_bps=impact - 1), True)
+    oid = await place(eng, orders, spec_of(eng, "SOL", "USDC", amount, max_price_impact_bps=impact - 1), True)
     order = await wait_terminal(orders, oid)
     assert [NAMES[e.status] for e in order.events] == ["pending", "routing", "failed"]
     assert "maxPriceImpactBps" in order.failure_reason and str(impact - 1) in order.failure_reason
     assert not order.tx_hash
     # the same order with room for its impact goes through
-    ok = await place(eng, orders, spec_of(eng, 10**9, max_price_impact_bps=impact), True)
+    ok = await place(eng, orders, spec_of(eng, "SOL", "USDC", 10**9, max_price_impact_bps=impact), True)
     assert NAMES[(await wait_terminal(orders, ok)).status] == "confirmed"

@@ -10,11 +10,10 @@ import redis.asyncio as aioredis
 
 from common import jobs
 from common.grpc_client import open_channel
-from common.markets import load_markets
 from gateway.views import route_json
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2, router_pb2_grpc
 from tests.engine import Engine
-from tests.worker.test_driver import NAMES, eng, wait_terminal
+from tests.worker.test_driver import NAMES, eng, spec_of, wait_terminal
 from worker.consumer import Worker
 
 __all__ = ["eng"]  # fixtures
@@ -23,19 +22,7 @@ __all__ = ["eng"]  # fixtures
 async def test_resumes_from_the_stored_typed_route(
     eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
 ) -> None:
-    markets = load_markets(eng.settings.markets_path)
-    sol, usdc = markets.token("SOL"), markets.token("USDC")
-    assert sol and usdc
-    spec = orders_pb2.OrderSpec(
-        input_mint=sol.mint,
-        output_mint=usdc.mint,
-        amount_in=10**9,
-        slippage_bps=100,
-        input_decimals=sol.decimals,
-        output_decimals=usdc.decimals,
-        input_symbol="SOL",
-        output_symbol="USDC",
-    )
+    spec = spec_of(eng, "SOL", "USDC", 10**9)
     created = await orders.CreateOrder(orders_pb2.CreateOrderRequest(spec=spec, order_id=str(uuid.uuid4())))
     order_id = created.order.order_id
     channel = open_channel(eng.settings.router_addr)

@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 
 from common import jobs
 from common.grpc_client import open_channel
-from common.markets import load_markets
 from orderengine.v1 import orders_pb2, orders_pb2_grpc, router_pb2, router_pb2_grpc, types_pb2
 from tests.engine import Engine, engine
 from tests.worker.test_driver import NAMES, TERMINAL
+from tests.worker.test_driver import spec_of as market_spec
 from worker.consumer import Worker
 from worker.triggers import decide, limit_out, with_limit
 
@@ -95,20 +95,7 @@ async def router(eng: Engine) -> AsyncIterator[router_pb2_grpc.RouterAsyncStub]:
 def spec_of(
     eng: Engine, token_in: str, token_out: str, amount: int, **fields: object
 ) -> orders_pb2.OrderSpec:
-    markets = load_markets(eng.settings.markets_path)
-    tin, tout = markets.token(token_in), markets.token(token_out)
-    assert tin and tout
-    return S.OrderSpec(
-        input_mint=tin.mint,
-        output_mint=tout.mint,
-        amount_in=amount,
-        slippage_bps=300,
-        input_decimals=tin.decimals,
-        output_decimals=tout.decimals,
-        input_symbol=tin.symbol,
-        output_symbol=tout.symbol,
-        **fields,  # type: ignore[arg-type]
-    )
+    return market_spec(eng, token_in, token_out, amount, slippage_bps=300, **fields)
 
 
 def resting(
