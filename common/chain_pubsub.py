@@ -1,8 +1,12 @@
-"""Pushed confirmations: `signatureSubscribe` on the node's WebSocket (`SignatureFeed`).
+"""Pushed confirmations on the node's WebSocket (`SignatureFeed`).
 
-The executor subscribes to a transaction's signature before it sends the transaction, so the node
-tells it when the transaction reaches the commitment instead of being asked every poll interval.
-One WebSocket per process carries every subscription. Push is an accelerator, never the only
+The executor watches a transaction's signature before it sends the transaction, so the node tells
+it when the transaction reaches the commitment instead of being asked every poll interval. One
+WebSocket per process carries every subscription. With the wallet's address (`mentions`), one
+`logsSubscribe` for all the wallet's transactions is taken when the socket opens, and a watch is
+only noted here: no message per transaction but its notification. Without it, or where the node
+refuses that subscription, each watch is a `signatureSubscribe` of its own (two messages more per
+transaction: the request and its acknowledgement). Push is an accelerator, never the only
 source of truth: a node without a WebSocket, a socket that breaks or a notification that never
 comes leaves the caller on its status polls (`executor_svc.sender`), which also decide expiry.
 
@@ -40,12 +44,13 @@ class FeedUnavailable(Exception):
 class Watch:
     """One subscription: `wait` returns the pushed status once the node sends it."""
 
-    __slots__ = ("_feed", "signature", "sub_id", "_ack", "_status", "broken")
+    __slots__ = ("_feed", "signature", "sub_id", "shared", "_ack", "_status", "broken")
 
     def __init__(self, feed: SignatureFeed, signature: str) -> None:
         self._feed = feed
         self.signature = signature
         self.sub_id: int | None = None
+        self.shared = False  # on the wallet's logs subscription, not a subscription of its own
         loop = asyncio.get_running_loop()
         self._ack: asyncio.Future[int] = loop.create_future()
         self._status: asyncio.Future[SignatureStatus] = loop.create_future()
@@ -86,9 +91,13 @@ class Watch:
 class SignatureFeed:
     """One WebSocket to the node's pubsub endpoint, shared by every transaction in flight."""
 
-    def __init__(self, url: str, commitment: str) -> None:
+    def __init__(self, url: str, commitment: str, mentions: str = "") -> None:
         self.url = url
         self.commitment = commitment
+        self.mentions = mentions  # the wallet's address: one logs subscription for all its transactions
+        self._logs_sub: int | None = None  # that subscription's id on the open socket
+        self._logs_refused = False  # the node refused it: a subscription per signature instead
+        self._watched: dict[str, Watch] = {}  # signature → watch, on the logs subscription
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connecting = asyncio.Lock()
@@ -104,24 +113,36 @@ class SignatureFeed:
         it, so a transaction sent afterwards cannot land unnoticed. Raises FeedUnavailable."""
         ws = await self._connect()
         watch = Watch(self, signature)
-        request_id = next(self._ids)
-        self._pending[request_id] = watch
-        request = {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "signatureSubscribe",
-            "params": [signature, {"commitment": self.commitment}],
-        }
+        if self._logs_sub is not None:
+            watch.shared = True
+            watch._acked(self._logs_sub)
+            previous = self._watched.get(signature)
+            if previous is not None:  # watched twice (a resend): the older watch hears nothing more
+                previous._break(FeedUnavailable("watched again"))
+            self._watched[signature] = watch
+            return watch
+        params = [signature, {"commitment": self.commitment}]
         try:
-            await ws.send(orjson.dumps(request).decode())
-            await asyncio.wait_for(asyncio.shield(watch._ack), ACK_TIMEOUT_S)
+            await self._subscribe(ws, watch, "signatureSubscribe", params)
         except FeedUnavailable:
             raise
         except (TimeoutError, websockets.WebSocketException, OSError) as exc:
-            self._pending.pop(request_id, None)
             watch._break(FeedUnavailable(type(exc).__name__))
             raise FeedUnavailable(f"signatureSubscribe: {type(exc).__name__}") from None
         return watch
+
+    async def _subscribe(self, ws: ClientConnection, watch: Watch, method: str, params: list[Any]) -> int:
+        """Asks the node for a subscription for `watch`; returns its id once acknowledged. Raises
+        FeedUnavailable (refused), TimeoutError (no answer) or the socket's own error."""
+        request_id = next(self._ids)
+        self._pending[request_id] = watch
+        request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        try:
+            await ws.send(orjson.dumps(request).decode())
+            return await asyncio.wait_for(asyncio.shield(watch._ack), ACK_TIMEOUT_S)
+        except BaseException:
+            self._pending.pop(request_id, None)
+            raise
 
     async def close(self) -> None:
         ws, reader = self._ws, self._reader
@@ -158,10 +179,35 @@ class SignatureFeed:
                     extra={"url": self.url, "error": type(exc).__name__},
                 )
                 raise FeedUnavailable(type(exc).__name__) from None
-            self._ws = ws
             self._reader = asyncio.create_task(self._read(ws), name="signature-feed-reader")
-            log.info("pushed confirmations on", extra={"url": self.url})
+            if self.mentions and not self._logs_refused:
+                await self._subscribe_logs(ws)  # before any watch can use the socket
+                if self._reader.done():
+                    self._failed_at = time.monotonic() - RETRY_AFTER_S + 1.0
+                    raise FeedUnavailable("the node's WebSocket closed")
+            self._ws = ws
+            log.info(
+                "pushed confirmations on",
+                extra={"url": self.url, "per": "wallet" if self._logs_sub is not None else "signature"},
+            )
             return ws
+
+    async def _subscribe_logs(self, ws: ClientConnection) -> None:
+        """The wallet's logs subscription on a new socket; a node that refuses it (or does not
+        answer in time) leaves the feed on a subscription per signature."""
+        watch = Watch(self, "")
+        params = [{"mentions": [self.mentions]}, {"commitment": self.commitment}]
+        try:
+            self._logs_sub = await self._subscribe(ws, watch, "logsSubscribe", params)
+        except (FeedUnavailable, TimeoutError, websockets.WebSocketException, OSError) as exc:
+            self._subs.pop(watch.sub_id or -1, None)
+            self._logs_refused = isinstance(exc, FeedUnavailable) and "refused" in str(exc)
+            log.warning(
+                "no logs subscription for the wallet; one subscription per transaction",
+                extra={"error": str(exc)[:200] or type(exc).__name__},
+            )
+            return
+        self._subs.pop(self._logs_sub, None)  # notifications of it are read by signature
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
@@ -174,10 +220,12 @@ class SignatureFeed:
                 self._ws = None
                 self._failed_at = time.monotonic() - RETRY_AFTER_S + 1.0  # reconnect after a second
             error = FeedUnavailable("the node's WebSocket closed")
-            for watch in [*self._pending.values(), *self._subs.values()]:
+            for watch in [*self._pending.values(), *self._subs.values(), *self._watched.values()]:
                 watch._break(error)
             self._pending.clear()
             self._subs.clear()
+            self._watched.clear()
+            self._logs_sub = None
 
     def _on_message(self, raw: str | bytes) -> None:
         try:
@@ -189,6 +237,9 @@ class SignatureFeed:
             return
         if message.get("method") == "signatureNotification":
             self._on_notification(message.get("params"))
+            return
+        if message.get("method") == "logsNotification":
+            self._on_logs(message.get("params"))
             return
         request_id = message.get("id")
         watch = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
@@ -203,7 +254,7 @@ class SignatureFeed:
         else:
             error = message.get("error")
             text = error.get("message") if isinstance(error, dict) else None
-            watch._break(FeedUnavailable(f"signatureSubscribe refused: {str(text)[:200]}"))
+            watch._break(FeedUnavailable(f"subscription refused: {str(text)[:200]}"))
 
     def _on_notification(self, params: Any) -> None:
         if not isinstance(params, dict):
@@ -224,11 +275,45 @@ class SignatureFeed:
         self.pushed += 1
         watch._pushed(SignatureStatus(slot, None, value["err"], self.commitment))
 
+    def _on_logs(self, params: Any) -> None:
+        """A transaction of the wallet reached the commitment: the watch of its signature, if any,
+        hears its outcome (others, such as the airdrop that funded the wallet, are not watched)."""
+        params = params if isinstance(params, dict) else {}
+        result = params.get("result")
+        context = result.get("context") if isinstance(result, dict) else None
+        value = result.get("value") if isinstance(result, dict) else None
+        slot = context.get("slot") if isinstance(context, dict) else None
+        signature = value.get("signature") if isinstance(value, dict) else None
+        if (
+            self._logs_sub is None
+            or params.get("subscription") != self._logs_sub
+            or not isinstance(value, dict)
+            or not isinstance(signature, str)
+            or "err" not in value
+            or not isinstance(slot, int)
+            or isinstance(slot, bool)
+            or slot < 0
+        ):
+            self._ignore("malformed logsNotification")
+            watch = self._watched.pop(signature, None) if isinstance(signature, str) else None
+            if watch is not None:
+                watch._break(FeedUnavailable("malformed notification"))
+            return
+        watch = self._watched.pop(signature, None)
+        if watch is None:
+            return
+        self.pushed += 1
+        watch._pushed(SignatureStatus(slot, None, value["err"], self.commitment))
+
     def _ignore(self, what: str) -> None:
         self.ignored += 1
         log.warning("ignored a message from the node's WebSocket", extra={"reason": what})
 
     def _forget(self, watch: Watch) -> None:
+        if watch.shared:
+            if self._watched.get(watch.signature) is watch:
+                del self._watched[watch.signature]
+            return
         sub_id = watch.sub_id
         if sub_id is None or self._subs.get(sub_id) is not watch:
             return

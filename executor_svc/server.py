@@ -106,7 +106,11 @@ async def serve(settings: Settings, keys: KeySettings | None = None) -> Running:
         if settings.chain == "sim":
             await fund_sim_wallet(chain, wallet)
         builder = TxBuilder(chain, markets, wallet, settings)
-        feed = SignatureFeed(settings.ws_url, settings.commitment) if settings.confirm_push else None
+        feed = (
+            SignatureFeed(settings.ws_url, settings.commitment, str(wallet.pubkey))
+            if settings.confirm_push
+            else None
+        )
         servicer = ExecutorServicer(
             builder,
             Sender(chain, settings, feed),

@@ -190,6 +190,7 @@ class TxRecord:
     post_token_balances: list[TokenBalance]
     logs: list[str]
     units_consumed: int
+    keys: tuple[Pubkey, ...] = ()  # the transaction's account keys (logsSubscribe's mentions)
     signature_str: str = ""
     # getSignatureStatuses entry, cached for the tip slot it was built at (or for good, once final)
     status_json: orjson.Fragment | None = None

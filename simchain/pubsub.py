@@ -7,9 +7,15 @@ node. Here a landed transaction is `confirmed` at once (the tip is the confirmed
 delays notifications exactly as it delays getSignatureStatuses. A subscription to a signature that
 is already at its commitment is answered at once, after the subscription's own response.
 
+`logsSubscribe [{"mentions": [address]}, {commitment}]` follows every transaction that names the
+address among its accounts (one subscription for all of a wallet's transactions, as a real node
+offers it): a `logsNotification` (its signature, error and logs) for each once it reaches the
+commitment, for as long as the subscription lasts.
+
 The WebSocket is served on the node's HTTP port (ws://host:port/); JSON-RPC 2.0 requests, one per
-message: `signatureSubscribe [signature, {commitment}]` → subscription id, `signatureUnsubscribe
-[id]` → bool. Anything else is a JSON-RPC error naming what is wrong.
+message: `signatureSubscribe [signature, {commitment}]` and `logsSubscribe` → subscription id,
+`signatureUnsubscribe [id]` and `logsUnsubscribe [id]` → bool. Anything else is a JSON-RPC error
+naming what is wrong.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+from solders.pubkey import Pubkey
 
 from simchain.ledger import FINALIZATION_DEPTH, Ledger, TxRecord
 
@@ -51,6 +58,15 @@ class _Sub:
     owner: object
 
 
+@dataclass(slots=True, eq=False)
+class _LogsSub:
+    id: int
+    mentions: Pubkey
+    depth: int
+    deliver: Deliver
+    owner: object
+
+
 class SignatureSubscriptions:
     """Who waits for which signature, and the notifications once a transaction gets there."""
 
@@ -61,10 +77,45 @@ class SignatureSubscriptions:
         self._by_signature: dict[str, list[_Sub]] = {}
         self._by_id: dict[int, _Sub] = {}
         self._landed: set[str] = set()  # waited-for signatures that landed but are not deep enough yet
+        self._logs: dict[int, _LogsSub] = {}
+        self._logs_waiting: list[tuple[TxRecord, _LogsSub]] = []  # landed, not deep enough yet
         ledger.observers.append(self._observe)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_id) + len(self._logs)
+
+    def subscribe_logs(self, mentions: Pubkey, commitment: str, deliver: Deliver, owner: object) -> int:
+        self._next_id += 1
+        self._logs[self._next_id] = _LogsSub(self._next_id, mentions, _DEPTH[commitment], deliver, owner)
+        return self._next_id
+
+    def unsubscribe_logs(self, sub_id: int, owner: object) -> bool:
+        sub = self._logs.get(sub_id)
+        if sub is None or sub.owner is not owner:
+            return False
+        del self._logs[sub_id]
+        return True
+
+    def _logs_landed(self, rec: TxRecord) -> None:
+        for sub in self._logs.values():
+            if sub.mentions in rec.keys:
+                self._logs_waiting.append((rec, sub))
+        self._logs_deliver()
+
+    def _logs_deliver(self) -> None:
+        """Notifies the logs subscribers whose transactions reached their commitment."""
+        if not self._logs_waiting:
+            return
+        tip = max(self._ledger.slot - self._lag_slots(), 0)
+        waiting = []
+        for rec, sub in self._logs_waiting:
+            if sub.id not in self._logs:
+                continue  # unsubscribed meanwhile
+            if rec.slot <= tip and tip - rec.slot >= sub.depth:
+                sub.deliver(_logs_notification(sub.id, tip, rec))
+            else:
+                waiting.append((rec, sub))
+        self._logs_waiting = waiting
 
     def subscribe(self, signature: str, commitment: str, deliver: Deliver, owner: object) -> int:
         self._next_id += 1
@@ -84,6 +135,8 @@ class SignatureSubscriptions:
         """Every subscription of a closed socket."""
         for sub in [s for s in self._by_id.values() if s.owner is owner]:
             self._remove(sub)
+        for logs in [s for s in self._logs.values() if s.owner is owner]:
+            del self._logs[logs.id]
 
     def check(self, signature: str) -> None:
         """Notifies the subscribers of `signature` whose commitment its transaction has reached."""
@@ -111,9 +164,12 @@ class SignatureSubscriptions:
         if rec is not None:
             if rec.signature_str in self._by_signature:
                 self.check(rec.signature_str)
+            if self._logs:
+                self._logs_landed(rec)
             return
         for signature in list(self._landed):  # the tip moved: deeper now
             self.check(signature)
+        self._logs_deliver()
 
     def _remove(self, sub: _Sub) -> None:
         self._by_id.pop(sub.id, None)
@@ -133,6 +189,22 @@ def _notification(sub_id: int, slot: int, rec: TxRecord) -> bytes:
             "method": "signatureNotification",
             "params": {
                 "result": {"context": {"slot": slot}, "value": {"err": rec.err}},
+                "subscription": sub_id,
+            },
+        }
+    )
+
+
+def _logs_notification(sub_id: int, slot: int, rec: TxRecord) -> bytes:
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "method": "logsNotification",
+            "params": {
+                "result": {
+                    "context": {"slot": slot},
+                    "value": {"signature": rec.signature_str, "err": rec.err, "logs": rec.logs},
+                },
                 "subscription": sub_id,
             },
         }
@@ -206,18 +278,62 @@ class PubsubSocket:
         method, params = request.get("method"), request.get("params")
         if method == "signatureSubscribe":
             self._subscribe(id_, params)
-        elif method == "signatureUnsubscribe":
+        elif method == "logsSubscribe":
+            self._subscribe_logs(id_, params)
+        elif method in ("signatureUnsubscribe", "logsUnsubscribe"):
             if not isinstance(params, list) or len(params) != 1 or not _is_uint(params[0]):
                 self._out.put_nowait(
                     _error(INVALID_PARAMS, "Invalid params: expected [subscription id]", id_)
                 )
                 return
-            gone = self._subs.unsubscribe(params[0], self)
+            if method == "signatureUnsubscribe":
+                gone = self._subs.unsubscribe(params[0], self)
+            else:
+                gone = self._subs.unsubscribe_logs(params[0], self)
             if gone:
                 self._mine -= 1
             self._out.put_nowait(orjson.dumps({"jsonrpc": "2.0", "result": gone, "id": id_}))
         else:
             self._out.put_nowait(_error(METHOD_NOT_FOUND, "Method not found", id_))
+
+    def _commitment(self, id_: Any, config: Any) -> str | None:
+        """The config's commitment (default finalized, as a node's), or None once refused."""
+        if not isinstance(config, dict):
+            self._out.put_nowait(_error(INVALID_PARAMS, "Invalid params: config must be an object", id_))
+            return None
+        commitment = config.get("commitment", "finalized")
+        commitment = _COMMITMENT_ALIASES.get(commitment, commitment)
+        if commitment not in _DEPTH:
+            self._out.put_nowait(_error(INVALID_PARAMS, f"Invalid params: commitment {commitment!r}", id_))
+            return None
+        if self._mine >= MAX_SUBSCRIPTIONS_PER_SOCKET:
+            self._out.put_nowait(_error(INVALID_REQUEST, "too many subscriptions on this socket", id_))
+            return None
+        return str(commitment)
+
+    def _subscribe_logs(self, id_: Any, params: Any) -> None:
+        if not isinstance(params, list) or not 1 <= len(params) <= 2:
+            self._out.put_nowait(_error(INVALID_PARAMS, "Invalid params: expected [filter, config?]", id_))
+            return
+        found = params[0]
+        mentions = found.get("mentions") if isinstance(found, dict) and len(found) == 1 else None
+        if not isinstance(mentions, list) or len(mentions) != 1 or not isinstance(mentions[0], str):
+            # "all" and "allWithVotes" would push every transaction of the node: not offered here
+            self._out.put_nowait(
+                _error(INVALID_PARAMS, 'Invalid params: filter must be {"mentions": [one address]}', id_)
+            )
+            return
+        try:
+            address = Pubkey.from_string(mentions[0])
+        except ValueError:
+            self._out.put_nowait(_error(INVALID_PARAMS, "Invalid params: mentions: not an address", id_))
+            return
+        commitment = self._commitment(id_, params[1] if len(params) == 2 and params[1] is not None else {})
+        if commitment is None:
+            return
+        sub_id = self._subs.subscribe_logs(address, commitment, self._out.put_nowait, self)
+        self._mine += 1
+        self._out.put_nowait(orjson.dumps({"jsonrpc": "2.0", "result": sub_id, "id": id_}))
 
     def _subscribe(self, id_: Any, params: Any) -> None:
         if not isinstance(params, list) or not 1 <= len(params) <= 2:
@@ -228,21 +344,13 @@ class PubsubSocket:
             self._out.put_nowait(_error(INVALID_PARAMS, "Invalid params: signature", id_))
             return
         config = params[1] if len(params) == 2 and params[1] is not None else {}
-        if not isinstance(config, dict):
-            self._out.put_nowait(_error(INVALID_PARAMS, "Invalid params: config must be an object", id_))
-            return
-        commitment = config.get("commitment", "finalized")
-        commitment = _COMMITMENT_ALIASES.get(commitment, commitment)
-        if commitment not in _DEPTH:
-            self._out.put_nowait(_error(INVALID_PARAMS, f"Invalid params: commitment {commitment!r}", id_))
-            return
-        if config.get("enableReceivedNotification"):
+        if isinstance(config, dict) and config.get("enableReceivedNotification"):
             self._out.put_nowait(
                 _error(INVALID_PARAMS, "Invalid params: enableReceivedNotification is not offered here", id_)
             )
             return
-        if self._mine >= MAX_SUBSCRIPTIONS_PER_SOCKET:
-            self._out.put_nowait(_error(INVALID_REQUEST, "too many subscriptions on this socket", id_))
+        commitment = self._commitment(id_, config)
+        if commitment is None:
             return
         sub_id = self._subs.subscribe(signature, commitment, self._notify, self)
         self._mine += 1

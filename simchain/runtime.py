@@ -601,6 +601,7 @@ class Runtime:
             post_token_balances=post_tokens,
             logs=ex.logs,
             units_consumed=ex.units,
+            keys=tuple(keys),
         )
         ledger.record(record)
         ledger.note_priority_fee(ex.unit_price, ex.writable_keys)

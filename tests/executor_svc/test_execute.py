@@ -20,6 +20,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from common.chain import ChainClient
+from common.chain_pubsub import SignatureFeed
 from common.dex import meteora_dlmm as dlmm
 from common.dex.spl_token import (
     NATIVE_MINT,
@@ -369,13 +370,14 @@ async def _no_subscription_left(stack: Stack) -> None:
     feed = stack.running.feed
     assert feed is not None
     async with asyncio.timeout(2):
-        while feed._subs or feed._pending:
+        while feed._subs or feed._pending or feed._watched:
             await asyncio.sleep(0.01)
 
 
 async def test_the_outcome_is_subscribed_to_while_the_signed_transaction_is_stored(stack: Stack) -> None:
-    """The signatureSubscribe round trip overlaps the record of the signed transaction: it is asked
-    for before the record is made, and the send still waits for both."""
+    """The watch of the outcome is taken while the signed transaction is stored (a signatureSubscribe
+    round trip where the wallet's logs subscription is not there): it is asked for before the
+    record is made, and the send still waits for both."""
     feed = stack.running.feed
     assert feed is not None
     order_id = await stack.order("SOL", "USDC", 10**7)
@@ -387,7 +389,7 @@ async def test_the_outcome_is_subscribed_to_while_the_signed_transaction_is_stor
         async def first(self, key: str, request: Any) -> Any:
             await asyncio.sleep(0.05)  # a slow store: the subscription is asked for meanwhile
             if request[1].state == "signed":
-                seen.append(len(feed._pending) + len(feed._subs))
+                seen.append(len(feed._pending) + len(feed._subs) + len(feed._watched))
                 assert stack.running.chain.calls.get("sendTransaction", 0) == sends  # not sent yet
             return await real.first(key, request)
 
@@ -994,7 +996,19 @@ async def test_the_confirmation_is_pushed_and_no_status_is_polled(stack: Stack) 
     assert (_count("push"), _count("poll")) == (pushed + 1, polled)
     assert _calls("getSignatureStatuses") == status_calls  # subscribed before the send: nothing to ask
     assert feed.pushed >= 1 and feed.ignored == 0
-    assert not feed._subs and not feed._pending  # the one notification ended the subscription
+    # watched on the wallet's one logs subscription: no request per transaction, nothing left over
+    assert feed._logs_sub is not None
+    assert not feed._subs and not feed._pending and not feed._watched
+    requests = next(feed._ids)
+    order_ids = [await stack.order("SOL", "USDC", 10**7 + i) for i in range(3)]
+    for updates in await asyncio.gather(
+        *(
+            stack.execute(stack.request(oid, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7 + i, 1)]))
+            for i, oid in enumerate(order_ids)
+        )
+    ):
+        assert updates[-1].stage == Stage.STAGE_CONFIRMED
+    assert next(feed._ids) == requests + 1 and _count("push") == pushed + 4
 
 
 @pytest.mark.parametrize("stack", [{"SOLANA_WS_URL": "ws://127.0.0.1:1"}], indirect=True)
@@ -1028,7 +1042,7 @@ async def test_a_socket_lost_while_a_transaction_is_in_flight_falls_back_to_poll
     request = stack.request(order_id, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)])
     await stack.sim("simSetFaults", {"dropRate": 1.0})  # sent, but no leader takes it yet
     submitted, task = await _until_submitted(stack, request)
-    assert feed._subs  # it is watched
+    assert feed._watched  # it is watched
     polled = _count("poll")
     assert feed._ws is not None
     await feed._ws.close()  # the node's WebSocket goes away
@@ -1048,21 +1062,59 @@ async def test_a_socket_lost_while_a_transaction_is_in_flight_falls_back_to_poll
     assert updates[-1].stage == Stage.STAGE_CONFIRMED and _count("push") == pushed + 1
 
 
-async def test_what_the_node_pushes_is_checked_before_it_is_believed(stack: Stack) -> None:
-    """A malformed or unexpected message never confirms anything: the watch breaks and polls decide."""
+async def test_what_the_node_pushes_on_the_wallets_subscription_is_checked_before_it_is_believed(
+    stack: Stack,
+) -> None:
     feed = stack.running.feed
     assert feed is not None
-    watch = await feed.watch(str(Keypair().sign_message(b"never sent")))
-    assert watch.sub_id is not None
-    for junk in (
-        b"{oops",
-        b"[]",
-        b'{"jsonrpc":"2.0","id":123456,"result":7}',
-        b'{"method":"signatureNotification"}',
-    ):
-        feed._on_message(junk)
-    assert not watch.broken and feed.ignored == 4
-    bad = {"subscription": watch.sub_id, "result": {"context": {"slot": -1}, "value": {"err": None}}}
-    feed._on_message(json.dumps({"jsonrpc": "2.0", "method": "signatureNotification", "params": bad}))
+    signature = str(Keypair().sign_message(b"never sent"))
+    watch = await feed.watch(signature)
+    assert watch.shared and feed._watched[signature] is watch
+    note = {"subscription": feed._logs_sub, "result": {"context": {"slot": 1}, "value": {"err": None}}}
+    feed._on_message(json.dumps({"jsonrpc": "2.0", "method": "logsNotification", "params": note}))
+    assert not watch.broken and feed.ignored == 1  # no signature: whose?
+    value = {"signature": str(Keypair().sign_message(b"other")), "err": None, "logs": []}
+    note["result"] = {"context": {"slot": 1}, "value": value}
+    feed._on_message(json.dumps({"jsonrpc": "2.0", "method": "logsNotification", "params": note}))
+    assert not watch.broken and feed.ignored == 1 and feed.pushed == 0  # another transaction
+    note["result"] = {"context": {"slot": -1}, "value": {**value, "signature": signature}}
+    feed._on_message(json.dumps({"jsonrpc": "2.0", "method": "logsNotification", "params": note}))
     assert watch.broken and await watch.wait(0.01) is None
-    assert feed.pushed == 0
+    assert feed.pushed == 0 and signature not in feed._watched
+
+
+async def test_a_node_that_refuses_the_wallets_subscription_gets_one_per_signature(stack: Stack) -> None:
+    running = stack.running.feed
+    assert running is not None
+    feed = SignatureFeed(running.url, "confirmed", "not-an-address")  # the node refuses the filter
+    try:
+        watch = await feed.watch(str(Keypair().sign_message(b"never sent")))
+        assert feed._logs_refused and feed._logs_sub is None
+        assert not watch.shared and watch.sub_id is not None and feed._subs[watch.sub_id] is watch
+    finally:
+        await feed.close()
+
+
+async def test_what_the_node_pushes_is_checked_before_it_is_believed(stack: Stack) -> None:
+    """A malformed or unexpected message never confirms anything: the watch breaks and polls decide
+    (a subscription per signature; the wallet's is above)."""
+    running = stack.running.feed
+    assert running is not None
+    feed = SignatureFeed(running.url, "confirmed")
+    try:
+        watch = await feed.watch(str(Keypair().sign_message(b"never sent")))
+        assert watch.sub_id is not None and not watch.shared
+        for junk in (
+            b"{oops",
+            b"[]",
+            b'{"jsonrpc":"2.0","id":123456,"result":7}',
+            b'{"method":"signatureNotification"}',
+        ):
+            feed._on_message(junk)
+        assert not watch.broken and feed.ignored == 4
+        bad = {"subscription": watch.sub_id, "result": {"context": {"slot": -1}, "value": {"err": None}}}
+        feed._on_message(json.dumps({"jsonrpc": "2.0", "method": "signatureNotification", "params": bad}))
+        assert watch.broken and await watch.wait(0.01) is None
+        assert feed.pushed == 0
+    finally:
+        await feed.close()

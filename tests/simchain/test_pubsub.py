@@ -1,5 +1,6 @@
 """signatureSubscribe over the node's WebSocket: one notification when the transaction reaches the
-commitment, then the subscription is gone; malformed requests are answered with errors."""
+commitment, then the subscription is gone; logsSubscribe for every transaction naming an address,
+for as long as it lasts; malformed requests are answered with errors."""
 
 from __future__ import annotations
 
@@ -126,3 +127,75 @@ async def test_malformed_requests_get_errors_naming_the_problem(chain: Running) 
             assert reply["id"] == i + 10
         reply = await call(ws, 99, "accountSubscribe", [])
         assert reply["error"]["code"] == -32601
+        address = str(Keypair().pubkey())
+        cases = [
+            ("logsSubscribe", [], "expected"),
+            ("logsSubscribe", ["all"], "mentions"),
+            ("logsSubscribe", [{"mentions": []}], "mentions"),
+            ("logsSubscribe", [{"mentions": [address, address]}], "mentions"),
+            ("logsSubscribe", [{"mentions": ["not-an-address"]}], "address"),
+            ("logsSubscribe", [{"mentions": [address]}, {"commitment": "soon"}], "commitment"),
+            ("logsUnsubscribe", [-1], "subscription id"),
+        ]
+        for i, (method, params, word) in enumerate(cases):
+            reply = await call(ws, i + 100, method, params)
+            assert reply["error"]["code"] == -32602, (method, params)
+            assert word in reply["error"]["message"], reply
+
+
+async def test_logs_of_every_transaction_naming_the_address_until_unsubscribed(
+    chain: Running, client: AsyncClient, wallet: Keypair, http: httpx.AsyncClient
+) -> None:
+    async with websockets.connect(ws_url(chain)) as ws:
+        mentions = {"mentions": [str(wallet.pubkey())]}
+        ack = await call(ws, 1, "logsSubscribe", [mentions, {"commitment": "confirmed"}])
+        sub = ack["result"]
+        assert isinstance(sub, int)
+        other = Keypair()  # a transaction that does not name the wallet is not pushed
+        await rpc(http, "requestAirdrop", [str(other.pubkey()), 10**9])
+        assert await nothing_within(ws, 0.2)
+        signatures = []
+        for text in ("first", "second"):
+            tx = sign(wallet, [memo(wallet.pubkey(), text)], await blockhash(client))
+            signatures.append(str(await send(client, tx)))
+            note = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert note["method"] == "logsNotification"
+            assert note["params"]["subscription"] == sub
+            value = note["params"]["result"]["value"]
+            assert value["signature"] == signatures[-1] and value["err"] is None
+            assert any(text in line for line in value["logs"]), value["logs"]
+            assert note["params"]["result"]["context"]["slot"] >= 0
+        assert len(chain.node.pubsub) == 1  # still subscribed after its notifications
+        assert (await call(ws, 2, "logsUnsubscribe", [sub]))["result"] is True
+        assert len(chain.node.pubsub) == 0
+        tx = sign(wallet, [memo(wallet.pubkey(), "after")], await blockhash(client))
+        await send(client, tx)
+        assert await nothing_within(ws, 0.2)
+
+
+async def test_logs_wait_for_their_commitment_and_a_status_lag(
+    chain: Running, client: AsyncClient, wallet: Keypair, http: httpx.AsyncClient
+) -> None:
+    await rpc(http, "simWarpSlots", [{"n": 5}])  # a lag is measured back from the tip
+    async with websockets.connect(ws_url(chain)) as ws:
+        mentions = {"mentions": [str(wallet.pubkey())]}
+        finalized = (await call(ws, 1, "logsSubscribe", [mentions]))["result"]  # default: finalized
+        await rpc(http, "simSetFaults", [{"statusLagSlots": 2}])
+        confirmed = (await call(ws, 2, "logsSubscribe", [mentions, {"commitment": "confirmed"}]))["result"]
+        tx = sign(wallet, [memo(wallet.pubkey(), "lagging")], await blockhash(client))
+        await send(client, tx, skip_preflight=True)
+        assert await nothing_within(ws, 0.2)
+        await rpc(http, "simWarpSlots", [{"n": 2}])
+        note = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert note["params"]["subscription"] == confirmed
+        await rpc(http, "simSetFaults", [{"statusLagSlots": 0}])
+        await rpc(http, "simWarpSlots", [{"n": 29}])
+        assert await nothing_within(ws, 0.2)  # 31 deep: not finalized yet
+        await rpc(http, "simWarpSlots", [{"n": 1}])
+        note = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert note["params"]["subscription"] == finalized
+    for _ in range(50):  # the socket closed: its subscriptions are gone
+        if len(chain.node.pubsub) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert len(chain.node.pubsub) == 0
