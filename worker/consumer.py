@@ -252,41 +252,26 @@ class Worker:
                 await self.dead_letter(entry, order_id, "job has no order id")
                 return
             ttl = self.settings.order_lock_ttl_ms
-            driver = None
-            if spec is not None:
-                # A first delivery of a new order: as created (seq 1, pending), no read needed.
-                # If anything happened to it already, the first append is refused and we read it.
-                fresh = orders_pb2.Order(
-                    order_id=order_id, spec=spec, status=orders_pb2.ORDER_STATUS_PENDING, last_seq=1
-                )
-                driver = OrderDriver(self, fresh)
-                if not self.throttle.enabled:
-                    driver.quote_ahead()  # a read, asked while the lock is taken
-            try:
-                locked = await self.batch.command("SET", lock, f"{self.name}:{entry}", "NX", "PX", ttl)
-            except BaseException:
-                if driver is not None:
-                    await driver.drop_ahead()
-                raise
-            if not locked:
+            if not await self.batch.command("SET", lock, f"{self.name}:{entry}", "NX", "PX", ttl):
                 # another worker drives it right now; this delivery is a duplicate
-                if driver is not None:
-                    await driver.drop_ahead()
                 await self._ack(entry)
                 return
             keeper = asyncio.create_task(self._keep(lock, entry))
             try:
                 await self.wait_for_turn()
                 finished = False
-                if driver is not None:
+                if spec is not None:
+                    # A first delivery of a new order: as created (seq 1, pending), no read needed.
+                    # If anything happened to it already, the first append is refused and we read it.
+                    fresh = orders_pb2.Order(
+                        order_id=order_id, spec=spec, status=orders_pb2.ORDER_STATUS_PENDING, last_seq=1
+                    )
                     try:
-                        await driver.run()
+                        await OrderDriver(self, fresh).run()
                         finished = True
                     except Superseded as exc:
                         if exc.appended:
                             raise
-                    finally:
-                        await driver.drop_ahead()
                 if not finished:
                     order = await self.orders.GetOrder(
                         orders_pb2.GetOrderRequest(order_id=order_id), timeout=10.0, wait_for_ready=True

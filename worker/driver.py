@@ -110,12 +110,6 @@ def _handed_over(routed: Step) -> list[Step]:
     return [routed, (S.ORDER_STATUS_BUILDING, {"attempt": routed[1]["attempt"]}, None)]
 
 
-async def _dropped(future: asyncio.Future[Any]) -> None:
-    """Cancels a quote asked ahead that will not be used, its outcome read."""
-    future.cancel()
-    await asyncio.gather(future, return_exceptions=True)
-
-
 class OrderDriver:
     """Drives one order; knows the order's last seq and status so it appends only legal events."""
 
@@ -128,7 +122,6 @@ class OrderDriver:
         self.appended = 0
         self.started = time.perf_counter()
         self.quote_at: float | None = None  # when this attempt's quote was asked
-        self._ahead: asyncio.Future[router_pb2.QuoteResponse] | None = None  # see quote_ahead
         self.building_at: float | None = None
         self.submitted_at: float | None = None
 
@@ -230,13 +223,17 @@ class OrderDriver:
                 retry_of = next_try
                 continue
             try:
-                ahead, self._ahead = self._ahead, None
-                if ahead is not None and attempt == 1 and not retry_of:
-                    quote = await ahead
-                else:
-                    if ahead is not None:
-                        await _dropped(ahead)
-                    quote = await self.quote(self._quote_request(attempt))
+                quote = await self.quote(
+                    router_pb2.QuoteRequest(
+                        request_id=f"{self.order.order_id}:{attempt}",
+                        input_mint=spec.input_mint,
+                        output_mint=spec.output_mint,
+                        amount_in=spec.amount_in,
+                        amount_out=spec.amount_out,  # exact-out: the router quotes the input
+                        slippage_bps=spec.slippage_bps,
+                        order_id=self.order.order_id,
+                    )
+                )
             except QuoteFailed as exc:
                 reason = TRANSIENT_ROUTER_CODES.get(exc.code)
                 detail = exc.message
@@ -307,35 +304,6 @@ class OrderDriver:
             data["retryOf"] = retry_of
         await self.append_chain(_handed_over(_routed(attempt, data, routing, route)))
         return await self.execute(attempt, route)
-
-    def _quote_request(self, attempt: int) -> router_pb2.QuoteRequest:
-        spec = self.order.spec
-        return router_pb2.QuoteRequest(
-            request_id=f"{self.order.order_id}:{attempt}",
-            input_mint=spec.input_mint,
-            output_mint=spec.output_mint,
-            amount_in=spec.amount_in,
-            amount_out=spec.amount_out,  # exact-out: the router quotes the input
-            slippage_bps=spec.slippage_bps,
-            order_id=self.order.order_id,
-        )
-
-    def quote_ahead(self) -> None:
-        """Asks for a new market order's first quote now (a read: the consumer takes the order's
-        lock meanwhile); `run` uses it for its first attempt, `drop_ahead` forgets it."""
-        spec = self.order.spec
-        if (
-            self.status == S.ORDER_STATUS_PENDING
-            and self.order.attempts == 0
-            and spec.order_type == orders_pb2.ORDER_TYPE_MARKET
-            and not spec.HasField("quoted_route")
-        ):
-            self._ahead = asyncio.ensure_future(self.quote(self._quote_request(1)))
-
-    async def drop_ahead(self) -> None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            await _dropped(ahead)
 
     async def quote(self, request: router_pb2.QuoteRequest) -> router_pb2.QuoteResponse:
         """A quote over the worker's router stream. A router restarting is waited for (up to
