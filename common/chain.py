@@ -616,6 +616,7 @@ class ChainClient:
             "batch_max": settings.rpc_batch_max,
             "max_posts": max_posts,
             "max_connections": max(16, max_posts),
+            "refresh_ahead": settings.cache_renew_ahead,
         }
         kwargs.update(overrides)
         return cls(settings.rpc_url, **kwargs)

@@ -150,6 +150,7 @@ class Settings:
     rpc_timeout_s: float = _setting("RPC_TIMEOUT_S", 10.0, _float(0.1, 120))
     rpc_batch_max: int = _setting("RPC_BATCH_MAX", 100, _int(1, 1000))
     rpc_max_posts: int = _setting("RPC_MAX_POSTS", 0, _int(0, 256))
+    cache_renew_ahead: float = _setting("CACHE_RENEW_AHEAD", 0.25, _float(0, 0.9))
 
     redis_url: str = _setting("REDIS_URL", "redis://127.0.0.1:6379/0", _url("redis", "rediss", "unix"))
     redis_prefix: str = _setting("REDIS_PREFIX", "oe", _str)

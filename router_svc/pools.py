@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 
 CLOCK_SYSVAR = Pubkey.from_string("SysvarC1ock11111111111111111111111111111111")
 BIN_ARRAYS_EACH_WAY = 3
-# The share of a snapshot's lifetime, at its end, in which a quote starts the next read (as
-# common.chain.ChainClient renews its caches): steady traffic finds the pools read already.
-REFRESH_AHEAD = 0.25
 
 
 @dataclass(frozen=True)
@@ -110,10 +107,16 @@ class _Static:
 
 
 class PoolBook:
-    def __init__(self, chain: ChainClient, markets: Markets, refresh_s: float = 0.4) -> None:
+    def __init__(
+        self, chain: ChainClient, markets: Markets, refresh_s: float = 0.4, renew_ahead: float = 0.25
+    ) -> None:
+        """`renew_ahead`: the share of a snapshot's lifetime, at its end, in which a quote starts
+        the next read (CACHE_RENEW_AHEAD, as the chain client renews its caches): steady traffic
+        finds the pools read already. 0: read when expired."""
         self.chain = chain
         self.markets = markets
         self.refresh_s = refresh_s
+        self.renew_ahead = renew_ahead
         self._static: dict[Pubkey, _Static] = {}
         self._bin_indexes: dict[Pubkey, set[int]] = {}
         self._snapshot: Snapshot | None = None
@@ -156,7 +159,7 @@ class PoolBook:
         if snap is not None:
             age = time.monotonic() - snap.taken_at
             if age < self.refresh_s:
-                if age >= self.refresh_s * (1 - REFRESH_AHEAD):
+                if self.renew_ahead and age >= self.refresh_s * (1 - self.renew_ahead):
                     self._start_refresh()
                 return snap
         return await asyncio.shield(self._start_refresh())

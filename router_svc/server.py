@@ -38,7 +38,9 @@ async def serve(settings: Settings, markets: Markets | None = None) -> Running:
     chain = ChainClient.from_settings(settings)
     refresh_s = settings.pool_refresh_ms / 1000
     servicer = RouterServicer(
-        PoolBook(chain, markets, refresh_s), settings.split_min_impact_bps, settings.split_min_gain_bps
+        PoolBook(chain, markets, refresh_s, settings.cache_renew_ahead),
+        settings.split_min_impact_bps,
+        settings.split_min_gain_bps,
     )
     service = await start_grpc_service(
         settings.router_addr,

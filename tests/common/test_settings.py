@@ -29,6 +29,7 @@ def test_defaults() -> None:
         ({"RPC_BATCH_MAX": "0"}, "RPC_BATCH_MAX"),
         ({"RPC_MAX_POSTS": "-1"}, "RPC_MAX_POSTS"),
         ({"PRIORITY_FEE_PERCENTILE": "101"}, "PRIORITY_FEE_PERCENTILE"),
+        ({"CACHE_RENEW_AHEAD": "1"}, "CACHE_RENEW_AHEAD"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:

@@ -197,3 +197,10 @@ async def test_the_pools_are_read_again_before_the_snapshot_expires(eng: Engine)
     await asyncio.sleep(0.1)  # past the first snapshot's lifetime
     second = await book.snapshot()
     assert second is not first and second.taken_at > first.taken_at and book.refreshes == 2
+
+    off = PoolBook(eng.router.chain, load_markets(eng.settings.markets_path), 0.4, renew_ahead=0)
+    first = await off.snapshot()
+    await asyncio.sleep(0.33)
+    assert await off.snapshot() is first
+    await asyncio.sleep(0.05)
+    assert off.refreshes == 1  # CACHE_RENEW_AHEAD=0: read again only once expired
