@@ -234,6 +234,7 @@ class _SingleFlight:
         return task
 
     def cancel_all(self) -> list[asyncio.Task[Any]]:
+        """Cancels every call in flight (at close); returns them to be waited for."""
         tasks = list(self._inflight.values())
         for task in tasks:
             task.cancel()
@@ -557,7 +558,7 @@ class ChainClient:
         slot_ttl_s: float = 0.4,
         blockhash_ttl_s: float = 0.4,
         block_height_ttl_s: float = 0.2,
-        refresh_ahead: float = 0.25,
+        renew_ahead: float = 0.25,
         status_window_s: float = 0.002,
         max_connections: int = 16,
         batch_max: int = 100,
@@ -574,9 +575,9 @@ class ChainClient:
         self._slot_ttl_s = slot_ttl_s
         self._blockhash_ttl_s = blockhash_ttl_s
         self._block_height_ttl_s = block_height_ttl_s
-        if not 0 <= refresh_ahead < 1:
-            raise ValueError("refresh_ahead must be within [0, 1)")
-        self._refresh_ahead = refresh_ahead
+        if not 0 <= renew_ahead < 1:
+            raise ValueError("renew_ahead must be within [0, 1)")
+        self._renew_ahead = renew_ahead
         self._http = RpcHttpClient(rpc_url, max_connections=max_connections)
         self._batch_max = max(1, batch_max)
         self._max_posts = max(1, max_posts)
@@ -616,7 +617,7 @@ class ChainClient:
             "batch_max": settings.rpc_batch_max,
             "max_posts": max_posts,
             "max_connections": max(16, max_posts),
-            "refresh_ahead": settings.cache_renew_ahead,
+            "renew_ahead": settings.cache_renew_ahead,
         }
         kwargs.update(overrides)
         return cls(settings.rpc_url, **kwargs)
@@ -811,13 +812,13 @@ class ChainClient:
     # -- caches ---------------------------------------------------------------------------------
     #
     # Each cached read (accounts, blockhash, block height, fees) is served until its lifetime ends;
-    # one served in the last `refresh_ahead` of its lifetime also starts the same read in the
+    # one served in the last `renew_ahead` of its lifetime also starts the same read in the
     # background (shared with any caller that finds it expired meanwhile). Under steady traffic
     # the cache is renewed before it runs out, so no caller waits for a read that a cache could
     # have spared, and no value served is older than its lifetime, as before.
 
     def _due(self, expires_at: float, ttl: float, now: float) -> bool:
-        return expires_at - now < ttl * self._refresh_ahead
+        return expires_at - now < ttl * self._renew_ahead
 
     # -- accounts -------------------------------------------------------------------------------
 

@@ -41,6 +41,10 @@ class FeedUnavailable(Exception):
     """No subscription could be made (no socket, refused, no answer): poll instead."""
 
 
+class SubscriptionRefused(FeedUnavailable):
+    """The node answered a subscription request with an error."""
+
+
 class Watch:
     """One subscription: `wait` returns the pushed status once the node sends it."""
 
@@ -109,8 +113,10 @@ class SignatureFeed:
         self.ignored = 0
 
     async def watch(self, signature: str) -> Watch:
-        """Subscribes to `signature` at the feed's commitment; returns once the node acknowledged
-        it, so a transaction sent afterwards cannot land unnoticed. Raises FeedUnavailable."""
+        """Watches `signature` at the feed's commitment; returns once the node acknowledged a
+        subscription that covers it (the wallet's, taken when the socket opened, or this
+        signature's own), so a transaction sent afterwards cannot land unnoticed. Raises
+        FeedUnavailable."""
         ws = await self._connect()
         watch = Watch(self, signature)
         if self._logs_sub is not None:
@@ -201,7 +207,7 @@ class SignatureFeed:
             self._logs_sub = await self._subscribe(ws, watch, "logsSubscribe", params)
         except (FeedUnavailable, TimeoutError, websockets.WebSocketException, OSError) as exc:
             self._subs.pop(watch.sub_id or -1, None)
-            self._logs_refused = isinstance(exc, FeedUnavailable) and "refused" in str(exc)
+            self._logs_refused = isinstance(exc, SubscriptionRefused)
             log.warning(
                 "no logs subscription for the wallet; one subscription per transaction",
                 extra={"error": str(exc)[:200] or type(exc).__name__},
@@ -254,7 +260,7 @@ class SignatureFeed:
         else:
             error = message.get("error")
             text = error.get("message") if isinstance(error, dict) else None
-            watch._break(FeedUnavailable(f"subscription refused: {str(text)[:200]}"))
+            watch._break(SubscriptionRefused(f"subscription refused: {str(text)[:200]}"))
 
     def _on_notification(self, params: Any) -> None:
         if not isinstance(params, dict):

@@ -153,8 +153,8 @@ class PoolBook:
         return {frozenset(p.mints) for p in (self._snapshot.pools if self._snapshot else [])}
 
     async def snapshot(self) -> Snapshot:
-        """The pools as read at most `refresh_s` ago. One served in the last quarter of that
-        starts the next read in the background, so that steady traffic never waits for one."""
+        """The pools as read at most `refresh_s` ago. One served in the last `renew_ahead` of
+        that starts the next read in the background, so that steady traffic never waits for one."""
         snap = self._snapshot
         if snap is not None:
             age = time.monotonic() - snap.taken_at

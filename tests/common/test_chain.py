@@ -275,9 +275,9 @@ async def test_caches_are_renewed_before_they_expire(stub: RpcStub) -> None:
 
     before = stub.count("getLatestBlockhash")
     off = ChainClient.from_settings(_settings(SOLANA_RPC_URL=stub.url, CACHE_RENEW_AHEAD="0"))
-    assert off._refresh_ahead == 0
+    assert off._renew_ahead == 0
     await off.close()
-    async with client_for(stub, slot_ttl_s=0.4, blockhash_ttl_s=0.4, refresh_ahead=0) as chain:
+    async with client_for(stub, slot_ttl_s=0.4, blockhash_ttl_s=0.4, renew_ahead=0) as chain:
         await chain.latest_blockhash()
         await asyncio.sleep(0.33)
         await chain.latest_blockhash()
