@@ -68,7 +68,8 @@ class _LogsSub:
 
 
 class SignatureSubscriptions:
-    """Who waits for which signature, and the notifications once a transaction gets there."""
+    """Who waits for which signature (or for the logs of which address), and the notifications
+    once a transaction gets to their commitment."""
 
     def __init__(self, ledger: Ledger, lag_slots: Callable[[], int]) -> None:
         self._ledger = ledger
