@@ -142,21 +142,7 @@ def test_the_create_and_append_statements_probe_the_primary_key(service: Running
     with psycopg.connect(database_url, autocommit=True) as conn:
         _fill(conn, ORDERS)
         conn.execute("ANALYZE orders")
-        chains = [
-            {"i": i, "order_id": str(uuid.uuid4()), "seq": 2, "status": "routing", "data": {}, "at_us": 1}
-            | {"first_seq": 2, "first_status": "routing"}
-            for i in range(30)
-        ]
-        append = _plan(
-            conn,
-            store._APPEND_FAST,
-            {
-                "chains": json.dumps(chains),
-                "events": json.dumps(chains),
-                "legal": store._LEGAL_PAIRS,
-                "ids": [c["order_id"] for c in chains],
-            },
-        )
+        append = _plan(conn, store._APPEND_FAST, _append_params(30))
         assert "Seq Scan on orders" not in append, append
         assert "orders_pkey" in append, append
         create = _plan(conn, store._CREATE_BATCH, _create_params(30))
