@@ -35,6 +35,15 @@ async def nothing_within(ws: Any, seconds: float) -> bool:
     return False
 
 
+async def no_subscriptions_left(chain: Running) -> None:
+    """The node forgets a closed socket's subscriptions (within a second)."""
+    for _ in range(50):
+        if len(chain.node.pubsub) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert len(chain.node.pubsub) == 0
+
+
 async def test_notified_once_when_confirmed_then_gone(
     chain: Running, client: AsyncClient, wallet: Keypair
 ) -> None:
@@ -100,11 +109,7 @@ async def test_unsubscribe_and_closing_the_socket_forget_subscriptions(
         assert len(chain.node.pubsub) == 2
         assert (await call(ws, 3, "signatureUnsubscribe", [first]))["result"] is True
         assert (await call(ws, 4, "signatureUnsubscribe", [first]))["result"] is False
-    for _ in range(50):
-        if len(chain.node.pubsub) == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert len(chain.node.pubsub) == 0
+    await no_subscriptions_left(chain)
 
 
 async def test_malformed_requests_get_errors_naming_the_problem(chain: Running) -> None:
@@ -194,8 +199,4 @@ async def test_logs_wait_for_their_commitment_and_a_status_lag(
         await rpc(http, "simWarpSlots", [{"n": 1}])
         note = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert note["params"]["subscription"] == finalized
-    for _ in range(50):  # the socket closed: its subscriptions are gone
-        if len(chain.node.pubsub) == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert len(chain.node.pubsub) == 0
+    await no_subscriptions_left(chain)  # the socket closed: its subscriptions are gone
