@@ -208,6 +208,7 @@ class Settings:
     order_lock_ttl_ms: int = _setting("ORDER_LOCK_TTL_MS", 60000, _int(100, 3_600_000))
     recover_after_ms: int = _setting("RECOVER_AFTER_MS", 30000, _int(100, 86_400_000))
     recover_interval_ms: int = _setting("RECOVER_INTERVAL_MS", 15000, _int(50, 3_600_000))
+    submitted_hold_ms: float = _setting("SUBMITTED_HOLD_MS", 20.0, _float(0, 10_000))
     worker_grace_s: float = _setting("WORKER_GRACE_S", 10.0, _float(0, 600))
     worker_health_addr: str = _setting("WORKER_HEALTH_ADDR", "127.0.0.1:50054", _addr)
 

@@ -124,6 +124,9 @@ class OrderDriver:
         self.quote_at: float | None = None  # when this attempt's quote was asked
         self.building_at: float | None = None
         self.submitted_at: float | None = None
+        self.sent_at: float | None = None  # when the executor reported this attempt's send
+        self.held: Step | None = None  # a `submitted` event waiting a little for its outcome
+        self.hold_until = 0.0  # loop time the held event is appended at the latest
 
     async def append(
         self,
@@ -174,14 +177,15 @@ class OrderDriver:
             if self.quote_at is not None:
                 _STAGE["routing"].observe(now - self.quote_at)
                 self.quote_at = None
-            self.building_at = self.submitted_at = None
+            self.building_at = self.submitted_at = self.sent_at = None
         elif status == S.ORDER_STATUS_BUILDING:
             self.building_at = now
         elif status == S.ORDER_STATUS_SUBMITTED:
             if self.building_at is not None:
-                _STAGE["building"].observe(now - self.building_at)
+                sent = self.sent_at or now  # a held `submitted` is timed by its send, not its append
+                _STAGE["building"].observe(sent - self.building_at)
                 self.building_at = None
-                self.submitted_at = now
+                self.submitted_at = sent
         elif status == S.ORDER_STATUS_CONFIRMED:
             if self.submitted_at is not None:
                 _STAGE["confirming"].observe(now - self.submitted_at)
@@ -342,15 +346,9 @@ class OrderDriver:
         while True:
             try:
                 async with asyncio.timeout(EXECUTE_TIMEOUT_S):
-                    async for update in self.w.executor_link.execute(request):
-                        if update.code:
-                            retryable = update.retryable
-                            return Outcome(False, f"execution refused: {update.reason}", retryable)
-                        outcome = await self.on_update(attempt, update)
-                        if outcome is not None:
-                            return outcome
-                return Outcome(False, "executor ended the stream without a result", True)
+                    outcome = await self._follow(attempt, request)
             except LinkBroken as exc:
+                await self.release_held()  # the send happened, whatever became of the stream
                 if reconnects < 20:
                     # the executor restarted: ask again for the same attempt; it resumes
                     reconnects += 1
@@ -358,7 +356,42 @@ class OrderDriver:
                     continue
                 return Outcome(False, f"executor error: {exc.code.name.lower()}", True)
             except TimeoutError:
-                return Outcome(False, "executor error: deadline_exceeded", True)
+                outcome = Outcome(False, "executor error: deadline_exceeded", True)
+            await self.release_held()
+            return outcome
+
+    async def _follow(self, attempt: int, request: executor_pb2.ExecuteRequest) -> Outcome:
+        """One execute request's updates up to its outcome. While a `submitted` event is held (see
+        `on_update`), the next update is waited for until the hold ends, then the event is appended
+        and the wait goes on."""
+        updates = aiter(self.w.executor_link.execute(request))
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.held is None:
+                update = await anext(updates, None)
+            else:
+                arriving = asyncio.ensure_future(anext(updates, None))
+                try:
+                    await asyncio.wait((arriving,), timeout=max(0.0, self.hold_until - loop.time()))
+                    if not arriving.done():
+                        await self.release_held()
+                    update = await arriving
+                finally:
+                    if not arriving.done():
+                        arriving.cancel()
+            if update is None:
+                return Outcome(False, "executor ended the stream without a result", True)
+            if update.code:
+                return Outcome(False, f"execution refused: {update.reason}", update.retryable)
+            outcome = await self.on_update(attempt, update)
+            if outcome is not None:
+                return outcome
+
+    async def release_held(self) -> None:
+        """Appends the held `submitted` event, if any."""
+        if self.held is not None:
+            held, self.held = self.held, None
+            await self.append(*held)
 
     async def on_update(self, attempt: int, update: executor_pb2.ExecutionUpdate) -> Outcome | None:
         spec = self.order.spec
@@ -368,10 +401,13 @@ class OrderDriver:
         elif update.stage == Stage.STAGE_SUBMITTED:
             if self.status == S.ORDER_STATUS_SUBMITTED and update.signature == self.last_signature:
                 return None
+            if self.held is not None and update.signature == self.last_signature:
+                return None
             if self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED, S.ORDER_STATUS_ROUTING):
+                await self.release_held()  # another transaction's send: the earlier one is on record
                 if self.status == S.ORDER_STATUS_ROUTING:
                     await self.append(S.ORDER_STATUS_BUILDING, {"attempt": attempt})
-                await self.append(
+                submitted: Step = (
                     S.ORDER_STATUS_SUBMITTED,
                     {
                         "attempt": attempt,
@@ -382,6 +418,15 @@ class OrderDriver:
                     orders_pb2.OrderUpdate(tx_hash=update.signature),
                 )
                 self.last_signature = update.signature
+                self.sent_at = time.perf_counter()
+                hold_s = self.w.settings.submitted_hold_ms / 1000
+                if hold_s > 0:
+                    # Held a little for the outcome: a swap that lands within the hold has its
+                    # `submitted` and `confirmed` events appended together (one commit, one publish).
+                    self.held = submitted
+                    self.hold_until = asyncio.get_running_loop().time() + hold_s
+                else:
+                    await self.append(*submitted)
         elif update.stage == Stage.STAGE_CONFIRMED:
             price = format_price(
                 update.amount_out,
@@ -390,35 +435,44 @@ class OrderDriver:
                 spec.input_decimals,
             )
             amount_out = format_amount(update.amount_out, spec.output_decimals)
-            if self.status != S.ORDER_STATUS_SUBMITTED:
-                await self.append(
-                    S.ORDER_STATUS_SUBMITTED,
-                    {"attempt": attempt, "signature": update.signature},
-                    orders_pb2.OrderUpdate(tx_hash=update.signature),
+            if self.held is not None and self.held[1]["signature"] != update.signature:
+                await self.release_held()  # (a resumed order: another of its transactions landed)
+            steps: list[Step] = [self.held] if self.held is not None else []
+            self.held = None
+            if self.status != S.ORDER_STATUS_SUBMITTED and not steps:
+                steps.append(
+                    (
+                        S.ORDER_STATUS_SUBMITTED,
+                        {"attempt": attempt, "signature": update.signature},
+                        orders_pb2.OrderUpdate(tx_hash=update.signature),
+                    )
                 )
-            await self.append(
-                S.ORDER_STATUS_CONFIRMED,
-                {
-                    "txHash": update.signature,
-                    "dex": update.dex,
-                    "amountOut": amount_out,
-                    "amountOutRaw": str(update.amount_out),
-                    "amountIn": format_amount(update.amount_in, spec.input_decimals),
-                    "amountInRaw": str(update.amount_in),
-                    "executedPrice": price,
-                    "slot": update.slot,
-                    "attempt": attempt,
-                    **({"costs": costs_json(update.cost, spec)} if update.HasField("cost") else {}),
-                },
-                orders_pb2.OrderUpdate(
-                    cost=update.cost if update.HasField("cost") else None,
-                    amount_out=update.amount_out,
-                    amount_in=update.amount_in,
-                    tx_hash=update.signature,
-                    dex=update.dex,
-                    executed_price=price,
-                ),
+            steps.append(
+                (
+                    S.ORDER_STATUS_CONFIRMED,
+                    {
+                        "txHash": update.signature,
+                        "dex": update.dex,
+                        "amountOut": amount_out,
+                        "amountOutRaw": str(update.amount_out),
+                        "amountIn": format_amount(update.amount_in, spec.input_decimals),
+                        "amountInRaw": str(update.amount_in),
+                        "executedPrice": price,
+                        "slot": update.slot,
+                        "attempt": attempt,
+                        **({"costs": costs_json(update.cost, spec)} if update.HasField("cost") else {}),
+                    },
+                    orders_pb2.OrderUpdate(
+                        cost=update.cost if update.HasField("cost") else None,
+                        amount_out=update.amount_out,
+                        amount_in=update.amount_in,
+                        tx_hash=update.signature,
+                        dex=update.dex,
+                        executed_price=price,
+                    ),
+                )
             )
+            await self.append_chain(steps)
             log.info(
                 "confirmed",
                 extra={"dex": update.dex, "amount_out": update.amount_out, "signature": update.signature},
