@@ -637,12 +637,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         self, plan: OrderPlan, execution: orders_pb2.Execution, outcome: Outcome, resumed: bool
     ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
         if isinstance(outcome, Landed):
-            # the landed state is stored while the transaction's details are read (two round trips
-            # at once instead of one after the other), and always before the outcome is reported
+            # The landed state is stored while the transaction's details are read and the outcome
+            # is reported: it is bookkeeping, not a condition of the report. `signed` already keeps
+            # the order from being failed or given a second swap, and an order resumed before the
+            # record is stored finds its swap landed on the chain. The attempt's stream ends once
+            # it is stored.
             recorded = asyncio.ensure_future(self._record_best_effort(execution, "landed"))
             try:
                 async for update in self._landed(plan, execution, resumed):
-                    await asyncio.shield(recorded)
                     yield update
             finally:
                 await asyncio.shield(recorded)
