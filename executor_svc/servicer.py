@@ -350,17 +350,24 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
         )
         return list(response.executions)
 
-    async def _record(self, execution: orders_pb2.Execution, state: str) -> orders_pb2.Execution:
+    async def _record(
+        self, execution: orders_pb2.Execution, state: str, soon: bool = False
+    ) -> orders_pb2.Execution:
         record = orders_pb2.Execution()
         record.CopyFrom(execution)
         record.state = state
         record.ClearField("created_at_us")
         record.ClearField("updated_at_us")
+        if soon:
+            return await self._recorder.record_soon(record)
         return await self._recorder.record(record)
 
-    async def _record_best_effort(self, execution: orders_pb2.Execution, state: str) -> None:
+    async def _record_best_effort(
+        self, execution: orders_pb2.Execution, state: str, soon: bool = False
+    ) -> None:
+        """`soon`: a record nothing waits for, stored with the others made around it (record_soon)."""
         try:
-            await self._record(execution, state)
+            await self._record(execution, state, soon)
         except RecordRefused as exc:
             # Not fatal: a later attempt looks the signature up on chain again.
             log.warning(
@@ -640,9 +647,10 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
             # The landed state is stored while the transaction's details are read and the outcome
             # is reported: it is bookkeeping, not a condition of the report. `signed` already keeps
             # the order from being failed or given a second swap, and an order resumed before the
-            # record is stored finds its swap landed on the chain. The attempt's stream ends once
-            # it is stored.
-            recorded = asyncio.ensure_future(self._record_best_effort(execution, "landed"))
+            # record is stored finds its swap landed on the chain. So it leaves with the other
+            # landed records made around it (one message and one commit for them all), and the
+            # attempt's stream ends once it is stored.
+            recorded = asyncio.ensure_future(self._record_best_effort(execution, "landed", soon=True))
             try:
                 async for update in self._landed(plan, execution, resumed):
                     yield update

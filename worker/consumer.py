@@ -37,6 +37,9 @@ from worker.throttle import OrderThrottle
 from worker.triggers import TriggerLoop
 
 log = logging.getLogger(__name__)
+# the weight of the latest outcome in the moving average of how long swaps take to land after their
+# send (Worker.landing_s)
+LANDING_WEIGHT = 0.2
 
 # A stream entry as the worker drives it: (entry id, fields).
 Entry = tuple[bytes | str, dict[Any, Any]]
@@ -101,6 +104,17 @@ class Worker:
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.completed = 0
+        # How long swaps have recently taken to land (or fail) after their send, a moving average
+        # (0: none yet). The driver holds a `submitted` event for its outcome only while this is
+        # within SUBMITTED_HOLD_MS: where swaps take longer (a real cluster, a busy engine), holding
+        # would only delay the event, and it is appended at once.
+        self.landing_s = 0.0
+
+    def note_landing(self, seconds: float) -> None:
+        if self.landing_s == 0:
+            self.landing_s = seconds
+        else:
+            self.landing_s += LANDING_WEIGHT * (seconds - self.landing_s)
 
     async def backoff(self, retry_number: int) -> None:
         """Exponential backoff with full jitter; the worker slot is released while waiting."""

@@ -126,7 +126,8 @@ class OrderDriver:
         self.submitted_at: float | None = None
         self.sent_at: float | None = None  # when the executor reported this attempt's send
         self.held: Step | None = None  # a `submitted` event waiting a little for its outcome
-        self.hold_until = 0.0  # loop time the held event is appended at the latest
+        self._hold_timer: asyncio.TimerHandle | None = None  # ends the hold
+        self._releasing: asyncio.Task[None] | None = None  # the held event's append, once the hold ended
 
     async def append(
         self,
@@ -357,41 +358,57 @@ class OrderDriver:
                 return Outcome(False, f"executor error: {exc.code.name.lower()}", True)
             except TimeoutError:
                 outcome = Outcome(False, "executor error: deadline_exceeded", True)
+            except BaseException:
+                self._drop_held()
+                raise
             await self.release_held()
             return outcome
 
     async def _follow(self, attempt: int, request: executor_pb2.ExecuteRequest) -> Outcome:
-        """One execute request's updates up to its outcome. While a `submitted` event is held (see
-        `on_update`), the next update is waited for until the hold ends, then the event is appended
-        and the wait goes on."""
-        updates = aiter(self.w.executor_link.execute(request))
-        loop = asyncio.get_running_loop()
-        while True:
-            if self.held is None:
-                update = await anext(updates, None)
-            else:
-                arriving = asyncio.ensure_future(anext(updates, None))
-                try:
-                    await asyncio.wait((arriving,), timeout=max(0.0, self.hold_until - loop.time()))
-                    if not arriving.done():
-                        await self.release_held()
-                    update = await arriving
-                finally:
-                    if not arriving.done():
-                        arriving.cancel()
-            if update is None:
-                return Outcome(False, "executor ended the stream without a result", True)
+        async for update in self.w.executor_link.execute(request):
             if update.code:
                 return Outcome(False, f"execution refused: {update.reason}", update.retryable)
             outcome = await self.on_update(attempt, update)
             if outcome is not None:
                 return outcome
+        return Outcome(False, "executor ended the stream without a result", True)
+
+    # --- the held `submitted` event -----------------------------------------------------------
+    def _hold(self, submitted: Step, hold_s: float) -> None:
+        self.held = submitted
+        self._hold_timer = asyncio.get_running_loop().call_later(hold_s, self._hold_over)
+
+    def _hold_over(self) -> None:
+        """The hold ended before the outcome came: the event is appended now, in the background (the
+        driver waits for that append before it appends anything else: `release_held`)."""
+        self._hold_timer = None
+        if self.held is not None and self._releasing is None:
+            held, self.held = self.held, None
+            self._releasing = asyncio.create_task(self.append(*held))
+
+    def _take_held(self) -> Step | None:
+        """The held event, no longer held (its hold's end cancelled)."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        held, self.held = self.held, None
+        return held
 
     async def release_held(self) -> None:
-        """Appends the held `submitted` event, if any."""
-        if self.held is not None:
-            held, self.held = self.held, None
+        """Has the held event on record: appends it now, or waits for its append under way."""
+        if self._releasing is not None:
+            releasing, self._releasing = self._releasing, None
+            await releasing
+        if (held := self._take_held()) is not None:
             await self.append(*held)
+
+    def _drop_held(self) -> None:
+        """The attempt is abandoned (cancelled, superseded): the held event is not appended."""
+        self._take_held()
+        if self._releasing is not None:
+            releasing, self._releasing = self._releasing, None
+            releasing.cancel()
+            releasing.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def on_update(self, attempt: int, update: executor_pb2.ExecutionUpdate) -> Outcome | None:
         spec = self.order.spec
@@ -401,7 +418,7 @@ class OrderDriver:
         elif update.stage == Stage.STAGE_SUBMITTED:
             if self.status == S.ORDER_STATUS_SUBMITTED and update.signature == self.last_signature:
                 return None
-            if self.held is not None and update.signature == self.last_signature:
+            if update.signature == self.last_signature and (self.held or self._releasing):
                 return None
             if self.status in (S.ORDER_STATUS_BUILDING, S.ORDER_STATUS_SUBMITTED, S.ORDER_STATUS_ROUTING):
                 await self.release_held()  # another transaction's send: the earlier one is on record
@@ -420,11 +437,11 @@ class OrderDriver:
                 self.last_signature = update.signature
                 self.sent_at = time.perf_counter()
                 hold_s = self.w.settings.submitted_hold_ms / 1000
-                if hold_s > 0:
-                    # Held a little for the outcome: a swap that lands within the hold has its
-                    # `submitted` and `confirmed` events appended together (one commit, one publish).
-                    self.held = submitted
-                    self.hold_until = asyncio.get_running_loop().time() + hold_s
+                if hold_s > 0 and self.w.landing_s <= hold_s:
+                    # Held a little for the outcome while swaps have been landing within the hold:
+                    # one that lands within it has its `submitted` and `confirmed` events appended
+                    # together (one commit, one publish).
+                    self._hold(submitted, hold_s)
                 else:
                     await self.append(*submitted)
         elif update.stage == Stage.STAGE_CONFIRMED:
@@ -435,10 +452,11 @@ class OrderDriver:
                 spec.input_decimals,
             )
             amount_out = format_amount(update.amount_out, spec.output_decimals)
-            if self.held is not None and self.held[1]["signature"] != update.signature:
-                await self.release_held()  # (a resumed order: another of its transactions landed)
-            steps: list[Step] = [self.held] if self.held is not None else []
-            self.held = None
+            self._landed_after_send()
+            if self._releasing is not None or (self.held and self.held[1]["signature"] != update.signature):
+                await self.release_held()  # (or a resumed order: another of its transactions landed)
+            held = self._take_held()  # the outcome came within the hold: both events at once
+            steps: list[Step] = [held] if held is not None else []
             if self.status != S.ORDER_STATUS_SUBMITTED and not steps:
                 steps.append(
                     (
@@ -479,8 +497,14 @@ class OrderDriver:
             )
             return Outcome(True)
         elif update.stage == Stage.STAGE_FAILED:
+            self._landed_after_send()
             return Outcome(False, update.reason or "execution failed", update.retryable, update.nothing_live)
         return None
+
+    def _landed_after_send(self) -> None:
+        """Tells the worker how long this attempt's outcome took after its send."""
+        if self.sent_at is not None:
+            self.w.note_landing(time.perf_counter() - self.sent_at)
 
     async def fail(self, reason: str, attempt: int, settle: bool = True) -> None:
         """Ends the order `failed` — unless a swap of it landed or may still land: persistence

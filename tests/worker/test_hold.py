@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
+from common.grpc_client import open_channel
 from orderengine.v1 import executor_pb2, orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
 from tests.worker.test_driver import NAMES, sim_faults, submit, wait_terminal
@@ -117,3 +118,50 @@ async def test_an_attempt_that_ends_otherwise_has_its_send_on_record_first(
     assert names[:5] == ["pending", "routing", "building", "submitted", "routing"], names
     assert events[3][1]["signature"] == withheld[0] == order.tx_hash
     assert events[4][1]["retryOf"].startswith("RPC unavailable while confirming"), events[4]
+
+
+@pytest.fixture
+async def eng_300ms(make_settings) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+    settings = make_settings(SIM_SLOT_MS="20", CONFIRM_POLL_MS="20", SUBMITTED_HOLD_MS="300")
+    async with engine(settings) as e:
+        yield e
+
+
+async def test_the_hold_is_skipped_while_swaps_land_slower_than_it(eng_300ms: Engine) -> None:
+    """Where swaps take longer to land than the hold (a real cluster, a busy engine), holding would
+    only delay `submitted`: it is appended at once until swaps land within the hold again."""
+    eng = eng_300ms
+    channel = open_channel(eng.settings.persistence_addr)
+    orders = orders_pb2_grpc.OrdersStub(channel)
+    worker = Worker(eng.settings)
+    await worker.start()
+
+    async def one_commit(order_id: str) -> bool:
+        """Whether the order's `submitted` and `confirmed` were stored together."""
+        order = await wait_terminal(orders, order_id)
+        assert NAMES[order.status] == "confirmed"
+        stored = await commits(eng, order_id)
+        assert [status for status, _ in stored][-2:] == ["submitted", "confirmed"], stored
+        return stored[-2][1] == stored[-1][1]
+
+    try:
+        assert await one_commit(await submit(eng, orders))  # lands within milliseconds: held
+        await sim_faults(eng, statusLagSlots=LAG_SLOTS)
+        try:
+            slow = await submit(eng, orders)
+            async with asyncio.timeout(10):
+                while (await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=slow))).tx_hash == "":
+                    await asyncio.sleep(0.01)  # `submitted` on record: the hold ended
+            await asyncio.sleep(2.0)  # seen landed only 2 s after its send
+        finally:
+            await sim_faults(eng, statusLagSlots=0)
+        assert not await one_commit(slow)
+        assert worker.landing_s > 0.3
+        # Swaps land within milliseconds again: the first ones are not held (the average says
+        # otherwise), and within a few orders the average is back within the hold.
+        fast = [await one_commit(await submit(eng, orders)) for _ in range(8)]
+        assert fast[0] is False and True in fast, fast
+        assert worker.landing_s <= 0.3
+    finally:
+        await worker.stop(grace_s=2)
+        await channel.close()
