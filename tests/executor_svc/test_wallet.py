@@ -138,3 +138,24 @@ def test_only_the_executor_reads_the_key(tmp_path: Path) -> None:
     keys = load_key_settings({}, dotenv=dotenv)
     assert keys.private_key == str(keypair) and keys.keypair_path == "/k.json"
     assert load_key_settings({"PRIVATE_KEY": "x"}, dotenv=dotenv).private_key == "x"  # env over .env
+
+
+def test_a_signed_transaction_is_the_message_with_this_wallets_valid_signature() -> None:
+    from solders.hash import Hash
+    from solders.instruction import AccountMeta, Instruction
+    from solders.message import MessageV0
+    from solders.pubkey import Pubkey
+    from solders.transaction import VersionedTransaction
+
+    keypair = Keypair()
+    wallet = Wallet(keypair)
+    program = Pubkey.new_unique()
+    instruction = Instruction(program, b"swap", [AccountMeta(keypair.pubkey(), True, True)])
+    message = MessageV0.try_compile(keypair.pubkey(), [instruction], [], Hash.new_unique())
+    signed = wallet.sign(message)
+    assert signed.message == message
+    assert signed.verify_with_results() == [True]
+    # the same bytes the library's own signing gives (ed25519 signatures are deterministic)
+    assert bytes(signed) == bytes(VersionedTransaction(message, [keypair]))
+    other = Wallet(Keypair()).sign(message)
+    assert other.verify_with_results() == [False]  # another key's signature does not verify
