@@ -125,6 +125,7 @@ class OrderDriver:
         self.building_at: float | None = None
         self.submitted_at: float | None = None
         self.sent_at: float | None = None  # when the executor reported this attempt's send
+        self._outcome_due_since: float | None = None  # the same, until its outcome came
         self.held: Step | None = None  # a `submitted` event waiting a little for its outcome
         self._hold_timer: asyncio.TimerHandle | None = None  # ends the hold
         self._releasing: asyncio.Task[None] | None = None  # the held event's append, once the hold ended
@@ -178,7 +179,7 @@ class OrderDriver:
             if self.quote_at is not None:
                 _STAGE["routing"].observe(now - self.quote_at)
                 self.quote_at = None
-            self.building_at = self.submitted_at = self.sent_at = None
+            self.building_at = self.submitted_at = self.sent_at = self._outcome_due_since = None
         elif status == S.ORDER_STATUS_BUILDING:
             self.building_at = now
         elif status == S.ORDER_STATUS_SUBMITTED:
@@ -435,7 +436,7 @@ class OrderDriver:
                     orders_pb2.OrderUpdate(tx_hash=update.signature),
                 )
                 self.last_signature = update.signature
-                self.sent_at = time.perf_counter()
+                self.sent_at = self._outcome_due_since = time.perf_counter()
                 hold_s = self.w.settings.submitted_hold_ms / 1000
                 if hold_s > 0 and self.w.landing_s <= hold_s:
                     # Held a little for the outcome while swaps have been landing within the hold:
@@ -502,9 +503,10 @@ class OrderDriver:
         return None
 
     def _landed_after_send(self) -> None:
-        """Tells the worker how long this attempt's outcome took after its send."""
-        if self.sent_at is not None:
-            self.w.note_landing(time.perf_counter() - self.sent_at)
+        """Tells the worker how long this attempt's outcome took after its send (once per send)."""
+        if self._outcome_due_since is not None:
+            self.w.note_landing(time.perf_counter() - self._outcome_due_since)
+            self._outcome_due_since = None
 
     async def fail(self, reason: str, attempt: int, settle: bool = True) -> None:
         """Ends the order `failed` — unless a swap of it landed or may still land: persistence
