@@ -16,9 +16,8 @@ from common.grpc_client import open_channel
 from orderengine.v1 import executor_pb2, orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
 from tests.worker.test_driver import NAMES, sim_faults, submit, wait_terminal
+from tests.worker.test_settle import LAG_SLOTS
 from worker.consumer import Worker
-
-LAG_SLOTS = 1_000_000  # the status node sees nothing new until the test lets it catch up
 
 
 @pytest.fixture(params=["2000", "50", "0"], ids=["hold-2s", "hold-50ms", "no-hold"])

@@ -13,9 +13,8 @@ import pytest
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
 from tests.worker.test_driver import sim_faults, submit, wait_terminal
+from tests.worker.test_settle import LAG_SLOTS
 from worker.consumer import Worker
-
-LAG_SLOTS = 1_000_000  # the status node sees nothing new until the test lets it catch up
 
 
 @pytest.fixture
