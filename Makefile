@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: run market test install protos check-protos bench bench-sweep bench-ws bench-quotes bench-triggers lint clean
+.PHONY: run market test install protos check-protos bench bench-sweep bench-compare bench-ws bench-quotes bench-triggers lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench-quotes: $(STAMP)
 
 ## 10,000 open limit orders on one pair: CPU of one trigger pass (target <= 50 ms), and, once the
 ## market moves across about 100 of them, trigger -> submitted p50/p99 (target <= 400 ms, one slot).
+## Two commits measured in turns (this checkout and REF, in a temporary worktree), read as ranges:
+## make bench-compare REF=44b484c [PAIRS=3] ARGS="--sweep --rates 100,200,300,400 --step-seconds 10"
+bench-compare: $(STAMP)
+	$(PY) -m bench.compare $(REF) --pairs $(or $(PAIRS),3) -- $(ARGS)
+
 ## make bench-triggers [ARGS="--orders 10000 --triggered 100"]
 bench-triggers: $(STAMP)
 	$(PY) -m bench.bench_triggers $(ARGS)
