@@ -423,7 +423,8 @@ def sweep(target: Target, client: LoadClient, args: argparse.Namespace) -> tuple
     return 0, results
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The benchmark's command line (bench.compare reads the same one)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -460,6 +461,11 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a setting for the started stack (repeatable), e.g. --env CONFIRM_POLL_MS=10",
     )
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
     args = parser.parse_args()
     if args.warmup is None:
         args.warmup = 3.0 if args.sweep else 2.0

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from bench.bench_e2e import ENGINE, per_order_ms, saturation
+from bench.bench_e2e import ENGINE, arguments, per_order_ms, saturation
 from common.settings import REPO_ROOT
 
 SIDES = ("base", "head")
@@ -37,17 +37,6 @@ _WIDTH = 16  # a side's column
 
 def bench_command(bench_args: Sequence[str], json_path: Path) -> list[str]:
     return [sys.executable, "-m", "bench.bench_e2e", *bench_args, "--json", str(json_path)]
-
-
-def p99_limit(bench_args: Sequence[str]) -> float:
-    """The p99 bound bench.bench_e2e applies to these arguments (its default, 500 ms, if none)."""
-    args = list(bench_args)
-    for i, arg in enumerate(args):
-        if arg == "--p99-limit-ms" and i + 1 < len(args):
-            return float(args[i + 1])
-        if arg.startswith("--p99-limit-ms="):
-            return float(arg.partition("=")[2])
-    return 500.0
 
 
 def span(values: Sequence[float], digits: int = 1) -> str:
@@ -125,9 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     cut = given.index("--") if "--" in given else len(given)
     args = parser.parse_args(given[:cut])
     bench_args = given[cut + 1 :]
-    if any(
-        a == "--json" or a.startswith("--json=") or a == "--url" or a.startswith("--url=") for a in bench_args
-    ):
+    bench = arguments().parse_args(bench_args)  # bench_e2e's own reading: its errors, its defaults
+    if bench.json or bench.url:
         parser.error("--json and --url are bench.compare's own business: each side starts its own stack")
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
@@ -154,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 capture_output=True,
             )
     print(f"\nbase {args.ref}, head this checkout; {args.pairs} runs each, in turns")
-    for line in summarize(runs, p99_limit(bench_args)):
+    for line in summarize(runs, bench.p99_limit_ms):
         print(line)
 
 
