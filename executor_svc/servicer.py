@@ -283,33 +283,45 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServicer):
     async def _execute_one(
         self, request: executor_pb2.ExecuteRequest, emit: Callable[[executor_pb2.ExecutionUpdate], None]
     ) -> None:
-        """One request of a stream; its updates tagged, a refusal or crash its own FAILED update."""
+        """One request of a stream, its updates tagged with its order_id and attempt.
+
+        STAGE_BUILDING (the stored order allows the attempt) leaves with the attempt's next update,
+        in the same message: on its own it was one message more each way per order, and a caller
+        can do nothing with it before that next update (the send, or why there is none) comes."""
+        building: executor_pb2.ExecutionUpdate | None = None
+        async for update in self._updates(request):
+            update.order_id, update.attempt = request.order_id, request.attempt
+            if update.stage == Stage.STAGE_BUILDING:
+                building = update
+                continue
+            if building is not None:
+                emit(building)
+                building = None
+            emit(update)
+        if building is not None:
+            emit(building)
+
+    async def _updates(
+        self, request: executor_pb2.ExecuteRequest
+    ) -> AsyncIterator[executor_pb2.ExecutionUpdate]:
+        """The request's updates; a refusal or crash ends them with its own FAILED update."""
         try:
             async for update in self._run(request):
-                update.order_id, update.attempt = request.order_id, request.attempt
-                emit(update)
+                yield update
         except DomainError as exc:
-            emit(
-                Update(
-                    stage=Stage.STAGE_FAILED,
-                    order_id=request.order_id,
-                    attempt=request.attempt,
-                    reason=exc.client_message(),
-                    retryable=exc.retryable or exc.code in RETRYABLE_CODES,
-                    code=exc.code.value[0],
-                )
+            yield Update(
+                stage=Stage.STAGE_FAILED,
+                reason=exc.client_message(),
+                retryable=exc.retryable or exc.code in RETRYABLE_CODES,
+                code=exc.code.value[0],
             )
         except Exception:  # noqa: BLE001 - one order's crash is that order's alone
             log.exception("execution crashed", extra={"order_id": request.order_id})
-            emit(
-                Update(
-                    stage=Stage.STAGE_FAILED,
-                    order_id=request.order_id,
-                    attempt=request.attempt,
-                    reason="executor error: internal",
-                    retryable=True,
-                    code=grpc.StatusCode.INTERNAL.value[0],
-                )
+            yield Update(
+                stage=Stage.STAGE_FAILED,
+                reason="executor error: internal",
+                retryable=True,
+                code=grpc.StatusCode.INTERNAL.value[0],
             )
 
     async def _run(self, request: executor_pb2.ExecuteRequest) -> AsyncIterator[executor_pb2.ExecutionUpdate]:

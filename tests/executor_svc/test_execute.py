@@ -765,6 +765,34 @@ async def test_execute_batches_carries_many_orders_and_refusals_on_one_call(stac
     assert "route.legs" in refused.reason and not refused.retryable
 
 
+async def test_execute_batches_sends_building_with_the_next_update(stack: Stack) -> None:
+    """On the batched stream an order's STAGE_BUILDING leaves in the same message as its next
+    update (the send, or why there is none), never in a message of its own; the unary call still
+    streams it as it happens."""
+    ok = await stack.order("SOL", "USDC", 10**7)
+    slipped = await stack.order("SOL", "USDC", 10**7)
+    requests = [
+        stack.request(ok, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 1)]),
+        # a minimum out no pool pays: the checks pass (BUILDING), the build is refused
+        stack.request(slipped, "SOL", "USDC", [("raydium_cpmm", "SOL/USDC", 10**7, 10**15)]),
+    ]
+
+    async def feed() -> AsyncIterator[executor_pb2.ExecuteBatch]:
+        for request in requests:
+            yield executor_pb2.ExecuteBatch(requests=[request])
+
+    messages = [list(batch.updates) async for batch in stack.executor.ExecuteBatches(feed())]
+    for oid in (ok, slipped):
+        (carrying,) = [
+            m for m in messages if any(u.order_id == oid and u.stage == Stage.STAGE_BUILDING for u in m)
+        ]
+        mine = [u.stage for u in carrying if u.order_id == oid]
+        assert mine[0] == Stage.STAGE_BUILDING and len(mine) >= 2, mine
+    every = [u for m in messages for u in m]
+    assert stages([u for u in every if u.order_id == ok])[-1] == Stage.STAGE_CONFIRMED
+    assert stages([u for u in every if u.order_id == slipped]) == [Stage.STAGE_BUILDING, Stage.STAGE_FAILED]
+
+
 # ------------------------------------------------------------------------------------------------
 # the pool moves between the snapshot a swap is built from and the slot it lands in
 
