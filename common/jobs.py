@@ -58,29 +58,34 @@ async def ensure_group(redis: aioredis.Redis, keys: Keys) -> None:
             raise
 
 
+# A job's hint, so that the worker starts without reading the order back from persistence:
+SPEC_FIELD = "spec"  # a brand-new order's OrderSpec (the order as created: seq 1, pending)
+ORDER_FIELD = "order"  # the whole Order as its enqueuer has just stored it (a triggered resting order)
+
+
 async def enqueue(redis: aioredis.Redis, keys: Keys, order_id: str, spec: bytes = b"") -> str:
     """Adds an order to the job stream; returns the entry id.
 
     `spec` (a serialized OrderSpec) lets the worker start a brand-new order without reading it back
-    from persistence; jobs without it (recovery re-queues) are read first."""
-    fields: dict[str, str | bytes] = {"order_id": order_id}
-    if spec:
-        fields["spec"] = spec
-    entry = await redis.xadd(keys.stream, fields)  # type: ignore[arg-type]
-    return entry.decode() if isinstance(entry, bytes) else str(entry)
+    from persistence; jobs without a hint (recovery re-queues) are read first."""
+    return (await enqueue_many(redis, keys, [(order_id, spec)]))[0]
 
 
-async def enqueue_many(redis: aioredis.Redis, keys: Keys, orders: Sequence[tuple[str, bytes]]) -> list[str]:
-    """`enqueue` for a batch of (order_id, spec): one pipelined round trip (no MULTI: each XADD
+async def enqueue_many(
+    redis: aioredis.Redis, keys: Keys, orders: Sequence[tuple[str, bytes]], hint: str = SPEC_FIELD
+) -> list[str]:
+    """`enqueue` for a batch of (order_id, hint): one pipelined round trip (no MULTI: each XADD
     stands alone; a retried batch is harmless: several deliveries of one order are, see
-    worker.consumer). Returns the entry ids, in order."""
+    worker.consumer). `hint` names what the bytes are (SPEC_FIELD or ORDER_FIELD); empty bytes, no
+    hint. A hint is only ever a shortcut: a worker whose first append from it is refused reads the
+    order instead. Returns the entry ids, in order."""
     if not orders:
         return []
     async with redis.pipeline(transaction=False) as pipe:
-        for order_id, spec in orders:
+        for order_id, blob in orders:
             fields: dict[str, str | bytes] = {"order_id": order_id}
-            if spec:
-                fields["spec"] = spec
+            if blob:
+                fields[hint] = blob
             pipe.xadd(keys.stream, fields)  # type: ignore[arg-type]
         entries = await pipe.execute()
     return [e.decode() if isinstance(e, bytes) else str(e) for e in entries]

@@ -69,6 +69,26 @@ def read_group_entries(reply: object) -> list[Entry]:
     return [entry for messages in per_stream for entry in stream_entries(messages)]
 
 
+def _hint(order_id: str, fields: dict[Any, Any]) -> orders_pb2.Order | None:
+    """The order as a fresh job's enqueuer stored it (common.jobs): a whole Order, or a new order's
+    spec (as created: seq 1, pending); None without one. A malformed hint, or one for another
+    order, is ignored: the order is read instead."""
+    order_raw = fields.get(jobs.ORDER_FIELD.encode()) or fields.get(jobs.ORDER_FIELD)
+    spec_raw = fields.get(jobs.SPEC_FIELD.encode()) or fields.get(jobs.SPEC_FIELD)
+    try:
+        if order_raw:
+            order = orders_pb2.Order.FromString(order_raw)
+            return order if order.order_id == order_id and order.last_seq > 0 else None
+        if spec_raw:
+            spec = orders_pb2.OrderSpec.FromString(spec_raw)
+            return orders_pb2.Order(
+                order_id=order_id, spec=spec, status=orders_pb2.ORDER_STATUS_PENDING, last_seq=1
+            )
+    except Exception:  # noqa: BLE001 - a malformed hint is ignored; the order is read instead
+        return None
+    return None
+
+
 class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -225,13 +245,7 @@ class Worker:
             task.add_done_callback(lambda _t: None)
             return
 
-        spec_raw = fields.get(b"spec") if fresh else None
-        spec = None
-        if spec_raw:
-            try:
-                spec = orders_pb2.OrderSpec.FromString(spec_raw)
-            except Exception:  # noqa: BLE001 - a malformed hint is ignored; the order is read instead
-                spec = None
+        hint = _hint(order_id, fields) if fresh else None
 
         if fresh:
             # a stream entry id starts with the time it was added, in ms
@@ -242,7 +256,7 @@ class Worker:
         async def job() -> None:
             ORDERS_INFLIGHT.inc()
             try:
-                await self.handle(order_id, entry, spec)
+                await self.handle(order_id, entry, hint)
             finally:
                 ORDERS_INFLIGHT.dec()
                 self.inflight.pop(order_id, None)
@@ -257,7 +271,11 @@ class Worker:
             self.batch.command("XDEL", self.keys.stream, entry),
         )
 
-    async def handle(self, order_id: str, entry: str, spec: orders_pb2.OrderSpec | None = None) -> None:
+    async def handle(self, order_id: str, entry: str, hint: orders_pb2.Order | None = None) -> None:
+        """Drives one job's order under its lock. `hint` is the order as the job's enqueuer stored
+        it (a new order as created, a triggered order after its trigger), so nothing is read back
+        first; if anything happened to it since, the driver's first append is refused and the
+        order is read instead."""
         token = order_id_var.set(order_id)
         lock = self.keys.lock(order_id)
         try:
@@ -274,14 +292,9 @@ class Worker:
             try:
                 await self.wait_for_turn()
                 finished = False
-                if spec is not None:
-                    # A first delivery of a new order: as created (seq 1, pending), no read needed.
-                    # If anything happened to it already, the first append is refused and we read it.
-                    fresh = orders_pb2.Order(
-                        order_id=order_id, spec=spec, status=orders_pb2.ORDER_STATUS_PENDING, last_seq=1
-                    )
+                if hint is not None:
                     try:
-                        await OrderDriver(self, fresh).run()
+                        await OrderDriver(self, hint).run()
                         finished = True
                     except Superseded as exc:
                         if exc.appended:

@@ -156,14 +156,18 @@ class TriggerLoop:
         self._measure()
         if not events:
             return
+        # each triggered order is queued with itself as stored once its trigger is appended, so the
+        # worker that drives it starts without reading it back (taken before the append: the book
+        # lets go of an order once its trigger is published)
+        stored = {e.order_id: self._stored(e) for e in events if e.status == S.ORDER_STATUS_ROUTING}
         response = await self.open.append(events)
         triggered = [
-            (event.order_id, b"")
+            (event.order_id, stored[event.order_id])
             for result, event in zip(response.results, events, strict=True)
             if result.code == 0 and event.status == S.ORDER_STATUS_ROUTING
         ]
         if triggered:
-            await jobs.enqueue_many(self.w.redis, self.w.keys, triggered)
+            await jobs.enqueue_many(self.w.redis, self.w.keys, triggered, hint=jobs.ORDER_FIELD)
         log.info(
             "trigger pass",
             extra={
@@ -236,6 +240,17 @@ class TriggerLoop:
         )
         async with asyncio.timeout(QUOTE_TIMEOUT_S):
             return await self.w.router_link.quote(request)
+
+    def _stored(self, event: orders_pb2.NewEvent) -> bytes:
+        """The order as stored once `event` (its trigger) is appended, serialized for its job; no
+        hint (b"") if the book no longer holds it."""
+        book_order = self.book.orders.get(event.order_id)
+        if book_order is None:
+            return b""
+        stored = orders_pb2.Order()
+        stored.CopyFrom(book_order)
+        stored.status, stored.last_seq = event.status, event.seq
+        return stored.SerializeToString()
 
     @staticmethod
     def _event(

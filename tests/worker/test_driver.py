@@ -15,7 +15,7 @@ from common import jobs
 from common.markets import load_markets
 from orderengine.v1 import orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
-from worker.consumer import Worker
+from worker.consumer import Worker, _hint
 
 TERMINAL = {orders_pb2.ORDER_STATUS_CONFIRMED, orders_pb2.ORDER_STATUS_FAILED}
 NAMES = {1: "pending", 2: "routing", 3: "building", 4: "submitted", 5: "confirmed", 6: "failed"}
@@ -135,6 +135,44 @@ async def test_a_delivery_whose_lock_is_held_elsewhere_is_acknowledged_untouched
     order = await orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id, with_events=True))
     assert [NAMES[e.status] for e in order.events] == ["pending"]  # nothing appended, nothing run
     assert not worker.inflight
+
+
+def test_a_jobs_hint_is_the_order_as_its_enqueuer_stored_it_or_nothing() -> None:
+    oid = str(uuid.uuid4())
+    spec = orders_pb2.OrderSpec(input_mint="a", output_mint="b", amount_in=5)
+    stored = orders_pb2.Order(order_id=oid, spec=spec, status=orders_pb2.ORDER_STATUS_ROUTING, last_seq=3)
+    assert _hint(oid, {b"order_id": oid.encode(), b"order": stored.SerializeToString()}) == stored
+    # a new order's spec: the order as created
+    assert _hint(oid, {b"order_id": oid.encode(), b"spec": spec.SerializeToString()}) == orders_pb2.Order(
+        order_id=oid, spec=spec, status=orders_pb2.ORDER_STATUS_PENDING, last_seq=1
+    )
+    # no hint, another order's, one with no seq, or bytes that are no Order: read the order instead
+    assert _hint(oid, {b"order_id": oid.encode()}) is None
+    other = orders_pb2.Order(order_id=str(uuid.uuid4()), spec=spec, last_seq=3)
+    assert _hint(oid, {b"order": other.SerializeToString()}) is None
+    assert _hint(oid, {b"order": orders_pb2.Order(order_id=oid, spec=spec).SerializeToString()}) is None
+    assert _hint(oid, {b"order": b"\xff\xff not a message"}) is None
+
+
+async def test_a_stale_hint_is_refused_at_the_first_append_and_the_order_read_instead(
+    eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub
+) -> None:
+    """A hint behind the stored order (here: a seq it no longer has) costs one refused append: the
+    order is read and driven from what is stored, once."""
+    keys = jobs.Keys(eng.settings.redis_prefix)
+    spec = spec_of(eng, "SOL", "USDC", 10**8)
+    oid = str(uuid.uuid4())
+    await orders.CreateOrder(orders_pb2.CreateOrderRequest(order_id=oid, spec=spec))
+    stale = orders_pb2.Order(order_id=oid, spec=spec, status=orders_pb2.ORDER_STATUS_ROUTING, last_seq=4)
+    redis = aioredis.Redis.from_url(eng.settings.redis_url)
+    try:
+        await jobs.enqueue_many(redis, keys, [(oid, stale.SerializeToString())], hint=jobs.ORDER_FIELD)
+    finally:
+        await redis.aclose()
+    order = await wait_terminal(orders, oid)
+    names = [NAMES[e.status] for e in order.events]
+    assert names == ["pending", "routing", "building", "submitted", "confirmed"]
+    assert [e.seq for e in order.events] == [1, 2, 3, 4, 5] and order.attempts == 1
 
 
 async def test_transient_failures_retry_with_backoff_then_fail(

@@ -192,13 +192,27 @@ async def test_a_limit_triggers_when_another_swap_moves_the_pool_across_it(
     assert terms["type"] == "limit" and terms["limitPriceRaw"] == str(limit) and terms["expiresAt"]
     await asyncio.sleep(0.5)  # ten passes of the loop: still open
     assert (await orders.GetOrder(S.GetOrderRequest(order_id=oid), timeout=5)).status == S.ORDER_STATUS_OPEN
-    while await price(router, eng, "USDC", "SOL") < limit * 1002 // 1000:
-        await sell_sol(eng, orders)  # the pool moves across the limit
-    done = await wait_terminal(orders, oid, timeout=20)
+    # the worker's reads of an order by id (a job without a usable hint reads its order first)
+    read_by_worker: list[str] = []
+    get_order = worker.orders.GetOrder
+
+    def counting(request: orders_pb2.GetOrderRequest, **kwargs: object) -> object:
+        read_by_worker.append(request.order_id)
+        return get_order(request, **kwargs)  # type: ignore[arg-type]
+
+    worker.orders.GetOrder = counting  # type: ignore[method-assign,assignment]
+    try:
+        while await price(router, eng, "USDC", "SOL") < limit * 1002 // 1000:
+            await sell_sol(eng, orders)  # the pool moves across the limit
+        done = await wait_terminal(orders, oid, timeout=20)
+    finally:
+        worker.orders.GetOrder = get_order  # type: ignore[method-assign]
     names = [NAMES[e.status] for e in done.events]
     assert names == ["pending", "open", "routing", "routing", "building", "submitted", "confirmed"], [
         (NAMES[e.status], e.data_json) for e in done.events
     ]
+    # its job carried the order as stored after its trigger: driven without reading it back
+    assert oid not in read_by_worker
     assert json.loads(done.events[2].data_json)["trigger"]["type"] == "limit"
     floor = limit_out(done.spec)
     assert done.amount_out >= floor  # landed at or above the limit
