@@ -288,7 +288,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--triggered", type=int, default=100, help="about how many the market move crosses")
     parser.add_argument("--idle-s", type=float, default=10.0, help="the idle window measured")
-    parser.add_argument("--sell", default="1000", help="SOL per market sell that moves the pool")
+    parser.add_argument(
+        "--sell",
+        default="150",
+        help="SOL per market sell that moves the pool (larger ones overshoot: 1000 crossed 300-560)",
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight while placing")
     args = parser.parse_args()
 
