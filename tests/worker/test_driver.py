@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ import redis.asyncio as aioredis
 
 from common import jobs
 from common.markets import load_markets
-from orderengine.v1 import orders_pb2, orders_pb2_grpc
+from orderengine.v1 import executor_pb2, orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
 from worker.consumer import Worker, _hint
 
@@ -89,6 +90,21 @@ async def wait_terminal(
     except TimeoutError:
         events = [(NAMES[e.status], e.data_json) for e in order.events] if order else None
         raise AssertionError(f"order {order_id} not terminal after {timeout} s: {events}") from None
+
+
+async def confirmed_through(
+    eng: Engine,
+    worker: Worker,
+    orders: orders_pb2_grpc.OrdersStub,
+    execute: Callable[[executor_pb2.ExecuteRequest], AsyncIterator[executor_pb2.ExecutionUpdate]],
+) -> tuple[orders_pb2.Order, list[tuple[str, Any]]]:
+    """Submits an order with the worker's executor calls going through `execute` (a wrapper of the
+    real link's); returns the confirmed order and its events as (status name, data)."""
+    worker.executor_link.execute = execute  # type: ignore[method-assign]
+    order = await wait_terminal(orders, await submit(eng, orders), timeout=30)
+    events = [(NAMES[e.status], json.loads(e.data_json)) for e in order.events]
+    assert NAMES[order.status] == "confirmed", events
+    return order, events
 
 
 async def test_orders_confirm(eng: Engine, worker: Worker, orders: orders_pb2_grpc.OrdersStub) -> None:
@@ -285,7 +301,6 @@ async def test_a_price_move_beyond_the_bound_is_retried_with_a_fresh_quote_and_c
     from solders.keypair import Keypair
     from solders.pubkey import Pubkey
 
-    from orderengine.v1 import executor_pb2
     from tests.simchain.helpers import trade
 
     trader = Keypair()
@@ -306,11 +321,7 @@ async def test_a_price_move_beyond_the_bound_is_retried_with_a_fresh_quote_and_c
         async for update in original(request):
             yield update
 
-    worker.executor_link.execute = execute_after_a_move  # type: ignore[method-assign]
-    oid = await submit(eng, orders)
-    order = await wait_terminal(orders, oid, timeout=30)
-    events = [(NAMES[e.status], json.loads(e.data_json)) for e in order.events]
-    assert NAMES[order.status] == "confirmed", events
+    order, events = await confirmed_through(eng, worker, orders, execute_after_a_move)
     assert moved == [1] and order.attempts == 2
     routing = [data for name, data in events if name == "routing"]
     assert [r["attempt"] for r in routing] == [1, 2]

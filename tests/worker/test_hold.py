@@ -15,7 +15,7 @@ import pytest
 from common.grpc_client import open_channel
 from orderengine.v1 import executor_pb2, orders_pb2, orders_pb2_grpc
 from tests.engine import Engine, engine
-from tests.worker.test_driver import NAMES, sim_faults, submit, wait_terminal
+from tests.worker.test_driver import NAMES, confirmed_through, sim_faults, submit, wait_terminal
 from tests.worker.test_settle import LAG_SLOTS
 from worker.consumer import Worker
 
@@ -108,11 +108,7 @@ async def test_an_attempt_that_ends_otherwise_has_its_send_on_record_first(
                 return
             yield update
 
-    worker.executor_link.execute = failing_after_the_send  # type: ignore[method-assign]
-    order_id = await submit(eng, orders)
-    order = await wait_terminal(orders, order_id, timeout=30)
-    events = [(NAMES[e.status], json.loads(e.data_json)) for e in order.events]
-    assert NAMES[order.status] == "confirmed", events
+    order, events = await confirmed_through(eng, worker, orders, failing_after_the_send)
     names = [name for name, _ in events]
     assert names[:5] == ["pending", "routing", "building", "submitted", "routing"], names
     assert events[3][1]["signature"] == withheld[0] == order.tx_hash
